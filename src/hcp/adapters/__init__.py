@@ -1,0 +1,1 @@
+"""Adapters: every piece of I/O (database, bus, devices, market files) behind the ports."""

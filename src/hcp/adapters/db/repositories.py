@@ -1,0 +1,412 @@
+"""SQLAlchemy implementations of the repository ports, one small class per aggregate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hcp.adapters.db.tables import (
+    ApiKeyRow,
+    CustomerRow,
+    DeviceModelRow,
+    DeviceRow,
+    MarketSnapshotRow,
+    RackRow,
+    SiteRow,
+    WorkloadEventRow,
+    WorkloadRow,
+)
+from hcp.domain.devices import DeviceKind
+from hcp.domain.fleet import Device, Rack, Site
+from hcp.domain.identity import ApiKey, Customer, Role
+from hcp.domain.market import MarketSnapshot
+from hcp.domain.workloads import (
+    Requirements,
+    StateChange,
+    Workload,
+    WorkloadClass,
+    WorkloadEvent,
+    WorkloadState,
+)
+
+
+class SqlWorkloads:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, workload: Workload, change: StateChange) -> None:
+        self._s.add(_workload_row(workload))
+        self._s.flush()  # no ORM relationships: write the parent row before its event
+        self._s.add(_event_row(change))
+
+    def get(self, workload_id: str) -> Workload | None:
+        row = self._s.get(WorkloadRow, workload_id)
+        return None if row is None else _workload(row)
+
+    def find(
+        self, *, customer_id: str | None, state: WorkloadState | None, limit: int, offset: int
+    ) -> list[Workload]:
+        query = _filtered(select(WorkloadRow), customer_id, state)
+        query = query.order_by(WorkloadRow.submitted_at.desc(), WorkloadRow.id).limit(limit)
+        return [_workload(r) for r in self._s.scalars(query.offset(offset))]
+
+    def count(self, *, customer_id: str | None, state: WorkloadState | None) -> int:
+        query = _filtered(select(func.count()).select_from(WorkloadRow), customer_id, state)
+        return int(self._s.scalar(query) or 0)
+
+    def save_transition(self, workload: Workload, change: StateChange) -> None:
+        row = self._s.get(WorkloadRow, workload.id)
+        if row is None:
+            raise KeyError(workload.id)
+        for key, value in _workload_columns(workload).items():
+            setattr(row, key, value)
+        self._s.add(_event_row(change))
+
+    def history(self, workload_id: str) -> list[StateChange]:
+        query = (
+            select(WorkloadEventRow)
+            .where(WorkloadEventRow.workload_id == workload_id)
+            .order_by(WorkloadEventRow.id)
+        )
+        return [_change(r) for r in self._s.scalars(query)]
+
+    def queue_position(self, workload: Workload) -> int:
+        w = WorkloadRow
+        ahead = or_(
+            w.priority < workload.priority,
+            and_(
+                w.priority == workload.priority,
+                or_(
+                    w.submitted_at < workload.submitted_at,
+                    and_(w.submitted_at == workload.submitted_at, w.id < workload.id),
+                ),
+            ),
+        )
+        query = select(func.count()).where(w.state == WorkloadState.QUEUED.value, ahead)
+        return int(self._s.scalar(query) or 0) + 1
+
+    def queued_by_priority(self) -> dict[int, int]:
+        query = (
+            select(WorkloadRow.priority, func.count())
+            .where(WorkloadRow.state == WorkloadState.QUEUED.value)
+            .group_by(WorkloadRow.priority)
+        )
+        return {int(p): int(n) for p, n in self._s.execute(query)}
+
+    def gpus_in_use(self) -> int:
+        active = (WorkloadState.SCHEDULED.value, WorkloadState.RUNNING.value)
+        query = select(func.coalesce(func.sum(WorkloadRow.gpu_count), 0)).where(
+            WorkloadRow.state.in_(active)
+        )
+        return int(self._s.scalar(query) or 0)
+
+
+def _filtered(query: Any, customer_id: str | None, state: WorkloadState | None) -> Any:
+    if customer_id is not None:
+        query = query.where(WorkloadRow.customer_id == customer_id)
+    if state is not None:
+        query = query.where(WorkloadRow.state == state.value)
+    return query
+
+
+def _workload_columns(w: Workload) -> dict[str, Any]:
+    req = w.requirements
+    return {
+        "customer_id": w.customer_id,
+        "workload_class": w.workload_class.value,
+        "priority": w.priority,
+        "state": w.state.value,
+        "gpu_type": req.gpu_type,
+        "gpu_count": req.gpu_count,
+        "memory_gb_per_gpu": req.memory_gb_per_gpu,
+        "estimated_hours": req.estimated_hours,
+        "deadline": w.deadline,
+        "checkpointable": w.checkpointable,
+        "max_price_usd_per_gpu_hour": w.max_price_usd_per_gpu_hour,
+        "site_id": w.site_id,
+        "progress": w.progress,
+        "retries": w.retries,
+        "submitted_at": w.submitted_at,
+        "updated_at": w.updated_at,
+    }
+
+
+def _workload_row(w: Workload) -> WorkloadRow:
+    return WorkloadRow(id=w.id, **_workload_columns(w))
+
+
+def _workload(r: WorkloadRow) -> Workload:
+    return Workload(
+        id=r.id,
+        customer_id=r.customer_id,
+        workload_class=WorkloadClass(r.workload_class),
+        state=WorkloadState(r.state),
+        requirements=Requirements(
+            gpu_type=r.gpu_type,
+            gpu_count=r.gpu_count,
+            memory_gb_per_gpu=r.memory_gb_per_gpu,
+            estimated_hours=r.estimated_hours,
+        ),
+        submitted_at=r.submitted_at,
+        updated_at=r.updated_at,
+        deadline=r.deadline,
+        checkpointable=r.checkpointable,
+        max_price_usd_per_gpu_hour=r.max_price_usd_per_gpu_hour,
+        site_id=r.site_id,
+        progress=r.progress,
+        retries=r.retries,
+    )
+
+
+def _event_row(c: StateChange) -> WorkloadEventRow:
+    return WorkloadEventRow(
+        workload_id=c.workload_id,
+        at=c.at,
+        event=c.event.value,
+        from_state=None if c.from_state is None else c.from_state.value,
+        to_state=c.to_state.value,
+        reason=c.reason,
+    )
+
+
+def _change(r: WorkloadEventRow) -> StateChange:
+    return StateChange(
+        workload_id=r.workload_id,
+        at=r.at,
+        event=WorkloadEvent(r.event),
+        from_state=None if r.from_state is None else WorkloadState(r.from_state),
+        to_state=WorkloadState(r.to_state),
+        reason=r.reason,
+    )
+
+
+class SqlCustomers:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, customer: Customer) -> None:
+        self._s.add(
+            CustomerRow(
+                id=customer.id,
+                name=customer.name,
+                weight=customer.weight,
+                gpu_quota=customer.gpu_quota,
+                created_at=customer.created_at,
+            )
+        )
+        self._s.flush()  # keys and workloads reference the customer
+
+    def get(self, customer_id: str) -> Customer | None:
+        r = self._s.get(CustomerRow, customer_id)
+        if r is None:
+            return None
+        return Customer(r.id, r.name, r.created_at, r.weight, r.gpu_quota)
+
+
+class SqlApiKeys:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, key: ApiKey) -> None:
+        self._s.add(
+            ApiKeyRow(
+                id=key.id,
+                key_hash=key.key_hash,
+                prefix=key.prefix,
+                name=key.name,
+                role=key.role.value,
+                customer_id=key.customer_id,
+                created_at=key.created_at,
+                expires_at=key.expires_at,
+                revoked_at=key.revoked_at,
+            )
+        )
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        row = self._s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+        return None if row is None else _api_key(row)
+
+    def all(self) -> list[ApiKey]:
+        return [_api_key(r) for r in self._s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
+
+
+def _api_key(r: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        id=r.id,
+        key_hash=r.key_hash,
+        prefix=r.prefix,
+        name=r.name,
+        role=Role(r.role),
+        customer_id=r.customer_id,
+        created_at=r.created_at,
+        expires_at=r.expires_at,
+        revoked_at=r.revoked_at,
+    )
+
+
+class SqlFleet:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_site(self, site: Site) -> None:
+        self._s.add(
+            SiteRow(
+                id=site.id,
+                name=site.name,
+                node=site.node,
+                capacity_mw=site.capacity_mw,
+                pue=site.pue,
+                contract=dict(site.contract),
+            )
+        )
+
+    def add_rack(self, rack: Rack) -> None:
+        self._s.flush()  # the site first (foreign key)
+        self._s.add(RackRow(id=rack.id, site_id=rack.site_id, name=rack.name))
+
+    def ensure_model(
+        self, name: str, kind: DeviceKind, manufacturer: str, spec: dict[str, Any]
+    ) -> None:
+        if self._s.get(DeviceModelRow, name) is None:
+            self._s.add(
+                DeviceModelRow(name=name, kind=kind.value, manufacturer=manufacturer, spec=spec)
+            )
+            self._s.flush()
+
+    def add_devices(self, devices: Sequence[Device]) -> None:
+        self._s.flush()  # no ORM relationships: the site and racks must be written first
+        self._s.add_all(_device_row(d) for d in devices)
+
+    def sites(self) -> list[Site]:
+        return [_site(r) for r in self._s.scalars(select(SiteRow).order_by(SiteRow.id))]
+
+    def site(self, site_id: str) -> Site | None:
+        row = self._s.get(SiteRow, site_id)
+        return None if row is None else _site(row)
+
+    def devices(
+        self,
+        *,
+        site_id: str | None = None,
+        kind: DeviceKind | None = None,
+        state: str | None = None,
+    ) -> list[Device]:
+        query = select(DeviceRow).order_by(DeviceRow.id)
+        if site_id is not None:
+            query = query.where(DeviceRow.site_id == site_id)
+        if kind is not None:
+            query = query.where(DeviceRow.kind == kind.value)
+        if state is not None:
+            query = query.where(DeviceRow.state == state)
+        return [_device(r) for r in self._s.scalars(query)]
+
+    def gpus_by_site_and_model(self) -> dict[tuple[str, str], int]:
+        query = (
+            select(DeviceRow.site_id, DeviceRow.model_name, func.count())
+            .where(DeviceRow.kind == DeviceKind.GPU.value)
+            .group_by(DeviceRow.site_id, DeviceRow.model_name)
+        )
+        return {(s, m): int(n) for s, m, n in self._s.execute(query)}
+
+
+def _site(r: SiteRow) -> Site:
+    return Site(r.id, r.name, r.node, r.capacity_mw, r.pue, dict(r.contract))
+
+
+def _device_row(d: Device) -> DeviceRow:
+    return DeviceRow(
+        id=d.id,
+        site_id=d.site_id,
+        rack_id=d.rack_id,
+        model_name=d.model_name,
+        kind=d.kind.value,
+        address=d.address,
+        state=d.state,
+        healthy=d.healthy,
+        profile=d.profile,
+        power_w=d.power_w,
+        hashrate_ths=d.hashrate_ths,
+        updated_at=d.updated_at,
+    )
+
+
+def _device(r: DeviceRow) -> Device:
+    return Device(
+        id=r.id,
+        site_id=r.site_id,
+        rack_id=r.rack_id,
+        model_name=r.model_name,
+        kind=DeviceKind(r.kind),
+        state=r.state,
+        updated_at=r.updated_at,
+        address=r.address,
+        healthy=r.healthy,
+        profile=r.profile,
+        power_w=r.power_w,
+        hashrate_ths=r.hashrate_ths,
+    )
+
+
+class SqlMarket:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, snapshot: MarketSnapshot, source: str) -> None:
+        self._s.add(
+            MarketSnapshotRow(
+                at=snapshot.at,
+                source=source,
+                btc_usd=snapshot.btc_usd,
+                difficulty=snapshot.difficulty,
+                fees_btc_per_day=snapshot.fees_btc_per_day,
+                electricity_usd_per_mwh=dict(snapshot.electricity_usd_per_mwh),
+                day_ahead_usd_per_mwh=dict(snapshot.day_ahead_usd_per_mwh),
+                gpu_spot_usd_per_gpu_hour=dict(snapshot.gpu_spot_usd_per_gpu_hour),
+            )
+        )
+
+    def latest(self) -> MarketSnapshot | None:
+        query = select(MarketSnapshotRow).order_by(
+            MarketSnapshotRow.at.desc(), MarketSnapshotRow.id.desc()
+        )
+        row = self._s.scalar(query.limit(1))
+        if row is None:
+            return None
+        return MarketSnapshot(
+            at=row.at,
+            electricity_usd_per_mwh=row.electricity_usd_per_mwh,
+            btc_usd=row.btc_usd,
+            difficulty=row.difficulty,
+            fees_btc_per_day=row.fees_btc_per_day,
+            gpu_spot_usd_per_gpu_hour=row.gpu_spot_usd_per_gpu_hour,
+            day_ahead_usd_per_mwh=row.day_ahead_usd_per_mwh,
+        )
+
+
+class SqlUnitOfWork:
+    """One session, one transaction; rolled back on leaving unless committed."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self._session = self._factory()
+        self.workloads = SqlWorkloads(self._session)
+        self.customers = SqlCustomers(self._session)
+        self.api_keys = SqlApiKeys(self._session)
+        self.fleet = SqlFleet(self._session)
+        self.market = SqlMarket(self._session)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._session.rollback()
+        self._session.close()
+
+    def commit(self) -> None:
+        self._session.commit()
+
+    def rollback(self) -> None:
+        self._session.rollback()

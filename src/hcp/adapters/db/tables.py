@@ -1,0 +1,263 @@
+"""The relational schema. Alembic migrations are generated from this metadata and reviewed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every backend (SQLite keeps no zone: store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: HCP stores only timezone-aware times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+Money = Numeric(18, 6, asdecimal=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        Decimal: Money,
+        dict[str, Any]: JSON,
+    }
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    node: Mapped[str] = mapped_column(String(64))
+    capacity_mw: Mapped[float] = mapped_column(Float)
+    pue: Mapped[float] = mapped_column(Float)
+    contract: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RackRow(Base):
+    __tablename__ = "racks"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class DeviceModelRow(Base):
+    __tablename__ = "device_models"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    manufacturer: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    rack_id: Mapped[str | None] = mapped_column(ForeignKey("racks.id"))
+    model_name: Mapped[str] = mapped_column(ForeignKey("device_models.name"))
+    kind: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(32))
+    healthy: Mapped[bool] = mapped_column(Boolean, default=True)
+    profile: Mapped[str | None] = mapped_column(String(64))
+    power_w: Mapped[float] = mapped_column(Float, default=0.0)
+    hashrate_ths: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime]
+    __table_args__ = (Index(None, "kind", "state"),)
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    gpu_quota: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class WorkloadRow(Base):
+    __tablename__ = "workloads"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    workload_class: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    gpu_type: Mapped[str | None] = mapped_column(String(32))
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    memory_gb_per_gpu: Mapped[int | None] = mapped_column(Integer)
+    estimated_hours: Mapped[float | None] = mapped_column(Float)
+    deadline: Mapped[datetime | None]
+    checkpointable: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_price_usd_per_gpu_hour: Mapped[Decimal | None]
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id"))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    __table_args__ = (
+        Index(None, "state", "priority", "submitted_at"),
+        Index(None, "customer_id", "submitted_at"),
+    )
+
+
+class WorkloadEventRow(Base):
+    __tablename__ = "workload_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), index=True)
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(16))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class MarketSnapshotRow(Base):
+    __tablename__ = "market_snapshots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    btc_usd: Mapped[float] = mapped_column(Float)
+    difficulty: Mapped[float] = mapped_column(Float)
+    fees_btc_per_day: Mapped[float] = mapped_column(Float)
+    electricity_usd_per_mwh: Mapped[dict[str, Any]] = mapped_column(JSON)
+    day_ahead_usd_per_mwh: Mapped[dict[str, Any]] = mapped_column(JSON)
+    gpu_spot_usd_per_gpu_hour: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class PlanRow(Base):
+    __tablename__ = "plans"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    interval_start: Mapped[datetime]
+    strategy: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    expected_profit_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime]
+    __table_args__ = (Index(None, "site_id", "interval_start"),)
+
+
+class AllocationRow(Base):
+    __tablename__ = "allocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), index=True)
+    device_model: Mapped[str] = mapped_column(String(64))
+    use: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    power_kw: Mapped[float] = mapped_column(Float)
+
+
+class TelemetrySampleRow(Base):
+    __tablename__ = "telemetry_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    value: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index(None, "device_id", "metric", "at"),)
+
+
+class UsageRecordRow(Base):
+    __tablename__ = "usage_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    workload_class: Mapped[str] = mapped_column(String(32))
+    gpu_type: Mapped[str | None] = mapped_column(String(32))
+    interval_start: Mapped[datetime]
+    interval_end: Mapped[datetime]
+    gpu_hours: Mapped[Decimal]
+    energy_kwh: Mapped[Decimal]
+    __table_args__ = (UniqueConstraint("workload_id", "interval_start"),)
+
+
+class InvoiceRow(Base):
+    __tablename__ = "invoices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    total: Mapped[Decimal]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("customer_id", "month"),)
+
+
+class InvoiceLineRow(Base):
+    __tablename__ = "invoice_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    description: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[Decimal]
+    unit: Mapped[str] = mapped_column(String(32))
+    unit_price: Mapped[Decimal]
+    amount: Mapped[Decimal]
+
+
+def utcnow() -> datetime:
+    """Only for column defaults at the edge; the core receives its time from a Clock."""
+    return datetime.now(UTC)

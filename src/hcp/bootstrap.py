@@ -1,0 +1,183 @@
+"""Composition root: the only module that imports both adapters and services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from hcp.adapters.clock import SystemClock
+from hcp.adapters.db.engine import make_engine, make_session_factory
+from hcp.adapters.db.migrate import is_current, upgrade
+from hcp.adapters.db.repositories import SqlUnitOfWork
+from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
+from hcp.config import Settings
+from hcp.domain.fleet import Site
+from hcp.domain.identity import Customer, Role
+from hcp.services.auth import Authenticator, issue_key
+from hcp.services.fleet import FleetService, SiteSpec, provision_site
+from hcp.services.market import MarketService
+from hcp.services.platform import Platform
+from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory
+from hcp.services.workloads import WorkloadService
+
+log = logging.getLogger(__name__)
+
+DEMO_CUSTOMER_ID = "cust-001"
+DEMO_KEYS_FILE = "demo-keys.json"
+
+
+@dataclass
+class Runtime:
+    """Everything `hcp up` and `hcp api` run on."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    platform: Platform
+    unit_of_work: UnitOfWorkFactory
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Wire adapters to services for `settings`; opens no connection yet."""
+    engine = make_engine(settings.effective_database_url)
+    factory = make_session_factory(engine)
+    clock = clock or SystemClock()
+
+    def uow() -> UnitOfWork:
+        return SqlUnitOfWork(factory)
+
+    market = MarketService(uow)
+    platform = Platform(
+        workloads=WorkloadService(uow, clock),
+        auth=Authenticator(uow, clock),
+        market=market,
+        fleet=FleetService(uow),
+        health=lambda: _health(engine, market, clock, settings),
+    )
+    return Runtime(settings, engine, clock, platform, uow)
+
+
+def _health(
+    engine: Engine, market: MarketService, clock: Clock, settings: Settings
+) -> dict[str, str]:
+    components: dict[str, str] = {}
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        components["database"] = "ok"
+        components["schema"] = (
+            "ok" if is_current(engine) else "migrations pending: run `hcp db upgrade`"
+        )
+    except Exception as exc:  # report, never raise, from a health check
+        components["database"] = f"unreachable: {type(exc).__name__}"
+        return components
+    try:
+        snapshot, _site = market.current()
+        age = clock.now() - snapshot.at
+        stale = (
+            age > timedelta(seconds=max(3 * settings.tick_seconds, 900))
+            and settings.env == "production"
+        )
+        components["market"] = "stale" if stale else "ok"
+    except Exception as exc:
+        components["market"] = str(exc)
+    return components
+
+
+def site_spec(settings: Settings) -> SiteSpec:
+    site = Site(
+        id=settings.site_id,
+        name=settings.site_name,
+        node=settings.site_node,
+        capacity_mw=settings.site_capacity_mw,
+        pue=settings.site_pue,
+        contract={"kind": "rt", "adder_usd_per_mwh": 0.0},
+    )
+    return SiteSpec(
+        site,
+        settings.site_asic_model,
+        settings.site_asics,
+        settings.site_gpu_model,
+        settings.site_gpus,
+        settings.site_gpus_per_node,
+    )
+
+
+def prepare(runtime: Runtime) -> dict[str, str] | None:
+    """Migrate, provision the simulated site, and on first start create the demo keys.
+
+    Returns the new keys ({"admin": ..., "customer": ...}) when they were created now.
+    """
+    upgrade(runtime.engine)
+    now = runtime.clock.now()
+    with runtime.unit_of_work() as uow:
+        provision_site(uow, site_spec(runtime.settings), now)
+        uow.commit()
+    return _ensure_demo_keys(runtime, now)
+
+
+def _ensure_demo_keys(runtime: Runtime, now: datetime) -> dict[str, str] | None:
+    with runtime.unit_of_work() as uow:
+        if uow.api_keys.all():
+            return None
+        if uow.customers.get(DEMO_CUSTOMER_ID) is None:
+            uow.customers.add(Customer(DEMO_CUSTOMER_ID, "Demo customer", now))
+        admin = issue_key(
+            uow, name="admin (first start)", role=Role.ADMIN, customer_id=None, now=now
+        )
+        customer = issue_key(
+            uow, name="demo customer", role=Role.CUSTOMER, customer_id=DEMO_CUSTOMER_ID, now=now
+        )
+        keys = {"admin": admin.secret, "customer": customer.secret, "customer_id": DEMO_CUSTOMER_ID}
+        # The file first: if we die before the commit, the next start makes new keys and
+        # overwrites it; the other order could leave working keys nobody knows.
+        write_private_json(runtime.settings.var_dir / DEMO_KEYS_FILE, keys)
+        uow.commit()
+    return keys
+
+
+def write_private_json(path: Path, data: dict[str, str]) -> None:
+    """Write `data` to `path` atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def market_feed(settings: Settings, start: datetime) -> MarketFeed:
+    """The simulated market for the site's node, stepping once per tick."""
+    step = timedelta(seconds=settings.tick_seconds)
+    aligned = datetime.fromtimestamp(
+        start.timestamp() // step.total_seconds() * step.total_seconds(), UTC
+    )
+    config = MarketSimulatorConfig(nodes=(settings.site_node,))
+    return SimulatedMarketFeed(config, start=aligned, step=step, seed=settings.market_seed)
+
+
+async def run_market_loop(runtime: Runtime, feed: MarketFeed) -> None:
+    """After each tick, record the next snapshot until cancelled; a failed tick is only logged."""
+    while True:
+        await asyncio.sleep(runtime.settings.tick_seconds)
+        try:
+            snapshot = feed.next_snapshot()
+            if snapshot is None:
+                log.warning("market feed exhausted; prices stop updating")
+                return
+            await asyncio.to_thread(runtime.platform.market.record, snapshot, "simulator")
+        except Exception:
+            log.exception("market tick failed")

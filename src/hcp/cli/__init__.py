@@ -1,0 +1,1 @@
+"""The `hcp` command line (Typer)."""

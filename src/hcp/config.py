@@ -1,0 +1,77 @@
+"""Settings: read once, at the composition root, from HCP_* variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
+
+
+class Settings(BaseSettings):
+    """Everything that can be configured. Environment variables win over the TOML file
+    (named by HCP_CONFIG), which wins over the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="HCP_", extra="forbid")
+
+    env: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    tick_seconds: float = Field(300.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    secret_key: SecretStr = SecretStr("change-me")
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+    market_seed: int = 42
+
+    site_id: str = "site-west-1"
+    site_name: str = "West Texas 1"
+    site_node: str = "HB_WEST"
+    site_capacity_mw: float = Field(1.0, gt=0)
+    site_pue: float = Field(1.08, ge=1.0)
+    site_asics: int = Field(50, ge=0)
+    site_asic_model: str = "S21"
+    site_gpus: int = Field(10, ge=0)
+    site_gpu_model: str = "H100 SXM"
+    site_gpus_per_node: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.env != "development" and self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                f"HCP_SECRET_KEY is a placeholder; set a real secret when HCP_ENV={self.env}"
+            )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or a SQLite file under var_dir."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'hcp.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("HCP_CONFIG")
+        if toml_path:
+            if not Path(toml_path).is_file():
+                raise FileNotFoundError(f"HCP_CONFIG names {toml_path}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        sources.append(file_secret_settings)
+        return tuple(sources)

@@ -1,0 +1,60 @@
+"""Device model types. The catalog of real models (figures with sources) is `domain.catalog`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DeviceKind(StrEnum):
+    ASIC = "asic"
+    GPU = "gpu"
+
+
+@dataclass(frozen=True, slots=True)
+class AsicProfile:
+    """One operating point of an ASIC: hashrate in TH/s at a wall power in W."""
+
+    name: str
+    hashrate_ths: float
+    power_w: float
+
+    @property
+    def efficiency_j_per_th(self) -> float:
+        """Joules per terahash (W per TH/s); lower is better. Infinite for a non-hashing profile."""
+        return self.power_w / self.hashrate_ths if self.hashrate_ths > 0 else float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class AsicModel:
+    """An ASIC miner model: its hashing profiles, its sleep draw and how long waking takes."""
+
+    name: str
+    manufacturer: str
+    profiles: tuple[AsicProfile, ...]
+    stock_profile: str
+    sleep_power_w: float
+    wake_seconds: float
+
+    def profile(self, name: str) -> AsicProfile:
+        """The profile called `name`; KeyError names the model and the known profiles."""
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.profiles)
+        raise KeyError(f"{self.name} has no profile {name!r} (known: {known})")
+
+    @property
+    def stock(self) -> AsicProfile:
+        return self.profile(self.stock_profile)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuModel:
+    """A GPU model: its family as customers name it (`H100`), power busy and idle in W, memory."""
+
+    name: str
+    family: str
+    busy_power_w: float
+    idle_power_w: float
+    memory_gb: int

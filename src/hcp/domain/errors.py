@@ -1,0 +1,67 @@
+"""The error hierarchy, drawn once. Errors carry their context; only the HTTP layer maps them
+to status codes and only the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class HcpError(Exception):
+    """Base of every error HCP raises on purpose."""
+
+
+class ValidationError(HcpError):
+    """Input that breaks a domain rule; `field` names the offending field (dotted path)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(HcpError):
+    """An object that does not exist, or that the caller may not see (both answer 404)."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"{kind} {object_id!r} not found")
+        self.kind = kind
+        self.object_id = object_id
+
+
+class Forbidden(HcpError):
+    """The caller is known but may not do this."""
+
+
+class Unauthenticated(HcpError):
+    """No credentials, or credentials that match no active key."""
+
+
+class Conflict(HcpError):
+    """The request is valid but clashes with the current state."""
+
+
+class InvalidTransition(Conflict):
+    """A lifecycle event the transition table does not allow from the current state."""
+
+    def __init__(self, state: str, event: str, workload_id: str | None = None) -> None:
+        subject = f"workload {workload_id}" if workload_id else "a workload"
+        super().__init__(f"cannot {event} {subject} that is {state}")
+        self.state = state
+        self.event = event
+        self.workload_id = workload_id
+
+
+class DataError(HcpError):
+    """Bad input data in a file: names the file, line and column (1-based) where known."""
+
+    def __init__(
+        self, path: str, message: str, line: int | None = None, column: str | int | None = None
+    ) -> None:
+        where = path
+        if line is not None:
+            where += f":{line}"
+        if column is not None:
+            where += f" column {column}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+        self.column = column
+        self.message = message

@@ -1,0 +1,48 @@
+"""Sites, racks and devices: the stored fleet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hcp.domain.devices import DeviceKind
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A power-limited place on one market node with one contract."""
+
+    id: str
+    name: str
+    node: str
+    capacity_mw: float
+    pue: float
+    contract: dict[str, Any] = field(
+        default_factory=lambda: {"kind": "rt", "adder_usd_per_mwh": 0.0}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rack:
+    id: str
+    site_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One ASIC or GPU as the platform last saw it."""
+
+    id: str
+    site_id: str
+    rack_id: str | None
+    model_name: str
+    kind: DeviceKind
+    state: str
+    updated_at: datetime
+    address: str | None = None
+    healthy: bool = True
+    profile: str | None = None
+    power_w: float = 0.0
+    hashrate_ths: float = 0.0

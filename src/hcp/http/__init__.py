@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI app factory, schemas, routes, auth and error mapping."""

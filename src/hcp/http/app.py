@@ -1,0 +1,37 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+import hcp
+from hcp.http.errors import install_error_handlers
+from hcp.http.metrics import HttpMetrics, PlatformCollector
+from hcp.http.middleware import BodyLimit, RequestMetrics
+from hcp.http.routes import health, market, operations, workloads
+from hcp.services.platform import Platform
+
+DESCRIPTION = """HCP decides what each megawatt of a bitcoin-mining site does: mine, serve AI
+workloads, rent GPUs, or curtail. Every `/api/v1` call needs an API key:
+`Authorization: Bearer hcp_...`."""
+
+
+def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAPI:
+    """An app serving `platform`; all state lives in the platform's services."""
+    app = FastAPI(
+        title="HCP — hybrid compute platform",
+        version=hcp.__version__,
+        description=DESCRIPTION,
+    )
+    registry = CollectorRegistry()
+    registry.register(PlatformCollector(platform))
+    http_metrics = HttpMetrics(registry)
+    app.state.platform = platform
+    app.state.registry = registry
+    install_error_handlers(app)
+    for module in (health, workloads, market, operations):
+        app.include_router(module.router)
+    app.add_middleware(RequestMetrics, requests=http_metrics.requests, latency=http_metrics.latency)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app

@@ -1,0 +1,32 @@
+"""FastAPI dependencies: the platform's services and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hcp.domain.identity import Principal
+from hcp.services.platform import Platform
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer hcp_...`")
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def get_principal(
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    secret = credentials.credentials if credentials is not None else None
+    return platform.auth.authenticate(secret)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,82 @@
+"""Prometheus metrics: request counters, plus gauges read from the platform at scrape time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from hcp.economics import snapshot_hashprice
+from hcp.services.platform import Platform
+
+log = logging.getLogger(__name__)
+
+
+class PlatformCollector(Collector):
+    """Queue depth, fleet by state and the market, read fresh on every scrape."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            yield from self._queue()
+            yield from self._fleet()
+            yield from self._market()
+        except Exception:  # a failing read must not break the whole scrape
+            log.exception("metrics collection failed")
+
+    def _queue(self) -> Iterator[GaugeMetricFamily]:
+        depth = self._platform.workloads.queue_depth()
+        queued = GaugeMetricFamily("hcp_queue_depth", "Queued workloads", labels=["priority"])
+        for priority, count in depth.by_priority.items():
+            queued.add_metric([str(priority)], count)
+        yield queued
+        yield GaugeMetricFamily(
+            "hcp_gpu_utilization_pct", "GPUs in use, percent", value=depth.utilization_pct
+        )
+
+    def _fleet(self) -> Iterator[GaugeMetricFamily]:
+        devices = GaugeMetricFamily(
+            "hcp_devices", "Devices by kind and state", labels=["kind", "state"]
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for d in self._platform.fleet.devices():
+            counts[(d.kind.value, d.state)] = counts.get((d.kind.value, d.state), 0) + 1
+        for (kind, state), n in sorted(counts.items()):
+            devices.add_metric([kind, state], n)
+        yield devices
+
+    def _market(self) -> Iterator[GaugeMetricFamily]:
+        snapshot, site = self._platform.market.current()
+        yield GaugeMetricFamily(
+            "hcp_market_electricity_usd_per_mwh",
+            "Real-time electricity price at the site node",
+            value=snapshot.electricity(site.node),
+        )
+        yield GaugeMetricFamily("hcp_market_btc_usd", "Bitcoin price", value=snapshot.btc_usd)
+        yield GaugeMetricFamily(
+            "hcp_market_hashprice_usd_per_th_day", "Hashprice", value=snapshot_hashprice(snapshot)
+        )
+        yield GaugeMetricFamily(
+            "hcp_market_gpu_spot_usd_per_gpu_hour",
+            "H100 spot rental price",
+            value=snapshot.gpu_spot("H100"),
+        )
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "hcp_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "hcp_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )

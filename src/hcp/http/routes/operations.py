@@ -1,0 +1,77 @@
+"""Queue depth, fleet and sites."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from hcp.domain.devices import DeviceKind
+from hcp.domain.fleet import Device
+from hcp.http.deps import CurrentPrincipal, PlatformDep
+from hcp.http.schemas import DeviceOut, QueueDepthOut, ResourcesOut, SiteOut
+
+router = APIRouter(prefix="/api/v1", tags=["operations"])
+
+
+@router.get("/queue/depth", response_model=QueueDepthOut)
+def queue_depth(platform: PlatformDep, _caller: CurrentPrincipal) -> QueueDepthOut:
+    """Queued workloads in all, by priority, and the share of GPUs in use (percent)."""
+    depth = platform.workloads.queue_depth()
+    return QueueDepthOut(
+        total_depth=depth.total_depth,
+        by_priority={str(p): n for p, n in depth.by_priority.items()},
+        utilization_pct=depth.utilization_pct,
+    )
+
+
+@router.get("/resources", response_model=ResourcesOut)
+def resources(
+    platform: PlatformDep,
+    _caller: CurrentPrincipal,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    kind: DeviceKind | None = None,
+    state: Annotated[str | None, Query(max_length=32)] = None,
+) -> ResourcesOut:
+    """Every stored device with its last known state, filtered by site, kind and state."""
+    devices = platform.fleet.devices(site_id=site, kind=kind, state=state)
+    return ResourcesOut(
+        resources=[_device_out(d) for d in devices],
+        total=len(devices),
+        by_kind=dict(Counter(d.kind.value for d in devices)),
+        by_state=dict(Counter(d.state for d in devices)),
+    )
+
+
+@router.get("/sites", response_model=list[SiteOut])
+def sites(platform: PlatformDep, _caller: CurrentPrincipal) -> list[SiteOut]:
+    """Every site with its market node, power limit, PUE and contract."""
+    return [
+        SiteOut(
+            site_id=s.id,
+            name=s.name,
+            node=s.node,
+            capacity_mw=s.capacity_mw,
+            pue=s.pue,
+            contract=s.contract,
+        )
+        for s in platform.fleet.sites()
+    ]
+
+
+def _device_out(d: Device) -> DeviceOut:
+    return DeviceOut(
+        device_id=d.id,
+        kind=d.kind.value,
+        model=d.model_name,
+        site_id=d.site_id,
+        rack_id=d.rack_id,
+        address=d.address,
+        state=d.state,
+        healthy=d.healthy,
+        profile=d.profile,
+        power_w=d.power_w,
+        hashrate_ths=d.hashrate_ths,
+        updated_at=d.updated_at,
+    )

@@ -1,0 +1,175 @@
+"""Request and response bodies of the public API (seed-compatible shapes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from hcp.domain.workloads import WorkloadClass, WorkloadState
+
+MAX_GPUS_PER_REQUEST = 100_000
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequirementsIn(Strict):
+    gpu_type: str | None = Field(
+        None, max_length=32, description="GPU family, e.g. H100; omit for any"
+    )
+    gpu_count: int = Field(1, ge=1, le=MAX_GPUS_PER_REQUEST)
+    memory_gb: int | None = Field(None, ge=1, le=4096, description="memory per GPU, GB")
+    estimated_duration_hours: float | None = Field(None, gt=0, le=8760)
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _any_is_none(cls, value: str | None) -> str | None:
+        return None if value is None or value.lower() == "any" else value
+
+
+class WorkloadIn(Strict):
+    customer_id: str | None = Field(None, min_length=1, max_length=64)
+    workload_type: WorkloadClass
+    priority: int | None = Field(None, ge=1, le=3, description="follows the class; may be omitted")
+    requirements: RequirementsIn = Field(default_factory=lambda: RequirementsIn())
+    deadline: AwareDatetime | None = None
+    checkpointable: bool = False
+    max_price_usd_per_gpu_hour: Decimal | None = Field(None, ge=0, le=10_000, decimal_places=6)
+
+
+class WorkloadCreated(BaseModel):
+    workload_id: str
+    status: WorkloadState
+    priority: int
+    queue_position: int
+    customer_id: str
+    workload_type: WorkloadClass
+    submitted_at: datetime
+
+
+class RequirementsOut(BaseModel):
+    gpu_type: str | None
+    gpu_count: int
+    memory_gb: int | None
+    estimated_duration_hours: float | None
+
+
+class WorkloadOut(BaseModel):
+    workload_id: str
+    customer_id: str
+    workload_type: WorkloadClass
+    priority: int
+    status: WorkloadState
+    requirements: RequirementsOut
+    submitted_at: datetime
+    updated_at: datetime
+    deadline: datetime | None
+    checkpointable: bool
+    max_price_usd_per_gpu_hour: Decimal | None
+    site_id: str | None
+    progress: float
+    retries: int
+
+
+class StateChangeOut(BaseModel):
+    at: datetime
+    event: str
+    from_state: WorkloadState | None
+    to_state: WorkloadState
+    reason: str | None
+
+
+class WorkloadDetail(WorkloadOut):
+    history: list[StateChangeOut]
+
+
+class WorkloadList(BaseModel):
+    workloads: list[WorkloadOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class PriceValue(BaseModel):
+    value: float
+    unit: str
+
+
+class PricesOut(BaseModel):
+    timestamp: datetime
+    node: str
+    prices: dict[str, PriceValue]
+
+
+class ProfitabilityIn(Strict):
+    resource_type: Literal["GPU", "ASIC"]
+    workload_type: WorkloadClass | None = None
+    power_draw_w: float | None = Field(None, gt=0, le=100_000)
+    gpu_type: str = Field("H100", max_length=32)
+    asic_model: str = Field("S21", max_length=64)
+    profile: str = Field("stock", max_length=64)
+    hashrate_ths: float | None = Field(None, gt=0, le=10_000)
+    duration_hours: float = Field(1.0, gt=0, le=8760)
+
+
+class ProfitabilityOut(BaseModel):
+    score: float
+    expected_revenue: float
+    estimated_cost: float
+    net_profit: float
+    recommendation: str
+    breakeven_usd_per_mwh: float
+    electricity_usd_per_mwh: float
+    timestamp: datetime
+
+
+class QueueDepthOut(BaseModel):
+    total_depth: int
+    by_priority: dict[str, int]
+    utilization_pct: float
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    kind: str
+    model: str
+    site_id: str
+    rack_id: str | None
+    address: str | None
+    state: str
+    healthy: bool
+    profile: str | None
+    power_w: float
+    hashrate_ths: float
+    updated_at: datetime
+
+
+class ResourcesOut(BaseModel):
+    resources: list[DeviceOut]
+    total: int
+    by_kind: dict[str, int]
+    by_state: dict[str, int]
+
+
+class SiteOut(BaseModel):
+    site_id: str
+    name: str
+    node: str
+    capacity_mw: float
+    pue: float
+    contract: dict[str, object]
+
+
+class ErrorField(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+    message: str
+    fields: list[ErrorField] = []

@@ -1,0 +1,51 @@
+"""Market use cases: record the feed's snapshots, read the current one, price a resource."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hcp.domain.errors import HcpError
+from hcp.domain.fleet import Site
+from hcp.domain.market import MarketSnapshot
+from hcp.economics import (
+    DEFAULT_PRICE_SHEET,
+    GpuPriceSheet,
+    Profitability,
+    ProfitabilityRequest,
+    calculate_profitability,
+)
+from hcp.services.ports import UnitOfWorkFactory
+
+
+class NoMarketData(HcpError):
+    """No snapshot has been recorded yet: the feed has not produced its first interval."""
+
+
+class MarketService:
+    def __init__(self, uow: UnitOfWorkFactory, sheet: GpuPriceSheet = DEFAULT_PRICE_SHEET) -> None:
+        self._uow = uow
+        self._sheet = sheet
+
+    def record(self, snapshot: MarketSnapshot, source: str) -> None:
+        with self._uow() as uow:
+            uow.market.add(snapshot, source)
+            uow.commit()
+
+    def current(self) -> tuple[MarketSnapshot, Site]:
+        """The newest snapshot and the site whose node prices it (the first site)."""
+        with self._uow() as uow:
+            snapshot = uow.market.latest()
+            sites = uow.fleet.sites()
+        if snapshot is None:
+            raise NoMarketData("no market snapshot recorded yet")
+        if not sites:
+            raise NoMarketData("no site is provisioned")
+        return snapshot, sites[0]
+
+    def profitability(
+        self, request: ProfitabilityRequest
+    ) -> tuple[Profitability, MarketSnapshot, Site]:
+        """The seed's profitability calculation at the current prices and PUE of the first site."""
+        snapshot, site = self.current()
+        priced = replace(request, pue=site.pue)
+        return calculate_profitability(priced, snapshot, site.node, self._sheet), snapshot, site

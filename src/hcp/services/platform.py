@@ -1,0 +1,23 @@
+"""The services the edges (HTTP, CLI) talk to, bundled; built only by `hcp.bootstrap`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hcp.services.auth import Authenticator
+from hcp.services.fleet import FleetService
+from hcp.services.market import MarketService
+from hcp.services.workloads import WorkloadService
+
+HealthCheck = Callable[[], dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    workloads: WorkloadService
+    auth: Authenticator
+    market: MarketService
+    fleet: FleetService
+    health: HealthCheck
+    """Each component's status: "ok", or a short reason it is not."""

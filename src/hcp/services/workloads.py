@@ -1,0 +1,204 @@
+"""Workload use cases: submit, list, show, cancel, and the queue's depth."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from hcp.domain.catalog import gpu_families, gpu_model
+from hcp.domain.errors import NotFound, ValidationError
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import (
+    PRIORITIES,
+    Requirements,
+    StateChange,
+    Workload,
+    WorkloadClass,
+    WorkloadEvent,
+    WorkloadState,
+    transition,
+)
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A request to run a workload, as the API received it."""
+
+    workload_class: WorkloadClass
+    requirements: Requirements
+    customer_id: str | None = None
+    priority: int | None = None
+    deadline: datetime | None = None
+    checkpointable: bool = False
+    max_price_usd_per_gpu_hour: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    workload: Workload
+    queue_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    total_depth: int
+    by_priority: dict[int, int]
+    utilization_pct: float
+
+
+def check_submission(sub: Submission, capacity: Mapping[str, int], now: datetime) -> None:
+    """Raise ValidationError naming the field when `sub` breaks a rule.
+
+    `capacity` is the most GPUs of each family that any one site hosts.
+    """
+    if sub.priority is not None and sub.priority != sub.workload_class.priority:
+        raise ValidationError(
+            "priority",
+            f"must be {sub.workload_class.priority} for {sub.workload_class.value} "
+            f"(priorities {PRIORITIES} follow the workload class)",
+        )
+    req = sub.requirements
+    families = gpu_families()
+    if req.gpu_type is not None and req.gpu_type not in families:
+        known = ", ".join(sorted(families))
+        raise ValidationError(
+            "requirements.gpu_type", f"unknown GPU type {req.gpu_type!r} (known: {known})"
+        )
+    if req.gpu_count < 1:
+        raise ValidationError("requirements.gpu_count", "must be at least 1")
+    most = capacity.get(req.gpu_type, 0) if req.gpu_type else max(capacity.values(), default=0)
+    if req.gpu_count > most:
+        kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
+        raise ValidationError(
+            "requirements.gpu_count",
+            f"{req.gpu_count} exceeds the {most} {kind} any one site hosts",
+        )
+    if sub.deadline is not None and sub.deadline <= now:
+        raise ValidationError("deadline", "must be in the future")
+
+
+def site_capacity_by_family(
+    gpus_by_site_and_model: Mapping[tuple[str, str], int],
+) -> dict[str, int]:
+    """The most GPUs of each family that any one site hosts."""
+    per_site: dict[tuple[str, str], int] = {}
+    for (site_id, model_name), count in gpus_by_site_and_model.items():
+        key = (site_id, gpu_model(model_name).family)
+        per_site[key] = per_site.get(key, 0) + count
+    capacity: dict[str, int] = {}
+    for (_site, family), count in per_site.items():
+        capacity[family] = max(capacity.get(family, 0), count)
+    return capacity
+
+
+class WorkloadService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        on_change: Callable[[StateChange], None] = lambda change: None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._new_id = new_id
+        self._on_change = on_change
+
+    def submit(self, principal: Principal, sub: Submission) -> Submitted:
+        """Validate, store and queue a workload; returns it with its queue position."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            customer_id = self._customer_for(uow, principal, sub.customer_id)
+            capacity = site_capacity_by_family(uow.fleet.gpus_by_site_and_model())
+            check_submission(sub, capacity, now)
+            workload = Workload(
+                id=self._new_id(),
+                customer_id=customer_id,
+                workload_class=sub.workload_class,
+                state=WorkloadState.QUEUED,
+                requirements=sub.requirements,
+                submitted_at=now,
+                updated_at=now,
+                deadline=sub.deadline,
+                checkpointable=sub.checkpointable,
+                max_price_usd_per_gpu_hour=sub.max_price_usd_per_gpu_hour,
+            )
+            change = StateChange(workload.id, now, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
+            uow.workloads.add(workload, change)
+            position = uow.workloads.queue_position(workload)
+            uow.commit()
+        self._on_change(change)
+        return Submitted(workload, position)
+
+    def _customer_for(self, uow: UnitOfWork, principal: Principal, asked: str | None) -> str:
+        if principal.role is Role.CUSTOMER:
+            if asked is not None and asked != principal.customer_id:
+                raise ValidationError("customer_id", "must be your own customer id, or omitted")
+            assert principal.customer_id is not None
+            return principal.customer_id
+        if principal.role is not Role.ADMIN:
+            raise ValidationError(
+                "customer_id", f"a {principal.role.value} key cannot submit workloads"
+            )
+        if asked is None:
+            raise ValidationError("customer_id", "required when an admin key submits")
+        if uow.customers.get(asked) is None:
+            raise ValidationError("customer_id", f"unknown customer {asked!r}")
+        return asked
+
+    def find(
+        self, principal: Principal, state: WorkloadState | None, limit: int, offset: int
+    ) -> tuple[list[Workload], int]:
+        """The caller's visible workloads, newest first, and how many match in all."""
+        customer_id = None if principal.role.sees_everything else principal.customer_id
+        with self._uow() as uow:
+            items = uow.workloads.find(
+                customer_id=customer_id, state=state, limit=limit, offset=offset
+            )
+            total = uow.workloads.count(customer_id=customer_id, state=state)
+        return items, total
+
+    def get(self, principal: Principal, workload_id: str) -> tuple[Workload, list[StateChange]]:
+        """One workload and its history; NotFound also when the caller may not see it."""
+        with self._uow() as uow:
+            workload = self._visible(uow, principal, workload_id)
+            return workload, uow.workloads.history(workload_id)
+
+    def cancel(
+        self, principal: Principal, workload_id: str, reason: str = "cancelled by caller"
+    ) -> Workload:
+        """Cancel a workload; cancelling a cancelled one again changes nothing (idempotent)."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            workload = self._visible(uow, principal, workload_id)
+            if workload.state is WorkloadState.CANCELLED:
+                return workload
+            new_state = transition(workload.state, WorkloadEvent.CANCEL)
+            updated = replace(workload, state=new_state, updated_at=now)
+            change = StateChange(
+                workload_id, now, WorkloadEvent.CANCEL, workload.state, new_state, reason
+            )
+            uow.workloads.save_transition(updated, change)
+            uow.commit()
+        self._on_change(change)
+        return updated
+
+    def _visible(self, uow: UnitOfWork, principal: Principal, workload_id: str) -> Workload:
+        workload = uow.workloads.get(workload_id)
+        if workload is None or not principal.may_see(workload.customer_id):
+            raise NotFound("workload", workload_id)
+        return workload
+
+    def queue_depth(self) -> QueueDepth:
+        """Queued workloads by priority, and the share of GPUs busy (0-100)."""
+        with self._uow() as uow:
+            by_priority = uow.workloads.queued_by_priority()
+            in_use = uow.workloads.gpus_in_use()
+            total_gpus = sum(uow.fleet.gpus_by_site_and_model().values())
+        counts = {p: by_priority.get(p, 0) for p in PRIORITIES}
+        utilization = 100.0 * in_use / total_gpus if total_gpus else 0.0
+        return QueueDepth(sum(counts.values()), counts, round(utilization, 2))
