@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,57 @@ def shared_data() -> Path:
             pytest.fail(f"CI must have the shared market data at {SHARED_DATA}")
         pytest.skip(f"real market data not found at {SHARED_DATA} (set HCP_SHARED_DATA)")
     return SHARED_DATA
+
+
+POSTGRES_URL = os.environ.get(
+    "HCP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_SECRET = "test-secret-not-a-placeholder"
+
+
+def _postgres_reachable(url: str) -> str | None:
+    """None when PostgreSQL answers at `url`, else why not."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        engine.dispose()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL test database; CI (HCP_REQUIRE_POSTGRES or CI set) fails rather than skips."""
+    problem = _postgres_reachable(POSTGRES_URL)
+    if problem is not None:
+        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {problem}"
+        if os.environ.get("HCP_REQUIRE_POSTGRES") or os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a private schema in the PostgreSQL test DB."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hcp.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    base = request.getfixturevalue("postgres_url")
+    schema = f"hcp_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -21,7 +21,7 @@ def current_prices(platform: PlatformDep, _caller: CurrentPrincipal) -> PricesOu
         "electricity_mwh": PriceValue(value=usd_per_mwh, unit="USD/MWh"),
         "btc": PriceValue(value=snapshot.btc_usd, unit="USD"),
         "gpu_spot": PriceValue(value=snapshot.gpu_spot("H100"), unit="USD/hour"),
-        "hashprice": PriceValue(value=round(snapshot_hashprice(snapshot), 6), unit="USD/TH/day"),
+        "hashprice": PriceValue(value=snapshot_hashprice(snapshot), unit="USD/TH/day"),
         "difficulty": PriceValue(value=snapshot.difficulty, unit="1"),
     }
     return PricesOut(timestamp=snapshot.at, node=site.node, prices=prices)

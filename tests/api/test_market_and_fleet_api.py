@@ -1,0 +1,99 @@
+"""Prices, profitability, queue depth, resources, health and metrics read real state."""
+
+from __future__ import annotations
+
+import pytest
+
+from hcp.economics import snapshot_hashprice
+from tests.api.conftest import START, Api
+
+
+def test_prices_come_from_the_stored_snapshot(api: Api) -> None:
+    with api.runtime.unit_of_work() as uow:
+        snapshot = uow.market.latest()
+    assert snapshot is not None
+    body = api.client.get("/api/v1/prices/current", headers=api.customer).json()
+    prices = body["prices"]
+    assert body["timestamp"].startswith(START.strftime("%Y-%m-%dT%H:%M"))
+    assert body["node"] == "HB_WEST"
+    assert prices["electricity"]["unit"] == "USD/kWh"
+    assert prices["electricity"]["value"] == pytest.approx(
+        snapshot.electricity("HB_WEST") / 1000, abs=1e-6
+    )
+    assert prices["btc"] == {"value": snapshot.btc_usd, "unit": "USD"}
+    assert prices["gpu_spot"]["value"] == snapshot.gpu_spot("H100")
+    assert prices["hashprice"]["value"] == pytest.approx(snapshot_hashprice(snapshot), rel=1e-5)
+
+
+def test_profitability_uses_current_price_and_site_pue(api: Api) -> None:
+    price = api.client.get("/api/v1/prices/current", headers=api.customer).json()
+    usd_per_mwh = price["prices"]["electricity_mwh"]["value"]
+    body = {"resource_type": "GPU", "workload_type": "ai_inference_realtime", "power_draw_w": 700}
+    result = api.client.post("/api/v1/profitability/calculate", json=body, headers=api.customer)
+    assert result.status_code == 200
+    out = result.json()
+    pue = api.runtime.settings.site_pue
+    assert out["estimated_cost"] == pytest.approx(0.7 * pue * usd_per_mwh / 1000)
+    assert out["net_profit"] == pytest.approx(out["expected_revenue"] - out["estimated_cost"])
+    assert out["recommendation"] in {"allocate", "defer"}
+    assert 0 <= out["score"] <= 100
+
+
+def test_profitability_of_a_miner(api: Api) -> None:
+    body = {"resource_type": "ASIC", "asic_model": "S21", "profile": "eco"}
+    out = api.client.post("/api/v1/profitability/calculate", json=body, headers=api.customer)
+    assert out.status_code == 200
+    assert out.json()["recommendation"] in {"mine", "curtail"}
+    bad = api.client.post(
+        "/api/v1/profitability/calculate",
+        json={**body, "profile": "warp"},
+        headers=api.customer,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["fields"][0]["field"] == "profile"
+
+
+def test_queue_depth_counts_stored_queue(api: Api) -> None:
+    for kind in ("ai_inference_realtime", "ai_training", "ai_training"):
+        api.client.post("/api/v1/workloads", json={"workload_type": kind}, headers=api.customer)
+    depth = api.client.get("/api/v1/queue/depth", headers=api.customer).json()
+    assert depth == {
+        "total_depth": 3,
+        "by_priority": {"1": 1, "2": 0, "3": 2},
+        "utilization_pct": 0.0,
+    }
+
+
+def test_resources_list_the_provisioned_fleet(api: Api) -> None:
+    body = api.client.get("/api/v1/resources", headers=api.admin).json()
+    assert body["total"] == 60
+    assert body["by_kind"] == {"asic": 50, "gpu": 10}
+    models = {d["model"] for d in body["resources"]}
+    assert models == {"S21", "H100 SXM"}
+    gpus = api.client.get("/api/v1/resources?kind=gpu", headers=api.admin).json()
+    assert gpus["total"] == 10
+    sites = api.client.get("/api/v1/sites", headers=api.admin).json()
+    assert [s["site_id"] for s in sites] == ["site-west-1"]
+
+
+def test_health_ready_and_metrics(api: Api) -> None:
+    health = api.client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["components"] == {"database": "ok", "schema": "ok", "market": "ok"}
+    assert api.client.get("/ready").status_code == 200
+    api.client.post(
+        "/api/v1/workloads", json={"workload_type": "ai_training"}, headers=api.customer
+    )
+    text = api.client.get("/metrics").text
+    assert 'hcp_queue_depth{priority="3"} 1.0' in text
+    assert 'hcp_devices{kind="asic",state="mining"} 50.0' in text
+    assert "hcp_market_electricity_usd_per_mwh" in text
+    assert (
+        'hcp_http_requests_total{method="POST",route="/api/v1/workloads",status="201"} 1.0' in text
+    )
+
+
+def test_openapi_docs_are_served(api: Api) -> None:
+    assert api.client.get("/docs").status_code == 200
+    schema = api.client.get("/openapi.json").json()
+    assert "/api/v1/workloads" in schema["paths"]

@@ -1,0 +1,129 @@
+"""The repository layer and migrations, run alike on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+
+from hcp.adapters.db.engine import make_engine, make_session_factory
+from hcp.adapters.db.migrate import downgrade, is_current, upgrade
+from hcp.adapters.db.repositories import SqlUnitOfWork
+from hcp.adapters.db.tables import Base
+from hcp.domain.identity import Customer
+from hcp.domain.workloads import (
+    Requirements,
+    StateChange,
+    Workload,
+    WorkloadClass,
+    WorkloadEvent,
+    WorkloadState,
+)
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def uow(engine: Engine) -> Iterator[SqlUnitOfWork]:
+    factory = make_session_factory(engine)
+    with SqlUnitOfWork(factory) as setup:
+        setup.customers.add(Customer("cust-a", "A", T0))
+        setup.commit()
+    with SqlUnitOfWork(factory) as unit:
+        yield unit
+
+
+def workload(n: int, kind: WorkloadClass = WorkloadClass.AI_TRAINING, **extra: object) -> Workload:
+    at = T0 + timedelta(seconds=n)
+    values: dict[str, object] = {
+        "id": f"w-{n:03d}",
+        "customer_id": "cust-a",
+        "workload_class": kind,
+        "state": WorkloadState.QUEUED,
+        "requirements": Requirements("H100", 2, 80, 1.5),
+        "submitted_at": at,
+        "updated_at": at,
+    }
+    values.update(extra)
+    return Workload(**values)  # type: ignore[arg-type]
+
+
+def submitted(w: Workload) -> StateChange:
+    return StateChange(w.id, w.submitted_at, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
+
+
+def test_migrations_match_the_model_and_run_both_ways(engine: Engine) -> None:
+    assert is_current(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    upgrade(engine)
+    assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+
+
+def test_workload_round_trip_keeps_types(uow: SqlUnitOfWork) -> None:
+    original = workload(
+        1,
+        deadline=T0 + timedelta(days=1),
+        checkpointable=True,
+        max_price_usd_per_gpu_hour=Decimal("3.250001"),
+    )
+    uow.workloads.add(original, submitted(original))
+    uow.commit()
+    loaded = uow.workloads.get("w-001")
+    assert loaded == original
+    assert loaded is not None and loaded.submitted_at.tzinfo is not None
+
+
+def test_queue_position_and_depth(uow: SqlUnitOfWork) -> None:
+    batch = workload(1, WorkloadClass.AI_INFERENCE_BATCH)
+    training = workload(2, WorkloadClass.AI_TRAINING)
+    realtime = workload(3, WorkloadClass.AI_INFERENCE_REALTIME)
+    for w in (batch, training, realtime):
+        uow.workloads.add(w, submitted(w))
+    uow.commit()
+    positions = [uow.workloads.queue_position(w) for w in (realtime, batch, training)]
+    assert positions == [1, 2, 3]
+    assert uow.workloads.queued_by_priority() == {1: 1, 2: 1, 3: 1}
+
+
+def test_transitions_are_stored_in_order(uow: SqlUnitOfWork) -> None:
+    w = workload(1)
+    uow.workloads.add(w, submitted(w))
+    later = T0 + timedelta(minutes=5)
+    running = replace(w, state=WorkloadState.RUNNING, updated_at=later)
+    change = StateChange(
+        w.id, later, WorkloadEvent.START, WorkloadState.SCHEDULED, WorkloadState.RUNNING
+    )
+    uow.workloads.save_transition(running, change)
+    uow.commit()
+    assert uow.workloads.get(w.id) == running
+    assert [c.event for c in uow.workloads.history(w.id)] == [
+        WorkloadEvent.SUBMIT,
+        WorkloadEvent.START,
+    ]
+    assert uow.workloads.gpus_in_use() == 2
+
+
+def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    with SqlUnitOfWork(factory) as unit:
+        unit.customers.add(Customer("cust-b", "B", T0))
+    with SqlUnitOfWork(factory) as unit:
+        assert unit.customers.get("cust-b") is None
