@@ -16,6 +16,7 @@ from hcp.adapters.clock import SystemClock
 from hcp.adapters.db.engine import make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
+from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import Settings
 from hcp.domain.fleet import Site
@@ -24,7 +25,7 @@ from hcp.services.auth import Authenticator, issue_key
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.market import MarketService
 from hcp.services.platform import Platform
-from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory
+from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 from hcp.services.workloads import WorkloadService
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class Runtime:
     clock: Clock
     platform: Platform
     unit_of_work: UnitOfWorkFactory
+    writer: WorkloadWriter
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()
 
 
@@ -57,14 +60,15 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         return SqlUnitOfWork(factory)
 
     market = MarketService(uow)
+    writer = GroupCommitWriter(uow)
     platform = Platform(
-        workloads=WorkloadService(uow, clock),
+        workloads=WorkloadService(uow, writer, clock),
         auth=Authenticator(uow, clock),
         market=market,
         fleet=FleetService(uow),
         health=lambda: _health(engine, market, clock, settings),
     )
-    return Runtime(settings, engine, clock, platform, uow)
+    return Runtime(settings, engine, clock, platform, uow, writer)
 
 
 def _health(

@@ -13,7 +13,7 @@ from hcp.services.platform import Platform
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer hcp_...`")
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -21,7 +21,7 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_principal(
+async def get_principal(
     platform: PlatformDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hcp.domain.errors import Unauthenticated
 from hcp.domain.identity import ApiKey, Principal, Role
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 KEY_PREFIX = "hcp_"
+KEY_CACHE_TTL = timedelta(seconds=5)
 
 
 def hash_key(secret: str) -> str:
@@ -55,17 +57,39 @@ def issue_key(
 
 
 class Authenticator:
-    """Turns a bearer secret into a Principal, or raises Unauthenticated."""
+    """Turns a bearer secret into a Principal, or raises Unauthenticated.
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    Lookups are remembered for KEY_CACHE_TTL, so a revoked key stops working within that
+    time, and the hot path costs no database read.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, max_cached: int = 10_000) -> None:
         self._uow = uow
         self._clock = clock
+        self._max_cached = max_cached
+        self._cache: OrderedDict[str, tuple[datetime, ApiKey | None]] = OrderedDict()
 
     def authenticate(self, secret: str | None) -> Principal:
         if not secret:
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-        with self._uow() as uow:
-            key = uow.api_keys.by_hash(hash_key(secret))
-        if key is None or not key.is_active(self._clock.now()):
+        now = self._clock.now()
+        key = self._lookup(hash_key(secret), now)
+        if key is None or not key.is_active(now):
             raise Unauthenticated("invalid, expired or revoked API key")
         return Principal(key_id=key.id, role=key.role, customer_id=key.customer_id)
+
+    def _lookup(self, key_hash: str, now: datetime) -> ApiKey | None:
+        cached = self._cache.get(key_hash)
+        if cached is not None and now - cached[0] < KEY_CACHE_TTL:
+            return cached[1]
+        with self._uow() as uow:
+            key = uow.api_keys.by_hash(key_hash)
+        self._cache[key_hash] = (now, key)
+        self._cache.move_to_end(key_hash)
+        while len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)
+        return key
+
+    def forget(self) -> None:
+        """Drop every remembered lookup (after revoking a key, say)."""
+        self._cache.clear()

@@ -34,6 +34,10 @@ class MarketFeed(Protocol):
 
 class WorkloadRepository(Protocol):
     def add(self, workload: Workload, change: StateChange) -> None: ...
+    def add_many(self, items: Sequence[tuple[Workload, StateChange]]) -> list[int]:
+        """Insert in bulk; returns each workload's 1-based queue position (0 if not queued)."""
+        ...
+
     def get(self, workload_id: str) -> Workload | None: ...
     def find(
         self, *, customer_id: str | None, state: WorkloadState | None, limit: int, offset: int
@@ -112,3 +116,13 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class WorkloadWriter(Protocol):
+    """Stores new workloads durably; may group many callers into one transaction."""
+
+    async def write(self, workload: Workload, change: StateChange) -> int:
+        """Return the workload's queue position once its row is committed."""
+        ...
+
+    def close(self) -> None: ...

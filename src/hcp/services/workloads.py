@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hcp.domain.catalog import gpu_families, gpu_model
@@ -21,7 +21,11 @@ from hcp.domain.workloads import (
     WorkloadState,
     transition,
 )
-from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
+
+
+CAPACITY_TTL = timedelta(seconds=10)
+"""How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,42 +103,43 @@ class WorkloadService:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
+        writer: WorkloadWriter,
         clock: Clock,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         on_change: Callable[[StateChange], None] = lambda change: None,
     ) -> None:
         self._uow = uow
+        self._writer = writer
         self._clock = clock
         self._new_id = new_id
         self._on_change = on_change
+        self._known_customers: set[str] = set()
+        self._capacity: tuple[datetime, dict[str, int]] | None = None
 
-    def submit(self, principal: Principal, sub: Submission) -> Submitted:
-        """Validate, store and queue a workload; returns it with its queue position."""
+    async def submit(self, principal: Principal, sub: Submission) -> Submitted:
+        """Validate, store and queue a workload; returns it with its queue position once the
+        row is committed."""
         now = self._clock.now()
-        with self._uow() as uow:
-            customer_id = self._customer_for(uow, principal, sub.customer_id)
-            capacity = site_capacity_by_family(uow.fleet.gpus_by_site_and_model())
-            check_submission(sub, capacity, now)
-            workload = Workload(
-                id=self._new_id(),
-                customer_id=customer_id,
-                workload_class=sub.workload_class,
-                state=WorkloadState.QUEUED,
-                requirements=sub.requirements,
-                submitted_at=now,
-                updated_at=now,
-                deadline=sub.deadline,
-                checkpointable=sub.checkpointable,
-                max_price_usd_per_gpu_hour=sub.max_price_usd_per_gpu_hour,
-            )
-            change = StateChange(workload.id, now, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
-            uow.workloads.add(workload, change)
-            position = uow.workloads.queue_position(workload)
-            uow.commit()
+        customer_id = self._customer_for(principal, sub.customer_id)
+        check_submission(sub, self._site_capacity(now), now)
+        workload = Workload(
+            id=self._new_id(),
+            customer_id=customer_id,
+            workload_class=sub.workload_class,
+            state=WorkloadState.QUEUED,
+            requirements=sub.requirements,
+            submitted_at=now,
+            updated_at=now,
+            deadline=sub.deadline,
+            checkpointable=sub.checkpointable,
+            max_price_usd_per_gpu_hour=sub.max_price_usd_per_gpu_hour,
+        )
+        change = StateChange(workload.id, now, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
+        position = await self._writer.write(workload, change)
         self._on_change(change)
         return Submitted(workload, position)
 
-    def _customer_for(self, uow: UnitOfWork, principal: Principal, asked: str | None) -> str:
+    def _customer_for(self, principal: Principal, asked: str | None) -> str:
         if principal.role is Role.CUSTOMER:
             if asked is not None and asked != principal.customer_id:
                 raise ValidationError("customer_id", "must be your own customer id, or omitted")
@@ -146,9 +151,26 @@ class WorkloadService:
             )
         if asked is None:
             raise ValidationError("customer_id", "required when an admin key submits")
-        if uow.customers.get(asked) is None:
+        if not self._customer_exists(asked):
             raise ValidationError("customer_id", f"unknown customer {asked!r}")
         return asked
+
+    def _customer_exists(self, customer_id: str) -> bool:
+        # Customers are never deleted, so a positive answer can be remembered.
+        if customer_id not in self._known_customers:
+            with self._uow() as uow:
+                if uow.customers.get(customer_id) is None:
+                    return False
+            self._known_customers.add(customer_id)
+        return True
+
+    def _site_capacity(self, now: datetime) -> dict[str, int]:
+        """GPUs per family of the largest site, re-read at most every CAPACITY_TTL."""
+        if self._capacity is None or now - self._capacity[0] > CAPACITY_TTL:
+            with self._uow() as uow:
+                capacity = site_capacity_by_family(uow.fleet.gpus_by_site_and_model())
+            self._capacity = (now, capacity)
+        return self._capacity[1]
 
     def find(
         self, principal: Principal, state: WorkloadState | None, limit: int, offset: int

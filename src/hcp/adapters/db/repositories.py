@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hcp.adapters.db.tables import (
@@ -14,6 +15,7 @@ from hcp.adapters.db.tables import (
     DeviceModelRow,
     DeviceRow,
     MarketSnapshotRow,
+    QueueCounterRow,
     RackRow,
     SiteRow,
     WorkloadEventRow,
@@ -38,9 +40,27 @@ class SqlWorkloads:
         self._s = session
 
     def add(self, workload: Workload, change: StateChange) -> None:
-        self._s.add(_workload_row(workload))
-        self._s.flush()  # no ORM relationships: write the parent row before its event
-        self._s.add(_event_row(change))
+        self.add_many([(workload, change)])
+
+    def add_many(self, items: Sequence[tuple[Workload, StateChange]]) -> list[int]:
+        """Insert workloads with their first event in bulk; each one's 1-based queue position
+        (queued ones are last in their class; 0 for any not queued)."""
+        if not items:
+            return []
+        self._s.execute(
+            insert(WorkloadRow), [{"id": w.id, **_workload_columns(w)} for w, _ in items]
+        )
+        self._s.execute(insert(WorkloadEventRow), [_event_values(c) for _, c in items])
+        added = Counter(w.priority for w, _ in items if w.state is WorkloadState.QUEUED)
+        for priority, n in added.items():
+            self._bump(priority, n)
+        return _positions([w for w, _ in items], self.queued_by_priority(), added)
+
+    def _bump(self, priority: int, n: int) -> None:
+        counter = QueueCounterRow
+        self._s.execute(
+            update(counter).where(counter.priority == priority).values(queued=counter.queued + n)
+        )
 
     def get(self, workload_id: str) -> Workload | None:
         row = self._s.get(WorkloadRow, workload_id)
@@ -61,8 +81,12 @@ class SqlWorkloads:
         row = self._s.get(WorkloadRow, workload.id)
         if row is None:
             raise KeyError(workload.id)
+        was_queued = row.state == WorkloadState.QUEUED.value
         for key, value in _workload_columns(workload).items():
             setattr(row, key, value)
+        is_queued = workload.state is WorkloadState.QUEUED
+        if was_queued != is_queued:
+            self._bump(workload.priority, 1 if is_queued else -1)
         self._s.add(_event_row(change))
 
     def history(self, workload_id: str) -> list[StateChange]:
@@ -89,11 +113,7 @@ class SqlWorkloads:
         return int(self._s.scalar(query) or 0) + 1
 
     def queued_by_priority(self) -> dict[int, int]:
-        query = (
-            select(WorkloadRow.priority, func.count())
-            .where(WorkloadRow.state == WorkloadState.QUEUED.value)
-            .group_by(WorkloadRow.priority)
-        )
+        query = select(QueueCounterRow.priority, QueueCounterRow.queued)
         return {int(p): int(n) for p, n in self._s.execute(query)}
 
     def gpus_in_use(self) -> int:
@@ -134,10 +154,6 @@ def _workload_columns(w: Workload) -> dict[str, Any]:
     }
 
 
-def _workload_row(w: Workload) -> WorkloadRow:
-    return WorkloadRow(id=w.id, **_workload_columns(w))
-
-
 def _workload(r: WorkloadRow) -> Workload:
     return Workload(
         id=r.id,
@@ -161,15 +177,37 @@ def _workload(r: WorkloadRow) -> Workload:
     )
 
 
+def _positions(
+    workloads: Sequence[Workload], queued: dict[int, int], added: Counter[int]
+) -> list[int]:
+    """Queue positions after a bulk insert: every queued workload of a higher class, then
+    those of the same class that were there before, then this batch in order."""
+    seen: Counter[int] = Counter()
+    positions = []
+    for w in workloads:
+        if w.state is not WorkloadState.QUEUED:
+            positions.append(0)
+            continue
+        seen[w.priority] += 1
+        ahead = sum(n for p, n in queued.items() if p < w.priority)
+        before_batch = queued.get(w.priority, 0) - added[w.priority]
+        positions.append(ahead + before_batch + seen[w.priority])
+    return positions
+
+
+def _event_values(c: StateChange) -> dict[str, Any]:
+    return {
+        "workload_id": c.workload_id,
+        "at": c.at,
+        "event": c.event.value,
+        "from_state": None if c.from_state is None else c.from_state.value,
+        "to_state": c.to_state.value,
+        "reason": c.reason,
+    }
+
+
 def _event_row(c: StateChange) -> WorkloadEventRow:
-    return WorkloadEventRow(
-        workload_id=c.workload_id,
-        at=c.at,
-        event=c.event.value,
-        from_state=None if c.from_state is None else c.from_state.value,
-        to_state=c.to_state.value,
-        reason=c.reason,
-    )
+    return WorkloadEventRow(**_event_values(c))
 
 
 def _change(r: WorkloadEventRow) -> StateChange:

@@ -164,6 +164,15 @@ class WorkloadRow(Base):
     )
 
 
+class QueueCounterRow(Base):
+    """Queued workloads per priority, kept in step by the repository in the same transaction,
+    so queue depth and a new workload's position cost one indexed read, not a COUNT."""
+
+    __tablename__ = "queue_counters"
+    priority: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    queued: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class WorkloadEventRow(Base):
     __tablename__ = "workload_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

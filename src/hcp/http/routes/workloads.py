@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1/workloads", tags=["workloads"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkloadCreated)
-def submit_workload(
+async def submit_workload(
     body: WorkloadIn, platform: PlatformDep, caller: CurrentPrincipal
 ) -> WorkloadCreated:
     """Queue a workload for the caller's customer (an admin names the customer)."""
@@ -42,7 +42,7 @@ def submit_workload(
         checkpointable=body.checkpointable,
         max_price_usd_per_gpu_hour=body.max_price_usd_per_gpu_hour,
     )
-    submitted = platform.workloads.submit(caller, submission)
+    submitted = await platform.workloads.submit(caller, submission)
     w = submitted.workload
     return WorkloadCreated(
         workload_id=w.id,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 04:55:45.678836
+Create Date: 2026-11-27 05:03:58.868220
 """
 
 from __future__ import annotations
@@ -53,6 +53,18 @@ def upgrade() -> None:
     with op.batch_alter_table("market_snapshots", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_market_snapshots_at"), ["at"], unique=False)
 
+    op.create_table(
+        "queue_counters",
+        sa.Column("priority", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("queued", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("priority", name=op.f("pk_queue_counters")),
+    )
+    op.bulk_insert(
+        sa.table(
+            "queue_counters", sa.column("priority", sa.Integer), sa.column("queued", sa.Integer)
+        ),
+        [{"priority": p, "queued": 0} for p in (1, 2, 3)],
+    )
     op.create_table(
         "sites",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -350,6 +362,7 @@ def downgrade() -> None:
 
     op.drop_table("telemetry_samples")
     op.drop_table("sites")
+    op.drop_table("queue_counters")
     with op.batch_alter_table("market_snapshots", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_market_snapshots_at"))
 
