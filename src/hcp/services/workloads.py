@@ -23,7 +23,6 @@ from hcp.domain.workloads import (
 )
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 
-
 CAPACITY_TTL = timedelta(seconds=10)
 """How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
 
