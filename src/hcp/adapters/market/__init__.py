@@ -1,0 +1,1 @@
+"""Market data adapters: a seedable simulator and CSV replay of real prices."""
