@@ -18,7 +18,7 @@ from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
-from hcp.config import Settings
+from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Role
 from hcp.services.auth import Authenticator, issue_key
@@ -31,7 +31,6 @@ from hcp.services.workloads import WorkloadService
 log = logging.getLogger(__name__)
 
 DEMO_CUSTOMER_ID = "cust-001"
-DEMO_KEYS_FILE = "demo-keys.json"
 
 
 @dataclass

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+DEMO_KEYS_FILE = "demo-keys.json"
+"""Where `hcp up` writes the first-start keys, inside `var_dir`."""
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
 
 

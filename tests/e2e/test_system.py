@@ -21,6 +21,7 @@ from tests.conftest import TEST_SECRET
 ROOT = Path(__file__).parents[2]
 HCP = Path(sys.executable).with_name("hcp")
 pytestmark = pytest.mark.e2e
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def free_port() -> int:
@@ -93,6 +94,7 @@ def test_seed_system_test_passes_all_11_checks(platform: Platform) -> None:
     assert result.stdout.count("✓ PASS") == 11
 
 
+@SQLITE_ONLY
 def test_keys_file_is_private_and_holds_working_keys(platform: Platform) -> None:
     path = platform.var_dir / "demo-keys.json"
     assert path.stat().st_mode & 0o777 == 0o600
@@ -119,3 +121,55 @@ def test_acknowledged_workloads_survive_a_kill(platform: Platform, tmp_path: Pat
     assert {w["workload_id"] for w in listed["workloads"]} == set(ids)
     restart_log = (tmp_path / "hcp-restart.log").read_text()
     assert "First start" not in restart_log  # the keys were kept, not made anew
+
+
+def hcp(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**platform.env, "HCP_URL": platform.url, "COLUMNS": "200"}
+    return subprocess.run([str(HCP), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@SQLITE_ONLY
+def test_cli_submits_lists_shows_and_cancels(platform: Platform) -> None:
+    submitted = hcp(
+        platform, "workloads", "submit", "ai_training", "--gpu-count", "2", "--hours", "3"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    workload_id, status = submitted.stdout.split()[:2]
+    assert status == "queued"
+
+    listed = hcp(platform, "workloads", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert workload_id in listed.stdout
+
+    shown = hcp(platform, "workloads", "show", workload_id)
+    assert json.loads(shown.stdout)["requirements"]["gpu_count"] == 2
+
+    cancelled = hcp(platform, "workloads", "cancel", workload_id)
+    assert cancelled.stdout.split() == [workload_id, "cancelled"]
+
+
+@SQLITE_ONLY
+def test_cli_reports_api_errors_clearly(platform: Platform) -> None:
+    too_many = hcp(platform, "workloads", "submit", "ai_training", "--gpu-count", "500")
+    assert too_many.returncode == 1
+    assert "422" in too_many.stderr and "gpu_count" in too_many.stderr
+    missing = hcp(platform, "workloads", "show", "no-such-id")
+    assert missing.returncode == 1 and "404" in missing.stderr
+    bad_key = hcp(platform, "workloads", "list", "--key", "hcp_wrong")
+    assert bad_key.returncode == 1 and "401" in bad_key.stderr
+
+
+def test_cli_version_and_db_upgrade(tmp_path: Path) -> None:
+    env = {**os.environ, "HCP_VAR_DIR": str(tmp_path / "var")}
+    version = subprocess.run([str(HCP), "version"], capture_output=True, text=True, env=env)
+    assert version.stdout.strip() == "0.1.0"
+    upgraded = subprocess.run([str(HCP), "db", "upgrade"], capture_output=True, text=True, env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (tmp_path / "var" / "hcp.db").exists()
+    bad = subprocess.run(
+        [str(HCP), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env={**env, "HCP_PORT": "not-a-port"},
+    )
+    assert bad.returncode == 2 and "port" in bad.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from hcp.adapters.db.engine import make_engine
-from hcp.adapters.db.migrate import upgrade as upgrade_schema
 from hcp.cli.settings import load_settings
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -14,6 +12,9 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 @app.command()
 def upgrade(revision: str = typer.Argument("head", help="target revision")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from hcp.adapters.db.engine import make_engine
+    from hcp.adapters.db.migrate import upgrade as upgrade_schema
+
     settings = load_settings()
     engine = make_engine(settings.effective_database_url)
     try:

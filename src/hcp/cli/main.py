@@ -1,11 +1,15 @@
-"""`hcp`: run the platform, migrate the database, talk to the API."""
+"""`hcp`: run the platform, migrate the database, talk to the API.
+
+Commands import their implementation when they run, so `hcp --help` and the API client
+commands start fast (the server stack, SciPy and the ORM load only where they are used).
+"""
 
 from __future__ import annotations
 
 import typer
 
 import hcp
-from hcp.cli import db, serve, workloads
+from hcp.cli import db, workloads
 
 app = typer.Typer(
     help="HCP — hybrid compute platform.",
@@ -13,10 +17,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("up")(serve.up)
-app.command("api")(serve.api)
 app.add_typer(db.app, name="db")
 app.add_typer(workloads.app, name="workloads")
+
+HostOption = typer.Option(None, help="bind address (HCP_HOST)")
+PortOption = typer.Option(None, help="port (HCP_PORT)")
+
+
+@app.command()
+def up(host: str | None = HostOption, port: int | None = PortOption) -> None:
+    """Migrate, provision the simulated site, and serve API + simulation on one port."""
+    from hcp.cli.serve import serve_platform
+
+    serve_platform(host, port)
+
+
+@app.command()
+def api(host: str | None = HostOption, port: int | None = PortOption) -> None:
+    """Serve the API alone against an already migrated database (scale-out replica)."""
+    from hcp.cli.serve import serve_api
+
+    serve_api(host, port)
 
 
 @app.command()

@@ -11,15 +11,12 @@ import uvicorn
 
 from hcp import bootstrap
 from hcp.cli.settings import load_settings
-from hcp.config import Settings
+from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.http.app import create_app
 
-HostOption = typer.Option(None, help="bind address (HCP_HOST)")
-PortOption = typer.Option(None, help="port (HCP_PORT)")
 
-
-def up(host: str | None = HostOption, port: int | None = PortOption) -> None:
-    """Migrate, provision the simulated site, and serve API + simulation on one port."""
+def serve_platform(host: str | None, port: int | None) -> None:
+    """`hcp up`: migrate, provision the simulated site, serve API + simulation."""
     settings = load_settings(host=host, port=port)
     _configure_logging(settings)
     runtime = bootstrap.build(settings)
@@ -31,8 +28,8 @@ def up(host: str | None = HostOption, port: int | None = PortOption) -> None:
         runtime.close()
 
 
-def api(host: str | None = HostOption, port: int | None = PortOption) -> None:
-    """Serve the API alone against an already migrated database (scale-out replica)."""
+def serve_api(host: str | None, port: int | None) -> None:
+    """`hcp api`: the API alone against an already migrated database."""
     settings = load_settings(host=host, port=port)
     _configure_logging(settings)
     runtime = bootstrap.build(settings)
@@ -74,7 +71,7 @@ def _announce(settings: Settings, keys: dict[str, str] | None) -> None:
     url = f"http://{settings.host}:{settings.port}"
     typer.echo(f"HCP {settings.env} on {url}  (API docs: {url}/docs)")
     if keys:
-        path = settings.var_dir / bootstrap.DEMO_KEYS_FILE
+        path = settings.var_dir / DEMO_KEYS_FILE
         typer.echo(f"First start: demo API keys (also in {path}, mode 0600):")
         typer.echo(f"  admin:    {keys['admin']}")
         typer.echo(f"  customer: {keys['customer']}  (customer {keys['customer_id']})")

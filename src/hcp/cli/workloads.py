@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hcp.bootstrap import DEMO_KEYS_FILE
 from hcp.cli.settings import load_settings
+from hcp.config import DEMO_KEYS_FILE
 from hcp.domain.workloads import WorkloadClass
 
 app = typer.Typer(help="Workloads, through the API.", no_args_is_help=True)
