@@ -1,0 +1,1 @@
+"""Simulators that speak the real device protocols, with fault injection."""

@@ -1,0 +1,287 @@
+"""The bodies of the read-only replies a LuxOS miner gives, built from a `MinerSim`.
+
+Field names follow CGMiner's API and LuxOS's additions to it (LuxOS API docs; what pyasic's
+LuxOS backend reads). Status codes are CGMiner's where it has one (summary 11, pools 7, devs 9,
+stats 70, config 33, version 22) and LuxOS's where its docs show one; the others (`CODE_*` marked
+"ours") are this simulator's own choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hcp.domain.devices import AsicModel, AsicProfile
+from hcp.simulators.asic.config import BOARDS
+from hcp.simulators.asic.miner import MinerSim
+
+Payload = dict[str, Any]
+
+LUXMINER_VERSION = "2024.6.1.000000-hcpsim"
+DESCRIPTION = f"LUXminer {LUXMINER_VERSION}"
+API_VERSION = "3.7"
+CHIPS_PER_BOARD = 108
+"""Chips reported per board; only pyasic's chip-count check looks at it (an S21 has 108)."""
+FANS = 4
+TARGET_C, HOT_C, DANGEROUS_C = 75.0, 90.0, 100.0
+"""LuxOS temperature thresholds as `tempctrl` reports them."""
+POOL_URL = "stratum+tcp://127.0.0.1:3333"
+CODE_POWER, CODE_PROFILES, CODE_FANS, CODE_TEMPCTRL, CODE_GROUPS = 350, 351, 352, 353, 354  # ours
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One command's answer before framing: its STATUS code and message and its data lists."""
+
+    code: int
+    msg: str
+    data: dict[str, list[Payload]] = field(default_factory=dict)
+
+
+def frame(section: Section, when: int, status: str = "S") -> Payload:
+    """A whole single-command reply: STATUS block, data sections, `id` (as CGMiner sends)."""
+    block = {
+        "STATUS": status,
+        "When": when,
+        "Code": section.code,
+        "Msg": section.msg,
+        "Description": DESCRIPTION,
+    }
+    return {"STATUS": [block], **section.data, "id": 1}
+
+
+def miner_type(model: AsicModel) -> str:
+    """The `Type` string a miner reports, e.g. "Antminer S21" (what pyasic picks a class by)."""
+    is_antminer = model.manufacturer.lower() == "bitmain"
+    if is_antminer and not model.name.lower().startswith("antminer"):
+        return f"Antminer {model.name}"
+    return model.name
+
+
+def mac_address(sim: MinerSim) -> str:
+    """A stable, locally administered MAC per miner seed."""
+    seed = sim.config.seed & 0xFFFFFF
+    return "02:48:43:" + ":".join(f"{(seed >> s) & 0xFF:02X}" for s in (16, 8, 0))
+
+
+def version(sim: MinerSim) -> Section:
+    entry = {
+        "LUXminer": LUXMINER_VERSION,
+        "API": API_VERSION,
+        "Miner": LUXMINER_VERSION,
+        "Type": miner_type(sim.model),
+        "CompileTime": "2024-06-01T00:00:00Z",
+    }
+    return Section(22, "LUXminer versions", {"VERSION": [entry]})
+
+
+def summary(sim: MinerSim) -> Section:
+    ghs_5s, ghs_av = sim.hashrate_ths * 1000, sim.average_hashrate_ths * 1000
+    entry = {
+        "Elapsed": int(sim.elapsed_s),
+        "GHS 5s": round(ghs_5s, 2),
+        "GHS av": round(ghs_av, 2),
+        "GHS 30m": round(ghs_av, 2),
+        "Found Blocks": 0,
+        "Getworks": sim.accepted + sim.rejected,
+        "Accepted": sim.accepted,
+        "Rejected": sim.rejected,
+        "Hardware Errors": 0,
+        "Utility": round(sim.accepted / max(sim.elapsed_s, 1.0) * 60, 2),
+        "Discarded": 0,
+        "Stale": 0,
+        "Get Failures": 0,
+        "Local Work": sim.accepted + sim.rejected,
+        "Remote Failures": 0,
+        "Network Blocks": 0,
+        "Total MH": round(sim.average_hashrate_ths * 1e6 * sim.elapsed_s, 0),
+        "Device Hardware%": 0.0,
+        "Device Rejected%": round(_percent(sim.rejected, sim.accepted + sim.rejected), 4),
+        "Pool Rejected%": round(_percent(sim.rejected, sim.accepted + sim.rejected), 4),
+        "Pool Stale%": 0.0,
+        "Last getwork": int(sim.now),
+    }
+    return Section(11, "Summary", {"SUMMARY": [entry]})
+
+
+def _percent(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def devs(sim: MinerSim) -> Section:
+    boards = [_dev(sim, board) for board in range(BOARDS)]
+    return Section(9, f"{BOARDS} ASC(s)", {"DEVS": boards})
+
+
+def _dev(sim: MinerSim, board: int) -> Payload:
+    alive = sim.board_alive(board)
+    share = 1 / sim.alive_boards if alive and sim.alive_boards else 0.0
+    mhs = sim.hashrate_ths * 1e6 * share
+    return {
+        "ASC": board,
+        "Name": "BTM",
+        "ID": board,
+        "Enabled": "Y",
+        "Status": "Alive" if alive else "Dead",
+        "Temperature": round(sim.temperature_c, 1) if alive else 0.0,
+        "MHS av": round(sim.average_hashrate_ths * 1e6 * share, 2),
+        "MHS 5s": round(mhs, 2),
+        "MHS 1m": round(mhs, 2),
+        "MHS 5m": round(mhs, 2),
+        "MHS 15m": round(mhs, 2),
+        "Accepted": int(sim.accepted * share),
+        "Rejected": int(sim.rejected * share),
+        "Hardware Errors": 0,
+        "Device Elapsed": int(sim.elapsed_s),
+        "Board": miner_type(sim.model),
+        "Connector": f"J{board + 1}",
+        "IsRamping": sim.ramping and alive,
+        "IsUserShutdown": False,
+        "Nominal MHS": round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2),
+        "Profile": sim.profile.name,
+    }
+
+
+def stats(sim: MinerSim) -> Section:
+    header = {
+        "CGMiner": "4.11.1",
+        "Miner": LUXMINER_VERSION,
+        "CompileTime": "2024-06-01T00:00:00Z",
+        "Type": miner_type(sim.model),
+    }
+    detail: Payload = {
+        "STATS": 0,
+        "ID": "BC50",
+        "Elapsed": int(sim.elapsed_s),
+        "GHS 5s": round(sim.hashrate_ths * 1000, 2),
+        "GHS av": round(sim.average_hashrate_ths * 1000, 2),
+        "miner_count": BOARDS,
+        "fan_num": FANS,
+        "temp_num": BOARDS,
+        "total_rateideal": round(sim.ideal_hashrate_ths * 1000, 2),
+        "total_rate": round(sim.hashrate_ths * 1000, 2),
+        "rate_unit": "GH",
+        "total_acn": CHIPS_PER_BOARD * sim.alive_boards,
+    }
+    for board in range(BOARDS):
+        detail.update(_chain_stats(sim, board))
+    return Section(70, "CGMiner stats", {"STATS": [header, detail]})
+
+
+def _chain_stats(sim: MinerSim, board: int) -> Payload:
+    n = board + 1
+    alive = sim.board_alive(board)
+    pcb_c = round(sim.temperature_c) if alive else 0
+    chip_c = pcb_c + 10 if alive else 0
+    rate_ghs = sim.hashrate_ths * 1000 / sim.alive_boards if alive else 0.0
+    return {
+        f"chain_acn{n}": CHIPS_PER_BOARD if alive else 0,
+        f"chain_rate{n}": f"{rate_ghs:.2f}",
+        f"chain_rateideal{n}": round(sim.ideal_hashrate_ths * 1000 / BOARDS, 2),
+        f"temp{n}": pcb_c,
+        f"temp_pcb{n}": "-".join(str(pcb_c + d) for d in (-2, 0, 1, -1)),
+        f"temp_chip{n}": "-".join(str(chip_c + d) for d in (-2, 0, 1, -1)) if alive else "0-0-0-0",
+    }
+
+
+def pools(sim: MinerSim) -> Section:
+    pool = {
+        "POOL": 0,
+        "GROUP": 0,
+        "URL": POOL_URL,
+        "Status": "Alive",
+        "Priority": 0,
+        "Quota": 1,
+        "Stratum Active": sim.psu_on,
+        "Stratum URL": POOL_URL,
+        "User": "hcp.sim",
+        "Accepted": sim.accepted,
+        "Rejected": sim.rejected,
+        "Stale": 0,
+        "Get Failures": 0,
+        "Remote Failures": 0,
+        "Last Share Time": int(sim.now),
+    }
+    return Section(7, "1 Pool(s)", {"POOLS": [pool]})
+
+
+def groups(sim: MinerSim) -> Section:
+    group = {"GROUP": 0, "Name": "Default", "Quota": 1, "Strategy": "Failover"}
+    return Section(CODE_GROUPS, "1 Group(s)", {"GROUPS": [group]})
+
+
+def config(sim: MinerSim) -> Section:
+    entry = {
+        "ASC Count": BOARDS,
+        "PGA Count": 0,
+        "Pool Count": 1,
+        "Strategy": "Failover",
+        "Log Interval": 5,
+        "Device Code": "",
+        "OS": "Linux",
+        "Hotplug": "None",
+        "Model": miner_type(sim.model),
+        "Profile": sim.profile.name,
+        "MACAddr": mac_address(sim),
+        "SerialNumber": f"HCPSIM{sim.config.seed:08d}",
+        "RedLed": "off",
+        "CurtailMode": "None" if sim.psu_on else "Sleep",
+        "IsPowerSupplyOn": sim.psu_on,
+        "IsAtmEnabled": sim.atm_enabled,
+    }
+    return Section(33, "CGMiner config", {"CONFIG": [entry]})
+
+
+def profiles(sim: MinerSim) -> Section:
+    stock = sim.model.stock
+    ordered = sim.hashing_profiles()
+    stock_index = next(i for i, p in enumerate(ordered) if p.name == stock.name)
+    entries = [_profile(p, stock, i - stock_index) for i, p in enumerate(ordered)]
+    return Section(CODE_PROFILES, f"{len(entries)} Profile(s)", {"PROFILES": entries})
+
+
+def _profile(profile: AsicProfile, stock: AsicProfile, step: int) -> Payload:
+    # Frequency tracks hashrate; voltage rises with it (illustrative values, not a model's).
+    ratio = profile.hashrate_ths / stock.hashrate_ths
+    return {
+        "Profile Name": profile.name,
+        "Step": str(step),
+        "Frequency": round(490 * ratio),
+        "Voltage": round(13.0 + 1.5 * (ratio - 1), 2),
+        "Hashrate": round(profile.hashrate_ths, 1),
+        "Watts": round(profile.power_w),
+        "IsTuned": False,
+        "IsDynamic": False,
+    }
+
+
+def power(sim: MinerSim) -> Section:
+    return Section(
+        CODE_POWER, "Power", {"POWER": [{"Watts": round(sim.power_w), "PSU": sim.psu_on}]}
+    )
+
+
+def tempctrl(sim: MinerSim) -> Section:
+    entry = {"Mode": "Auto", "Target": TARGET_C, "Hot": HOT_C, "Dangerous": DANGEROUS_C}
+    return Section(CODE_TEMPCTRL, "Temperature control", {"TEMPCTRL": [entry]})
+
+
+def fans(sim: MinerSim) -> Section:
+    # Fans chase the target temperature: idle at ambient, flat out at or above it.
+    span = max(TARGET_C - sim.config.ambient_c, 1.0)
+    speed = round(min(100.0, max(10.0, 100 * (sim.temperature_c - sim.config.ambient_c) / span)))
+    entries = [{"FAN": i, "ID": i, "RPM": speed * 60, "Speed": speed} for i in range(FANS)]
+    control = [{"Mode": "Auto", "MinFans": FANS, "Speed": -1}]
+    return Section(CODE_FANS, f"{FANS} Fan(s)", {"FANS": entries, "FANCTRL": control})
+
+
+def atm(sim: MinerSim) -> Section:
+    entry = {
+        "Enabled": sim.atm_enabled,
+        "MaxProfile": sim.model.stock.name,
+        "MinProfile": "",
+        "PostRampMinutes": 15,
+        "StartupMinutes": 15,
+        "TempWindow": 5.0,
+    }
+    return Section(339, "ATM configuration values", {"ATM": [entry]})

@@ -1,0 +1,202 @@
+"""The CGMiner RPC dialect of LuxOS: parse a request, run its command(s), build the reply.
+
+A request is one JSON object `{"command": "...", "parameter": "..."}`. Commands joined with `+`
+each get the same parameter and their replies come back keyed by command name, as in CGMiner.
+Commands that change the miner take a session id as their first parameter (LuxOS sessions).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from hcp.simulators.asic import replies
+from hcp.simulators.asic.miner import MinerSim
+from hcp.simulators.asic.replies import Payload, Section
+
+CODE_INVALID_COMMAND = 14
+CODE_INVALID_JSON = 23
+CODE_SESSION_BUSY = 402
+"""LuxOS's answer to `logon` while another session is alive (as Luxor's own client expects)."""
+CODE_INVALID_SESSION = 403  # ours
+CODE_INVALID_PARAMETER = 404  # ours
+CODE_UNKNOWN_PROFILE = 405  # ours
+
+_WATTS = re.compile(r"^(\d+(?:\.\d+)?)(W|kW)$")
+_ATM_KEYS = {
+    "enabled",
+    "startup_minutes",
+    "post_ramp_minutes",
+    "temp_window",
+    "min_profile",
+    "max_profile",
+    "prevent_oc",
+}
+
+
+class CommandError(Exception):
+    """A command the miner refuses; answered as a STATUS "E" block with `code` and `msg`."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+def answer(sim: MinerSim, request: bytes, now: datetime) -> Payload:
+    """The reply to one raw request, after stepping the miner to `now`."""
+    sim.step(now)
+    try:
+        command, args = parse_request(request)
+    except CommandError as error:
+        return _error(sim, error)
+    names = command.split("+")
+    if len(names) == 1:
+        return run(sim, command, args, now)
+    joined: Payload = {name: [run(sim, name, args, now)] for name in names}
+    joined["id"] = 1
+    return joined
+
+
+def parse_request(request: bytes) -> tuple[str, list[str]]:
+    """The command and its comma-separated parameters; CommandError for anything else."""
+    try:
+        body = json.loads(request.rstrip(b"\x00\r\n ").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("command"), str):
+        raise CommandError(CODE_INVALID_JSON, "Missing JSON 'command'")
+    parameter = body.get("parameter")
+    args = [] if parameter in (None, "") else str(parameter).split(",")
+    return body["command"].strip(), [a.strip() for a in args]
+
+
+def run(sim: MinerSim, command: str, args: list[str], now: datetime) -> Payload:
+    """The framed reply of one command (an error block when it is refused or unknown)."""
+    try:
+        if command in QUERIES:
+            section = QUERIES[command](sim)
+        elif command in ACTIONS:
+            section = ACTIONS[command](sim, args, now)
+        else:
+            raise CommandError(CODE_INVALID_COMMAND, "Invalid command")
+    except CommandError as error:
+        return _error(sim, error)
+    return replies.frame(section, int(sim.now))
+
+
+def _error(sim: MinerSim, error: CommandError) -> Payload:
+    return replies.frame(Section(error.code, error.msg), int(sim.now), status="E")
+
+
+def _in_session(sim: MinerSim, args: list[str], now: datetime) -> list[str]:
+    """The arguments after a valid session id; refuses the command without one."""
+    if not args or not sim.sessions.use(args[0], now):
+        raise CommandError(CODE_INVALID_SESSION, "Invalid session id")
+    return args[1:]
+
+
+def logon(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    session_id = sim.sessions.logon(now)
+    if session_id is None:
+        raise CommandError(CODE_SESSION_BUSY, "Another session is active")
+    return Section(316, "Session created", {"SESSION": [{"SessionID": session_id}]})
+
+
+def session(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    active = sim.sessions.active(now) or ""
+    return Section(319, "Session information", {"SESSION": [{"SessionID": active}]})
+
+
+def logoff(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    if not args or not sim.sessions.logoff(args[0], now):
+        raise CommandError(CODE_INVALID_SESSION, "Invalid session id")
+    return Section(317, "Session ended", {"SESSION": [{"SessionID": args[0]}]})
+
+
+def curtail(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    action = _in_session(sim, args, now)
+    if action[:1] == ["sleep"]:
+        sim.sleep(now)
+        done = "sleep mode"
+    elif action[:1] == ["wakeup"]:
+        sim.wake(now)
+        done = "wake up"
+    else:
+        raise CommandError(CODE_INVALID_PARAMETER, "Invalid curtail action (sleep or wakeup)")
+    return Section(335, "Curtailment command sent", {"CURTAIL": [{"Action": done}]})
+
+
+def profileset(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    rest = _in_session(sim, args, now)
+    # LuxOS still accepts the old form `session,board,profile`; the board is ignored.
+    if len(rest) > 1 and rest[0] in {"0", "1", "2", "3"}:
+        rest = rest[1:]
+    if not rest or not rest[0]:
+        raise CommandError(CODE_INVALID_PARAMETER, "Missing profile")
+    name = _profile_name(sim, rest[0])
+    try:
+        profile = sim.set_profile(name, now)
+    except KeyError:
+        raise CommandError(CODE_UNKNOWN_PROFILE, f"Unknown profile {name!r}") from None
+    entry = {"Board": 0, "FrequencyStep": 5, "Profile": profile.name, "VoltageStep": 0.05}
+    return Section(321, "Profile Set", {"PROFILE": [entry]})
+
+
+def _profile_name(sim: MinerSim, selector: str) -> str:
+    """A profile named outright, or picked by power: `3000W` or `3kW` (highest within it)."""
+    match = _WATTS.match(selector)
+    if match is None:
+        return selector
+    watts = float(match.group(1)) * (1000 if match.group(2) == "kW" else 1)
+    return sim.profile_within(watts).name
+
+
+def atmset(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    settings = dict(_key_value(item) for item in _in_session(sim, args, now))
+    if not settings:
+        raise CommandError(CODE_INVALID_PARAMETER, "No ATM settings given")
+    if "enabled" in settings:
+        sim.atm_enabled = _boolean(settings["enabled"])
+    return Section(340, "Advanced Thermal Management configuration updated")
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or key not in _ATM_KEYS:
+        raise CommandError(CODE_INVALID_PARAMETER, f"Invalid ATM setting {item!r}")
+    return key, value
+
+
+def _boolean(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise CommandError(CODE_INVALID_PARAMETER, f"Expected true or false, got {value!r}")
+    return value == "true"
+
+
+QUERIES: dict[str, Callable[[MinerSim], Section]] = {
+    "version": replies.version,
+    "summary": replies.summary,
+    "stats": replies.stats,
+    "estats": replies.stats,
+    "pools": replies.pools,
+    "groups": replies.groups,
+    "devs": replies.devs,
+    "edevs": replies.devs,
+    "config": replies.config,
+    "profiles": replies.profiles,
+    "power": replies.power,
+    "tempctrl": replies.tempctrl,
+    "fans": replies.fans,
+    "atm": replies.atm,
+}
+ACTIONS: dict[str, Callable[[MinerSim, list[str], datetime], Section]] = {
+    "logon": logon,
+    "logoff": logoff,
+    "session": session,
+    "curtail": curtail,
+    "profileset": profileset,
+    "atmset": atmset,
+}
