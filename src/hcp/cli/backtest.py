@@ -52,10 +52,10 @@ def backtest(
             line = {**result.summary(), "share_of_oracle": shares[result.strategy]}
             typer.echo(orjson.dumps(line).decode())
     if not json_output or len(results) > 1:
-        Console(stderr=json_output).print(results_table(title, results, shares))
+        console(stderr=json_output).print(results_table(title, results, shares))
     if report is not None:
         path = write_report(report, title, results)
-        Console(stderr=True).print(f"report: {path}")
+        console(stderr=True).print(f"report: {path}")
 
 
 def _load(path: Path) -> tuple[Setup, str]:
@@ -69,7 +69,7 @@ def _load(path: Path) -> tuple[Setup, str]:
 
 def _run(setup: Setup, names: Sequence[str]) -> list[Result]:
     columns = (TextColumn("{task.description:10}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+    with Progress(*columns, TimeElapsedColumn(), console=console(stderr=True)) as progress:
         tasks = {name: progress.add_task(name, total=setup.intervals) for name in names}
 
         def advance(name: str, done: int) -> None:
@@ -80,28 +80,37 @@ def _run(setup: Setup, names: Sequence[str]) -> list[Result]:
 
 
 def results_table(title: str, results: Sequence[Result], shares: dict[str, float | None]) -> Table:
-    """Each strategy's money (USD), service and wall time, and its share of the oracle."""
+    """Each strategy's money (thousand USD), service, wall time and share of the oracle."""
     table = Table(title=title)
-    for column in ("strategy", "profit", "share of oracle", "mining", "GPU", "sell-back"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for column in ("energy", "SLA penalty", "unserved GPU-h", "missed", "wall s"):
+    table.add_column("strategy")
+    for column in ("profit k$", "of oracle", "mining k$", "GPU k$", "sell-back k$"):
+        table.add_column(column, justify="right")
+    for column in ("energy k$", "penalties k$", "unserved GPU-h", "missed", "wall s"):
         table.add_column(column, justify="right")
     for r in results:
         money, share = r.ledger, shares[r.strategy]
         table.add_row(
             r.strategy,
-            f"{money.profit_usd:,.0f}",
+            f"{money.profit_usd / 1e3:,.1f}",
             "" if share is None else f"{share:.2%}",
-            f"{money.mining_revenue_usd:,.0f}",
-            f"{money.gpu_revenue_usd:,.0f}",
-            f"{money.sellback_revenue_usd:,.0f}",
-            f"{money.energy_cost_usd:,.0f}",
-            f"{money.sla_penalty_usd:,.0f}",
+            f"{money.mining_revenue_usd / 1e3:,.1f}",
+            f"{money.gpu_revenue_usd / 1e3:,.1f}",
+            f"{money.sellback_revenue_usd / 1e3:,.1f}",
+            f"{money.energy_cost_usd / 1e3:,.1f}",
+            f"{money.sla_penalty_usd / 1e3:,.1f}",
             f"{money.realtime_unserved_gpu_hours:,.0f}",
             str(money.deadlines_missed),
             f"{r.wall_seconds:.1f}",
         )
     return table
+
+
+def console(stderr: bool = False) -> Console:
+    """A Rich console wide enough for the results table even when not on a terminal."""
+    out = Console(stderr=stderr)
+    if not out.is_terminal:
+        out.width = max(out.width, 130)
+    return out
 
 
 def route_solver_banner_to_stderr() -> None:

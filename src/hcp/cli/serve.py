@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 import contextlib
 import logging
 
@@ -23,7 +25,7 @@ def serve_platform(host: str | None, port: int | None) -> None:
     keys = bootstrap.prepare(runtime)
     _announce(settings, keys)
     try:
-        asyncio.run(_serve_with_market(runtime))
+        run_async(_serve_with_market(runtime))
     finally:
         runtime.close()
 
@@ -34,9 +36,20 @@ def serve_api(host: str | None, port: int | None) -> None:
     _configure_logging(settings)
     runtime = bootstrap.build(settings)
     try:
-        asyncio.run(_server(runtime.settings, runtime).serve())
+        run_async(_server(runtime.settings, runtime).serve())
     finally:
         runtime.close()
+
+
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (it is, with uvicorn[standard] on Linux)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:

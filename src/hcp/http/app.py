@@ -23,6 +23,9 @@ def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAP
         title="HCP — hybrid compute platform",
         version=hcp.__version__,
         description=DESCRIPTION,
+        # Prometheus metrics are ours (/metrics); FastAPI's OpenTelemetry probe would read the
+        # environment on every request for a provider we never configure.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     registry = CollectorRegistry()
     registry.register(PlatformCollector(platform))

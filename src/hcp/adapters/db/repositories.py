@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hcp.adapters.db.tables import (
     ApiKeyRow,
+    Base,
     CustomerRow,
     DeviceModelRow,
     DeviceRow,
@@ -47,10 +48,12 @@ class SqlWorkloads:
         (queued ones are last in their class; 0 for any not queued)."""
         if not items:
             return []
+        # Core inserts (the tables, not the mapped classes): no ORM bookkeeping per row.
+        workloads = [{"id": w.id, **_workload_columns(w)} for w, _ in items]
+        self._s.execute(insert(Base.metadata.tables["workloads"]), workloads)
         self._s.execute(
-            insert(WorkloadRow), [{"id": w.id, **_workload_columns(w)} for w, _ in items]
+            insert(Base.metadata.tables["workload_events"]), [_event_values(c) for _, c in items]
         )
-        self._s.execute(insert(WorkloadEventRow), [_event_values(c) for _, c in items])
         added = Counter(w.priority for w, _ in items if w.state is WorkloadState.QUEUED)
         for priority, n in added.items():
             self._bump(priority, n)
