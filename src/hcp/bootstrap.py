@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from hcp.adapters.clock import SystemClock
-from hcp.adapters.db.engine import make_engine, make_session_factory
+from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.group_commit import GroupCommitWriter
@@ -43,9 +43,11 @@ class Runtime:
     platform: Platform
     unit_of_work: UnitOfWorkFactory
     writer: WorkloadWriter
+    checkpointer: SqliteCheckpointer
 
     def close(self) -> None:
         self.writer.close()
+        self.checkpointer.stop()
         self.engine.dispose()
 
 
@@ -67,7 +69,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         fleet=FleetService(uow),
         health=lambda: _health(engine, market, clock, settings),
     )
-    return Runtime(settings, engine, clock, platform, uow, writer)
+    checkpointer = SqliteCheckpointer(engine)
+    checkpointer.start()
+    return Runtime(settings, engine, clock, platform, uow, writer, checkpointer)
 
 
 def _health(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import logging
 from collections.abc import Coroutine
 from typing import Any
-import contextlib
-import logging
 
 import typer
 import uvicorn
@@ -24,6 +25,8 @@ def serve_platform(host: str | None, port: int | None) -> None:
     runtime = bootstrap.build(settings)
     keys = bootstrap.prepare(runtime)
     _announce(settings, keys)
+    # Everything built so far lives as long as the process: keep it out of every GC pass.
+    gc.freeze()
     try:
         run_async(_serve_with_market(runtime))
     finally:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+BACKSTOP_CHECKPOINT_PAGES = 20_000
 
 
 def normalise_url(url: str) -> str:
@@ -48,7 +53,45 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints move the WAL into the database file and fsync it; left to the committing
+    # connection they stall a commit now and then. SqliteCheckpointer runs them beside the
+    # writers; this high mark is only the backstop should it stop.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
     cursor.close()
+
+
+class SqliteCheckpointer:
+    """Runs a passive WAL checkpoint every `interval_s` on its own thread and connection.
+
+    A passive checkpoint never waits for writers, so commits do not stall behind its fsync.
+    Does nothing for other databases.
+    """
+
+    def __init__(self, engine: Engine, interval_s: float = 1.0) -> None:
+        self._engine = engine
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._engine.dialect.name != "sqlite" or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                with self._engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # a missed checkpoint only lets the WAL grow until the next one
+                log.warning("WAL checkpoint failed", exc_info=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
