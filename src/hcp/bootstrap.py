@@ -23,9 +23,11 @@ from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Role
 from hcp.services.auth import Authenticator, issue_key
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
+from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
 from hcp.services.platform import Platform
 from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
+from hcp.services.ratelimit import RateLimiter
 from hcp.services.workloads import WorkloadService
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
 
     market = MarketService(uow)
     writer = GroupCommitWriter(uow)
+    auth = Authenticator(uow, clock)
     platform = Platform(
         workloads=WorkloadService(uow, writer, clock),
-        auth=Authenticator(uow, clock),
+        auth=auth,
         market=market,
         fleet=FleetService(uow),
+        identity=IdentityService(uow, clock, auth),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),
     )
     checkpointer = SqliteCheckpointer(engine)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("change-me")
     max_body_bytes: int = Field(64 * 1024, gt=0)
     market_seed: int = 42
+    rate_limit_per_second: float = Field(50.0, ge=0, description="per API key; 0 turns it off")
+    rate_limit_burst: int = Field(200, ge=1)
 
     site_id: str = "site-west-1"
     site_name: str = "West Texas 1"

@@ -55,6 +55,7 @@ def make_settings(database_url: str, var_dir: Path, **overrides: object) -> Sett
         "database_url": database_url,
         "var_dir": var_dir,
         "max_body_bytes": 16 * 1024,
+        "rate_limit_per_second": 0,  # the manual clock never refills a bucket
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

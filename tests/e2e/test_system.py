@@ -173,3 +173,44 @@ def test_cli_version_and_db_upgrade(tmp_path: Path) -> None:
         env={**env, "HCP_PORT": "not-a-port"},
     )
     assert bad.returncode == 2 and "port" in bad.stderr
+
+
+def test_cli_manages_customers_users_and_keys(tmp_path: Path) -> None:
+    env = {**os.environ, "HCP_VAR_DIR": str(tmp_path / "var"), "COLUMNS": "200"}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(HCP), *args], env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert run("customers", "create", "acme", "--name", "Acme").stdout.split()[0] == "acme"
+    user = run(
+        "users",
+        "create",
+        "--email",
+        "ops@acme.example",
+        "--role",
+        "customer",
+        "--customer",
+        "acme",
+        HCP_NEW_USER_PASSWORD="a long password",
+    )
+    assert user.returncode == 0, user.stderr
+    created = run("keys", "create", "--name", "ci", "--customer", "acme")
+    key_id, secret = created.stdout.split()
+    assert secret.startswith("hcp_") and "not shown again" in created.stderr
+    listed = run("keys", "list")
+    assert key_id in listed.stdout and secret not in listed.stdout
+    assert run("keys", "revoke", key_id).returncode == 0
+    assert "revoked" in run("keys", "revoke", key_id).stdout  # idempotent
+    wrong = run(
+        "users",
+        "create",
+        "--email",
+        "x@acme.example",
+        "--role",
+        "customer",
+        HCP_NEW_USER_PASSWORD="a long password",
+    )
+    assert wrong.returncode == 1 and "customer_id" in wrong.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import hcp
-from hcp.cli import db, workloads
+from hcp.cli import db, identity, workloads
 
 app = typer.Typer(
     help="HCP — hybrid compute platform.",
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(workloads.app, name="workloads")
+app.add_typer(identity.users, name="users")
+app.add_typer(identity.keys, name="keys")
+app.add_typer(identity.customers, name="customers")
 
 HostOption = typer.Option(None, help="bind address (HCP_HOST)")
 PortOption = typer.Option(None, help="port (HCP_PORT)")

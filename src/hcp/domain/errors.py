@@ -34,6 +34,14 @@ class Unauthenticated(HcpError):
     """No credentials, or credentials that match no active key."""
 
 
+class RateLimited(HcpError):
+    """Too many requests for one key; `retry_after_s` says when the next one is allowed."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after_s:.1f} s")
+        self.retry_after_s = retry_after_s
+
+
 class Conflict(HcpError):
     """The request is valid but clashes with the current state."""
 

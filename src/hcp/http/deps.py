@@ -26,7 +26,9 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     secret = credentials.credentials if credentials is not None else None
-    return platform.auth.authenticate(secret)
+    principal = platform.auth.authenticate(secret)
+    platform.rate_limiter.check(principal.key_id, platform.auth.now())
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

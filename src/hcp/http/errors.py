@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from hcp.domain.errors import (
     Forbidden,
     HcpError,
     NotFound,
+    RateLimited,
     Unauthenticated,
     ValidationError,
 )
@@ -26,6 +28,7 @@ _STATUS: list[tuple[type[HcpError], int, str]] = [
     (Forbidden, 403, "forbidden"),
     (Conflict, 409, "conflict"),
     (NoMarketData, 503, "not_ready"),
+    (RateLimited, 429, "rate_limited"),
 ]
 
 
@@ -47,6 +50,8 @@ async def _hcp_error(_request: Request, exc: Exception) -> JSONResponse:
         [{"field": exc.field, "message": exc.message}] if isinstance(exc, ValidationError) else []
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return JSONResponse(error_body(code, str(exc), fields), status_code=status, headers=headers)
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from hcp.domain.identity import Role
 from hcp.domain.workloads import WorkloadClass, WorkloadState
 
 MAX_GPUS_PER_REQUEST = 100_000
@@ -173,3 +174,54 @@ class ErrorOut(BaseModel):
     error: str
     message: str
     fields: list[ErrorField] = []
+
+
+class KeyIn(Strict):
+    name: str = Field(..., min_length=1, max_length=200)
+    role: Role = Role.CUSTOMER
+    customer_id: str | None = Field(None, min_length=1, max_length=64)
+    expires_at: AwareDatetime | None = None
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    prefix: str
+    role: Role
+    customer_id: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(..., description="shown once; only its hash is stored")
+
+
+class UserIn(Strict):
+    email: str = Field(..., min_length=3, max_length=320)
+    name: str = Field("", max_length=200)
+    role: Role
+    customer_id: str | None = Field(None, min_length=1, max_length=64)
+    password: str = Field(..., min_length=1, max_length=1024)
+
+
+class UserOut(BaseModel):
+    user_id: str
+    email: str
+    name: str
+    role: Role
+    customer_id: str | None
+    created_at: datetime
+    disabled: bool
+
+
+class CustomerIn(Strict):
+    customer_id: str = Field(..., min_length=1, max_length=64)
+    name: str = Field("", max_length=200)
+
+
+class CustomerOut(BaseModel):
+    customer_id: str
+    name: str
+    created_at: datetime

@@ -90,6 +90,9 @@ class Authenticator:
             self._cache.popitem(last=False)
         return key
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
     def forget(self) -> None:
         """Drop every remembered lookup (after revoking a key, say)."""
         self._cache.clear()

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from hcp.services.auth import Authenticator
 from hcp.services.fleet import FleetService
+from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
+from hcp.services.ratelimit import RateLimiter
 from hcp.services.workloads import WorkloadService
 
 HealthCheck = Callable[[], dict[str, str]]
@@ -19,5 +21,7 @@ class Platform:
     auth: Authenticator
     market: MarketService
     fleet: FleetService
+    identity: IdentityService
+    rate_limiter: RateLimiter
     health: HealthCheck
     """Each component's status: "ok", or a short reason it is not."""

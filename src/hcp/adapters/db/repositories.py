@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hcp.adapters.db.tables import (
@@ -18,13 +19,15 @@ from hcp.adapters.db.tables import (
     MarketSnapshotRow,
     QueueCounterRow,
     RackRow,
+    SessionRow,
     SiteRow,
+    UserRow,
     WorkloadEventRow,
     WorkloadRow,
 )
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Rack, Site
-from hcp.domain.identity import ApiKey, Customer, Role
+from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.workloads import (
     Requirements,
@@ -242,9 +245,14 @@ class SqlCustomers:
 
     def get(self, customer_id: str) -> Customer | None:
         r = self._s.get(CustomerRow, customer_id)
-        if r is None:
-            return None
-        return Customer(r.id, r.name, r.created_at, r.weight, r.gpu_quota)
+        return None if r is None else _customer(r)
+
+    def all(self) -> list[Customer]:
+        return [_customer(r) for r in self._s.scalars(select(CustomerRow).order_by(CustomerRow.id))]
+
+
+def _customer(r: CustomerRow) -> Customer:
+    return Customer(r.id, r.name, r.created_at, r.weight, r.gpu_quota)
 
 
 class SqlApiKeys:
@@ -270,8 +278,89 @@ class SqlApiKeys:
         row = self._s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
         return None if row is None else _api_key(row)
 
-    def all(self) -> list[ApiKey]:
-        return [_api_key(r) for r in self._s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
+    def get(self, key_id: str) -> ApiKey | None:
+        row = self._s.get(ApiKeyRow, key_id)
+        return None if row is None else _api_key(row)
+
+    def all(self, customer_id: str | None = None) -> list[ApiKey]:
+        query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        if customer_id is not None:
+            query = query.where(ApiKeyRow.customer_id == customer_id)
+        return [_api_key(r) for r in self._s.scalars(query)]
+
+    def revoke(self, key_id: str, at: datetime) -> None:
+        row = self._s.get(ApiKeyRow, key_id)
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = at
+
+
+class SqlUsers:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, user: User) -> None:
+        self._s.add(
+            UserRow(
+                id=user.id,
+                email=user.email,
+                name=user.name,
+                role=user.role.value,
+                customer_id=user.customer_id,
+                password_hash=user.password_hash,
+                disabled=user.disabled,
+                created_at=user.created_at,
+            )
+        )
+        self._s.flush()  # sessions reference the user
+
+    def get(self, user_id: str) -> User | None:
+        row = self._s.get(UserRow, user_id)
+        return None if row is None else _user(row)
+
+    def by_email(self, email: str) -> User | None:
+        row = self._s.scalar(select(UserRow).where(UserRow.email == email.lower()))
+        return None if row is None else _user(row)
+
+    def all(self) -> list[User]:
+        return [_user(r) for r in self._s.scalars(select(UserRow).order_by(UserRow.email))]
+
+
+def _user(r: UserRow) -> User:
+    return User(
+        id=r.id,
+        email=r.email,
+        name=r.name,
+        role=Role(r.role),
+        created_at=r.created_at,
+        customer_id=r.customer_id,
+        password_hash=r.password_hash,
+        disabled=r.disabled,
+    )
+
+
+class SqlSessions:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, session: BrowserSession) -> None:
+        self._s.add(
+            SessionRow(
+                id=session.id,
+                user_id=session.user_id,
+                csrf_token=session.csrf_token,
+                created_at=session.created_at,
+                expires_at=session.expires_at,
+            )
+        )
+
+    def get(self, session_id: str) -> BrowserSession | None:
+        r = self._s.get(SessionRow, session_id)
+        if r is None:
+            return None
+        return BrowserSession(r.id, r.user_id, r.csrf_token, r.created_at, r.expires_at)
+
+    def delete(self, session_id: str) -> None:
+        self._s.execute(delete(SessionRow).where(SessionRow.id == session_id))
 
 
 def _api_key(r: ApiKeyRow) -> ApiKey:
@@ -438,6 +527,8 @@ class SqlUnitOfWork:
         self.workloads = SqlWorkloads(self._session)
         self.customers = SqlCustomers(self._session)
         self.api_keys = SqlApiKeys(self._session)
+        self.users = SqlUsers(self._session)
+        self.sessions = SqlSessions(self._session)
         self.fleet = SqlFleet(self._session)
         self.market = SqlMarket(self._session)
         return self

@@ -139,6 +139,15 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class SessionRow(Base):
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 class WorkloadRow(Base):
     __tablename__ = "workloads"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

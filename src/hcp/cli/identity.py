@@ -1,0 +1,114 @@
+"""`hcp users|keys|customers ...`: identity management on the server, straight to the database.
+
+These run as the platform's own administrator (whoever can run them can read the database
+anyway); the HTTP API offers the same operations under per-role rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hcp.cli.settings import load_settings
+from hcp.domain.errors import HcpError
+from hcp.domain.identity import Principal, Role
+from hcp.services.platform import Platform
+
+SYSTEM = Principal(key_id="cli", role=Role.ADMIN, customer_id=None)
+console = Console()
+users = typer.Typer(help="Dashboard users.", no_args_is_help=True)
+keys = typer.Typer(help="API keys.", no_args_is_help=True)
+customers = typer.Typer(help="Customers.", no_args_is_help=True)
+
+
+@contextmanager
+def platform() -> Iterator[Platform]:
+    """The platform's services on the configured database; domain errors become messages."""
+    from hcp import bootstrap
+
+    runtime = bootstrap.build(load_settings())
+    try:
+        yield runtime.platform
+    except HcpError as exc:
+        typer.secho(f"hcp: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+
+
+@users.command("create")
+def create_user(
+    email: str = typer.Option(..., help="login email"),
+    role: Role = typer.Option(..., help="admin, operator or customer"),
+    name: str = typer.Option("", help="display name"),
+    customer: str | None = typer.Option(None, help="customer id (customer users only)"),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, envvar="HCP_NEW_USER_PASSWORD"
+    ),
+) -> None:
+    """Create a dashboard user."""
+    with platform() as p:
+        user = p.identity.create_user(
+            SYSTEM, email=email, name=name, role=role, password=password, customer_id=customer
+        )
+    console.print(f"{user.id}  {user.email}  {user.role.value}")
+
+
+@customers.command("create")
+def create_customer(customer_id: str, name: str = typer.Option("", help="display name")) -> None:
+    """Create a customer."""
+    with platform() as p:
+        customer = p.identity.create_customer(SYSTEM, customer_id, name)
+    console.print(f"{customer.id}  {customer.name}")
+
+
+@keys.command("create")
+def create_key(
+    name: str = typer.Option(..., help="what the key is for"),
+    role: Role = typer.Option(Role.CUSTOMER),
+    customer: str | None = typer.Option(None, help="customer id (customer keys only)"),
+    expires_days: float | None = typer.Option(None, help="expire after this many days"),
+) -> None:
+    """Create an API key and print its secret (shown once)."""
+    with platform() as p:
+        expires_at = None
+        if expires_days is not None:
+            expires_at = p.auth.now() + timedelta(days=expires_days)
+        issued = p.identity.create_key(
+            SYSTEM, name=name, role=role, customer_id=customer, expires_at=expires_at
+        )
+    console.print(f"{issued.key.id}  {issued.secret}")
+    typer.secho("Store the secret now: it is not shown again.", err=True, fg="yellow")
+
+
+@keys.command("list")
+def list_keys() -> None:
+    """Every key, without secrets."""
+    with platform() as p:
+        found = p.identity.keys(SYSTEM)
+    table = Table("id", "name", "prefix", "role", "customer", "created", "expires", "revoked")
+    for k in found:
+        table.add_row(
+            k.id,
+            k.name,
+            k.prefix,
+            k.role.value,
+            k.customer_id or "",
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys.command("revoke")
+def revoke_key(key_id: str) -> None:
+    """Revoke a key (idempotent)."""
+    with platform() as p:
+        key = p.identity.revoke_key(SYSTEM, key_id)
+    console.print(f"{key.id}  revoked {key.revoked_at:%Y-%m-%d %H:%M:%S}")

@@ -1,0 +1,222 @@
+"""Customers, users, browser sessions and API keys, with who may manage what."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from hcp.domain.errors import Forbidden, NotFound, Unauthenticated, ValidationError
+from hcp.domain.identity import (
+    ApiKey,
+    BrowserSession,
+    Customer,
+    Principal,
+    Role,
+    User,
+    check_role_scope,
+)
+from hcp.services.auth import Authenticator, IssuedKey, issue_key
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+SESSION_TTL = timedelta(hours=12)
+MIN_PASSWORD_LENGTH = 10
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CUSTOMER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
+_hasher = PasswordHasher()
+# Verified when the email is unknown, so that answer takes as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("no user has this password")
+
+
+def session_id_of(secret: str) -> str:
+    """The stored id of a session cookie secret (its SHA-256), so a database leak holds none."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def require_admin(principal: Principal, what: str) -> None:
+    if not principal.manages_users:
+        raise Forbidden(f"only an admin may {what}")
+
+
+class IdentityService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, auth: Authenticator) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._auth = auth
+
+    # customers and users -------------------------------------------------------------------
+
+    def create_customer(self, principal: Principal, customer_id: str, name: str) -> Customer:
+        require_admin(principal, "create customers")
+        if not _CUSTOMER_ID.match(customer_id):
+            raise ValidationError(
+                "customer_id", "2-64 of a-z, 0-9, '-' and '_', starting alphanumeric"
+            )
+        customer = Customer(customer_id, name.strip() or customer_id, self._clock.now())
+        with self._uow() as uow:
+            if uow.customers.get(customer_id) is not None:
+                raise ValidationError("customer_id", f"customer {customer_id!r} exists")
+            uow.customers.add(customer)
+            uow.commit()
+        return customer
+
+    def customers(self, principal: Principal) -> list[Customer]:
+        with self._uow() as uow:
+            everyone = uow.customers.all()
+        return [c for c in everyone if principal.may_see(c.id)]
+
+    def create_user(
+        self,
+        principal: Principal,
+        *,
+        email: str,
+        name: str,
+        role: Role,
+        password: str,
+        customer_id: str | None = None,
+    ) -> User:
+        """Store a user with an Argon2 hash of `password`."""
+        require_admin(principal, "create users")
+        email = email.strip().lower()
+        if not _EMAIL.match(email):
+            raise ValidationError("email", "not an email address")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValidationError("password", f"at least {MIN_PASSWORD_LENGTH} characters")
+        check_role_scope(role, customer_id)
+        user = User(
+            id=f"user-{uuid.uuid4().hex[:12]}",
+            email=email,
+            name=name.strip() or email,
+            role=role,
+            created_at=self._clock.now(),
+            customer_id=customer_id,
+            password_hash=_hasher.hash(password),
+        )
+        with self._uow() as uow:
+            self._check_new_user(uow, user)
+            uow.users.add(user)
+            uow.commit()
+        return user
+
+    def _check_new_user(self, uow: UnitOfWork, user: User) -> None:
+        if uow.users.by_email(user.email) is not None:
+            raise ValidationError("email", f"a user with email {user.email} exists")
+        if user.customer_id is not None and uow.customers.get(user.customer_id) is None:
+            raise ValidationError("customer_id", f"unknown customer {user.customer_id!r}")
+
+    def users(self, principal: Principal) -> list[User]:
+        require_admin(principal, "list users")
+        with self._uow() as uow:
+            return uow.users.all()
+
+    # browser sessions ----------------------------------------------------------------------
+
+    def login(self, email: str, password: str) -> tuple[str, BrowserSession]:
+        """A new session for valid credentials: (cookie secret, session). The same message for
+        an unknown email and a wrong password, so neither can be probed."""
+        with self._uow() as uow:
+            user = uow.users.by_email(email.strip().lower())
+            known_hash = user.password_hash if user is not None else _DUMMY_HASH
+            if not _verify(known_hash, password) or user is None or user.disabled:
+                raise Unauthenticated("wrong email or password")
+            secret = secrets.token_urlsafe(32)
+            now = self._clock.now()
+            session = BrowserSession(
+                session_id_of(secret), user.id, secrets.token_urlsafe(24), now, now + SESSION_TTL
+            )
+            uow.sessions.add(session)
+            uow.commit()
+        return secret, session
+
+    def session(self, secret: str | None) -> tuple[Principal, BrowserSession, User]:
+        """The principal behind a session cookie, or Unauthenticated."""
+        if not secret:
+            raise Unauthenticated("not logged in")
+        with self._uow() as uow:
+            session = uow.sessions.get(session_id_of(secret))
+            user = None if session is None else uow.users.get(session.user_id)
+        if session is None or user is None or user.disabled:
+            raise Unauthenticated("not logged in")
+        if not session.is_active(self._clock.now()):
+            raise Unauthenticated("session expired; log in again")
+        principal = Principal(f"session:{user.id}", user.role, user.customer_id, user.id)
+        return principal, session, user
+
+    def logout(self, secret: str | None) -> None:
+        if not secret:
+            return
+        with self._uow() as uow:
+            uow.sessions.delete(session_id_of(secret))
+            uow.commit()
+
+    # API keys ------------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        role: Role,
+        customer_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> IssuedKey:
+        """A new key; its secret is returned once and never stored."""
+        if principal.role is Role.CUSTOMER:
+            customer_id = customer_id or principal.customer_id
+            if role is not Role.CUSTOMER or customer_id != principal.customer_id:
+                raise Forbidden("a customer may create keys for its own customer only")
+        elif principal.role is Role.OPERATOR and role is not Role.OPERATOR:
+            raise Forbidden("an operator may create operator keys only")
+        check_role_scope(role, customer_id)
+        now = self._clock.now()
+        if expires_at is not None and expires_at <= now:
+            raise ValidationError("expires_at", "must be in the future")
+        with self._uow() as uow:
+            if customer_id is not None and uow.customers.get(customer_id) is None:
+                raise ValidationError("customer_id", f"unknown customer {customer_id!r}")
+            issued = issue_key(
+                uow, name=name, role=role, customer_id=customer_id, now=now, expires_at=expires_at
+            )
+            uow.commit()
+        return issued
+
+    def keys(self, principal: Principal) -> list[ApiKey]:
+        """Admins see every key; others the keys of their own scope."""
+        with self._uow() as uow:
+            everything = uow.api_keys.all()
+        return [k for k in everything if _may_manage_key(principal, k)]
+
+    def revoke_key(self, principal: Principal, key_id: str) -> ApiKey:
+        """Revoke a key (idempotent); it stops working at once in this process."""
+        with self._uow() as uow:
+            key = uow.api_keys.get(key_id)
+            if key is None or not _may_manage_key(principal, key):
+                raise NotFound("api key", key_id)
+            uow.api_keys.revoke(key_id, self._clock.now())
+            uow.commit()
+            revoked = uow.api_keys.get(key_id)
+        self._auth.forget()
+        assert revoked is not None
+        return revoked
+
+
+def _may_manage_key(principal: Principal, key: ApiKey) -> bool:
+    if principal.role is Role.ADMIN:
+        return True
+    if principal.role is Role.OPERATOR:
+        return key.role is Role.OPERATOR
+    return key.customer_id is not None and key.customer_id == principal.customer_id
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

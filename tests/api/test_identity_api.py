@@ -1,0 +1,140 @@
+"""Keys, users, customers, and who may manage them; revocation, expiry and rate limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hcp.domain.errors import RateLimited
+from hcp.services.ratelimit import RateLimiter
+from tests.api.conftest import Api
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_admin_creates_customer_user_and_key(api: Api) -> None:
+    customer = api.client.post(
+        "/api/v1/customers", json={"customer_id": "acme", "name": "Acme"}, headers=api.admin
+    )
+    assert customer.status_code == 201
+    user = api.client.post(
+        "/api/v1/users",
+        json={
+            "email": "Ops@Acme.example",
+            "role": "customer",
+            "customer_id": "acme",
+            "password": "correct horse battery",
+        },
+        headers=api.admin,
+    )
+    assert user.status_code == 201
+    assert user.json()["email"] == "ops@acme.example"
+    assert "password" not in user.text
+    key = api.client.post(
+        "/api/v1/keys",
+        json={"name": "ci", "role": "customer", "customer_id": "acme"},
+        headers=api.admin,
+    )
+    assert key.status_code == 201
+    secret = key.json()["secret"]
+    assert secret.startswith("hcp_") and key.json()["prefix"] == secret[:10]
+    listed = api.client.get("/api/v1/keys", headers=bearer(secret)).json()
+    assert [k["key_id"] for k in listed] == [key.json()["key_id"]]
+    assert "secret" not in listed[0]
+
+
+def test_customers_manage_only_their_own_keys(api: Api) -> None:
+    other = api.new_customer("cust-002")
+    mine = api.client.post("/api/v1/keys", json={"name": "mine"}, headers=api.customer)
+    assert mine.status_code == 201 and mine.json()["customer_id"] == "cust-001"
+    theirs = api.client.post("/api/v1/keys", json={"name": "theirs"}, headers=other).json()
+    for body in ({"name": "x", "role": "admin"}, {"name": "x", "customer_id": "cust-002"}):
+        response = api.client.post("/api/v1/keys", json=body, headers=api.customer)
+        assert response.status_code == 403, body
+    gone = api.client.delete(f"/api/v1/keys/{theirs['key_id']}", headers=api.customer)
+    assert gone.status_code == 404
+    visible = {
+        k["customer_id"] for k in api.client.get("/api/v1/keys", headers=api.customer).json()
+    }
+    assert visible == {"cust-001"}
+
+
+def test_only_admins_manage_users_and_customers(api: Api) -> None:
+    operator = api.client.post(
+        "/api/v1/keys", json={"name": "night shift", "role": "operator"}, headers=api.admin
+    ).json()["secret"]
+    for caller in (api.customer, bearer(operator)):
+        assert api.client.get("/api/v1/users", headers=caller).status_code == 403
+        created = api.client.post("/api/v1/customers", json={"customer_id": "evil"}, headers=caller)
+        assert created.status_code == 403
+        assert created.json()["error"] == "forbidden"
+    assert api.client.get("/api/v1/workloads", headers=bearer(operator)).status_code == 200
+
+
+def test_revoked_key_stops_working_at_once(api: Api) -> None:
+    created = api.client.post("/api/v1/keys", json={"name": "temp"}, headers=api.customer).json()
+    key = bearer(created["secret"])
+    assert api.client.get("/api/v1/queue/depth", headers=key).status_code == 200
+    revoked = api.client.delete(f"/api/v1/keys/{created['key_id']}", headers=api.customer)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert api.client.get("/api/v1/queue/depth", headers=key).status_code == 401
+    again = api.client.delete(f"/api/v1/keys/{created['key_id']}", headers=api.customer)
+    assert again.status_code == 200  # idempotent
+
+
+def test_expired_key_is_refused(api: Api) -> None:
+    expires = (api.clock.now() + timedelta(hours=1)).isoformat()
+    created = api.client.post(
+        "/api/v1/keys", json={"name": "short", "expires_at": expires}, headers=api.customer
+    ).json()
+    key = bearer(created["secret"])
+    assert api.client.get("/api/v1/queue/depth", headers=key).status_code == 200
+    api.clock.advance(timedelta(hours=2))
+    assert api.client.get("/api/v1/queue/depth", headers=key).status_code == 401
+    past = api.client.post(
+        "/api/v1/keys", json={"name": "late", "expires_at": expires}, headers=api.customer
+    )
+    assert past.status_code == 422 and past.json()["fields"][0]["field"] == "expires_at"
+
+
+def test_bad_user_input_names_the_field(api: Api) -> None:
+    cases = [
+        ({"email": "not-an-email", "role": "admin", "password": "long enough pw"}, "email"),
+        ({"email": "a@b.example", "role": "admin", "password": "short"}, "password"),
+        ({"email": "a@b.example", "role": "customer", "password": "long enough pw"}, "customer_id"),
+        ({"email": "a@b.example", "role": "wizard", "password": "long enough pw"}, "role"),
+    ]
+    for body, field in cases:
+        response = api.client.post("/api/v1/users", json=body, headers=api.admin)
+        assert response.status_code == 422, body
+        assert response.json()["fields"][0]["field"] == field
+
+
+def test_rate_limit_answers_429_with_retry_after(api: Api) -> None:
+    limiter = api.runtime.platform.rate_limiter
+    limiter.per_second, limiter.burst = 1.0, 3
+    statuses = [
+        api.client.get("/api/v1/queue/depth", headers=api.customer).status_code for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    limited = api.client.get("/api/v1/queue/depth", headers=api.customer)
+    assert limited.json()["error"] == "rate_limited"
+    assert limited.headers["Retry-After"] == "1"
+    assert api.client.get("/api/v1/queue/depth", headers=api.admin).status_code == 200
+    api.clock.advance(timedelta(seconds=2))
+    assert api.client.get("/api/v1/queue/depth", headers=api.customer).status_code == 200
+
+
+def test_rate_limiter_refills_over_time() -> None:
+    limiter = RateLimiter(per_second=2.0, burst=2)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    limiter.check("k", t0)
+    limiter.check("k", t0)
+    with pytest.raises(RateLimited) as limited:
+        limiter.check("k", t0)
+    assert limited.value.retry_after_s == pytest.approx(0.5)
+    limiter.check("k", t0 + timedelta(seconds=0.5))
+    limiter.check("other", t0)  # buckets are per key
