@@ -42,7 +42,7 @@ def test_unknown_toml_key_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HCP_CONFIG", "/nonexistent/hcp.toml")
-    with pytest.raises(FileNotFoundError, match="/nonexistent/hcp.toml"):
+    with pytest.raises(FileNotFoundError, match=r"/nonexistent/hcp\.toml"):
         Settings()
 
 

@@ -1,0 +1,55 @@
+"""Pure billing core: metering usage per workload and interval, prices, invoices (Decimal USD)."""
+
+from hcp.billing.export import invoice_csv, usage_csv
+from hcp.billing.invoicing import (
+    Invoice,
+    InvoiceLine,
+    build_invoice,
+    deduplicate,
+    invoice_id,
+    parse_month,
+)
+from hcp.billing.metering import (
+    EnergySource,
+    PowerSample,
+    Run,
+    UsageRecord,
+    gpu_hours_between,
+    held_energy_j,
+    meter_interval,
+)
+from hcp.billing.prices import (
+    DEFAULT_BILLING_SHEET,
+    BillingPriceSheet,
+    InterruptibleTerms,
+    Tier,
+    catalog_gpu_power_kw,
+    interruptible_price,
+)
+from hcp.billing.rounding import ROUNDING, round_money
+
+__all__ = [
+    "DEFAULT_BILLING_SHEET",
+    "ROUNDING",
+    "BillingPriceSheet",
+    "EnergySource",
+    "InterruptibleTerms",
+    "Invoice",
+    "InvoiceLine",
+    "PowerSample",
+    "Run",
+    "Tier",
+    "UsageRecord",
+    "build_invoice",
+    "catalog_gpu_power_kw",
+    "deduplicate",
+    "gpu_hours_between",
+    "held_energy_j",
+    "interruptible_price",
+    "invoice_csv",
+    "invoice_id",
+    "meter_interval",
+    "parse_month",
+    "round_money",
+    "usage_csv",
+]

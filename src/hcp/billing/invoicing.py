@@ -1,0 +1,153 @@
+"""Monthly invoices: one per customer and month, built from usage records alone.
+
+An invoice is a pure function of (customer, month, usage, price sheet), so building it twice
+gives the same invoice, and records seen twice are billed once. Each line is one (class, GPU
+family, tier) group; its amount is the exact sum of GPU-hours × unit price over its records,
+rounded once to cents (ROUND_HALF_UP, see `rounding`). The total is the sum of the line amounts,
+so it equals the sum of usage × price to within half a cent per line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from hcp.billing.metering import UsageRecord
+from hcp.billing.prices import BillingPriceSheet, Tier
+from hcp.billing.rounding import exact_arithmetic, round_money, round_price, round_quantity
+from hcp.domain.errors import ValidationError
+from hcp.domain.workloads import WorkloadClass
+
+GPU_HOUR = "GPU-hour"
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+_CLASS_LABELS = {
+    WorkloadClass.AI_INFERENCE_REALTIME: "realtime inference",
+    WorkloadClass.AI_INFERENCE_BATCH: "batch inference",
+    WorkloadClass.AI_TRAINING: "training",
+}
+
+LineKey = tuple[WorkloadClass, str, Tier]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    """One line: `quantity` `unit`s at `unit_price` USD each, `amount` USD in cents.
+
+    On a standard line amount = round(quantity × unit_price). On an interruptible line the
+    price changes every interval: the amount is the rounded sum over its intervals, and
+    unit_price is their GPU-hour-weighted average (to 0.0001), shown for reading only.
+    """
+
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """A customer's invoice for one month ("YYYY-MM", UTC), its lines and total in USD."""
+
+    id: str
+    customer_id: str
+    month: str
+    lines: tuple[InvoiceLine, ...]
+    total: Decimal
+
+
+@dataclass(slots=True)
+class _Group:
+    """A line being summed: GPU-hours, their exact charge in USD, the unit prices seen."""
+
+    quantity: Decimal
+    charge: Decimal
+    prices: set[Decimal]
+
+
+def parse_month(month: str) -> tuple[datetime, datetime]:
+    """The UTC instants [start, end) of `month` ("YYYY-MM"); ValidationError("month") otherwise."""
+    match = _MONTH.fullmatch(month)
+    if match is None:
+        raise ValidationError("month", f"expected YYYY-MM (e.g. 2025-06), got {month!r}")
+    year, number = int(match[1]), int(match[2])
+    if not 1 <= year <= 9998:
+        raise ValidationError("month", f"year {year} is out of range")
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def invoice_id(customer_id: str, month: str) -> str:
+    """The id of `customer_id`'s invoice for `month`, e.g. "inv-2025-06-cust-001"."""
+    parse_month(month)
+    if not customer_id:
+        raise ValidationError("customer_id", "must not be empty")
+    return f"inv-{month}-{customer_id}"
+
+
+def deduplicate(usage: Iterable[UsageRecord]) -> list[UsageRecord]:
+    """`usage` with each (workload, interval start) once, in first-seen order. Two records with
+    the same key but any other difference raise ValidationError naming the key: which one is
+    right cannot be known here, so neither is billed."""
+    unique: dict[tuple[str, datetime], UsageRecord] = {}
+    for record in usage:
+        seen = unique.setdefault(record.key, record)
+        if seen != record:
+            at = record.interval_start.isoformat()
+            message = f"workload {record.workload_id} has two different records at {at}"
+            raise ValidationError("usage", message)
+    return list(unique.values())
+
+
+def build_invoice(
+    customer_id: str, month: str, usage: Iterable[UsageRecord], sheet: BillingPriceSheet
+) -> Invoice:
+    """`customer_id`'s invoice for `month` from `usage`: its records whose interval starts in
+    the month (UTC), each billed once (see `deduplicate`, applied to all of `usage` first),
+    one line per (class, family, tier) in class priority, family, standard-first order."""
+    identity = invoice_id(customer_id, month)
+    start, end = parse_month(month)
+    groups: dict[LineKey, _Group] = {}
+    with exact_arithmetic():
+        for record in deduplicate(usage):
+            if record.customer_id == customer_id and start <= record.interval_start < end:
+                _add(groups, record, sheet)
+        lines = tuple(_line(key, groups[key]) for key in sorted(groups, key=_line_order))
+        total = sum((line.amount for line in lines), Decimal("0.00"))
+    return Invoice(identity, customer_id, month, lines, total)
+
+
+def _add(groups: dict[LineKey, _Group], record: UsageRecord, sheet: BillingPriceSheet) -> None:
+    key = (record.workload_class, record.gpu_family, record.tier)
+    price = sheet.gpu_hour_price(*key, record.rt_price_usd_per_mwh)
+    group = groups.setdefault(key, _Group(Decimal(0), Decimal(0), set()))
+    group.quantity += record.gpu_hours
+    group.charge += record.gpu_hours * price
+    group.prices.add(price)
+
+
+def _line(key: LineKey, group: _Group) -> InvoiceLine:
+    workload_class, family, tier = key
+    description = f"{family} GPU-hours, {_CLASS_LABELS[workload_class]}, {tier.value}"
+    quantity = round_quantity(group.quantity)
+    return InvoiceLine(
+        description, quantity, GPU_HOUR, _unit_price(group), round_money(group.charge)
+    )
+
+
+def _unit_price(group: _Group) -> Decimal:
+    """The one price of the group's records, else their GPU-hour-weighted average."""
+    if len(group.prices) == 1:
+        return round_price(next(iter(group.prices)))
+    if group.quantity == 0:
+        return round_price(min(group.prices))
+    return round_price(group.charge / group.quantity)
+
+
+def _line_order(key: LineKey) -> tuple[int, str, bool]:
+    workload_class, family, tier = key
+    return (workload_class.priority, family, tier is not Tier.STANDARD)
