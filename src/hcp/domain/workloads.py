@@ -118,6 +118,9 @@ class Workload:
     site_id: str | None = None
     progress: float = 0.0
     retries: int = 0
+    gpu_ids: tuple[str, ...] = ()
+    started_at: datetime | None = None
+    checkpointed_at: datetime | None = None
 
     @property
     def priority(self) -> int:
@@ -134,3 +137,16 @@ class StateChange:
     from_state: WorkloadState | None
     to_state: WorkloadState
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptionRecord:
+    """A stored preemption: which workload stopped, why, what became of it, what it lost."""
+
+    at: datetime
+    workload_id: str
+    reason: str
+    action: str
+    lost_gpu_hours: float
+    gpu_ids: tuple[str, ...]
+    for_workload_id: str | None = None

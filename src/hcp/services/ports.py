@@ -10,7 +10,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, User
 from hcp.domain.market import MarketSnapshot
-from hcp.domain.workloads import StateChange, Workload, WorkloadState
+from hcp.domain.workloads import PreemptionRecord, StateChange, Workload, WorkloadState
 
 
 class Clock(Protocol):
@@ -53,6 +53,14 @@ class WorkloadRepository(Protocol):
         ...
 
     def queued_by_priority(self) -> dict[int, int]: ...
+    def in_states(self, states: Sequence[WorkloadState]) -> list[Workload]:
+        """Every workload in one of `states`, oldest submission first."""
+        ...
+
+    def add_preemption(self, record: PreemptionRecord) -> None: ...
+    def preemptions(
+        self, workload_id: str | None = None, limit: int = 100
+    ) -> list[PreemptionRecord]: ...
     def gpus_in_use(self) -> int:
         """GPUs held by scheduled and running workloads."""
         ...

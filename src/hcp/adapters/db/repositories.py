@@ -17,6 +17,7 @@ from hcp.adapters.db.tables import (
     DeviceModelRow,
     DeviceRow,
     MarketSnapshotRow,
+    PreemptionRow,
     QueueCounterRow,
     RackRow,
     SessionRow,
@@ -30,6 +31,7 @@ from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.workloads import (
+    PreemptionRecord,
     Requirements,
     StateChange,
     Workload,
@@ -122,6 +124,42 @@ class SqlWorkloads:
         query = select(QueueCounterRow.priority, QueueCounterRow.queued)
         return {int(p): int(n) for p, n in self._s.execute(query)}
 
+    def in_states(self, states: Sequence[WorkloadState]) -> list[Workload]:
+        query = select(WorkloadRow).where(WorkloadRow.state.in_([st.value for st in states]))
+        return [_workload(r) for r in self._s.scalars(query.order_by(WorkloadRow.submitted_at))]
+
+    def add_preemption(self, record: PreemptionRecord) -> None:
+        self._s.add(
+            PreemptionRow(
+                at=record.at,
+                workload_id=record.workload_id,
+                reason=record.reason,
+                action=record.action,
+                lost_gpu_hours=record.lost_gpu_hours,
+                gpu_ids=list(record.gpu_ids),
+                for_workload_id=record.for_workload_id,
+            )
+        )
+
+    def preemptions(
+        self, workload_id: str | None = None, limit: int = 100
+    ) -> list[PreemptionRecord]:
+        query = select(PreemptionRow).order_by(PreemptionRow.at.desc(), PreemptionRow.id.desc())
+        if workload_id is not None:
+            query = query.where(PreemptionRow.workload_id == workload_id)
+        return [
+            PreemptionRecord(
+                r.at,
+                r.workload_id,
+                r.reason,
+                r.action,
+                r.lost_gpu_hours,
+                tuple(r.gpu_ids),
+                r.for_workload_id,
+            )
+            for r in self._s.scalars(query.limit(limit))
+        ]
+
     def gpus_in_use(self) -> int:
         active = (WorkloadState.SCHEDULED.value, WorkloadState.RUNNING.value)
         query = select(func.coalesce(func.sum(WorkloadRow.gpu_count), 0)).where(
@@ -157,6 +195,9 @@ def _workload_columns(w: Workload) -> dict[str, Any]:
         "retries": w.retries,
         "submitted_at": w.submitted_at,
         "updated_at": w.updated_at,
+        "gpu_ids": list(w.gpu_ids) or None,
+        "started_at": w.started_at,
+        "checkpointed_at": w.checkpointed_at,
     }
 
 
@@ -180,6 +221,9 @@ def _workload(r: WorkloadRow) -> Workload:
         site_id=r.site_id,
         progress=r.progress,
         retries=r.retries,
+        gpu_ids=tuple(r.gpu_ids or ()),
+        started_at=r.started_at,
+        checkpointed_at=r.checkpointed_at,
     )
 
 

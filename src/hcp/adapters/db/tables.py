@@ -167,6 +167,9 @@ class WorkloadRow(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    gpu_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime | None]
+    checkpointed_at: Mapped[datetime | None]
     __table_args__ = (
         Index(None, "state", "priority", "submitted_at"),
         Index(None, "customer_id", "submitted_at"),
@@ -191,6 +194,35 @@ class WorkloadEventRow(Base):
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PreemptionRow(Base):
+    __tablename__ = "preemptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    lost_gpu_hours: Mapped[float] = mapped_column(Float)
+    gpu_ids: Mapped[list[str]] = mapped_column(JSON)
+    for_workload_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class DispatchCommandRow(Base):
+    __tablename__ = "dispatch_commands"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issued_at: Mapped[datetime] = mapped_column(index=True)
+    site_id: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))
+    profile: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    confirm_by: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class MarketSnapshotRow(Base):
@@ -243,19 +275,25 @@ class UsageRecordRow(Base):
     __tablename__ = "usage_records"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"))
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
     workload_class: Mapped[str] = mapped_column(String(32))
-    gpu_type: Mapped[str | None] = mapped_column(String(32))
+    gpu_type: Mapped[str] = mapped_column(String(32))
+    tier: Mapped[str] = mapped_column(String(16), default="standard")
     interval_start: Mapped[datetime]
     interval_end: Mapped[datetime]
     gpu_hours: Mapped[Decimal]
     energy_kwh: Mapped[Decimal]
-    __table_args__ = (UniqueConstraint("workload_id", "interval_start"),)
+    rt_price_usd_per_mwh: Mapped[Decimal | None]
+    energy_source: Mapped[str] = mapped_column(String(16), default="telemetry")
+    __table_args__ = (
+        UniqueConstraint("workload_id", "interval_start"),
+        Index(None, "customer_id", "interval_start"),
+    )
 
 
 class InvoiceRow(Base):
     __tablename__ = "invoices"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
     month: Mapped[str] = mapped_column(String(7))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
@@ -269,6 +307,7 @@ class InvoiceLineRow(Base):
     __tablename__ = "invoice_lines"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(String(200))
     quantity: Mapped[Decimal]
     unit: Mapped[str] = mapped_column(String(32))
