@@ -1,0 +1,1 @@
+"""EventBus adapters: in-process (memory) and NATS JetStream (nats)."""
