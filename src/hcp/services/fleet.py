@@ -63,7 +63,7 @@ def plan_devices(spec: SiteSpec, now: datetime) -> tuple[list[Rack], list[Device
                 DeviceKind.GPU,
                 "idle",
                 now,
-                address=f"node-{node:03d}/gpu{i % spec.gpus_per_node}",
+                address=f"{racks[-1].id}/{i % spec.gpus_per_node}",
             )
         )
     return racks, devices

@@ -124,6 +124,11 @@ class SqlWorkloads:
         query = select(QueueCounterRow.priority, QueueCounterRow.queued)
         return {int(p): int(n) for p, n in self._s.execute(query)}
 
+    def save_progress(self, workload_id: str, progress: float) -> None:
+        self._s.execute(
+            update(WorkloadRow).where(WorkloadRow.id == workload_id).values(progress=progress)
+        )
+
     def in_states(self, states: Sequence[WorkloadState]) -> list[Workload]:
         query = select(WorkloadRow).where(WorkloadRow.state.in_([st.value for st in states]))
         return [_workload(r) for r in self._s.scalars(query.order_by(WorkloadRow.submitted_at))]

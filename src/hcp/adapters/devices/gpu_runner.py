@@ -1,0 +1,129 @@
+"""The scheduler's GpuRunner on node agents: a workload's GPUs may span nodes (a gang on the
+fewest nodes), so each call fans out to every node it touches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from hcp.adapters.devices.errors import DeviceError
+from hcp.adapters.devices.gpu_errors import WorkloadNotFound
+from hcp.adapters.devices.node_agent import NodeAgentClient, WorkloadStatus
+from hcp.domain.fleet import Device
+from hcp.domain.gpu_telemetry import AgentWorkloadState
+from hcp.domain.workloads import Workload
+from hcp.services.scheduler import DEFAULT_HOURS, RunState, RunStatus
+
+_STATES = {
+    AgentWorkloadState.RUNNING: RunState.RUNNING,
+    AgentWorkloadState.COMPLETED: RunState.COMPLETED,
+    AgentWorkloadState.FAILED: RunState.FAILED,
+    AgentWorkloadState.STOPPED: RunState.STOPPED,
+}
+
+
+def run_id(w: Workload) -> str:
+    """The node agents' id of one run of `w`: a requeued workload runs again under a new id."""
+    started = w.started_at or w.updated_at
+    return f"{w.id}.{int(started.timestamp() * 1000)}"
+
+
+def split_address(address: str | None) -> tuple[str, int]:
+    """`gpu-node-001/3` -> ("gpu-node-001", 3): a GPU's node hostname and index on it."""
+    host, _, index = (address or "").rpartition("/")
+    if not host or not index.isdigit():
+        raise ValueError(f"GPU address {address!r} is not '<node>/<index>'")
+    return host, int(index)
+
+
+def by_node(gpus: Sequence[Device]) -> dict[str, list[int]]:
+    nodes: dict[str, list[int]] = defaultdict(list)
+    for gpu in gpus:
+        host, index = split_address(gpu.address)
+        nodes[host].append(index)
+    return dict(nodes)
+
+
+class NodeAgentGpuRunner:
+    """Runs workloads through node agents found at `base_url(host)`."""
+
+    def __init__(
+        self, base_url: Callable[[str], str], client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._base_url = base_url
+        self._client = client or httpx.AsyncClient()
+
+    def _agent(self, host: str) -> NodeAgentClient:
+        return NodeAgentClient(host, self._base_url(host), self._client)
+
+    async def start(self, workload: Workload, gpus: Sequence[Device]) -> None:
+        hours = workload.requirements.estimated_hours or DEFAULT_HOURS
+        calls = [
+            self._start_on(host, workload, indices, hours * 3600)
+            for host, indices in by_node(gpus).items()
+        ]
+        await asyncio.gather(*calls)
+
+    async def _start_on(
+        self, host: str, w: Workload, indices: list[int], duration_s: float
+    ) -> None:
+        await self._agent(host).start(
+            run_id(w),
+            indices,
+            duration_s,
+            checkpointable=w.checkpointable,
+            resume_from_progress=w.progress if w.checkpointable else 0.0,
+        )
+
+    async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
+        statuses = await asyncio.gather(
+            *(self._stop_on(host, workload, checkpoint) for host in by_node(gpus))
+        )
+        kept = [s.checkpoint_progress for s in statuses if s is not None]
+        return min(kept, default=0.0)
+
+    async def _stop_on(self, host: str, w: Workload, checkpoint: bool) -> WorkloadStatus | None:
+        agent = self._agent(host)
+        try:
+            if checkpoint and w.checkpointable:
+                await agent.checkpoint(run_id(w))
+            return await agent.stop(run_id(w))
+        except WorkloadNotFound:
+            return None
+
+    async def poll(
+        self, running: Sequence[tuple[Workload, Sequence[Device]]]
+    ) -> dict[str, RunStatus]:
+        results = await asyncio.gather(*(self._poll_one(w, gpus) for w, gpus in running))
+        return {w.id: status for (w, _), status in zip(running, results, strict=True)}
+
+    async def _poll_one(self, w: Workload, gpus: Sequence[Device]) -> RunStatus:
+        try:
+            statuses = await asyncio.gather(
+                *(self._agent(h).status(run_id(w)) for h in by_node(gpus))
+            )
+        except WorkloadNotFound:
+            return RunStatus(
+                RunState.STOPPED, w.progress, w.progress, "the node no longer knows it"
+            )
+        except DeviceError as exc:
+            return RunStatus(RunState.UNKNOWN, w.progress, detail=str(exc))
+        return combine(statuses)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def combine(statuses: Sequence[WorkloadStatus]) -> RunStatus:
+    """One status for a workload spread over nodes: the slowest part, the worst state."""
+    states = {_STATES[s.state] for s in statuses}
+    progress = min(s.progress for s in statuses)
+    checkpoint = min(s.checkpoint_progress for s in statuses)
+    detail = next((s.failure_reason for s in statuses if s.failure_reason), None)
+    for state in (RunState.FAILED, RunState.STOPPED, RunState.RUNNING):
+        if state in states:
+            return RunStatus(state, progress, checkpoint, detail)
+    return RunStatus(RunState.COMPLETED, 1.0, checkpoint, detail)

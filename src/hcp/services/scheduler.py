@@ -1,0 +1,304 @@
+"""The scheduling tick on stored state: follow running work, then place, preempt and requeue
+as `hcp.scheduling.schedule` decides, and carry it out on the GPU nodes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from hcp.domain.catalog import gpu_model
+from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import HcpError
+from hcp.domain.fleet import Device
+from hcp.domain.workloads import (
+    PreemptionRecord,
+    StateChange,
+    Workload,
+    WorkloadEvent,
+    WorkloadState,
+    transition,
+)
+from hcp.scheduling import (
+    Gpu,
+    Placement,
+    Preemption,
+    PreemptionAction,
+    RunningWorkload,
+    SchedulingPolicy,
+    WorkloadQueue,
+    WorkloadSpec,
+    schedule,
+)
+from hcp.services.ports import Clock, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+DEFAULT_HOURS = 1.0
+ACTIVE = (WorkloadState.SCHEDULED, WorkloadState.RUNNING)
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A workload as its GPU node reports it; progress and checkpoint run from 0 to 1."""
+
+    state: RunState
+    progress: float
+    checkpoint: float = 0.0
+    detail: str | None = None
+
+
+class GpuRunner(Protocol):
+    """Starts, stops and follows workloads on GPU nodes."""
+
+    async def start(self, workload: Workload, gpus: Sequence[Device]) -> None: ...
+    async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
+        """Stop it; the progress a resumed run would start from."""
+        ...
+
+    async def poll(
+        self, running: Sequence[tuple[Workload, Sequence[Device]]]
+    ) -> dict[str, RunStatus]: ...
+
+
+@dataclass
+class TickReport:
+    """What one scheduling tick did."""
+
+    started: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    preempted: list[Preemption] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def spec_of(w: Workload) -> WorkloadSpec:
+    """The scheduler's view of a stored workload."""
+    req = w.requirements
+    price = w.max_price_usd_per_gpu_hour
+    return WorkloadSpec(
+        id=w.id,
+        customer_id=w.customer_id,
+        workload_class=w.workload_class,
+        gpu_family=req.gpu_type,
+        gpu_count=req.gpu_count,
+        memory_gb_per_gpu=float(req.memory_gb_per_gpu or 0),
+        estimated_hours=req.estimated_hours or DEFAULT_HOURS,
+        submitted_at=w.submitted_at,
+        deadline=w.deadline,
+        checkpointable=w.checkpointable,
+        max_price_usd_per_gpu_hour=None if price is None else float(price),
+        retries=w.retries,
+    )
+
+
+def gpu_of(d: Device) -> Gpu:
+    """The scheduler's view of a GPU device; its rack is its node."""
+    model = gpu_model(d.model_name)
+    return Gpu(d.id, d.rack_id or d.site_id, d.site_id, model.family, model.memory_gb, d.healthy)
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        runner: GpuRunner,
+        clock: Clock,
+        policy: SchedulingPolicy | None = None,
+        on_change: Callable[[StateChange], None] = lambda change: None,
+    ) -> None:
+        self._uow = uow
+        self._runner = runner
+        self._clock = clock
+        self._policy = policy or SchedulingPolicy()
+        self._on_change = on_change
+
+    async def tick(self, budgets: Mapping[str, int]) -> TickReport:
+        """One tick: follow running work, then schedule within `budgets` (GPUs per site)."""
+        report = TickReport()
+        now = self._clock.now()
+        with self._uow() as uow:
+            gpus = {d.id: d for d in uow.fleet.devices(kind=DeviceKind.GPU)}
+            active = uow.workloads.in_states(ACTIVE)
+        await self._follow(active, gpus, now, report)
+        with self._uow() as uow:
+            queued = uow.workloads.in_states([WorkloadState.QUEUED])
+            active = uow.workloads.in_states(ACTIVE)
+        decision = schedule(
+            WorkloadQueue([spec_of(w) for w in queued]),
+            [gpu_of(d) for d in gpus.values()],
+            [_running(w) for w in active if w.gpu_ids],
+            budgets,
+            now,
+            self._policy,
+        )
+        by_id = {w.id: w for w in (*queued, *active)}
+        for p in decision.preemptions:
+            await self._preempt(by_id[p.workload_id], p, gpus, now, report)
+        for spec in decision.requeues:
+            self._back_to_queue(spec, now, report)
+        for workload_id in decision.failed:
+            if self._get(workload_id).state is not WorkloadState.FAILED:
+                self._fail(by_id[workload_id], "GPU failed; retry limit reached", now, report)
+        for placement in decision.placements:
+            await self._start(by_id[placement.workload_id], placement, gpus, now, report)
+        return report
+
+    async def _follow(
+        self, active: list[Workload], gpus: Mapping[str, Device], now: datetime, report: TickReport
+    ) -> None:
+        held = [(w, [gpus[g] for g in w.gpu_ids if g in gpus]) for w in active if w.gpu_ids]
+        statuses = await self._runner.poll(held)
+        for w, _ in held:
+            status = statuses.get(w.id)
+            if status is None or status.state is RunState.UNKNOWN:
+                continue
+            if status.state is RunState.COMPLETED:
+                self._apply(w, WorkloadEvent.COMPLETE, now, "finished", progress=1.0, gpu_ids=())
+                report.completed.append(w.id)
+            elif status.state in (RunState.FAILED, RunState.STOPPED):
+                reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
+                self._requeue(
+                    w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint
+                )
+            else:
+                self._save(replace(w, progress=status.progress))
+
+    async def _preempt(
+        self,
+        w: Workload,
+        p: Preemption,
+        gpus: Mapping[str, Device],
+        now: datetime,
+        report: TickReport,
+    ) -> None:
+        devices = [gpus[g] for g in w.gpu_ids if g in gpus]
+        keep = p.action in (PreemptionAction.CHECKPOINT, PreemptionAction.PAUSE)
+        try:
+            resume = await self._runner.stop(w, devices, checkpoint=keep)
+        except HcpError as exc:
+            report.errors.append(f"stop {w.id}: {exc}")
+            resume = 0.0
+        record = PreemptionRecord(
+            now,
+            w.id,
+            p.reason.value,
+            p.action.value,
+            p.lost_gpu_hours,
+            p.gpu_ids,
+            p.for_workload_id,
+        )
+        with self._uow() as uow:
+            uow.workloads.add_preemption(record)
+            uow.commit()
+        reason = f"preempted ({p.reason.value}, {p.action.value})"
+        if p.action is PreemptionAction.FAIL:
+            self._fail(w, reason, now, report)
+        else:
+            progress = resume if keep else 0.0
+            self._apply(w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), progress=progress)
+        report.preempted.append(p)
+
+    def _back_to_queue(self, spec: WorkloadSpec, now: datetime, report: TickReport) -> None:
+        """A stopped workload rejoins the queue (it keeps its submission time and place)."""
+        w = self._get(spec.id)
+        if w.state is WorkloadState.PREEMPTED:
+            self._apply(w, WorkloadEvent.REQUEUE, now, "back to the queue", retries=spec.retries)
+            report.requeued.append(spec.id)
+
+    async def _start(
+        self,
+        w: Workload,
+        placement: Placement,
+        gpus: Mapping[str, Device],
+        now: datetime,
+        report: TickReport,
+    ) -> None:
+        scheduled = self._apply(
+            w,
+            WorkloadEvent.SCHEDULE,
+            now,
+            f"placed on {', '.join(placement.nodes)}",
+            gpu_ids=placement.gpu_ids,
+            site_id=placement.site,
+        )
+        try:
+            await self._runner.start(scheduled, [gpus[g] for g in placement.gpu_ids])
+        except HcpError as exc:
+            report.errors.append(f"start {w.id}: {exc}")
+            self._apply(scheduled, WorkloadEvent.FAIL, now, f"could not start: {exc}", gpu_ids=())
+            report.failed.append(w.id)
+            return
+        self._apply(scheduled, WorkloadEvent.START, now, "running")
+        report.started.append(w.id)
+
+    def _requeue(
+        self,
+        w: Workload,
+        reason: str,
+        now: datetime,
+        report: TickReport,
+        *,
+        retries: int,
+        progress: float | None = None,
+    ) -> None:
+        action = "fail" if retries > self._policy.max_retries else "requeue"
+        record = PreemptionRecord(now, w.id, "gpu_failure", action, 0.0, w.gpu_ids)
+        with self._uow() as uow:
+            uow.workloads.add_preemption(record)
+            uow.commit()
+        if action == "fail":
+            self._fail(w, f"{reason}; retry limit reached", now, report)
+            return
+        kept = w.progress if progress is None else progress
+        self._apply(
+            w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), retries=retries, progress=kept
+        )
+        self._apply(self._get(w.id), WorkloadEvent.REQUEUE, now, reason)
+        report.requeued.append(w.id)
+
+    def _fail(self, w: Workload, reason: str, now: datetime, report: TickReport) -> None:
+        self._apply(w, WorkloadEvent.FAIL, now, reason, gpu_ids=())
+        report.failed.append(w.id)
+
+    def _apply(
+        self, w: Workload, event: WorkloadEvent, now: datetime, reason: str, **changes: object
+    ) -> Workload:
+        """Store one lifecycle transition of `w` (with column changes) and announce it."""
+        with self._uow() as uow:
+            current = uow.workloads.get(w.id) or w
+            new_state = transition(current.state, event)
+            updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
+            change = StateChange(w.id, now, event, current.state, new_state, reason)
+            uow.workloads.save_transition(updated, change)
+            uow.commit()
+        self._on_change(change)
+        return updated
+
+    def _save(self, w: Workload) -> None:
+        with self._uow() as uow:
+            current = uow.workloads.get(w.id)
+            if current is not None and current.state is w.state:
+                uow.workloads.save_progress(w.id, w.progress)
+                uow.commit()
+
+    def _get(self, workload_id: str) -> Workload:
+        with self._uow() as uow:
+            found = uow.workloads.get(workload_id)
+        assert found is not None
+        return found
+
+
+def _running(w: Workload) -> RunningWorkload:
+    return RunningWorkload(spec_of(w), w.gpu_ids, w.started_at or w.updated_at, w.checkpointed_at)

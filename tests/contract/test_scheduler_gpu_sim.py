@@ -1,0 +1,142 @@
+"""The scheduling tick on stored state, carried out on simulated GPU nodes over HTTP (ASGI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hcp import bootstrap
+from hcp.adapters.clock import ManualClock
+from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
+from hcp.domain.catalog import gpu_model
+from hcp.domain.devices import DeviceKind
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import Requirements, WorkloadClass, WorkloadState
+from hcp.scheduling import SchedulingPolicy
+from hcp.services.scheduler import SchedulerService
+from hcp.services.workloads import Submission
+from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
+from tests.api.conftest import START, make_settings
+
+SITE = "site-west-1"
+CUSTOMER = Principal("k", Role.CUSTOMER, "cust-001")
+
+
+@dataclass
+class World:
+    runtime: bootstrap.Runtime
+    clock: ManualClock
+    nodes: dict[str, GpuNodeSim]
+    scheduler: SchedulerService
+
+    async def submit(
+        self, kind: WorkloadClass, gpus: int = 1, hours: float = 1.0, checkpointable: bool = False
+    ) -> str:
+        sub = Submission(
+            kind, Requirements("H100", gpus, None, hours), checkpointable=checkpointable
+        )
+        submitted = await self.runtime.platform.workloads.submit(CUSTOMER, sub)
+        self.clock.advance(timedelta(seconds=1))
+        return submitted.workload.id
+
+    def state(self, workload_id: str) -> WorkloadState:
+        with self.runtime.unit_of_work() as uow:
+            w = uow.workloads.get(workload_id)
+        assert w is not None
+        return w.state
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    clock = ManualClock(START)
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    runtime = bootstrap.build(settings, clock)
+    bootstrap.prepare(runtime)
+    with runtime.unit_of_work() as uow:
+        gpus = uow.fleet.devices(kind=DeviceKind.GPU)
+    hosts = sorted({split_address(g.address)[0] for g in gpus})
+    counts = {h: sum(split_address(g.address)[0] == h for g in gpus) for h in hosts}
+    model = gpu_model(settings.site_gpu_model)
+    nodes = {h: GpuNodeSim(h, model, counts[h], clock=clock) for h in hosts}
+    transport = httpx.ASGITransport(app=build_fleet_app(nodes.values()))
+    client = httpx.AsyncClient(transport=transport)
+    runner = NodeAgentGpuRunner(lambda host: f"http://sim/nodes/{host}", client)
+    policy = SchedulingPolicy(min_runtime=timedelta(minutes=10))
+    yield World(
+        runtime, clock, nodes, SchedulerService(runtime.unit_of_work, runner, clock, policy)
+    )
+    await client.aclose()
+    runtime.close()
+
+
+async def test_queued_work_starts_runs_and_completes(world: World) -> None:
+    first = await world.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
+    second = await world.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=1)
+    report = await world.scheduler.tick({SITE: 10})
+    assert set(report.started) == {first, second}, report.errors
+    assert world.state(first) is WorkloadState.RUNNING
+    busy = sum(g.workload_id is not None for n in world.nodes.values() for g in n.sample())
+    assert busy == 10
+
+    world.clock.advance(timedelta(hours=1, minutes=1))
+    report = await world.scheduler.tick({SITE: 10})
+    assert report.completed == [second]
+    world.clock.advance(timedelta(hours=1))
+    await world.scheduler.tick({SITE: 10})
+    assert world.state(first) is WorkloadState.COMPLETED
+    with world.runtime.unit_of_work() as uow:
+        events = [c.event.value for c in uow.workloads.history(first)]
+    assert events == ["submit", "schedule", "start", "complete"]
+
+
+async def test_a_lower_budget_sheds_training_before_batch(world: World) -> None:
+    training = [await world.submit(WorkloadClass.AI_TRAINING, hours=5) for _ in range(5)]
+    batch = [await world.submit(WorkloadClass.AI_INFERENCE_BATCH, hours=5) for _ in range(5)]
+    await world.scheduler.tick({SITE: 10})
+    world.clock.advance(timedelta(minutes=30))
+    report = await world.scheduler.tick({SITE: 6})
+    shed = {p.workload_id for p in report.preempted}
+    assert len(shed) == 4 and shed <= set(training)
+    assert all(world.state(w) is WorkloadState.RUNNING for w in batch)
+    with world.runtime.unit_of_work() as uow:
+        records = uow.workloads.preemptions()
+    assert {r.reason for r in records} == {"power_budget"}
+    assert all(world.state(w) is WorkloadState.QUEUED for w in shed)
+
+
+async def test_realtime_preempts_training_past_its_minimum_runtime(world: World) -> None:
+    training = [
+        await world.submit(WorkloadClass.AI_TRAINING, gpus=5, hours=5, checkpointable=True)
+        for _ in range(2)
+    ]
+    await world.scheduler.tick({SITE: 10})
+    realtime = await world.submit(WorkloadClass.AI_INFERENCE_REALTIME, gpus=2)
+    report = await world.scheduler.tick({SITE: 10})
+    assert report.preempted == []  # both trainings are inside their minimum runtime
+    assert world.state(realtime) is WorkloadState.QUEUED
+    world.clock.advance(timedelta(minutes=15))
+    report = await world.scheduler.tick({SITE: 10})
+    assert [p.reason.value for p in report.preempted] == ["realtime_demand"]
+    assert report.preempted[0].workload_id in training
+    assert world.state(realtime) is WorkloadState.RUNNING
+
+
+async def test_a_gpu_fault_requeues_its_workload(world: World) -> None:
+    victim = await world.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=3)
+    await world.scheduler.tick({SITE: 10})
+    with world.runtime.unit_of_work() as uow:
+        w = uow.workloads.get(victim)
+        gpus = {g.id: g for g in uow.fleet.devices(kind=DeviceKind.GPU)}
+    assert w is not None
+    host, index = split_address(gpus[w.gpu_ids[0]].address)
+    world.nodes[host].inject_xid(index, 13)
+    report = await world.scheduler.tick({SITE: 10})
+    assert victim in report.requeued or victim in report.started
+    with world.runtime.unit_of_work() as uow:
+        again = uow.workloads.get(victim)
+    assert again is not None and again.retries == 1
