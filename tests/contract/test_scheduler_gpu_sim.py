@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.api.conftest import START, make_settings
 
 from hcp import bootstrap
 from hcp.adapters.clock import ManualClock
@@ -21,7 +22,6 @@ from hcp.scheduling import SchedulingPolicy
 from hcp.services.scheduler import SchedulerService
 from hcp.services.workloads import Submission
 from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
-from tests.api.conftest import START, make_settings
 
 SITE = "site-west-1"
 CUSTOMER = Principal("k", Role.CUSTOMER, "cust-001")
