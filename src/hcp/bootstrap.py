@@ -6,29 +6,40 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from hcp.adapters.bus.memory import InMemoryBus
 from hcp.adapters.clock import SystemClock
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
+from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
+from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import DEMO_KEYS_FILE, Settings
+from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Role
 from hcp.services.auth import Authenticator, issue_key
+from hcp.services.control import ControlLoop
+from hcp.services.events import ASIC_METRICS, GPU_METRICS
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
+from hcp.services.monitor import FleetMonitor, FleetReader, StatusRecorder
+from hcp.services.planning import RuleOfThumbPlanner
 from hcp.services.platform import Platform
 from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 from hcp.services.ratelimit import RateLimiter
+from hcp.services.scheduler import SchedulerService
 from hcp.services.workloads import WorkloadService
+from hcp.simulators.site import SimulatedSite
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +192,81 @@ def market_feed(settings: Settings, start: datetime) -> MarketFeed:
     return SimulatedMarketFeed(config, start=aligned, step=step, seed=settings.market_seed)
 
 
-async def run_market_loop(runtime: Runtime, feed: MarketFeed) -> None:
-    """After each tick, record the next snapshot until cancelled; a failed tick is only logged."""
+@dataclass
+class Live:
+    """The running simulated site and control loop of `hcp up`."""
+
+    control: ControlLoop
+    site: SimulatedSite
+    bus: InMemoryBus
+    runner: NodeAgentGpuRunner
+    gpu_reader: DcgmFleetReader
+
+
+async def start_live(runtime: Runtime) -> Live:
+    """Start the simulators for the stored fleet and wire the control loop to them."""
+    settings, clock, uow = runtime.settings, runtime.clock, runtime.unit_of_work
+    with uow() as unit:
+        site = unit.fleet.site(settings.site_id)
+        devices = unit.fleet.devices(site_id=settings.site_id)
+    if site is None:
+        raise RuntimeError(f"site {settings.site_id} is not provisioned; run prepare() first")
+    simulated = SimulatedSite(devices, clock)
+    addresses = await simulated.start()
+    with uow() as unit:
+        unit.fleet.set_addresses({d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()})
+        unit.commit()
+    bus = InMemoryBus()
+    recorder = StatusRecorder(uow)
+    for topic in (ASIC_METRICS, GPU_METRICS):
+        await bus.subscribe(topic, recorder.handle)
+    gpus = {split_address(d.address): d.id for d in devices if d.kind is DeviceKind.GPU}
+    gpu_reader = DcgmFleetReader(gpus, addresses.node_url, clock)
+    readers: dict[str, FleetReader] = {
+        ASIC_METRICS: LuxosFleetReader(addresses.asics, clock),
+        GPU_METRICS: gpu_reader,
+    }
+    runner = NodeAgentGpuRunner(addresses.node_url)
+    control = ControlLoop(
+        site=site,
+        uow=uow,
+        clock=clock,
+        feed=market_feed(settings, clock.now()),
+        market=runtime.platform.market,
+        planner=RuleOfThumbPlanner(),
+        scheduler=SchedulerService(uow, runner, clock),
+        monitor=FleetMonitor(readers, bus),
+        recorder=recorder,
+        bus=bus,
+    )
+    return Live(control, simulated, bus, runner, gpu_reader)
+
+
+async def stop_live(live: Live) -> None:
+    await live.bus.close()
+    await live.runner.aclose()
+    await live.gpu_reader.aclose()
+    await live.site.stop()
+
+
+async def run_control(live: Live, tick_s: float, poll_s: float) -> None:
+    """Tick every `tick_s` and poll every `poll_s` wall seconds until cancelled."""
+    await live.control.poll()
+    await asyncio.gather(
+        _every(tick_s, live.control.tick, "control tick"),
+        _every(poll_s, live.control.poll, "fleet poll"),
+    )
+
+
+async def _every(period_s: float, action: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `action` every `period_s` (a slow run delays the next, never piles up)."""
     while True:
-        await asyncio.sleep(runtime.settings.tick_seconds)
+        started = asyncio.get_running_loop().time()
         try:
-            snapshot = feed.next_snapshot()
-            if snapshot is None:
-                log.warning("market feed exhausted; prices stop updating")
-                return
-            await asyncio.to_thread(runtime.platform.market.record, snapshot, "simulator")
+            await action()
         except Exception:
-            log.exception("market tick failed")
+            log.exception("%s failed", what)
+        elapsed = asyncio.get_running_loop().time() - started
+        if elapsed > period_s:
+            log.warning("%s took %.2f s, longer than its period %.2f s", what, elapsed, period_s)
+        await asyncio.sleep(max(0.0, period_s - elapsed))

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     tick_seconds: float = Field(300.0, gt=0)
+    poll_seconds: float = Field(5.0, gt=0, description="how often the fleet is read, wall seconds")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     secret_key: SecretStr = SecretStr("change-me")
     max_body_bytes: int = Field(64 * 1024, gt=0)

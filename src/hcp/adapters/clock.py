@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 
@@ -23,3 +24,19 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+class ScaledClock:
+    """Wall time sped up `speed` times from `start` (demonstrations: `hcp up --speed 60`
+    lives an hour of market and fleet time per minute)."""
+
+    def __init__(self, speed: float, start: datetime | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self._origin = start or datetime.now(UTC)
+        self._wall_origin = time.monotonic()
+
+    def now(self) -> datetime:
+        elapsed = time.monotonic() - self._wall_origin
+        return self._origin + timedelta(seconds=elapsed * self.speed)

@@ -28,11 +28,17 @@ PortOption = typer.Option(None, help="port (HCP_PORT)")
 
 
 @app.command()
-def up(host: str | None = HostOption, port: int | None = PortOption) -> None:
+def up(
+    host: str | None = HostOption,
+    port: int | None = PortOption,
+    speed: float = typer.Option(1.0, min=0.001, help="run market and fleet time N times faster"),
+    asics: int | None = typer.Option(None, min=0, help="simulated miners (HCP_SITE_ASICS)"),
+    gpus: int | None = typer.Option(None, min=0, help="simulated GPUs (HCP_SITE_GPUS)"),
+) -> None:
     """Migrate, provision the simulated site, and serve API + simulation on one port."""
     from hcp.cli.serve import serve_platform
 
-    serve_platform(host, port)
+    serve_platform(host, port, speed, asics, gpus)
 
 
 @app.command()

@@ -13,22 +13,30 @@ import typer
 import uvicorn
 
 from hcp import bootstrap
+from hcp.adapters.clock import ScaledClock, SystemClock
 from hcp.cli.settings import load_settings
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.http.app import create_app
 
 
-def serve_platform(host: str | None, port: int | None) -> None:
+def serve_platform(
+    host: str | None,
+    port: int | None,
+    speed: float = 1.0,
+    asics: int | None = None,
+    gpus: int | None = None,
+) -> None:
     """`hcp up`: migrate, provision the simulated site, serve API + simulation."""
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, site_asics=asics, site_gpus=gpus)
     _configure_logging(settings)
-    runtime = bootstrap.build(settings)
+    clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
+    runtime = bootstrap.build(settings, clock)
     keys = bootstrap.prepare(runtime)
     _announce(settings, keys)
     # Everything built so far lives as long as the process: keep it out of every GC pass.
     gc.freeze()
     try:
-        run_async(_serve_with_market(runtime))
+        run_async(_serve_live(runtime, speed))
     finally:
         runtime.close()
 
@@ -69,18 +77,19 @@ def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve_with_market(runtime: bootstrap.Runtime) -> None:
-    feed = bootstrap.market_feed(runtime.settings, runtime.clock.now())
-    first = feed.next_snapshot()
-    if first is not None:
-        runtime.platform.market.record(first, "simulator")
-    market = asyncio.create_task(bootstrap.run_market_loop(runtime, feed))
+async def _serve_live(runtime: bootstrap.Runtime, speed: float) -> None:
+    live = await bootstrap.start_live(runtime)
+    settings = runtime.settings
+    control = asyncio.create_task(
+        bootstrap.run_control(live, settings.tick_seconds / speed, settings.poll_seconds)
+    )
     try:
-        await _server(runtime.settings, runtime).serve()
+        await _server(settings, runtime).serve()
     finally:
-        market.cancel()
+        control.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await market
+            await control
+        await bootstrap.stop_live(live)
 
 
 def _announce(settings: Settings, keys: dict[str, str] | None) -> None:
@@ -96,4 +105,8 @@ def _announce(settings: Settings, keys: dict[str, str] | None) -> None:
 def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # One line per device request would drown everything else the platform says.
+    logging.getLogger("httpx").setLevel(
+        max(logging.WARNING, logging.getLevelName(settings.log_level))
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -10,6 +10,8 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, User
 from hcp.domain.market import MarketSnapshot
+from hcp.domain.plans import SitePlan
+from hcp.domain.status import DeviceStatus
 from hcp.domain.workloads import PreemptionRecord, StateChange, Workload, WorkloadState
 
 
@@ -110,6 +112,11 @@ class FleetRepository(Protocol):
         kind: DeviceKind | None = None,
         state: str | None = None,
     ) -> list[Device]: ...
+    def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        """Store each device's latest status (state, health, profile, power, hashrate)."""
+        ...
+
+    def set_addresses(self, addresses: Mapping[str, str]) -> None: ...
     def gpus_by_site_and_model(self) -> dict[tuple[str, str], int]:
         """How many GPUs of each model each site has: {(site_id, model_name): count}."""
         ...
@@ -118,6 +125,12 @@ class FleetRepository(Protocol):
 class MarketRepository(Protocol):
     def add(self, snapshot: MarketSnapshot, source: str) -> None: ...
     def latest(self) -> MarketSnapshot | None: ...
+
+
+class PlanRepository(Protocol):
+    def add(self, plan: SitePlan) -> None: ...
+    def latest(self, site_id: str) -> SitePlan | None: ...
+    def recent(self, site_id: str, since: datetime) -> list[SitePlan]: ...
 
 
 class UnitOfWork(Protocol):
@@ -137,6 +150,8 @@ class UnitOfWork(Protocol):
     def fleet(self) -> FleetRepository: ...
     @property
     def market(self) -> MarketRepository: ...
+    @property
+    def plans(self) -> PlanRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc: object) -> None: ...

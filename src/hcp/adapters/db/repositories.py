@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hcp.adapters.db.tables import (
+    AllocationRow,
     ApiKeyRow,
     Base,
     CustomerRow,
     DeviceModelRow,
     DeviceRow,
     MarketSnapshotRow,
+    PlanRow,
     PreemptionRow,
     QueueCounterRow,
     RackRow,
@@ -30,6 +32,8 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
+from hcp.domain.plans import Allocation, SitePlan
+from hcp.domain.status import DeviceStatus
 from hcp.domain.workloads import (
     PreemptionRecord,
     Requirements,
@@ -482,6 +486,45 @@ class SqlFleet:
             query = query.where(DeviceRow.state == state)
         return [_device(r) for r in self._s.scalars(query)]
 
+    def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
+        rows = [
+            {
+                "b_id": s.device_id,
+                "state": s.state,
+                "healthy": s.healthy,
+                "profile": s.profile,
+                "power_w": s.power_w,
+                "hashrate_ths": s.hashrate_ths,
+                "updated_at": s.at,
+            }
+            for s in statuses
+        ]
+        table = Base.metadata.tables["devices"]
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                state=bindparam("state"),
+                healthy=bindparam("healthy"),
+                profile=bindparam("profile"),
+                power_w=bindparam("power_w"),
+                hashrate_ths=bindparam("hashrate_ths"),
+                updated_at=bindparam("updated_at"),
+            )
+        )
+        self._s.connection().execute(statement, rows)
+
+    def set_addresses(self, addresses: Mapping[str, str]) -> None:
+        table = Base.metadata.tables["devices"]
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(address=bindparam("address"))
+        )
+        rows = [{"b_id": d, "address": a} for d, a in addresses.items()]
+        if rows:
+            self._s.connection().execute(statement, rows)
+
     def gpus_by_site_and_model(self) -> dict[tuple[str, str], int]:
         query = (
             select(DeviceRow.site_id, DeviceRow.model_name, func.count())
@@ -565,6 +608,73 @@ class SqlMarket:
         )
 
 
+class SqlPlans:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, plan: SitePlan) -> None:
+        self._s.add(
+            PlanRow(
+                id=plan.id,
+                site_id=plan.site_id,
+                interval_start=plan.interval_start,
+                strategy=plan.strategy,
+                status=plan.status,
+                reason=plan.reason,
+                expected_profit_usd=plan.expected_profit_usd,
+                created_at=plan.created_at,
+            )
+        )
+        self._s.flush()
+        self._s.add_all(
+            AllocationRow(
+                plan_id=plan.id,
+                device_model=a.device_model,
+                use=a.use,
+                count=a.count,
+                power_kw=a.power_kw,
+            )
+            for a in plan.allocations
+        )
+
+    def latest(self, site_id: str) -> SitePlan | None:
+        query = (
+            select(PlanRow)
+            .where(PlanRow.site_id == site_id)
+            .order_by(PlanRow.interval_start.desc(), PlanRow.created_at.desc())
+            .limit(1)
+        )
+        row = self._s.scalar(query)
+        return None if row is None else self._plan(row)
+
+    def recent(self, site_id: str, since: datetime) -> list[SitePlan]:
+        query = (
+            select(PlanRow)
+            .where(PlanRow.site_id == site_id, PlanRow.interval_start >= since)
+            .order_by(PlanRow.interval_start)
+        )
+        return [self._plan(r) for r in self._s.scalars(query)]
+
+    def _plan(self, row: PlanRow) -> SitePlan:
+        query = (
+            select(AllocationRow).where(AllocationRow.plan_id == row.id).order_by(AllocationRow.id)
+        )
+        allocations = tuple(
+            Allocation(a.device_model, a.use, a.count, a.power_kw) for a in self._s.scalars(query)
+        )
+        return SitePlan(
+            row.id,
+            row.site_id,
+            row.interval_start,
+            row.strategy,
+            row.status,
+            row.reason,
+            row.expected_profit_usd,
+            row.created_at,
+            allocations,
+        )
+
+
 class SqlUnitOfWork:
     """One session, one transaction; rolled back on leaving unless committed."""
 
@@ -580,6 +690,7 @@ class SqlUnitOfWork:
         self.sessions = SqlSessions(self._session)
         self.fleet = SqlFleet(self._session)
         self.market = SqlMarket(self._session)
+        self.plans = SqlPlans(self._session)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,146 @@
+"""The live control loop: market -> plan -> scheduler -> dispatcher, once per tick, with the
+fleet polled beside it. Every step is guarded: a failing step is logged and the loop keeps its
+rhythm; nothing a device does can stop the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from hcp.domain.devices import DeviceKind
+from hcp.domain.fleet import Device, Site
+from hcp.domain.market import MarketSnapshot
+from hcp.domain.plans import SitePlan
+from hcp.domain.status import DeviceStatus
+from hcp.services.events import PRICE_DATA, Event, EventBus
+from hcp.services.market import MarketService
+from hcp.services.monitor import FleetMonitor, StatusRecorder
+from hcp.services.planning import FleetCounts, Planner
+from hcp.services.ports import Clock, MarketFeed, UnitOfWorkFactory
+from hcp.services.scheduler import SchedulerService, TickReport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class AsicDispatcher(Protocol):
+    async def dispatch(self, plan: SitePlan, latest: dict[str, DeviceStatus]) -> None: ...
+
+
+@dataclass
+class TickOutcome:
+    """What one control tick did and how long each step took (seconds)."""
+
+    snapshot: MarketSnapshot | None = None
+    plan: SitePlan | None = None
+    scheduling: TickReport | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def healthy_counts(devices: list[Device], latest: dict[str, DeviceStatus]) -> FleetCounts:
+    """Devices a plan may count on: those whose last status is healthy (or not yet polled)."""
+    asics: Counter[str] = Counter()
+    gpus: Counter[str] = Counter()
+    for d in devices:
+        status = latest.get(d.id)
+        if status is not None and not status.healthy:
+            continue
+        (asics if d.kind is DeviceKind.ASIC else gpus)[d.model_name] += 1
+    return FleetCounts(dict(asics), dict(gpus))
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        site: Site,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        feed: MarketFeed,
+        market: MarketService,
+        planner: Planner,
+        scheduler: SchedulerService,
+        monitor: FleetMonitor,
+        recorder: StatusRecorder,
+        bus: EventBus,
+        dispatcher: AsicDispatcher | None = None,
+    ) -> None:
+        self.site = site
+        self._uow = uow
+        self._clock = clock
+        self._feed = feed
+        self._market = market
+        self._planner = planner
+        self._scheduler = scheduler
+        self._monitor = monitor
+        self._recorder = recorder
+        self._bus = bus
+        self._dispatcher = dispatcher
+        self.last: TickOutcome | None = None
+
+    async def tick(self) -> TickOutcome:
+        """Advance the market one interval, plan it, schedule GPUs, dispatch miners."""
+        out = TickOutcome()
+        snapshot = await self._step(out, "market", self._next_market)
+        out.snapshot = snapshot
+        if snapshot is not None:
+            out.plan = await self._step(out, "plan", lambda: self._plan(snapshot))
+        budget = out.plan.gpu_budget() if out.plan is not None else 0
+        out.scheduling = await self._step(
+            out, "schedule", lambda: self._scheduler.tick({self.site.id: budget})
+        )
+        dispatcher, plan = self._dispatcher, out.plan
+        if plan is not None and dispatcher is not None:
+            latest = self._monitor.latest
+            await self._step(out, "dispatch", lambda: dispatcher.dispatch(plan, latest))
+        self.last = out
+        return out
+
+    async def poll(self) -> list[DeviceStatus]:
+        """One sweep of the fleet, recorded."""
+        statuses = await self._monitor.poll()
+        await asyncio.to_thread(self._recorder.flush)
+        return statuses
+
+    async def _step(
+        self, out: TickOutcome, name: str, action: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        started = time.perf_counter()
+        try:
+            return await action()
+        except Exception as exc:  # one failing step must not stop the loop
+            log.exception("control step %s failed", name)
+            out.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            out.seconds[name] = round(time.perf_counter() - started, 4)
+
+    async def _next_market(self) -> MarketSnapshot | None:
+        snapshot = self._feed.next_snapshot()
+        if snapshot is None:
+            return None
+        await asyncio.to_thread(self._market.record, snapshot, "simulator")
+        payload = {
+            "electricity_usd_per_mwh": dict(snapshot.electricity_usd_per_mwh),
+            "btc_usd": snapshot.btc_usd,
+            "difficulty": snapshot.difficulty,
+            "fees_btc_per_day": snapshot.fees_btc_per_day,
+            "gpu_spot_usd_per_gpu_hour": dict(snapshot.gpu_spot_usd_per_gpu_hour),
+        }
+        await self._bus.publish(Event(PRICE_DATA, self.site.node, snapshot.at, payload))
+        return snapshot
+
+    async def _plan(self, snapshot: MarketSnapshot) -> SitePlan:
+        with self._uow() as uow:
+            devices = uow.fleet.devices(site_id=self.site.id)
+        counts = healthy_counts(devices, self._monitor.latest)
+        plan = self._planner.plan(self.site, counts, snapshot, self._clock.now())
+        with self._uow() as uow:
+            uow.plans.add(plan)
+            uow.commit()
+        return plan

@@ -1,0 +1,87 @@
+"""Fleet monitoring: poll every device, publish its reading on the bus, keep the latest view,
+and record statuses in the store in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from hcp.domain.status import DeviceStatus
+from hcp.services.events import Event, EventBus
+from hcp.services.ports import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+
+class FleetReader(Protocol):
+    async def read(self) -> list[DeviceStatus]: ...
+
+
+def status_payload(status: DeviceStatus) -> dict[str, Any]:
+    payload = asdict(status)
+    payload["at"] = status.at.isoformat()
+    payload["problems"] = list(status.problems)
+    return payload
+
+
+def status_of(event: Event) -> DeviceStatus:
+    p = event.payload
+    return DeviceStatus(
+        device_id=str(p["device_id"]),
+        state=str(p["state"]),
+        healthy=bool(p["healthy"]),
+        at=event.at,
+        profile=p.get("profile"),
+        power_w=float(p.get("power_w") or 0.0),
+        hashrate_ths=float(p.get("hashrate_ths") or 0.0),
+        temperature_c=p.get("temperature_c"),
+        problems=tuple(p.get("problems") or ()),
+    )
+
+
+class FleetMonitor:
+    """Reads every device through `readers` (topic -> reader) and publishes one event each."""
+
+    def __init__(self, readers: Mapping[str, FleetReader], bus: EventBus) -> None:
+        self._readers = readers
+        self._bus = bus
+        self.latest: dict[str, DeviceStatus] = {}
+
+    async def poll(self) -> list[DeviceStatus]:
+        """One sweep of the whole fleet; unreachable devices come back as such, never raise."""
+        topics = list(self._readers)
+        sweeps = await asyncio.gather(*(self._readers[t].read() for t in topics))
+        events = []
+        for topic, statuses in zip(topics, sweeps, strict=True):
+            for status in statuses:
+                self.latest[status.device_id] = status
+                events.append(Event(topic, status.device_id, status.at, status_payload(status)))
+        await self._bus.publish_many(events)
+        return [s for sweep in sweeps for s in sweep]
+
+
+class StatusRecorder:
+    """A bus handler that keeps the newest status per device and writes them in batches."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+        self._pending: dict[str, DeviceStatus] = {}
+
+    async def handle(self, event: Event) -> None:
+        self._pending[event.key] = status_of(event)
+
+    def flush(self) -> int:
+        """Write what arrived since the last flush; how many devices were updated."""
+        pending, self._pending = self._pending, {}
+        if pending:
+            with self._uow() as uow:
+                uow.fleet.update_statuses(list(pending.values()))
+                uow.commit()
+        return len(pending)
+
+
+def by_id(statuses: Sequence[DeviceStatus]) -> dict[str, DeviceStatus]:
+    return {s.device_id: s for s in statuses}
