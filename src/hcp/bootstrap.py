@@ -201,6 +201,12 @@ class Live:
     bus: InMemoryBus
     runner: NodeAgentGpuRunner
     gpu_reader: DcgmFleetReader
+    recorder: StatusRecorder
+
+    async def settle(self) -> None:
+        """Deliver every published event and store what it carries (tests, shutdown)."""
+        await self.bus.drain()
+        await asyncio.to_thread(self.recorder.flush)
 
 
 async def start_live(runtime: Runtime) -> Live:
@@ -239,7 +245,7 @@ async def start_live(runtime: Runtime) -> Live:
         recorder=recorder,
         bus=bus,
     )
-    return Live(control, simulated, bus, runner, gpu_reader)
+    return Live(control, simulated, bus, runner, gpu_reader, recorder)
 
 
 async def stop_live(live: Live) -> None:

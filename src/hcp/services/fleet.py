@@ -7,7 +7,9 @@ from datetime import datetime
 
 from hcp.domain.catalog import asic_model, gpu_model
 from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import NotFound
 from hcp.domain.fleet import Device, Rack, Site
+from hcp.domain.plans import SitePlan
 from hcp.services.ports import UnitOfWork, UnitOfWorkFactory
 
 MINERS_PER_RACK = 40
@@ -98,6 +100,16 @@ class FleetService:
     def sites(self) -> list[Site]:
         with self._uow() as uow:
             return uow.fleet.sites()
+
+    def current_plan(self, site_id: str | None = None) -> SitePlan:
+        """The newest plan of `site_id` (default: the first site); NotFound before the first."""
+        with self._uow() as uow:
+            sites = uow.fleet.sites()
+            chosen = site_id or (sites[0].id if sites else "")
+            plan = uow.plans.latest(chosen)
+        if plan is None:
+            raise NotFound("plan", chosen or "(no site)")
+        return plan
 
     def devices(
         self, site_id: str | None = None, kind: DeviceKind | None = None, state: str | None = None

@@ -13,6 +13,7 @@ from hcp.domain.errors import NotFound, ValidationError
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     PRIORITIES,
+    PreemptionRecord,
     Requirements,
     StateChange,
     Workload,
@@ -213,6 +214,29 @@ class WorkloadService:
         if workload is None or not principal.may_see(workload.customer_id):
             raise NotFound("workload", workload_id)
         return workload
+
+    def preemptions(
+        self, principal: Principal, workload_id: str | None = None, limit: int = 100
+    ) -> list[PreemptionRecord]:
+        """Recent preemptions the caller may see (its own workloads' for a customer)."""
+        with self._uow() as uow:
+            if workload_id is not None:
+                self._visible(uow, principal, workload_id)
+            records = uow.workloads.preemptions(workload_id, limit=limit * 4)
+            if principal.role.sees_everything:
+                return records[:limit]
+            mine = [r for r in records if self._owned(uow, principal, r.workload_id)]
+        return mine[:limit]
+
+    def _owned(self, uow: UnitOfWork, principal: Principal, workload_id: str) -> bool:
+        w = uow.workloads.get(workload_id)
+        return w is not None and principal.may_see(w.customer_id)
+
+    def running(self, principal: Principal) -> list[Workload]:
+        """Workloads holding GPUs now, the caller's own for a customer."""
+        with self._uow() as uow:
+            active = uow.workloads.in_states([WorkloadState.SCHEDULED, WorkloadState.RUNNING])
+        return [w for w in active if principal.may_see(w.customer_id)]
 
     def queue_depth(self) -> QueueDepth:
         """Queued workloads by priority, and the share of GPUs busy (0-100)."""

@@ -1,0 +1,92 @@
+"""The live loop of `hcp up`, in-process: simulated miners over TCP, GPU nodes over HTTP,
+the planner, the scheduler and the API reading what they stored."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hcp import bootstrap
+from hcp.adapters.clock import ManualClock
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import Requirements, WorkloadClass
+from hcp.http.app import create_app
+from hcp.services.workloads import Submission
+from hcp.simulators.asic.config import Faults
+from tests.api.conftest import START, make_settings
+
+
+@dataclass
+class Site:
+    runtime: bootstrap.Runtime
+    live: bootstrap.Live
+    clock: ManualClock
+    api: httpx.AsyncClient
+    admin: dict[str, str]
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    clock = ManualClock(START)
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", site_asics=12)
+    runtime = bootstrap.build(settings, clock)
+    keys = bootstrap.prepare(runtime)
+    assert keys is not None
+    live = await bootstrap.start_live(runtime)
+    transport = httpx.ASGITransport(app=create_app(runtime.platform))
+    api = httpx.AsyncClient(transport=transport, base_url="http://hcp")
+    yield Site(runtime, live, clock, api, {"Authorization": f"Bearer {keys['admin']}"})
+    await api.aclose()
+    await bootstrap.stop_live(live)
+    runtime.close()
+
+
+async def test_poll_reads_every_device_over_its_protocol(site: Site) -> None:
+    statuses = await site.live.control.poll()
+    await site.live.settle()
+    assert len(statuses) == 12 + 10
+    resources = (await site.api.get("/api/v1/resources", headers=site.admin)).json()
+    assert resources["by_state"] == {"mining": 12, "idle": 10}
+    miner = next(d for d in resources["resources"] if d["kind"] == "asic")
+    assert miner["power_w"] == pytest.approx(3500, rel=0.05)
+    assert miner["address"].startswith("127.0.0.1:")
+
+
+async def test_tick_plans_and_runs_customer_work(site: Site) -> None:
+    await site.live.control.poll()
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 4, None, 1.0))
+    submitted = await site.runtime.platform.workloads.submit(customer, sub)
+    outcome = await site.live.control.tick()
+    assert outcome.errors == []
+    assert outcome.plan is not None and outcome.plan.gpu_budget() == 10
+    assert outcome.scheduling is not None and outcome.scheduling.started == [submitted.workload.id]
+
+    plan = (await site.api.get("/api/v1/plan/current", headers=site.admin)).json()
+    assert plan["strategy"] == "breakeven" and plan["gpu_budget"] == 10
+    assert {a["device_model"] for a in plan["allocations"]} == {"S21", "H100 SXM"}
+    held = (await site.api.get("/api/v1/allocations", headers=site.admin)).json()["workloads"]
+    assert [len(w["gpu_ids"]) for w in held] == [4]
+
+    site.clock.advance(timedelta(hours=1, minutes=5))
+    outcome = await site.live.control.tick()
+    assert outcome.scheduling is not None
+    assert outcome.scheduling.completed == [submitted.workload.id]
+
+
+async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> None:
+    await site.live.site.asic_fleet.set_faults(3, Faults(offline=True))
+    await site.live.site.asic_fleet.set_faults(5, Faults(malformed_replies=True))
+    statuses = {s.device_id: s for s in await site.live.control.poll()}
+    bad = [s for s in statuses.values() if not s.healthy]
+    assert len(bad) == 2 and all(s.state == "unreachable" for s in bad)
+    outcome = await site.live.control.tick()
+    assert outcome.errors == []
+    assert outcome.plan is not None
+    planned = sum(a.count for a in outcome.plan.allocations if a.device_model == "S21")
+    assert planned == 10  # the two degraded miners are left out of the plan
