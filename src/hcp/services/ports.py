@@ -125,6 +125,9 @@ class FleetRepository(Protocol):
 class MarketRepository(Protocol):
     def add(self, snapshot: MarketSnapshot, source: str) -> None: ...
     def latest(self) -> MarketSnapshot | None: ...
+    def recent(self, since: datetime, limit: int = 10_000) -> list[MarketSnapshot]:
+        """Snapshots from `since` on, oldest first."""
+        ...
 
 
 class PlanRepository(Protocol):

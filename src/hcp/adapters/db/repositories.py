@@ -595,17 +595,28 @@ class SqlMarket:
             MarketSnapshotRow.at.desc(), MarketSnapshotRow.id.desc()
         )
         row = self._s.scalar(query.limit(1))
-        if row is None:
-            return None
-        return MarketSnapshot(
-            at=row.at,
-            electricity_usd_per_mwh=row.electricity_usd_per_mwh,
-            btc_usd=row.btc_usd,
-            difficulty=row.difficulty,
-            fees_btc_per_day=row.fees_btc_per_day,
-            gpu_spot_usd_per_gpu_hour=row.gpu_spot_usd_per_gpu_hour,
-            day_ahead_usd_per_mwh=row.day_ahead_usd_per_mwh,
+        return None if row is None else _snapshot(row)
+
+    def recent(self, since: datetime, limit: int = 10_000) -> list[MarketSnapshot]:
+        query = (
+            select(MarketSnapshotRow)
+            .where(MarketSnapshotRow.at >= since)
+            .order_by(MarketSnapshotRow.at, MarketSnapshotRow.id)
+            .limit(limit)
         )
+        return [_snapshot(r) for r in self._s.scalars(query)]
+
+
+def _snapshot(row: MarketSnapshotRow) -> MarketSnapshot:
+    return MarketSnapshot(
+        at=row.at,
+        electricity_usd_per_mwh=row.electricity_usd_per_mwh,
+        btc_usd=row.btc_usd,
+        difficulty=row.difficulty,
+        fees_btc_per_day=row.fees_btc_per_day,
+        gpu_spot_usd_per_gpu_hour=row.gpu_spot_usd_per_gpu_hour,
+        day_ahead_usd_per_mwh=row.day_ahead_usd_per_mwh,
+    )
 
 
 class SqlPlans:
