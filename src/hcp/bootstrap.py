@@ -27,6 +27,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Role
 from hcp.services.auth import Authenticator, issue_key
+from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.events import ASIC_METRICS, GPU_METRICS
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
@@ -82,6 +83,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         market=market,
         fleet=FleetService(uow),
         identity=IdentityService(uow, clock, auth),
+        billing=BillingService(uow, clock),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),
     )
@@ -244,6 +246,7 @@ async def start_live(runtime: Runtime) -> Live:
         monitor=FleetMonitor(readers, bus),
         recorder=recorder,
         bus=bus,
+        billing=runtime.platform.billing,
     )
     return Live(control, simulated, bus, runner, gpu_reader, recorder)
 

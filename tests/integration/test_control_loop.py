@@ -90,3 +90,35 @@ async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> 
     assert outcome.plan is not None
     planned = sum(a.count for a in outcome.plan.allocations if a.device_model == "S21")
     assert planned == 10  # the two degraded miners are left out of the plan
+
+
+async def test_usage_is_metered_each_tick_and_invoiced(site: Site) -> None:
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 4, None, 1.0))
+    await site.runtime.platform.workloads.submit(customer, sub)
+    await site.live.control.tick()
+    site.clock.advance(timedelta(minutes=30))
+    await site.live.control.tick()
+    site.clock.advance(timedelta(minutes=40))
+    outcome = await site.live.control.tick()
+    assert outcome.errors == []
+    month = START.strftime("%Y-%m")
+    usage = (await site.api.get(f"/api/v1/billing/usage?month={month}", headers=site.admin)).json()
+    # 4 GPUs for the hour the node ran it, not until the tick that noticed it had finished
+    assert [u["gpu_hours"] for u in usage["usage"]] == ["2.000000", "2.000000"]
+    assert usage["gpu_hours"] == "4.000000"
+    again = await site.live.control.tick()  # nothing new to bill
+    assert again.errors == []
+
+    issued = await site.api.post(f"/api/v1/billing/invoices?month={month}", headers=site.admin)
+    assert issued.status_code == 201
+    invoice = issued.json()[0]
+    assert invoice["total"] == "11.00"  # 4 GPU-hours of H100 batch inference at $2.75
+    assert invoice["lines"][0]["quantity"] == "4.000000"
+    reissued = await site.api.post(f"/api/v1/billing/invoices?month={month}", headers=site.admin)
+    assert reissued.json() == issued.json()
+    csv = await site.api.get(
+        f"/api/v1/billing/invoices/{invoice['invoice_id']}.csv", headers=site.admin
+    )
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert "11.00" in csv.text

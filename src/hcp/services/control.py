@@ -17,6 +17,7 @@ from hcp.domain.fleet import Device, Site
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
+from hcp.services.billing import BillingService
 from hcp.services.events import PRICE_DATA, Event, EventBus
 from hcp.services.market import MarketService
 from hcp.services.monitor import FleetMonitor, StatusRecorder
@@ -69,6 +70,7 @@ class ControlLoop:
         recorder: StatusRecorder,
         bus: EventBus,
         dispatcher: AsicDispatcher | None = None,
+        billing: BillingService | None = None,
     ) -> None:
         self.site = site
         self._uow = uow
@@ -81,6 +83,8 @@ class ControlLoop:
         self._recorder = recorder
         self._bus = bus
         self._dispatcher = dispatcher
+        self._billing = billing
+        self._metered_until = clock.now()
         self.last: TickOutcome | None = None
 
     async def tick(self) -> TickOutcome:
@@ -98,8 +102,20 @@ class ControlLoop:
         if plan is not None and dispatcher is not None:
             latest = self._monitor.latest
             await self._step(out, "dispatch", lambda: dispatcher.dispatch(plan, latest))
+        if self._billing is not None:
+            price = None if snapshot is None else snapshot.electricity(self.site.node)
+            await self._step(out, "meter", lambda: self._meter(price))
         self.last = out
         return out
+
+    async def _meter(self, price: float | None) -> int:
+        """Bill the time since the last metering (a rerun of the same interval adds nothing)."""
+        start, end = self._metered_until, self._clock.now()
+        if end <= start or self._billing is None:
+            return 0
+        new = await asyncio.to_thread(self._billing.meter, start, end, price)
+        self._metered_until = end
+        return new
 
     async def poll(self) -> list[DeviceStatus]:
         """One sweep of the fleet, recorded."""

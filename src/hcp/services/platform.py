@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hcp.services.auth import Authenticator
+from hcp.services.billing import BillingService
 from hcp.services.fleet import FleetService
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
@@ -22,6 +23,7 @@ class Platform:
     market: MarketService
     fleet: FleetService
     identity: IdentityService
+    billing: BillingService
     rate_limiter: RateLimiter
     health: HealthCheck
     """Each component's status: "ok", or a short reason it is not."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from hcp.billing import Invoice, UsageRecord
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, User
@@ -56,6 +57,10 @@ class WorkloadRepository(Protocol):
 
     def queued_by_priority(self) -> dict[int, int]: ...
     def save_progress(self, workload_id: str, progress: float) -> None: ...
+    def touched_since(self, since: datetime) -> list[Workload]:
+        """Workloads holding GPUs now or changed since `since` (what metering must look at)."""
+        ...
+
     def in_states(self, states: Sequence[WorkloadState]) -> list[Workload]:
         """Every workload in one of `states`, oldest submission first."""
         ...
@@ -136,6 +141,23 @@ class PlanRepository(Protocol):
     def recent(self, site_id: str, since: datetime) -> list[SitePlan]: ...
 
 
+class BillingRepository(Protocol):
+    def add_usage(self, records: Sequence[UsageRecord]) -> int:
+        """Store records not stored yet; a stored key with different figures is a Conflict.
+        Returns how many were new."""
+        ...
+
+    def usage(
+        self, start: datetime, end: datetime, customer_id: str | None = None
+    ) -> list[UsageRecord]: ...
+    def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
+        """Store or replace an invoice (its id is deterministic, so a rerun replaces it)."""
+        ...
+
+    def invoice(self, invoice_id: str) -> Invoice | None: ...
+    def invoices(self, customer_id: str | None = None) -> list[Invoice]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository: nothing is stored until `commit`."""
 
@@ -155,6 +177,8 @@ class UnitOfWork(Protocol):
     def market(self) -> MarketRepository: ...
     @property
     def plans(self) -> PlanRepository: ...
+    @property
+    def billing(self) -> BillingRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc: object) -> None: ...

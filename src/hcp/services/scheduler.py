@@ -56,6 +56,7 @@ class RunStatus:
     progress: float
     checkpoint: float = 0.0
     detail: str | None = None
+    ended_at: datetime | None = None
 
 
 class GpuRunner(Protocol):
@@ -165,7 +166,9 @@ class SchedulerService:
             if status is None or status.state is RunState.UNKNOWN:
                 continue
             if status.state is RunState.COMPLETED:
-                self._apply(w, WorkloadEvent.COMPLETE, now, "finished", progress=1.0, gpu_ids=())
+                # The node knows when it finished; billing must not run on to this tick.
+                ended = min(status.ended_at or now, now)
+                self._apply(w, WorkloadEvent.COMPLETE, ended, "finished", progress=1.0, gpu_ids=())
                 report.completed.append(w.id)
             elif status.state in (RunState.FAILED, RunState.STOPPED):
                 reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"

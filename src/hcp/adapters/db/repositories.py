@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
@@ -17,6 +18,8 @@ from hcp.adapters.db.tables import (
     CustomerRow,
     DeviceModelRow,
     DeviceRow,
+    InvoiceLineRow,
+    InvoiceRow,
     MarketSnapshotRow,
     PlanRow,
     PreemptionRow,
@@ -24,11 +27,15 @@ from hcp.adapters.db.tables import (
     RackRow,
     SessionRow,
     SiteRow,
+    UsageRecordRow,
     UserRow,
     WorkloadEventRow,
     WorkloadRow,
 )
+from hcp.billing import EnergySource, Invoice, InvoiceLine, Tier, UsageRecord
+from hcp.billing.rounding import round_money, round_price, round_quantity
 from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import Conflict
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
@@ -132,6 +139,13 @@ class SqlWorkloads:
         self._s.execute(
             update(WorkloadRow).where(WorkloadRow.id == workload_id).values(progress=progress)
         )
+
+    def touched_since(self, since: datetime) -> list[Workload]:
+        active = (WorkloadState.SCHEDULED.value, WorkloadState.RUNNING.value)
+        query = select(WorkloadRow).where(
+            or_(WorkloadRow.state.in_(active), WorkloadRow.updated_at >= since)
+        )
+        return [_workload(r) for r in self._s.scalars(query.order_by(WorkloadRow.id))]
 
     def in_states(self, states: Sequence[WorkloadState]) -> list[Workload]:
         query = select(WorkloadRow).where(WorkloadRow.state.in_([st.value for st in states]))
@@ -686,6 +700,132 @@ class SqlPlans:
         )
 
 
+class SqlBilling:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_usage(self, records: Sequence[UsageRecord]) -> int:
+        new = 0
+        for record in records:
+            stored = self._stored_usage(record.workload_id, record.interval_start)
+            if stored is None:
+                self._s.add(_usage_row(record))
+                new += 1
+            elif stored != record:
+                raise Conflict(
+                    f"usage of {record.workload_id} at {record.interval_start.isoformat()} "
+                    "is stored with different figures; an interval is never billed twice"
+                )
+        self._s.flush()
+        return new
+
+    def _stored_usage(self, workload_id: str, start: datetime) -> UsageRecord | None:
+        query = select(UsageRecordRow).where(
+            UsageRecordRow.workload_id == workload_id, UsageRecordRow.interval_start == start
+        )
+        row = self._s.scalar(query)
+        return None if row is None else _usage(row)
+
+    def usage(
+        self, start: datetime, end: datetime, customer_id: str | None = None
+    ) -> list[UsageRecord]:
+        u = UsageRecordRow
+        query = select(u).where(u.interval_start >= start, u.interval_start < end)
+        if customer_id is not None:
+            query = query.where(u.customer_id == customer_id)
+        return [_usage(r) for r in self._s.scalars(query.order_by(u.interval_start, u.workload_id))]
+
+    def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
+        self._s.execute(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id == invoice.id))
+        row = self._s.get(InvoiceRow, invoice.id)
+        if row is None:
+            row = InvoiceRow(id=invoice.id, customer_id=invoice.customer_id, month=invoice.month)
+            self._s.add(row)
+        row.total, row.status, row.created_at, row.currency = (
+            invoice.total,
+            "issued",
+            created_at,
+            "USD",
+        )
+        self._s.flush()
+        self._s.add_all(
+            InvoiceLineRow(
+                invoice_id=invoice.id,
+                position=i,
+                description=line.description,
+                quantity=line.quantity,
+                unit=line.unit,
+                unit_price=line.unit_price,
+                amount=line.amount,
+            )
+            for i, line in enumerate(invoice.lines)
+        )
+
+    def invoice(self, invoice_id: str) -> Invoice | None:
+        row = self._s.get(InvoiceRow, invoice_id)
+        return None if row is None else self._invoice(row)
+
+    def invoices(self, customer_id: str | None = None) -> list[Invoice]:
+        query = select(InvoiceRow).order_by(InvoiceRow.month.desc(), InvoiceRow.customer_id)
+        if customer_id is not None:
+            query = query.where(InvoiceRow.customer_id == customer_id)
+        return [self._invoice(r) for r in self._s.scalars(query)]
+
+    def _invoice(self, row: InvoiceRow) -> Invoice:
+        query = (
+            select(InvoiceLineRow)
+            .where(InvoiceLineRow.invoice_id == row.id)
+            .order_by(InvoiceLineRow.position)
+        )
+        # Numeric(18, 6) returns every figure with six places: give each back its own step.
+        lines = tuple(
+            InvoiceLine(
+                r.description, round_quantity(r.quantity), r.unit, round_price(r.unit_price),
+                round_money(r.amount),
+            )
+            for r in self._s.scalars(query)
+        )
+        return Invoice(row.id, row.customer_id, row.month, lines, round_money(row.total))
+
+
+def _usage_row(r: UsageRecord) -> UsageRecordRow:
+    return UsageRecordRow(
+        workload_id=r.workload_id,
+        customer_id=r.customer_id,
+        workload_class=r.workload_class.value,
+        gpu_type=r.gpu_family,
+        tier=r.tier.value,
+        interval_start=r.interval_start,
+        interval_end=r.interval_end,
+        gpu_hours=r.gpu_hours,
+        energy_kwh=r.energy_kwh,
+        rt_price_usd_per_mwh=r.rt_price_usd_per_mwh,
+        energy_source=r.energy_source.value,
+    )
+
+
+def _usage(r: UsageRecordRow) -> UsageRecord:
+    price = r.rt_price_usd_per_mwh
+    return UsageRecord(
+        workload_id=r.workload_id,
+        customer_id=r.customer_id,
+        workload_class=WorkloadClass(r.workload_class),
+        gpu_family=r.gpu_type,
+        tier=Tier(r.tier),
+        interval_start=r.interval_start,
+        interval_end=r.interval_end,
+        gpu_hours=_exact(r.gpu_hours),
+        energy_kwh=_exact(r.energy_kwh),
+        rt_price_usd_per_mwh=None if price is None else _exact(price),
+        energy_source=EnergySource(r.energy_source),
+    )
+
+
+def _exact(value: Decimal) -> Decimal:
+    """A stored quantity at its 6-place step (SQLite may hand back fewer places)."""
+    return round_quantity(value)
+
+
 class SqlUnitOfWork:
     """One session, one transaction; rolled back on leaving unless committed."""
 
@@ -702,6 +842,7 @@ class SqlUnitOfWork:
         self.fleet = SqlFleet(self._session)
         self.market = SqlMarket(self._session)
         self.plans = SqlPlans(self._session)
+        self.billing = SqlBilling(self._session)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -123,7 +123,8 @@ def combine(statuses: Sequence[WorkloadStatus]) -> RunStatus:
     progress = min(s.progress for s in statuses)
     checkpoint = min(s.checkpoint_progress for s in statuses)
     detail = next((s.failure_reason for s in statuses if s.failure_reason), None)
+    ended = max((s.ended_at for s in statuses if s.ended_at is not None), default=None)
     for state in (RunState.FAILED, RunState.STOPPED, RunState.RUNNING):
         if state in states:
-            return RunStatus(state, progress, checkpoint, detail)
-    return RunStatus(RunState.COMPLETED, 1.0, checkpoint, detail)
+            return RunStatus(state, progress, checkpoint, detail, ended)
+    return RunStatus(RunState.COMPLETED, 1.0, checkpoint, detail, ended)

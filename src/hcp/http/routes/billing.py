@@ -1,0 +1,157 @@
+"""/api/v1/billing: usage, invoices, and both as CSV."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from hcp.billing import Invoice, UsageRecord
+from hcp.domain.errors import Forbidden
+from hcp.http.deps import CurrentPrincipal, PlatformDep
+
+router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
+Month = Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (UTC)")]
+CustomerFilter = Annotated[str | None, Query(max_length=64, description="staff only")]
+
+
+class UsageOut(BaseModel):
+    workload_id: str
+    customer_id: str
+    workload_type: str
+    gpu_type: str
+    tier: str
+    interval_start: datetime
+    interval_end: datetime
+    gpu_hours: Decimal
+    energy_kwh: Decimal
+    rt_price_usd_per_mwh: Decimal | None
+    energy_source: str
+
+
+class UsageList(BaseModel):
+    month: str
+    usage: list[UsageOut]
+    gpu_hours: Decimal
+    energy_kwh: Decimal
+
+
+class InvoiceLineOut(BaseModel):
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: Decimal
+
+
+class InvoiceOut(BaseModel):
+    invoice_id: str
+    customer_id: str
+    month: str
+    currency: str = "USD"
+    total: Decimal
+    lines: list[InvoiceLineOut]
+
+
+@router.get("/usage", response_model=UsageList)
+def usage(
+    platform: PlatformDep,
+    caller: CurrentPrincipal,
+    month: Month,
+    customer_id: CustomerFilter = None,
+) -> UsageList:
+    """Metered usage of one month: GPU-hours and energy per workload and interval."""
+    records = platform.billing.usage(caller, month, customer_id)
+    return UsageList(
+        month=month,
+        usage=[usage_out(r) for r in records],
+        gpu_hours=sum((r.gpu_hours for r in records), Decimal(0)),
+        energy_kwh=sum((r.energy_kwh for r in records), Decimal(0)),
+    )
+
+
+@router.get("/usage.csv", response_class=PlainTextResponse)
+def usage_csv(
+    platform: PlatformDep,
+    caller: CurrentPrincipal,
+    month: Month,
+    customer_id: CustomerFilter = None,
+) -> PlainTextResponse:
+    """The same usage as CSV."""
+    body = platform.billing.usage_csv(caller, month, customer_id)
+    return _csv(body, f"usage-{month}.csv")
+
+
+@router.get("/invoices", response_model=list[InvoiceOut])
+def invoices(platform: PlatformDep, caller: CurrentPrincipal) -> list[InvoiceOut]:
+    """Invoices, newest month first (a customer's own only)."""
+    return [invoice_out(i) for i in platform.billing.invoices(caller)]
+
+
+@router.post("/invoices", status_code=status.HTTP_201_CREATED, response_model=list[InvoiceOut])
+def issue_invoices(
+    platform: PlatformDep, caller: CurrentPrincipal, month: Month
+) -> list[InvoiceOut]:
+    """(Re)build every customer's invoice for `month` from stored usage (admins only);
+    reproducible: the same usage gives the same invoice."""
+    if not caller.manages_users:
+        raise Forbidden("only an admin may issue invoices")
+    return [invoice_out(i) for i in platform.billing.issue_all(month)]
+
+
+@router.get("/invoices/{invoice_id}.csv", response_class=PlainTextResponse)
+def invoice_csv(
+    invoice_id: str, platform: PlatformDep, caller: CurrentPrincipal
+) -> PlainTextResponse:
+    """One invoice as CSV."""
+    return _csv(platform.billing.invoice_csv(caller, invoice_id), f"{invoice_id}.csv")
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+def invoice(invoice_id: str, platform: PlatformDep, caller: CurrentPrincipal) -> InvoiceOut:
+    """One invoice with its lines; 404 when it is another customer's."""
+    return invoice_out(platform.billing.invoice(caller, invoice_id))
+
+
+def _csv(body: str, filename: str) -> PlainTextResponse:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return PlainTextResponse(body, media_type="text/csv", headers=headers)
+
+
+def usage_out(r: UsageRecord) -> UsageOut:
+    return UsageOut(
+        workload_id=r.workload_id,
+        customer_id=r.customer_id,
+        workload_type=r.workload_class.value,
+        gpu_type=r.gpu_family,
+        tier=r.tier.value,
+        interval_start=r.interval_start,
+        interval_end=r.interval_end,
+        gpu_hours=r.gpu_hours,
+        energy_kwh=r.energy_kwh,
+        rt_price_usd_per_mwh=r.rt_price_usd_per_mwh,
+        energy_source=r.energy_source.value,
+    )
+
+
+def invoice_out(i: Invoice) -> InvoiceOut:
+    return InvoiceOut(
+        invoice_id=i.id,
+        customer_id=i.customer_id,
+        month=i.month,
+        total=i.total,
+        lines=[
+            InvoiceLineOut(
+                description=li.description,
+                quantity=li.quantity,
+                unit=li.unit,
+                unit_price=li.unit_price,
+                amount=li.amount,
+            )
+            for li in i.lines
+        ],
+    )

@@ -1,0 +1,133 @@
+"""Billing use cases: meter each control interval into stored usage, build invoices from it,
+and show customers their own usage and invoices only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from hcp.billing import (
+    DEFAULT_BILLING_SHEET,
+    BillingPriceSheet,
+    Invoice,
+    Run,
+    UsageRecord,
+    build_invoice,
+    invoice_csv,
+    meter_interval,
+    parse_month,
+    usage_csv,
+)
+from hcp.domain.catalog import gpu_model
+from hcp.domain.errors import NotFound
+from hcp.domain.identity import Principal
+from hcp.domain.workloads import StateChange, Workload, WorkloadEvent
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+
+_RUN_ENDS = frozenset(
+    {WorkloadEvent.PREEMPT, WorkloadEvent.COMPLETE, WorkloadEvent.FAIL, WorkloadEvent.CANCEL}
+)
+DEFAULT_FAMILY = "H100"
+
+
+def runs_of(w: Workload, history: Sequence[StateChange], family: str) -> list[Run]:
+    """Each stretch `w` held GPUs: from a START to the next PREEMPT, COMPLETE, FAIL or CANCEL."""
+    runs: list[Run] = []
+    started: datetime | None = None
+    gpu_ids = w.gpu_ids or tuple(f"{w.id}/{i}" for i in range(w.requirements.gpu_count))
+    for change in history:
+        if change.event is WorkloadEvent.START:
+            started = change.at
+        elif change.event in _RUN_ENDS and started is not None:
+            runs.append(_run(w, family, gpu_ids, started, change.at))
+            started = None
+    if started is not None:
+        runs.append(_run(w, family, gpu_ids, started, None))
+    return runs
+
+
+def _run(
+    w: Workload, family: str, gpu_ids: tuple[str, ...], start: datetime, stop: datetime | None
+) -> Run:
+    return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop)
+
+
+class BillingService:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock, sheet: BillingPriceSheet = DEFAULT_BILLING_SHEET
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self.sheet = sheet
+
+    def meter(self, start: datetime, end: datetime, rt_price_usd_per_mwh: float | None) -> int:
+        """Store the usage of every workload that held GPUs in [start, end); how many records
+        were new (metering the same interval again adds nothing)."""
+        with self._uow() as uow:
+            runs = [r for w in uow.workloads.touched_since(start) for r in self._runs(uow, w)]
+            price = (
+                None
+                if rt_price_usd_per_mwh is None
+                else Decimal(str(round(rt_price_usd_per_mwh, 6)))
+            )
+            records = meter_interval(runs, start, end, {}, rt_price_usd_per_mwh=price)
+            new = uow.billing.add_usage(records)
+            uow.commit()
+        return new
+
+    def _runs(self, uow: UnitOfWork, w: Workload) -> list[Run]:
+        return runs_of(w, uow.workloads.history(w.id), self._family(uow, w))
+
+    def _family(self, uow: UnitOfWork, w: Workload) -> str:
+        if w.requirements.gpu_type:
+            return w.requirements.gpu_type
+        models = {d.id: d.model_name for d in uow.fleet.devices() if d.id in set(w.gpu_ids)}
+        return gpu_model(next(iter(models.values()))).family if models else DEFAULT_FAMILY
+
+    def usage(
+        self, principal: Principal, month: str, customer_id: str | None = None
+    ) -> list[UsageRecord]:
+        """A month's usage: the caller's own for a customer, anyone's (or one's) for staff."""
+        start, end = parse_month(month)
+        with self._uow() as uow:
+            return uow.billing.usage(start, end, self._scope(principal, customer_id))
+
+    def usage_csv(self, principal: Principal, month: str, customer_id: str | None = None) -> str:
+        return usage_csv(self.usage(principal, month, customer_id))
+
+    def issue(self, customer_id: str, month: str) -> Invoice:
+        """Build (or rebuild, identically) one customer's invoice for `month` and store it."""
+        start, end = parse_month(month)
+        with self._uow() as uow:
+            usage = uow.billing.usage(start, end, customer_id)
+            invoice = build_invoice(customer_id, month, usage, self.sheet)
+            uow.billing.save_invoice(invoice, self._clock.now())
+            uow.commit()
+        return invoice
+
+    def issue_all(self, month: str) -> list[Invoice]:
+        """Invoices for every customer with usage in `month`."""
+        start, end = parse_month(month)
+        with self._uow() as uow:
+            customers = sorted({r.customer_id for r in uow.billing.usage(start, end)})
+        return [self.issue(c, month) for c in customers]
+
+    def invoices(self, principal: Principal) -> list[Invoice]:
+        with self._uow() as uow:
+            return uow.billing.invoices(self._scope(principal, None))
+
+    def invoice(self, principal: Principal, invoice_id: str) -> Invoice:
+        """One invoice; NotFound also when it is another customer's."""
+        with self._uow() as uow:
+            found = uow.billing.invoice(invoice_id)
+        if found is None or not principal.may_see(found.customer_id):
+            raise NotFound("invoice", invoice_id)
+        return found
+
+    def invoice_csv(self, principal: Principal, invoice_id: str) -> str:
+        return invoice_csv(self.invoice(principal, invoice_id))
+
+    @staticmethod
+    def _scope(principal: Principal, customer_id: str | None) -> str | None:
+        return customer_id if principal.role.sees_everything else principal.customer_id

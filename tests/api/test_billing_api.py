@@ -1,0 +1,93 @@
+"""Billing endpoints: scope per customer, admin-only issuing, clear errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from hcp.billing import Tier, UsageRecord
+from hcp.domain.workloads import (
+    Requirements,
+    StateChange,
+    Workload,
+    WorkloadClass,
+    WorkloadEvent,
+    WorkloadState,
+)
+from tests.api.conftest import START, Api
+
+
+def store_usage(api: Api, customer_id: str, gpu_hours: str) -> None:
+    """A completed workload of `customer_id` with one stored usage record."""
+    w = Workload(
+        id=f"w-{customer_id}",
+        customer_id=customer_id,
+        workload_class=WorkloadClass.AI_TRAINING,
+        state=WorkloadState.COMPLETED,
+        requirements=Requirements("H100", 1),
+        submitted_at=START,
+        updated_at=START,
+    )
+    record = UsageRecord(
+        w.id,
+        customer_id,
+        WorkloadClass.AI_TRAINING,
+        "H100",
+        Tier.STANDARD,
+        START,
+        START + timedelta(hours=1),
+        Decimal(gpu_hours),
+        Decimal("0.700000"),
+    )
+    with api.runtime.unit_of_work() as uow:
+        uow.workloads.add(
+            w, StateChange(w.id, START, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
+        )
+        uow.billing.add_usage([record])
+        uow.commit()
+
+
+def test_customers_see_only_their_own_usage_and_invoices(api: Api) -> None:
+    other = api.new_customer("cust-002")
+    store_usage(api, "cust-001", "1.000000")
+    store_usage(api, "cust-002", "3.000000")
+    month = START.strftime("%Y-%m")
+    issued = api.client.post(f"/api/v1/billing/invoices?month={month}", headers=api.admin).json()
+    assert {i["customer_id"]: i["total"] for i in issued} == {
+        "cust-001": "2.25",
+        "cust-002": "6.75",
+    }
+
+    mine = api.client.get(f"/api/v1/billing/usage?month={month}", headers=api.customer).json()
+    assert [u["customer_id"] for u in mine["usage"]] == ["cust-001"]
+    sneaky = api.client.get(
+        f"/api/v1/billing/usage?month={month}&customer_id=cust-002", headers=api.customer
+    ).json()
+    assert [u["customer_id"] for u in sneaky["usage"]] == ["cust-001"]
+    invoices = api.client.get("/api/v1/billing/invoices", headers=other).json()
+    assert [i["customer_id"] for i in invoices] == ["cust-002"]
+    theirs = f"/api/v1/billing/invoices/inv-{month}-cust-002"
+    assert api.client.get(theirs, headers=api.customer).status_code == 404
+    assert api.client.get(theirs + ".csv", headers=api.customer).status_code == 404
+    assert api.client.get(theirs, headers=other).json()["total"] == "6.75"
+
+
+def test_only_admins_issue_invoices_and_months_are_checked(api: Api) -> None:
+    issue = api.client.post("/api/v1/billing/invoices?month=2025-06", headers=api.customer)
+    assert issue.status_code == 403
+    bad = api.client.get("/api/v1/billing/usage?month=2025-13", headers=api.customer)
+    assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "month"
+    missing = api.client.get("/api/v1/billing/usage", headers=api.customer)
+    assert missing.status_code == 422 and missing.json()["fields"][0]["field"] == "month"
+    empty = api.client.post("/api/v1/billing/invoices?month=2030-01", headers=api.admin)
+    assert empty.status_code == 201 and empty.json() == []
+
+
+def test_usage_csv_downloads(api: Api) -> None:
+    store_usage(api, "cust-001", "1.500000")
+    month = START.strftime("%Y-%m")
+    response = api.client.get(f"/api/v1/billing/usage.csv?month={month}", headers=api.customer)
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == f'attachment; filename="usage-{month}.csv"'
+    header, row = response.text.strip().splitlines()
+    assert "gpu_hours" in header and "1.500000" in row
