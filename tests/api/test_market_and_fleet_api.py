@@ -88,6 +88,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
     assert 'hcp_queue_depth{priority="3"} 1.0' in text
     assert 'hcp_devices{kind="asic",state="mining"} 50.0' in text
     assert "hcp_market_electricity_usd_per_mwh" in text
+    assert "hcp_fleet_hashrate_ths" in text and 'hcp_fleet_power_w{kind="asic"}' in text
     assert (
         'hcp_http_requests_total{method="POST",route="/api/v1/workloads",status="201"} 1.0' in text
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import hcp
-from hcp.cli import billing, db, identity, workloads
+from hcp.cli import billing, db, identity, sim, workloads
 
 app = typer.Typer(
     help="HCP — hybrid compute platform.",
@@ -23,6 +23,7 @@ app.add_typer(identity.users, name="users")
 app.add_typer(identity.keys, name="keys")
 app.add_typer(identity.customers, name="customers")
 app.add_typer(billing.app, name="billing")
+app.add_typer(sim.app, name="sim")
 
 HostOption = typer.Option(None, help="bind address (HCP_HOST)")
 PortOption = typer.Option(None, help="port (HCP_PORT)")

@@ -43,12 +43,23 @@ class PlatformCollector(Collector):
         devices = GaugeMetricFamily(
             "hcp_devices", "Devices by kind and state", labels=["kind", "state"]
         )
+        power = GaugeMetricFamily(
+            "hcp_fleet_power_w", "Last reported wall power, W", labels=["kind"]
+        )
         counts: dict[tuple[str, str], int] = {}
+        watts: dict[str, float] = {}
+        hashrate = 0.0
         for d in self._platform.fleet.devices():
             counts[(d.kind.value, d.state)] = counts.get((d.kind.value, d.state), 0) + 1
+            watts[d.kind.value] = watts.get(d.kind.value, 0.0) + d.power_w
+            hashrate += d.hashrate_ths
         for (kind, state), n in sorted(counts.items()):
             devices.add_metric([kind, state], n)
+        for kind, w in sorted(watts.items()):
+            power.add_metric([kind], w)
         yield devices
+        yield power
+        yield GaugeMetricFamily("hcp_fleet_hashrate_ths", "Fleet hashrate, TH/s", value=hashrate)
 
     def _market(self) -> Iterator[GaugeMetricFamily]:
         snapshot, site = self._platform.market.current()
