@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from hcp.adapters.clock import SystemClock
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
+from hcp.adapters.db.telemetry import TelemetryStore
 from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
 from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
 from hcp.adapters.group_commit import GroupCommitWriter
@@ -25,10 +27,11 @@ from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarket
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Site
-from hcp.domain.identity import Customer, Role
+from hcp.domain.identity import Customer, Principal, Role
 from hcp.services.auth import Authenticator, issue_key
 from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
+from hcp.services.dashboard import DashboardService
 from hcp.services.events import ASIC_METRICS, GPU_METRICS
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import IdentityService
@@ -39,12 +42,18 @@ from hcp.services.platform import Platform
 from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 from hcp.services.ratelimit import RateLimiter
 from hcp.services.scheduler import SchedulerService
+from hcp.services.telemetry import TelemetryRecorder, TelemetryService
 from hcp.services.workloads import WorkloadService
 from hcp.simulators.site import SimulatedSite
 
 log = logging.getLogger(__name__)
 
 DEMO_CUSTOMER_ID = "cust-001"
+DEMO_LOGINS: tuple[tuple[str, str, Role, str | None], ...] = (
+    ("admin", "admin@hcp.local", Role.ADMIN, None),
+    ("customer", "customer@hcp.local", Role.CUSTOMER, DEMO_CUSTOMER_ID),
+)
+"""Dashboard users made on first start: (key prefix in demo-keys.json, email, role, customer)."""
 
 
 @dataclass
@@ -83,7 +92,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         market=market,
         fleet=FleetService(uow),
         identity=IdentityService(uow, clock, auth),
+        dashboard=DashboardService(uow, clock, secure_cookies=settings.env == "production"),
         billing=BillingService(uow, clock),
+        telemetry=TelemetryService(TelemetryStore(engine), clock),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),
     )
@@ -152,23 +163,65 @@ def prepare(runtime: Runtime) -> dict[str, str] | None:
 
 
 def _ensure_demo_keys(runtime: Runtime, now: datetime) -> dict[str, str] | None:
+    """First start: the demo customer, an admin and a customer API key, and dashboard logins for
+    both, written to var/demo-keys.json. A database with keys but no user yet (made before the
+    dashboard existed) gets the logins alone. Returns the keys when they were made now."""
+    path = runtime.settings.var_dir / DEMO_KEYS_FILE
+    keys: dict[str, str] | None = None
     with runtime.unit_of_work() as uow:
-        if uow.api_keys.all():
-            return None
-        if uow.customers.get(DEMO_CUSTOMER_ID) is None:
+        needs_logins, needs_keys = not uow.users.all(), not uow.api_keys.all()
+        if (needs_logins or needs_keys) and uow.customers.get(DEMO_CUSTOMER_ID) is None:
             uow.customers.add(Customer(DEMO_CUSTOMER_ID, "Demo customer", now))
-        admin = issue_key(
-            uow, name="admin (first start)", role=Role.ADMIN, customer_id=None, now=now
-        )
-        customer = issue_key(
-            uow, name="demo customer", role=Role.CUSTOMER, customer_id=DEMO_CUSTOMER_ID, now=now
-        )
-        keys = {"admin": admin.secret, "customer": customer.secret, "customer_id": DEMO_CUSTOMER_ID}
-        # The file first: if we die before the commit, the next start makes new keys and
-        # overwrites it; the other order could leave working keys nobody knows.
-        write_private_json(runtime.settings.var_dir / DEMO_KEYS_FILE, keys)
+        if needs_keys:
+            admin = issue_key(
+                uow, name="admin (first start)", role=Role.ADMIN, customer_id=None, now=now
+            )
+            customer = issue_key(
+                uow, name="demo customer", role=Role.CUSTOMER, customer_id=DEMO_CUSTOMER_ID, now=now
+            )
+            keys = {
+                "admin": admin.secret,
+                "customer": customer.secret,
+                "customer_id": DEMO_CUSTOMER_ID,
+            }
+            # The file first: if we die before the commit, the next start makes new keys and
+            # overwrites it; the other order could leave working keys nobody knows.
+            write_private_json(path, keys)
         uow.commit()
+    if needs_logins:
+        logins = _create_demo_logins(runtime.platform.identity, path)
+        keys = None if keys is None else {**keys, **logins}
     return keys
+
+
+def _create_demo_logins(identity: IdentityService, path: Path) -> dict[str, str]:
+    """Dashboard users for the demo admin and customer with random passwords, added to the keys
+    file before the users are stored (the file first, for the reason given above)."""
+    system = Principal("system:first-start", Role.ADMIN, None)
+    logins: dict[str, str] = {}
+    for who, email, _role, _customer in DEMO_LOGINS:
+        logins |= {f"{who}_email": email, f"{who}_password": secrets.token_urlsafe(12)}
+    known = json.loads(path.read_text()) if path.exists() else {}
+    write_private_json(path, {**known, **logins})
+    for who, email, role, customer_id in DEMO_LOGINS:
+        password = logins[f"{who}_password"]
+        identity.create_user(
+            system,
+            email=email,
+            name=f"Demo {who}",
+            role=role,
+            password=password,
+            customer_id=customer_id,
+        )
+    log.info(
+        "Dashboard logins (also in %s): %s / %s and %s / %s",
+        path,
+        logins["admin_email"],
+        logins["admin_password"],
+        logins["customer_email"],
+        logins["customer_password"],
+    )
+    return logins
 
 
 def write_private_json(path: Path, data: dict[str, str]) -> None:
@@ -204,11 +257,13 @@ class Live:
     runner: NodeAgentGpuRunner
     gpu_reader: DcgmFleetReader
     recorder: StatusRecorder
+    samples: TelemetryRecorder
 
     async def settle(self) -> None:
         """Deliver every published event and store what it carries (tests, shutdown)."""
         await self.bus.drain()
         await asyncio.to_thread(self.recorder.flush)
+        await self.samples.flush()
 
 
 async def start_live(runtime: Runtime) -> Live:
@@ -226,8 +281,10 @@ async def start_live(runtime: Runtime) -> Live:
         unit.commit()
     bus = InMemoryBus()
     recorder = StatusRecorder(uow)
+    samples = TelemetryRecorder(runtime.platform.telemetry, clock)
     for topic in (ASIC_METRICS, GPU_METRICS):
         await bus.subscribe(topic, recorder.handle)
+        await bus.subscribe(topic, samples.handle)
     gpus = {split_address(d.address): d.id for d in devices if d.kind is DeviceKind.GPU}
     gpu_reader = DcgmFleetReader(gpus, addresses.node_url, clock)
     readers: dict[str, FleetReader] = {
@@ -245,10 +302,11 @@ async def start_live(runtime: Runtime) -> Live:
         scheduler=SchedulerService(uow, runner, clock),
         monitor=FleetMonitor(readers, bus),
         recorder=recorder,
+        samples=samples,
         bus=bus,
         billing=runtime.platform.billing,
     )
-    return Live(control, simulated, bus, runner, gpu_reader, recorder)
+    return Live(control, simulated, bus, runner, gpu_reader, recorder, samples)
 
 
 async def stop_live(live: Live) -> None:
@@ -258,12 +316,15 @@ async def stop_live(live: Live) -> None:
     await live.site.stop()
 
 
-async def run_control(live: Live, tick_s: float, poll_s: float) -> None:
-    """Tick every `tick_s` and poll every `poll_s` wall seconds until cancelled."""
+async def run_control(runtime: Runtime, live: Live, tick_s: float, poll_s: float) -> None:
+    """Tick every `tick_s` and poll every `poll_s` wall seconds until cancelled; roll up and
+    trim telemetry every minute."""
+    telemetry = runtime.platform.telemetry
     await live.control.poll()
     await asyncio.gather(
         _every(tick_s, live.control.tick, "control tick"),
         _every(poll_s, live.control.poll, "fleet poll"),
+        _every(60.0, lambda: asyncio.to_thread(telemetry.maintain), "telemetry maintenance"),
     )
 
 

@@ -55,6 +55,16 @@ async def test_poll_reads_every_device_over_its_protocol(site: Site) -> None:
     miner = next(d for d in resources["resources"] if d["kind"] == "asic")
     assert miner["power_w"] == pytest.approx(3500, rel=0.05)
     assert miner["address"].startswith("127.0.0.1:")
+    window = {
+        "device": miner["device_id"],
+        "metric": "power_w",
+        "step": "1s",
+        "from": (START - timedelta(minutes=1)).isoformat(),
+        "to": (START + timedelta(minutes=1)).isoformat(),
+    }
+    series = (await site.api.get("/api/v1/telemetry", params=window, headers=site.admin)).json()
+    assert [p["count"] for p in series["points"]] == [1]
+    assert series["points"][0]["avg"] == pytest.approx(miner["power_w"])
 
 
 async def test_tick_plans_and_runs_customer_work(site: Site) -> None:

@@ -81,7 +81,7 @@ async def _serve_live(runtime: bootstrap.Runtime, speed: float) -> None:
     live = await bootstrap.start_live(runtime)
     settings = runtime.settings
     control = asyncio.create_task(
-        bootstrap.run_control(live, settings.tick_seconds / speed, settings.poll_seconds)
+        bootstrap.run_control(runtime, live, settings.tick_seconds / speed, settings.poll_seconds)
     )
     try:
         await _server(settings, runtime).serve()

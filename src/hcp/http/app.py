@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 import hcp
+from hcp.http import dashboard
 from hcp.http.errors import install_error_handlers
 from hcp.http.metrics import HttpMetrics, PlatformCollector
 from hcp.http.middleware import BodyLimit, RequestMetrics
-from hcp.http.routes import billing, health, identity, market, operations, plans, workloads
+from hcp.http.routes import (
+    billing,
+    health,
+    identity,
+    market,
+    operations,
+    plans,
+    telemetry,
+    workloads,
+)
 from hcp.services.platform import Platform
 
 DESCRIPTION = """HCP decides what each megawatt of a bitcoin-mining site does: mine, serve AI
@@ -33,8 +44,10 @@ def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAP
     app.state.platform = platform
     app.state.registry = registry
     install_error_handlers(app)
-    for module in (health, workloads, market, operations, plans, identity, billing):
+    for module in (health, workloads, market, operations, plans, identity, billing, telemetry):
         app.include_router(module.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     app.add_middleware(RequestMetrics, requests=http_metrics.requests, latency=http_metrics.latency)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

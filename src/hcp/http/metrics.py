@@ -26,6 +26,7 @@ class PlatformCollector(Collector):
             yield from self._queue()
             yield from self._fleet()
             yield from self._market()
+            yield from self._telemetry()
         except Exception:  # a failing read must not break the whole scrape
             log.exception("metrics collection failed")
 
@@ -77,6 +78,16 @@ class PlatformCollector(Collector):
             "H100 spot rental price",
             value=snapshot.gpu_spot("H100"),
         )
+
+    def _telemetry(self) -> Iterator[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for (device, metric), (_at, value) in sorted(self._platform.telemetry.latest().items()):
+            if metric not in families:
+                families[metric] = GaugeMetricFamily(
+                    f"hcp_device_{metric}", f"Newest {metric} per device", labels=["device"]
+                )
+            families[metric].add_metric([device], value)
+        yield from families.values()
 
 
 class HttpMetrics:

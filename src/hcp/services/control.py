@@ -24,6 +24,7 @@ from hcp.services.monitor import FleetMonitor, StatusRecorder
 from hcp.services.planning import FleetCounts, Planner
 from hcp.services.ports import Clock, MarketFeed, UnitOfWorkFactory
 from hcp.services.scheduler import SchedulerService, TickReport
+from hcp.services.telemetry import TelemetryRecorder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +70,7 @@ class ControlLoop:
         monitor: FleetMonitor,
         recorder: StatusRecorder,
         bus: EventBus,
+        samples: TelemetryRecorder | None = None,
         dispatcher: AsicDispatcher | None = None,
         billing: BillingService | None = None,
     ) -> None:
@@ -81,6 +83,7 @@ class ControlLoop:
         self._scheduler = scheduler
         self._monitor = monitor
         self._recorder = recorder
+        self._samples = samples
         self._bus = bus
         self._dispatcher = dispatcher
         self._billing = billing
@@ -121,6 +124,8 @@ class ControlLoop:
         """One sweep of the fleet, recorded."""
         statuses = await self._monitor.poll()
         await asyncio.to_thread(self._recorder.flush)
+        if self._samples is not None:
+            await self._samples.flush()
         return statuses
 
     async def _step(

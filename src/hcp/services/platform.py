@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from hcp.services.auth import Authenticator
 from hcp.services.billing import BillingService
+from hcp.services.dashboard import DashboardService
 from hcp.services.fleet import FleetService
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
 from hcp.services.ratelimit import RateLimiter
+from hcp.services.telemetry import TelemetryService
 from hcp.services.workloads import WorkloadService
 
 HealthCheck = Callable[[], dict[str, str]]
@@ -23,7 +25,9 @@ class Platform:
     market: MarketService
     fleet: FleetService
     identity: IdentityService
+    dashboard: DashboardService
     billing: BillingService
+    telemetry: TelemetryService
     rate_limiter: RateLimiter
     health: HealthCheck
     """Each component's status: "ok", or a short reason it is not."""

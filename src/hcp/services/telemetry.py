@@ -1,8 +1,10 @@
-"""Telemetry use cases: record samples in batches, keep the store rolled up and trimmed, and read
-one series back at a chosen step, with the query checked before the store sees it."""
+"""Telemetry use cases: record samples in batches (from the fleet topics of the bus), keep the
+store rolled up and trimmed, and read one series back at a chosen step, with the query checked
+before the store sees it."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from hcp.domain.errors import ValidationError
+from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.telemetry import (
     Point,
     Resolution,
@@ -20,6 +23,8 @@ from hcp.domain.telemetry import (
     resolution_for,
     to_epoch_ms,
 )
+from hcp.services.events import Event
+from hcp.services.monitor import status_of
 from hcp.services.ports import Clock
 
 MAX_POINTS = 10_000
@@ -182,3 +187,47 @@ class SampleBuffer:
     def drain(self) -> list[Sample]:
         held, self._held, self._since = self._held, [], None
         return held
+
+
+def status_samples(status: DeviceStatus) -> list[Sample]:
+    """The samples of one device status as the fleet topics carry it: `reachable` and `healthy`
+    (1.0 or 0.0) always; power W, hashrate TH/s and temperature °C only from a device that
+    answered (an unreachable one reports zeros that were never measured)."""
+    reachable = status.state != UNREACHABLE
+    values: dict[str, float | None] = {
+        "reachable": float(reachable),
+        "healthy": float(status.healthy),
+    }
+    if reachable:
+        values |= {
+            "power_w": status.power_w,
+            "hashrate_ths": status.hashrate_ths,
+            "temperature_c": status.temperature_c,
+        }
+    at, device = status.at, status.device_id
+    return [Sample(device, metric, at, v) for metric, v in values.items() if v is not None]
+
+
+class TelemetryRecorder:
+    """A bus handler for the fleet topics (`asic-metrics`, `gpu-metrics`): each status event
+    becomes samples in a SampleBuffer; a full batch is written at once (in a worker thread),
+    the rest by `flush`. Call both from the event loop."""
+
+    def __init__(
+        self, service: TelemetryService, clock: Clock, buffer: SampleBuffer | None = None
+    ) -> None:
+        self._service = service
+        self._clock = clock
+        self._buffer = buffer or SampleBuffer()
+
+    async def handle(self, event: Event) -> None:
+        batch = self._buffer.add(status_samples(status_of(event)), self._clock.now())
+        if batch:
+            await asyncio.to_thread(self._service.record, batch)
+
+    async def flush(self) -> int:
+        """Write whatever is buffered; returns how many samples."""
+        batch = self._buffer.drain()
+        if batch:
+            await asyncio.to_thread(self._service.record, batch)
+        return len(batch)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -261,14 +262,77 @@ class AllocationRow(Base):
     power_kw: Mapped[float] = mapped_column(Float)
 
 
-class TelemetrySampleRow(Base):
-    __tablename__ = "telemetry_samples"
+# Telemetry (see hcp.adapters.db.telemetry): times are integer epoch milliseconds, series are
+# numbered once in a dictionary table, and the tables written per sample carry no foreign key
+# (a key check per row would cost ingest speed; series rows are never deleted). On SQLite the
+# keyed tables are WITHOUT ROWID: the primary key is the table, so one B-tree is kept per row.
+_NO_ROWID = {"sqlite_with_rowid": False}
+
+
+class TelemetrySeriesRow(Base):
+    """One id per (device, metric): the samples and rollups refer to it."""
+
+    __tablename__ = "telemetry_series"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64))
     metric: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("device_id", "metric"),)
+
+
+class TelemetryInboxRow(Base):
+    """Samples as written: no key and no index, so an insert only appends. Merged into
+    `telemetry_samples` in bulk (sorted) and emptied; queries read both."""
+
+    __tablename__ = "telemetry_inbox"
+    series_id: Mapped[int] = mapped_column(Integer)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
-    __table_args__ = (Index(None, "device_id", "metric", "at"),)
+    # The ORM needs an identity; the table deliberately has no primary key.
+    __mapper_args__ = {"primary_key": [series_id, at_ms]}  # noqa: RUF012
+
+
+class TelemetrySampleRow(Base):
+    """Raw samples, clustered by series then time: a range read is one index seek."""
+
+    __tablename__ = "telemetry_samples"
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    value: Mapped[float] = mapped_column(Float)
+    __table_args__ = _NO_ROWID
+
+
+class TelemetryRollupRow(Base):
+    """Aggregates of one series over one bucket ('1m' or '1h', starting at `bucket_start_ms`)."""
+
+    __tablename__ = "telemetry_rollups"
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bucket_start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sample_count: Mapped[int] = mapped_column(Integer)
+    value_sum: Mapped[float] = mapped_column(Float)
+    value_min: Mapped[float] = mapped_column(Float)
+    value_max: Mapped[float] = mapped_column(Float)
+    value_last: Mapped[float] = mapped_column(Float)
+    __table_args__ = _NO_ROWID
+
+
+class TelemetryPendingRow(Base):
+    """Buckets whose rollup must be (re)computed once closed: every minute a merge touched,
+    every hour a recomputed minute lies in."""
+
+    __tablename__ = "telemetry_pending"
+    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    __table_args__ = _NO_ROWID
+
+
+class TelemetryHorizonRow(Base):
+    """Per resolution, the epoch ms before which retention has deleted the data."""
+
+    __tablename__ = "telemetry_horizons"
+    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class UsageRecordRow(Base):
