@@ -20,8 +20,9 @@ from hcp.backtest.console import (
     run_with_progress,
 )
 from hcp.backtest.engine import Setup
+from hcp.backtest.loading import load_market, setup_for
 from hcp.backtest.report import write_report
-from hcp.backtest.scenario import load_market, load_scenario, setup_for
+from hcp.backtest.scenario import load_scenario
 from hcp.domain.errors import DataError
 
 

@@ -6,6 +6,8 @@ commands start fast (the server stack, SciPy and the ORM load only where they ar
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 import hcp
@@ -49,6 +51,19 @@ def api(host: str | None = HostOption, port: int | None = PortOption) -> None:
     from hcp.cli.serve import serve_api
 
     serve_api(host, port)
+
+
+@app.command("backtest")
+def backtest_command(
+    scenario: Path = typer.Argument(..., help="scenario TOML (docs/scenario-format.md)"),
+    strategy: str = typer.Option("all", help="always_on, breakeven, mpc, oracle or all"),
+    json_output: bool = typer.Option(False, "--json", help="one JSON object per strategy"),
+    report: Path | None = typer.Option(None, help="write an HTML report into this folder"),
+) -> None:
+    """Replay a scenario with one or all strategies and compare them with the oracle."""
+    from hcp.cli.backtest import backtest
+
+    backtest(scenario, strategy, json_output, report)
 
 
 @app.command()

@@ -1,0 +1,313 @@
+"""Backtest scenarios: the TOML format (docs/scenario-format.md) parsed into a `Scenario`.
+
+Errors are `DataError`s naming the file, the line and the dotted key (`sites[0].pue`).
+Paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+from hcp.adapters.market.simulated import MarketSimulatorConfig
+from hcp.backtest.demand import DemandSpec, JobArrivals, RealtimeProfile
+from hcp.backtest.tomlfile import TomlTable, load_toml
+from hcp.domain.catalog import ASIC_MODELS, GPU_MODELS
+from hcp.domain.errors import ValidationError
+from hcp.domain.workloads import WorkloadClass
+from hcp.economics import DEFAULT_POOL_FEE, DEFAULT_PRICE_SHEET
+from hcp.optimizer.inputs import AsicFleet, Contract, GpuFleet, PpaContract, RtContract, SiteSpec
+from hcp.optimizer.strategies import Terms
+
+_BATCH, _TRAINING = WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING
+_REALTIME = WorkloadClass.AI_INFERENCE_REALTIME
+_KEYS = {_REALTIME: "realtime", _BATCH: "batch", _TRAINING: "training"}
+# The simulator settings a scenario may override (all numbers; nodes come from the sites).
+_SIMULATOR_NUMBERS = ", ".join(
+    f.name
+    for f in dataclasses.fields(MarketSimulatorConfig)
+    if f.name not in ("nodes", "difficulty_epoch", "gpu_spot_start_usd_per_gpu_hour")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayMarket:
+    """Real prices from files: ERCOT real-time (one or more files in time order), the daily
+    bitcoin file, optional day-ahead prices, GPU spot as constants per family."""
+
+    electricity: tuple[Path, ...]
+    bitcoin: Path
+    day_ahead: Path | None
+    gpu_spot_usd_per_gpu_hour: Mapping[str, float]
+    max_fill_steps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedMarket:
+    """The seeded market simulator."""
+
+    config: MarketSimulatorConfig
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A parsed scenario file: the window [start, end) in steps of `step` after `warmup` of
+    history, the market, the sites with their demand, the money terms and the demand seed."""
+
+    path: Path
+    name: str
+    start: datetime
+    end: datetime
+    step: timedelta
+    warmup: timedelta
+    market: ReplayMarket | SimulatedMarket
+    sites: tuple[SiteSpec, ...]
+    demand: Mapping[str, DemandSpec]
+    terms: Terms
+    seed: int
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Parse the scenario at `path`; DataError naming file, line and key on any problem."""
+    root = load_toml(path)
+    start, end, step, warmup = _window(_required_table(root, "window"))
+    sites, demand = _sites(root, step)
+    scenario = Scenario(
+        path=path,
+        name=root.get("name", str, path.stem),
+        start=start,
+        end=end,
+        step=step,
+        warmup=warmup,
+        market=_market(_required_table(root, "market"), sites),
+        sites=sites,
+        demand=demand,
+        terms=Terms(
+            root.number("sla_penalty_usd_per_gpu_hour", minimum=0.0),
+            root.number("pool_fee", DEFAULT_POOL_FEE, minimum=0.0),
+        ),
+        seed=root.integer("seed", 0),
+    )
+    root.finish()
+    return scenario
+
+
+def _sites(root: TomlTable, step: timedelta) -> tuple[tuple[SiteSpec, ...], dict[str, DemandSpec]]:
+    sites, demand = [], {}
+    for table in root.tables("sites"):
+        site, site_demand = _site(table, step)
+        sites.append(site)
+        if site_demand is not None:
+            demand[site.name] = site_demand
+    if not sites:
+        raise root.error("sites", "at least one [[sites]] table is required")
+    return tuple(sites), demand
+
+
+def _required_table(table: TomlTable, key: str) -> TomlTable:
+    found = table.table(key)
+    if found is None:
+        raise table.error(key, f"missing [{table.key(key)}] table")
+    return found
+
+
+def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]:
+    start, end = table.datetime("start"), table.datetime("end")
+    step = timedelta(minutes=table.number("step_minutes", above=0.0))
+    warmup = timedelta(days=table.number("warmup_days", 7.0, minimum=0.0))
+    if end <= start:
+        raise table.error("end", f"must be after start ({start.isoformat()})")
+    if warmup < step:
+        raise table.error("warmup_days", "must cover at least one step: decisions need a past")
+    if (end - start) % step:
+        raise table.error("end", f"end − start is not a whole number of {step} steps")
+    table.finish()
+    return start, end, step, warmup
+
+
+def _market(table: TomlTable, sites: tuple[SiteSpec, ...]) -> ReplayMarket | SimulatedMarket:
+    kind = table.get("kind", str)
+    spot = _spot_prices(table)
+    if kind == "replay":
+        market: ReplayMarket | SimulatedMarket = _replay_market(table, spot)
+    elif kind == "simulated":
+        market = _simulated_market(table, sites, spot)
+    else:
+        raise table.error("kind", f"expected 'replay' or 'simulated', got {kind!r}")
+    table.finish()
+    return market
+
+
+def _spot_prices(table: TomlTable) -> dict[str, float]:
+    prices = table.table("gpu_spot_usd_per_gpu_hour")
+    if prices is None:
+        return {}
+    spot = {family: prices.number(family, minimum=0.0) for family in prices.names()}
+    prices.finish()
+    return spot
+
+
+def _replay_market(table: TomlTable, spot: dict[str, float]) -> ReplayMarket:
+    files = table.get("electricity", object)
+    names = [files] if isinstance(files, str) else files
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise table.error("electricity", "expected a path or a list of paths")
+    electricity = tuple(table.resolve("electricity", name) for name in names)
+    day_ahead = table.path_value("day_ahead") if table.has("day_ahead") else None
+    return ReplayMarket(
+        electricity=electricity,
+        bitcoin=table.path_value("bitcoin"),
+        day_ahead=day_ahead,
+        gpu_spot_usd_per_gpu_hour=spot,
+        max_fill_steps=table.integer("max_fill_steps", 0, minimum=0),
+    )
+
+
+def _simulated_market(
+    table: TomlTable, sites: tuple[SiteSpec, ...], spot: dict[str, float]
+) -> SimulatedMarket:
+    overrides: dict[str, object] = {"nodes": tuple(dict.fromkeys(s.node for s in sites))}
+    if spot:
+        overrides["gpu_spot_start_usd_per_gpu_hour"] = spot
+    settings = table.table("simulator") or TomlTable(table.path, {}, {}, table.key("simulator"))
+    for key in settings.names():
+        if key not in _SIMULATOR_NUMBERS.split(", "):
+            raise settings.error(key, f"not a simulator setting (known: {_SIMULATOR_NUMBERS})")
+        overrides[key] = settings.number(key)
+    settings.finish()
+    try:
+        config = MarketSimulatorConfig(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise settings.error(exc.field, exc.message) from None
+    return SimulatedMarket(config, table.integer("seed", 0))
+
+
+def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | None]:
+    asics, gpus = _fleet(table)
+    site = SiteSpec(
+        name=table.get("name", str),
+        node=table.get("node", str),
+        capacity_mw=table.number("capacity_mw", above=0.0),
+        pue=table.number("pue", 1.0, minimum=1.0),
+        contract=_contract(_required_table(table, "contract")),
+        asics=asics,
+        gpus=gpus,
+        ramp_mw_per_step=table.number("ramp_mw_per_step", math.inf, above=0.0),
+        min_on_steps=_steps(table.number("min_on_minutes", 0.0, minimum=0.0), step),
+        min_off_steps=_steps(table.number("min_off_minutes", 0.0, minimum=0.0), step),
+        day_ahead_node=table.optional("day_ahead_node", str),
+    )
+    if site.ramp_mw_per_step == math.inf:
+        site = dataclasses.replace(site, ramp_mw_per_step=None)
+    demand_table = table.table("demand")
+    demand = None if demand_table is None else _demand(demand_table, site)
+    table.finish()
+    return site, demand
+
+
+def _steps(minutes: float, step: timedelta) -> int:
+    """Whole steps covering `minutes` (at least one)."""
+    return max(1, math.ceil(timedelta(minutes=minutes) / step - 1e-9))
+
+
+def _fleet(table: TomlTable) -> tuple[tuple[AsicFleet, ...], tuple[GpuFleet, ...]]:
+    asics, gpus = [], []
+    for entry in table.tables("fleet"):
+        model, count = entry.get("model", str), entry.integer("count", minimum=0)
+        if model in ASIC_MODELS:
+            asics.append(AsicFleet(ASIC_MODELS[model], count))
+        elif model in GPU_MODELS:
+            gpus.append(GpuFleet(GPU_MODELS[model], count))
+        else:
+            known = ", ".join([*ASIC_MODELS, *GPU_MODELS])
+            raise entry.error("model", f"unknown model {model!r} (known: {known})")
+        entry.finish()
+    return tuple(asics), tuple(gpus)
+
+
+def _contract(table: TomlTable) -> Contract:
+    kind = table.get("kind", str)
+    if kind == "rt":
+        contract: Contract = RtContract(table.number("adder_usd_per_mwh", 0.0))
+    elif kind == "ppa":
+        contract = PpaContract(
+            price_usd_per_mwh=table.number("price_usd_per_mwh"),
+            committed_mw=table.number("committed_mw", minimum=0.0),
+            sellback_fee_usd_per_mwh=table.number("sellback_fee_usd_per_mwh", 0.0, minimum=0.0),
+        )
+    else:
+        raise table.error("kind", f"expected 'rt' or 'ppa', got {kind!r}")
+    table.finish()
+    return contract
+
+
+def _demand(table: TomlTable, site: SiteSpec) -> DemandSpec:
+    families = site.families
+    family = table.get("family", str, families[0] if families else "")
+    if family not in families:
+        raise table.error("family", f"no {family or 'GPU'} fleet at site {site.name!r}")
+    realtime_table = table.table("realtime")
+    realtime = None if realtime_table is None else _realtime(realtime_table, family)
+    arrivals = tuple(
+        _arrivals(found, workload_class, family)
+        for key, workload_class in (("batch", _BATCH), ("training", _TRAINING))
+        if (found := table.table(key)) is not None
+    )
+    spec = DemandSpec(family, realtime, arrivals)
+    _check_priority_order(table, spec)
+    table.finish()
+    return spec
+
+
+def _realtime(table: TomlTable, family: str) -> RealtimeProfile:
+    profile = RealtimeProfile(
+        base_gpus=table.number("base_gpus", minimum=0.0),
+        peak_gpus=table.number("peak_gpus", minimum=0.0),
+        price_usd_per_gpu_hour=_price(table, _REALTIME, family),
+        peak_hour_utc=table.number("peak_hour_utc", 18.0, minimum=0.0),
+        weekend_factor=table.number("weekend_factor", 1.0, minimum=0.0),
+        noise=table.number("noise", 0.0, minimum=0.0),
+    )
+    table.finish()
+    return profile
+
+
+def _arrivals(table: TomlTable, workload_class: WorkloadClass, family: str) -> JobArrivals:
+    gpus = table.range("gpus", minimum=1.0)
+    arrivals = JobArrivals(
+        workload_class=workload_class,
+        arrivals_per_day=table.number("arrivals_per_day", minimum=0.0),
+        gpus=(round(gpus[0]), round(gpus[1])),
+        hours=table.range("hours", minimum=0.0),
+        deadline_hours=table.range("deadline_hours", minimum=0.0),
+        price_usd_per_gpu_hour=_price(table, workload_class, family),
+    )
+    table.finish()
+    return arrivals
+
+
+def _price(table: TomlTable, workload_class: WorkloadClass, family: str) -> float:
+    if table.has("price_usd_per_gpu_hour"):
+        return table.number("price_usd_per_gpu_hour", minimum=0.0)
+    try:
+        return DEFAULT_PRICE_SHEET.price(workload_class, family)
+    except KeyError as exc:
+        raise table.error("price_usd_per_gpu_hour", f"required: {exc.args[0]}") from None
+
+
+def _check_priority_order(table: TomlTable, spec: DemandSpec) -> None:
+    """Realtime must pay more than batch and batch more than training: with one SLA penalty
+    for all, that is what makes the optimizer serve them in that order when power is short."""
+    prices = [(_KEYS[a.workload_class], a.price_usd_per_gpu_hour) for a in spec.arrivals]
+    if spec.realtime is not None:
+        prices.insert(0, ("realtime", spec.realtime.price_usd_per_gpu_hour))
+    for (higher, high), (lower, low) in pairwise(prices):
+        if high <= low:
+            message = f"{higher} must pay more per GPU-hour than {lower} ({high} <= {low})"
+            raise table.error(f"{lower}.price_usd_per_gpu_hour", message)

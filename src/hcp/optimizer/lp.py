@@ -1,0 +1,180 @@
+"""A linear program under construction, in the solver-neutral form every `Solver` reads:
+maximise cost·x + offset subject to row_lower <= A x <= row_upper and lower <= x <= upper.
+
+Variables and rows are added in blocks (numpy arrays of column indices), so a model over a
+horizon is written once per kind of constraint, not once per interval. A column index of -1
+in a row block means "no variable here" and is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from hcp.domain.market import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledLp:
+    """The finished program: column data, row bounds and A in compressed-column form
+    (column j's entries are `index[start[j]:start[j+1]]` rows with `value`s)."""
+
+    cost: FloatArray
+    offset: float
+    lower: FloatArray
+    upper: FloatArray
+    integer: npt.NDArray[np.bool_]
+    row_lower: FloatArray
+    row_upper: FloatArray
+    start: IntArray
+    index: IntArray
+    value: FloatArray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns)."""
+        return len(self.row_lower), len(self.cost)
+
+
+class LinearProgram:
+    """Columns, rows and objective being added block by block; `compile()` when done."""
+
+    def __init__(self) -> None:
+        self.num_cols = 0
+        self.num_rows = 0
+        self.offset = 0.0
+        self._lower: list[FloatArray] = []
+        self._upper: list[FloatArray] = []
+        self._integer: list[npt.NDArray[np.bool_]] = []
+        self._rows: list[IntArray] = []
+        self._cols: list[IntArray] = []
+        self._values: list[FloatArray] = []
+        self._row_lower: list[FloatArray] = []
+        self._row_upper: list[FloatArray] = []
+        self._cost_cols: list[IntArray] = []
+        self._cost_values: list[FloatArray] = []
+        self._tightened: list[tuple[IntArray, FloatArray, FloatArray]] = []
+
+    def add_variables(
+        self,
+        shape: int | tuple[int, ...],
+        lower: npt.ArrayLike = 0.0,
+        upper: npt.ArrayLike = INF,
+        integer: bool = False,
+    ) -> IntArray:
+        """New columns with bounds broadcast to `shape`; returns their indices in that shape."""
+        size = shape if isinstance(shape, int) else math.prod(shape)
+        index = np.arange(self.num_cols, self.num_cols + size).reshape(shape)
+        self._lower.append(_spread(lower, index.shape))
+        self._upper.append(_spread(upper, index.shape))
+        self._integer.append(np.full(size, integer))
+        self.num_cols += size
+        return index
+
+    def tighten(
+        self, columns: npt.ArrayLike, lower: npt.ArrayLike = -INF, upper: npt.ArrayLike = INF
+    ) -> None:
+        """Narrow the bounds of existing `columns` to at least `lower` and at most `upper`."""
+        cols = np.asarray(columns, dtype=np.int64).ravel()
+        self._tightened.append((cols, _spread(lower, cols.size), _spread(upper, cols.size)))
+
+    def add_rows(
+        self,
+        columns: IntArray,
+        coefficients: npt.ArrayLike,
+        lower: npt.ArrayLike = -INF,
+        upper: npt.ArrayLike = INF,
+    ) -> IntArray:
+        """One row per line of `columns` (shape rows × terms; a 1-D array is one row), each
+        term's coefficient from `coefficients` (scalar, per term, or rows × terms)."""
+        columns = np.atleast_2d(columns)
+        count, terms = columns.shape
+        rows = np.arange(self.num_rows, self.num_rows + count)
+        coefs = np.asarray(coefficients, dtype=np.float64)
+        per_term = coefs.shape == (terms,)
+        values = np.tile(coefs, count) if per_term else _spread(coefs, columns.shape)
+        self._add_entries(np.repeat(rows, terms), columns.ravel(), values)
+        self._row_lower.append(_spread(lower, count))
+        self._row_upper.append(_spread(upper, count))
+        self.num_rows += count
+        return rows
+
+    def add_terms(self, rows: npt.ArrayLike, columns: npt.ArrayLike, coefs: npt.ArrayLike) -> None:
+        """Add coefficient `coefs` of column `columns` to existing rows `rows` (all broadcast)."""
+        r, c, v = np.broadcast_arrays(
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(columns, dtype=np.int64),
+            np.asarray(coefs, dtype=np.float64),
+        )
+        self._add_entries(r.ravel(), c.ravel(), v.ravel())
+
+    def _add_entries(self, rows: IntArray, cols: IntArray, values: FloatArray) -> None:
+        if cols.size and cols.min() < 0:
+            keep = cols >= 0
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+        self._rows.append(rows)
+        self._cols.append(cols)
+        self._values.append(values)
+
+    def add_objective(self, columns: npt.ArrayLike, coefs: npt.ArrayLike) -> None:
+        """Add `coefs` (USD per unit) to the objective coefficients of `columns`."""
+        cols = np.asarray(columns, dtype=np.int64)
+        values = np.asarray(coefs, dtype=np.float64)
+        if values.shape != cols.shape:
+            values = np.broadcast_to(values, cols.shape)
+        cols, values = cols.ravel(), values.ravel()
+        if cols.size and cols.min() < 0:
+            cols, values = cols[cols >= 0], values[cols >= 0]
+        self._cost_cols.append(cols)
+        self._cost_values.append(values)
+
+    def compile(self) -> CompiledLp:
+        """The program in array form, ready for a solver."""
+        n = self.num_cols
+        cost = np.bincount(_ints(self._cost_cols), _floats(self._cost_values), minlength=n)
+        lower, upper = _floats(self._lower), _floats(self._upper)
+        for cols, lows, highs in self._tightened:
+            lower[cols] = np.maximum(lower[cols], lows)
+            upper[cols] = np.minimum(upper[cols], highs)
+        rows, cols, values = _ints(self._rows), _ints(self._cols), _floats(self._values)
+        order = np.argsort(cols, kind="stable")
+        start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=n), out=start[1:])
+        integer = np.concatenate(self._integer) if self._integer else np.zeros(0, dtype=bool)
+        return CompiledLp(
+            cost.astype(np.float64),
+            self.offset,
+            lower,
+            upper,
+            integer,
+            _floats(self._row_lower),
+            _floats(self._row_upper),
+            start,
+            rows[order],
+            values[order],
+        )
+
+
+def _spread(value: npt.ArrayLike, shape: int | tuple[int, ...]) -> FloatArray:
+    """`value` (a scalar or an array broadcastable to `shape`) as a fresh flat float array."""
+    size = shape if isinstance(shape, int) else math.prod(shape)
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return np.full(size, float(array))
+    if array.size == size and array.shape in (shape, (size,)):
+        return array.ravel().copy()
+    return np.broadcast_to(array, shape).ravel().copy()
+
+
+def _ints(parts: list[IntArray]) -> IntArray:
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _floats(parts: list[FloatArray]) -> FloatArray:
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)

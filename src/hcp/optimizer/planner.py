@@ -1,0 +1,59 @@
+"""Plan one site: check the inputs, build the model, solve it, read the schedule back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hcp.domain.market import FloatArray
+from hcp.optimizer.checks import check_inputs
+from hcp.optimizer.inputs import SiteInputs
+from hcp.optimizer.model import SiteModel, build_model
+from hcp.optimizer.plan import Plan, Schedule, SolveStatus
+from hcp.optimizer.solver import Solver
+
+
+def plan_site(inputs: SiteInputs, solver: Solver) -> Plan:
+    """The optimal plan for `inputs`, or a Plan whose status and reason say why there is none
+    (BAD_INPUT lists the problems found by `check_inputs`)."""
+    site = inputs.site.name
+    problems = check_inputs(inputs)
+    if problems:
+        reason = "; ".join(str(p) for p in problems[:3])
+        return Plan(site, SolveStatus.BAD_INPUT, reason, problems=tuple(problems))
+    model = build_model(inputs)
+    result = solver.solve(model.lp.compile())
+    if result.status != SolveStatus.OPTIMAL or result.values is None:
+        return Plan(site, result.status, result.reason)
+    schedule = read_schedule(model, result.values)
+    return Plan(site, SolveStatus.OPTIMAL, result.reason, result.objective, schedule=schedule)
+
+
+def read_schedule(model: SiteModel, values: FloatArray) -> Schedule:
+    """The solution `values` of `model` as a Schedule (tiny negative round-off removed)."""
+    v, x = model.v, model.inputs
+    padded = np.append(np.maximum(values, 0.0), 0.0)  # column -1 (no variable) reads 0
+    asics = {
+        fleet.model.name: dict(
+            zip(
+                (p.name for p in fleet.model.profiles),
+                padded[v.asic.profiles[fleet.model.name]],
+                strict=True,
+            )
+        )
+        for fleet in x.site.asics
+    }
+    jobs = {
+        name: {job.job_id: padded[cols[j]] for j, job in enumerate(x.jobs)}
+        for name, cols in v.jobs.gpus.items()
+    }
+    grid = padded[v.power.grid]
+    sold = np.zeros(x.horizon) if v.power.sell is None else padded[v.power.sell]
+    return Schedule(
+        asics=asics,
+        realtime={name: padded[cols] for name, cols in v.gpu.realtime.items()},
+        spot={name: padded[cols] for name, cols in v.gpu.spot.items()},
+        jobs=jobs,
+        job_classes={job.job_id: job.workload_class for job in x.jobs},
+        grid_mw=grid,
+        sellback_mw=sold,
+    )

@@ -1,0 +1,186 @@
+"""The replay engine and the strategies on tiny worlds: accounting, the information rule,
+fallbacks, deadlines, and the oracle as the upper bound of every strategy."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hcp.backtest.demand import Demand
+from hcp.backtest.engine import Setup, initial_state, make_strategy, run_backtest
+from hcp.domain.catalog import asic_model, gpu_model
+from hcp.domain.workloads import WorkloadClass
+from hcp.optimizer.inputs import AsicFleet, GpuFleet, PpaContract, RtContract, SiteNow, SiteSpec
+from hcp.optimizer.lp import CompiledLp
+from hcp.optimizer.plan import SolveStatus
+from hcp.optimizer.solver import LpResult
+from hcp.optimizer.strategies import STRATEGY_NAMES, Mpc, Terms
+from hcp.optimizer.world import Job, MarketArrays, view_at
+
+S21, H100 = asic_model("S21"), gpu_model("H100 SXM")
+PRICE = {WorkloadClass.AI_INFERENCE_BATCH: 2.75, WorkloadClass.AI_TRAINING: 2.25}
+START_S = 1_700_000_000 // 86_400 * 86_400
+SITE = SiteSpec(
+    name="tiny",
+    node="N",
+    capacity_mw=0.05,
+    pue=1.1,
+    contract=RtContract(2.0),
+    asics=(AsicFleet(S21, 10),),
+    gpus=(GpuFleet(H100, 4),),
+    ramp_mw_per_step=0.03,
+    min_on_steps=2,
+    min_off_steps=2,
+)
+
+
+def market(prices: list[float], hashprice: float = 0.05, spot: float = 2.0) -> MarketArrays:
+    n = len(prices)
+    return MarketArrays(
+        seconds=START_S + 900 * np.arange(n, dtype=np.int64),
+        step_seconds=900,
+        electricity_usd_per_mwh={"N": np.array(prices, dtype=float)},
+        day_ahead_usd_per_mwh={},
+        hashprice_usd_per_ths_day=np.full(n, hashprice),
+        gpu_spot_usd_per_gpu_hour={"H100": np.full(n, spot)},
+    )
+
+
+def setup(prices: list[float], jobs: tuple[Job, ...] = (), realtime: float = 1.0) -> Setup:
+    demand = Demand(
+        realtime_gpus={"tiny": {"H100": np.full(len(prices), realtime)}},
+        realtime_price_usd_per_gpu_hour={"tiny": {"H100": 4.0}},
+        jobs=jobs,
+    )
+    return Setup(market(prices), 1, (SITE,), demand, Terms(10.0))
+
+
+def run(world: Setup, name: str):  # type: ignore[no-untyped-def]
+    return run_backtest(world, make_strategy(name, world))
+
+
+def test_profit_is_the_sum_of_its_parts_and_of_the_trace() -> None:
+    world = setup([30.0] * 9)
+    result = run(world, "always_on")
+    money = result.ledger
+    assert money.intervals == 8 and len(result.trace.profit_usd) == 8
+    parts = money.mining_revenue_usd + money.gpu_revenue_usd - money.energy_cost_usd
+    assert money.profit_usd == pytest.approx(parts - money.sla_penalty_usd)
+    assert float(result.trace.profit_usd.sum()) == pytest.approx(money.profit_usd)
+    assert result.summary()["strategy"] == "always_on"
+
+
+def test_always_on_draws_the_whole_fleet_and_breakeven_sleeps_after_a_spike() -> None:
+    world = setup([30.0, 30.0, 900.0, 900.0, 900.0, 30.0, 30.0])
+    always, breakeven = run(world, "always_on"), run(world, "breakeven")
+    assert np.all(always.trace.mw["asic"] > 0.035)
+    # The spike starts at interval 2 (trace index 1): breakeven sees it one interval late,
+    # then ramps down at most 0.03 MW per interval.
+    asic = breakeven.trace.mw["asic"]
+    assert asic[1] == pytest.approx(always.trace.mw["asic"][1])
+    assert asic[2] < asic[1] and asic[3] < 0.001
+    assert breakeven.ledger.profit_usd > always.ledger.profit_usd
+
+
+def test_a_decision_never_depends_on_prices_from_its_own_interval_on() -> None:
+    prices = [30.0, 40.0, 120.0, 50.0, 45.0]
+    later = [*prices[:3], 5000.0, -100.0]
+    world = setup(prices)
+    now = {"tiny": SiteNow(SITE, initial_state(SITE), {"H100": 1})}
+    for name in ("breakeven", "mpc"):
+        before = make_strategy(name, world).decide(view_at(world.market, 3, now))
+        changed = replace(world, market=market(later))
+        after = make_strategy(name, changed).decide(view_at(changed.market, 3, now))
+        assert before == after, name
+
+
+def test_a_job_that_cannot_finish_is_a_missed_deadline_with_its_penalty() -> None:
+    job = Job("t", "tiny", WorkloadClass.AI_TRAINING, "H100", 8, 8, 1, 3, 2.25)
+    result = run(setup([30.0] * 6, jobs=(job,), realtime=0.0), "always_on")
+    # 4 GPUs for the 2 intervals before the deadline: 8 of 64 GPU-intervals done.
+    assert result.ledger.deadlines_missed == 1
+    assert result.ledger.deadline_shortfall_gpu_hours == pytest.approx(56 * 0.25)
+    assert result.ledger.sla_penalty_usd == pytest.approx(56 * 0.25 * 10.0)
+
+
+def test_under_a_ppa_unused_committed_power_is_sold_back_at_real_time() -> None:
+    ppa = PpaContract(40.0, committed_mw=0.05, sellback_fee_usd_per_mwh=5.0)
+    world = replace(
+        setup([30.0, 30.0, 3000.0, 3000.0], realtime=0.0), sites=(replace(SITE, contract=ppa),)
+    )
+    result = run(world, "oracle")
+    money = result.ledger
+    assert money.energy_cost_usd == pytest.approx(3 * 0.05 * 40.0 * 0.25)  # the commitment
+    assert money.sellback_revenue_usd > 0.04 * 2995.0 * 0.25  # most of it resold in the spike
+    assert result.trace.mw["asic"][-1] < 0.001
+
+
+class FailingSolver:
+    """A solver that never finds a plan."""
+
+    def solve(self, lp: CompiledLp) -> LpResult:
+        return LpResult(SolveStatus.INFEASIBLE, "no plan (test)")
+
+
+def test_a_failed_solve_falls_back_to_the_safe_plan_and_is_counted() -> None:
+    world = setup([30.0] * 5)
+    result = run_backtest(world, Mpc(world.terms, solver=FailingSolver()))
+    assert result.ledger.fallbacks == 4
+    assert result.trace.mw["asic"][-1] < 0.001  # miners asleep once the ramp allows
+    assert result.trace.mw["realtime"][-1] > 0  # customers still served
+    now = {"tiny": SiteNow(SITE, initial_state(SITE), {"H100": 1})}
+    decision = Mpc(world.terms, solver=FailingSolver()).decide(view_at(world.market, 2, now))
+    assert decision.status == SolveStatus.INFEASIBLE and "no plan (test)" in decision.reason
+
+
+def test_bad_inputs_reach_the_strategy_as_a_status_not_an_exception() -> None:
+    world = setup([30.0, float("nan"), 30.0])
+    now = {"tiny": SiteNow(SITE, initial_state(SITE), {"H100": 1})}
+    decision = make_strategy("mpc", world).decide(view_at(world.market, 2, now))
+    assert decision.status == SolveStatus.BAD_INPUT and "electricity" in decision.reason
+    assert decision.allocations["tiny"].asics_on("S21") == 0
+
+
+@st.composite
+def small_worlds(draw: st.DrawFn) -> Setup:
+    """A site of up to 12 miners and 6 GPUs over 6–16 intervals of random prices and jobs."""
+    n = draw(st.integers(6, 16))
+    prices = draw(st.lists(st.floats(-60, 2500), min_size=n, max_size=n))
+    site = replace(
+        SITE,
+        capacity_mw=draw(st.floats(0.005, 0.06)),
+        asics=(AsicFleet(S21, draw(st.integers(0, 12))),),
+        gpus=(GpuFleet(H100, draw(st.integers(1, 6))),),
+        ramp_mw_per_step=draw(st.none() | st.floats(0.005, 0.05)),
+        min_on_steps=draw(st.integers(1, 3)),
+        min_off_steps=draw(st.integers(1, 3)),
+    )
+    arrivals = st.tuples(st.sampled_from(list(WorkloadClass)[1:]), st.integers(1, n - 1))
+    jobs = [
+        Job(
+            f"j{k}",
+            "tiny",
+            workload_class,
+            "H100",
+            draw(st.integers(1, 4)),
+            draw(st.integers(1, 4)),
+            release,
+            release + draw(st.integers(1, 8)),
+            PRICE[workload_class],
+        )
+        for k, (workload_class, release) in enumerate(draw(st.lists(arrivals, max_size=4)))
+    ]
+    world = setup(prices, tuple(sorted(jobs, key=lambda j: j.release)), draw(st.integers(0, 4)))
+    return replace(world, sites=(site,), market=market(prices, draw(st.floats(0.02, 0.3))))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_worlds())
+def test_the_oracle_earns_at_least_as_much_as_every_other_strategy(world: Setup) -> None:
+    profits = {name: run(world, name).ledger.profit_usd for name in STRATEGY_NAMES}
+    for name, profit in profits.items():
+        assert profits["oracle"] >= profit - 1e-6 * abs(profit) - 1e-6, (name, profits)

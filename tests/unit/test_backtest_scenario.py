@@ -1,0 +1,106 @@
+"""Scenario files: the shipped examples parse; mistakes are reported with file, line and key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hcp.backtest.loading import load_market, setup_for
+from hcp.backtest.scenario import ReplayMarket, load_scenario
+from hcp.domain.errors import DataError
+from hcp.optimizer.inputs import RtContract
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+SMALL = (EXAMPLES / "synthetic-small.toml").read_text()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_synthetic_example_parses_into_sites_demand_and_terms() -> None:
+    scenario = load_scenario(EXAMPLES / "synthetic-small.toml")
+    site = scenario.sites[0]
+    assert scenario.name == "synthetic-small" and scenario.step == timedelta(minutes=15)
+    assert site.capacity_mw == 2.0 and site.contract == RtContract(4.0)
+    assert (site.min_on_steps, site.min_off_steps, site.ramp_mw_per_step) == (2, 2, 1.0)
+    assert [f.count for f in site.asics] == [500] and [f.count for f in site.gpus] == [32]
+    demand = scenario.demand["pilot"]
+    assert demand.family == "H100" and demand.realtime is not None
+    assert [a.price_usd_per_gpu_hour for a in demand.arrivals] == [2.75, 2.25]  # price sheet
+    assert scenario.terms.sla_penalty_usd_per_gpu_hour == 10.0
+
+
+def test_a_simulated_setup_has_warm_up_then_the_window() -> None:
+    scenario = load_scenario(EXAMPLES / "synthetic-small.toml")
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.intervals == 7 * 96 and setup.first == 3 * 96
+    start_s = int(scenario.start.timestamp())
+    assert int(setup.market.seconds[setup.first]) == start_s
+    assert all(setup.first <= job.release < job.deadline for job in setup.demand.jobs)
+    assert np.all(setup.market.hashprice_usd_per_ths_day > 0)
+
+
+def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
+    scenario = load_scenario(EXAMPLES / "ercot-west-uri-2021.toml")
+    assert isinstance(scenario.market, ReplayMarket)
+    assert scenario.market.bitcoin.is_relative_to(shared_data.resolve())
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.intervals == 21 * 96 and setup.first == 7 * 96
+    uri = setup.market.electricity_usd_per_mwh["HB_WEST"][setup.first :]
+    assert uri.max() > 8000  # the storm's cap prices
+    year = load_scenario(EXAMPLES / "ercot-west-2024.toml")
+    assert year.start == datetime(2024, 1, 1, 6, tzinfo=UTC) and year.sites[0].gpus[0].count == 512
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        (
+            "capacity_mw = 2.0",
+            "capcity_mw = 2.0",
+            ":26: sites[0].capacity_mw: missing (required); did you mean capcity_mw?",
+        ),
+        ('model = "S21"', 'model = "S22"', ":40: sites[0].fleet[0].model: unknown model 'S22'"),
+        ("pue = 1.1", "pue = 0.9", ":30: sites[0].pue: must be >= 1.0"),
+        ('kind = "rt"', 'kind = "flat"', ":36: sites[0].contract.kind: expected 'rt' or 'ppa'"),
+        ("count = 32", 'count = "32"', ":45: sites[0].fleet[1].count: expected an integer"),
+        ("gpus = [2, 8]", "gpus = [8, 2]", ":56: sites[0].demand.batch.gpus: expected 1.0 <="),
+        ("end = 2025-03-10", "end = 2025-03-01", ":10: window.end: must be after start"),
+        ("mean_price_usd_per_mwh", "mean_prize", ":19: market.simulator.mean_prize: not a"),
+        (
+            "deadline_hours = [48.0, 96.0]",
+            "deadline_hours = [48.0, 96.0]\nprice_usd_per_gpu_hour = 3.0",
+            ":65: sites[0].demand.training.price_usd_per_gpu_hour: batch must pay more",
+        ),
+    ],
+)
+def test_mistakes_are_reported_with_file_line_and_key(
+    tmp_path: Path, old: str, new: str, where: str
+) -> None:
+    assert old in SMALL
+    path = write(tmp_path, SMALL.replace(old, new, 1))
+    with pytest.raises(DataError) as caught:
+        load_scenario(path)
+    assert str(caught.value).startswith(str(path)) and where in str(caught.value)
+
+
+def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL.replace("seed = 7", "seed = = 7"))
+    with pytest.raises(DataError, match=r"scenario.toml:5 column \d+: invalid TOML"):
+        load_scenario(path)
+
+
+def test_missing_market_files_are_named(tmp_path: Path) -> None:
+    text = (
+        SMALL.replace('kind = "simulated"', 'kind = "replay"\nelectricity = "nowhere.csv"')
+        .replace("seed = 11\n", "")
+        .replace("[market.simulator]\nmean_price_usd_per_mwh = 45.0\n", "")
+    )
+    with pytest.raises(DataError, match=r"market.electricity: no such file: .*nowhere.csv"):
+        load_scenario(write(tmp_path, text))
