@@ -3,8 +3,10 @@ as `hcp.scheduling.schedule` decides, and carry it out on the GPU nodes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -33,7 +35,7 @@ from hcp.scheduling import (
     WorkloadSpec,
     schedule,
 )
-from hcp.services.ports import Clock, UnitOfWorkFactory
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 DEFAULT_HOURS = 1.0
@@ -124,9 +126,15 @@ class SchedulerService:
         self._clock = clock
         self._policy = policy or SchedulingPolicy()
         self._on_change = on_change
+        self._open: UnitOfWork | None = None
+        self._announce: list[StateChange] = []
 
     async def tick(self, budgets: Mapping[str, int]) -> TickReport:
-        """One tick: follow running work, then schedule within `budgets` (GPUs per site)."""
+        """One tick: follow running work, then schedule within `budgets` (GPUs per site).
+
+        Node calls of one kind go out together; each phase's state changes are written in one
+        transaction, and a workload is marked scheduled before any node is asked to run it.
+        """
         report = TickReport()
         now = self._clock.now()
         with self._uow() as uow:
@@ -145,15 +153,18 @@ class SchedulerService:
             self._policy,
         )
         by_id = {w.id: w for w in (*queued, *active)}
-        for p in decision.preemptions:
-            await self._preempt(by_id[p.workload_id], p, gpus, now, report)
-        for spec in decision.requeues:
-            self._back_to_queue(spec, now, report)
-        for workload_id in decision.failed:
-            if self._get(workload_id).state is not WorkloadState.FAILED:
-                self._fail(by_id[workload_id], "GPU failed; retry limit reached", now, report)
-        for placement in decision.placements:
-            await self._start(by_id[placement.workload_id], placement, gpus, now, report)
+        await self._preempt_all(
+            [(by_id[p.workload_id], p) for p in decision.preemptions], gpus, now, report
+        )
+        with self._writing():
+            for spec in decision.requeues:
+                self._back_to_queue(spec, now, report)
+            for workload_id in decision.failed:
+                if self._get(workload_id).state is not WorkloadState.FAILED:
+                    self._fail(by_id[workload_id], "GPU failed; retry limit reached", now, report)
+        await self._start_all(
+            [(by_id[p.workload_id], p) for p in decision.placements], gpus, now, report
+        )
         return report
 
     async def _follow(
@@ -161,38 +172,51 @@ class SchedulerService:
     ) -> None:
         held = [(w, [gpus[g] for g in w.gpu_ids if g in gpus]) for w in active if w.gpu_ids]
         statuses = await self._runner.poll(held)
-        for w, _ in held:
-            status = statuses.get(w.id)
-            if status is None or status.state is RunState.UNKNOWN:
-                continue
-            if status.state is RunState.COMPLETED:
-                # The node knows when it finished; billing must not run on to this tick.
-                ended = min(status.ended_at or now, now)
-                self._apply(w, WorkloadEvent.COMPLETE, ended, "finished", progress=1.0, gpu_ids=())
-                report.completed.append(w.id)
-            elif status.state in (RunState.FAILED, RunState.STOPPED):
-                reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
-                self._requeue(
-                    w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint
-                )
-            else:
-                self._save(replace(w, progress=status.progress))
+        with self._writing():
+            for w, _ in held:
+                status = statuses.get(w.id)
+                if status is not None and status.state is not RunState.UNKNOWN:
+                    self._follow_one(w, status, now, report)
 
-    async def _preempt(
+    def _follow_one(
+        self, w: Workload, status: RunStatus, now: datetime, report: TickReport
+    ) -> None:
+        if status.state is RunState.COMPLETED:
+            # The node knows when it finished; billing must not run on to this tick.
+            ended = min(status.ended_at or now, now)
+            self._apply(w, WorkloadEvent.COMPLETE, ended, "finished", progress=1.0, gpu_ids=())
+            report.completed.append(w.id)
+        elif status.state in (RunState.FAILED, RunState.STOPPED):
+            reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
+            self._requeue(w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint)
+        else:
+            self._writer().workloads.save_progress(w.id, status.progress)
+
+    async def _preempt_all(
         self,
-        w: Workload,
-        p: Preemption,
+        victims: list[tuple[Workload, Preemption]],
         gpus: Mapping[str, Device],
         now: datetime,
         report: TickReport,
     ) -> None:
+        resumes = await asyncio.gather(*(self._stop(w, p, gpus, report) for w, p in victims))
+        with self._writing():
+            for (w, p), resume in zip(victims, resumes, strict=True):
+                self._record_preemption(w, p, resume, now, report)
+
+    async def _stop(
+        self, w: Workload, p: Preemption, gpus: Mapping[str, Device], report: TickReport
+    ) -> float:
         devices = [gpus[g] for g in w.gpu_ids if g in gpus]
-        keep = p.action in (PreemptionAction.CHECKPOINT, PreemptionAction.PAUSE)
         try:
-            resume = await self._runner.stop(w, devices, checkpoint=keep)
+            return await self._runner.stop(w, devices, checkpoint=_keeps_work(p))
         except HcpError as exc:
             report.errors.append(f"stop {w.id}: {exc}")
-            resume = 0.0
+            return 0.0
+
+    def _record_preemption(
+        self, w: Workload, p: Preemption, resume: float, now: datetime, report: TickReport
+    ) -> None:
         record = PreemptionRecord(
             now,
             w.id,
@@ -202,14 +226,12 @@ class SchedulerService:
             p.gpu_ids,
             p.for_workload_id,
         )
-        with self._uow() as uow:
-            uow.workloads.add_preemption(record)
-            uow.commit()
+        self._writer().workloads.add_preemption(record)
         reason = f"preempted ({p.reason.value}, {p.action.value})"
         if p.action is PreemptionAction.FAIL:
             self._fail(w, reason, now, report)
         else:
-            progress = resume if keep else 0.0
+            progress = resume if _keeps_work(p) else 0.0
             self._apply(w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), progress=progress)
         report.preempted.append(p)
 
@@ -220,31 +242,42 @@ class SchedulerService:
             self._apply(w, WorkloadEvent.REQUEUE, now, "back to the queue", retries=spec.retries)
             report.requeued.append(spec.id)
 
-    async def _start(
+    async def _start_all(
         self,
-        w: Workload,
-        placement: Placement,
+        placed: list[tuple[Workload, Placement]],
         gpus: Mapping[str, Device],
         now: datetime,
         report: TickReport,
     ) -> None:
-        scheduled = self._apply(
-            w,
-            WorkloadEvent.SCHEDULE,
-            now,
-            f"placed on {', '.join(placement.nodes)}",
-            gpu_ids=placement.gpu_ids,
-            site_id=placement.site,
-        )
-        try:
-            await self._runner.start(scheduled, [gpus[g] for g in placement.gpu_ids])
-        except HcpError as exc:
-            report.errors.append(f"start {w.id}: {exc}")
-            self._apply(scheduled, WorkloadEvent.FAIL, now, f"could not start: {exc}", gpu_ids=())
+        with self._writing():
+            scheduled = [
+                self._apply(
+                    w,
+                    WorkloadEvent.SCHEDULE,
+                    now,
+                    f"placed on {', '.join(p.nodes)}",
+                    gpu_ids=p.gpu_ids,
+                    site_id=p.site,
+                    started_at=now,
+                )
+                for w, p in placed
+            ]
+        starts = [self._runner.start(w, [gpus[g] for g in w.gpu_ids]) for w in scheduled]
+        outcomes = await asyncio.gather(*starts, return_exceptions=True)
+        with self._writing():
+            for w, outcome in zip(scheduled, outcomes, strict=True):
+                self._started(w, outcome, now, report)
+
+    def _started(self, w: Workload, outcome: object, now: datetime, report: TickReport) -> None:
+        if isinstance(outcome, HcpError):
+            report.errors.append(f"start {w.id}: {outcome}")
+            self._apply(w, WorkloadEvent.FAIL, now, f"could not start: {outcome}", gpu_ids=())
             report.failed.append(w.id)
-            return
-        self._apply(scheduled, WorkloadEvent.START, now, "running")
-        report.started.append(w.id)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            self._apply(w, WorkloadEvent.START, now, "running")
+            report.started.append(w.id)
 
     def _requeue(
         self,
@@ -258,49 +291,60 @@ class SchedulerService:
     ) -> None:
         action = "fail" if retries > self._policy.max_retries else "requeue"
         record = PreemptionRecord(now, w.id, "gpu_failure", action, 0.0, w.gpu_ids)
-        with self._uow() as uow:
-            uow.workloads.add_preemption(record)
-            uow.commit()
+        self._writer().workloads.add_preemption(record)
         if action == "fail":
             self._fail(w, f"{reason}; retry limit reached", now, report)
             return
         kept = w.progress if progress is None else progress
-        self._apply(
+        preempted = self._apply(
             w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), retries=retries, progress=kept
         )
-        self._apply(self._get(w.id), WorkloadEvent.REQUEUE, now, reason)
+        self._apply(preempted, WorkloadEvent.REQUEUE, now, reason)
         report.requeued.append(w.id)
 
     def _fail(self, w: Workload, reason: str, now: datetime, report: TickReport) -> None:
         self._apply(w, WorkloadEvent.FAIL, now, reason, gpu_ids=())
         report.failed.append(w.id)
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction for every change made inside; announced once it has committed."""
+        with self._uow() as uow:
+            self._open, self._announce = uow, []
+            try:
+                yield
+                uow.commit()
+            finally:
+                self._open, announce = None, self._announce
+        for change in announce:
+            self._on_change(change)
+
+    def _writer(self) -> UnitOfWork:
+        if self._open is None:
+            raise RuntimeError("state changes are written inside _writing()")
+        return self._open
+
     def _apply(
         self, w: Workload, event: WorkloadEvent, now: datetime, reason: str, **changes: object
     ) -> Workload:
-        """Store one lifecycle transition of `w` (with column changes) and announce it."""
-        with self._uow() as uow:
-            current = uow.workloads.get(w.id) or w
-            new_state = transition(current.state, event)
-            updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
-            change = StateChange(w.id, now, event, current.state, new_state, reason)
-            uow.workloads.save_transition(updated, change)
-            uow.commit()
-        self._on_change(change)
+        """Store one lifecycle transition of `w` (with column changes) in the open transaction."""
+        uow = self._writer()
+        current = uow.workloads.get(w.id) or w
+        new_state = transition(current.state, event)
+        updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
+        change = StateChange(w.id, now, event, current.state, new_state, reason)
+        uow.workloads.save_transition(updated, change)
+        self._announce.append(change)
         return updated
 
-    def _save(self, w: Workload) -> None:
-        with self._uow() as uow:
-            current = uow.workloads.get(w.id)
-            if current is not None and current.state is w.state:
-                uow.workloads.save_progress(w.id, w.progress)
-                uow.commit()
-
     def _get(self, workload_id: str) -> Workload:
-        with self._uow() as uow:
-            found = uow.workloads.get(workload_id)
+        found = self._writer().workloads.get(workload_id)
         assert found is not None
         return found
+
+
+def _keeps_work(p: Preemption) -> bool:
+    return p.action in (PreemptionAction.CHECKPOINT, PreemptionAction.PAUSE)
 
 
 def _running(w: Workload) -> RunningWorkload:

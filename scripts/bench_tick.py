@@ -1,0 +1,104 @@
+"""One control-loop tick with 10,000 simulated miners and 1,000 GPUs (125 nodes × 8), all in
+this process on loopback, against the same tick with no devices at all (the baseline: what
+market, planning, scheduling and bookkeeping cost on their own). Prints one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hcp import bootstrap
+from hcp.adapters.clock import ManualClock
+from hcp.config import Settings
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import Requirements, WorkloadClass
+from hcp.services.workloads import Submission
+
+START = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+
+def settings(folder: Path, asics: int, gpus: int) -> Settings:
+    return Settings(
+        env="test",
+        secret_key="bench-secret-value",
+        database_url=f"sqlite:///{folder / 'hcp.db'}",
+        var_dir=folder / "var",
+        site_asics=asics,
+        site_gpus=gpus,
+        site_capacity_mw=60.0,
+        rate_limit_per_second=0,
+    )
+
+
+async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, Any]:
+    clock = ManualClock(START)
+    runtime = bootstrap.build(settings(folder, asics, gpus), clock)
+    bootstrap.prepare(runtime)
+    started = time.perf_counter()
+    live = await bootstrap.start_live(runtime)
+    start_s = time.perf_counter() - started
+    customer = Principal("bench", Role.CUSTOMER, "cust-001")
+    for i in range(min(gpus, 200)):
+        kind = (WorkloadClass.AI_TRAINING, WorkloadClass.AI_INFERENCE_BATCH)[i % 2]
+        await runtime.platform.workloads.submit(
+            customer, Submission(kind, Requirements("H100", 4, None, 2.0))
+        )
+    try:
+        poll_s = await timed(live.control.poll())
+        await live.settle()
+        tick_s, steps = [], []
+        for _ in range(ticks):
+            clock.advance(timedelta(seconds=runtime.settings.tick_seconds))
+            t0 = time.perf_counter()
+            outcome = await live.control.tick()
+            tick_s.append(time.perf_counter() - t0)
+            steps.append(outcome.seconds)
+            assert not outcome.errors, outcome.errors
+    finally:
+        await bootstrap.stop_live(live)
+        runtime.close()
+    return {
+        "tick_seconds": round(statistics.median(tick_s), 3),
+        "tick_max_seconds": round(max(tick_s), 3),
+        "tick_steps_seconds": {
+            k: round(statistics.median(s[k] for s in steps), 3) for k in steps[0]
+        },
+        "poll_seconds": round(poll_s, 3),
+        "start_seconds": round(start_s, 3),
+    }
+
+
+async def timed(work: Any) -> float:
+    t0 = time.perf_counter()
+    await work
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--asics", type=int, default=10_000)
+    parser.add_argument("--gpus", type=int, default=1_000)
+    parser.add_argument("--ticks", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hcp-tick-") as tmp:
+        full = asyncio.run(measure(Path(tmp) / "full", args.asics, args.gpus, args.ticks))
+        empty = asyncio.run(measure(Path(tmp) / "empty", 0, 8, args.ticks))
+    result = {
+        **full,
+        "miners": args.asics,
+        "gpus": args.gpus,
+        "baseline_tick_seconds": empty["tick_seconds"],
+        "ratio": round(full["tick_seconds"] / max(empty["tick_seconds"], 1e-6), 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
