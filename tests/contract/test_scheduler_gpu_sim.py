@@ -140,3 +140,17 @@ async def test_a_gpu_fault_requeues_its_workload(world: World) -> None:
     with world.runtime.unit_of_work() as uow:
         again = uow.workloads.get(victim)
     assert again is not None and again.retries == 1
+
+
+async def test_cancelling_a_running_workload_stops_it_and_frees_its_gpus(world: World) -> None:
+    running = await world.submit(WorkloadClass.AI_TRAINING, gpus=8, hours=5)
+    await world.scheduler.tick({SITE: 10})
+    world.runtime.platform.workloads.cancel(CUSTOMER, running)
+    waiting = await world.submit(WorkloadClass.AI_TRAINING, gpus=8, hours=1)
+    report = await world.scheduler.tick({SITE: 10})
+    assert report.started == [waiting] and report.errors == []
+    busy = [g.workload_id for n in world.nodes.values() for g in n.sample() if g.workload_id]
+    assert len(busy) == 8 and all(w.startswith(waiting) for w in busy)
+    with world.runtime.unit_of_work() as uow:
+        cancelled = uow.workloads.get(running)
+    assert cancelled is not None and cancelled.gpu_ids == ()

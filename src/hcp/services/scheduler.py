@@ -140,6 +140,8 @@ class SchedulerService:
         with self._uow() as uow:
             gpus = {d.id: d for d in uow.fleet.devices(kind=DeviceKind.GPU)}
             active = uow.workloads.in_states(ACTIVE)
+            ended = uow.workloads.in_states([WorkloadState.CANCELLED])
+        await self._release(ended, gpus, report)
         await self._follow(active, gpus, now, report)
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
@@ -166,6 +168,28 @@ class SchedulerService:
             [(by_id[p.workload_id], p) for p in decision.placements], gpus, now, report
         )
         return report
+
+    async def _release(
+        self, ended: list[Workload], gpus: Mapping[str, Device], report: TickReport
+    ) -> None:
+        """Stop what ended while it held GPUs (a cancel through the API) and free those GPUs,
+        before anything else may be placed on them."""
+        holding = [w for w in ended if w.gpu_ids]
+        await asyncio.gather(
+            *(
+                self._stop_ended(w, [gpus[g] for g in w.gpu_ids if g in gpus], report)
+                for w in holding
+            )
+        )
+        with self._writing():
+            for w in holding:
+                self._writer().workloads.release_gpus(w.id)
+
+    async def _stop_ended(self, w: Workload, devices: list[Device], report: TickReport) -> None:
+        try:
+            await self._runner.stop(w, devices, checkpoint=False)
+        except HcpError as exc:  # the node is gone: its GPUs are free either way
+            report.errors.append(f"stop {w.id}: {exc}")
 
     async def _follow(
         self, active: list[Workload], gpus: Mapping[str, Device], now: datetime, report: TickReport

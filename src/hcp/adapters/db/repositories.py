@@ -140,6 +140,11 @@ class SqlWorkloads:
             update(WorkloadRow).where(WorkloadRow.id == workload_id).values(progress=progress)
         )
 
+    def release_gpus(self, workload_id: str) -> None:
+        self._s.execute(
+            update(WorkloadRow).where(WorkloadRow.id == workload_id).values(gpu_ids=None)
+        )
+
     def touched_since(self, since: datetime) -> list[Workload]:
         active = (WorkloadState.SCHEDULED.value, WorkloadState.RUNNING.value)
         query = select(WorkloadRow).where(
@@ -780,7 +785,10 @@ class SqlBilling:
         # Numeric(18, 6) returns every figure with six places: give each back its own step.
         lines = tuple(
             InvoiceLine(
-                r.description, round_quantity(r.quantity), r.unit, round_price(r.unit_price),
+                r.description,
+                round_quantity(r.quantity),
+                r.unit,
+                round_price(r.unit_price),
                 round_money(r.amount),
             )
             for r in self._s.scalars(query)
