@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from hcp.adapters.bus.memory import InMemoryBus
 from hcp.adapters.clock import SystemClock
+from hcp.adapters.db.dispatch_log import SqlCommandLog
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
@@ -37,7 +38,7 @@ from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
 from hcp.services.monitor import FleetMonitor, FleetReader, StatusRecorder
-from hcp.services.planning import RuleOfThumbPlanner
+from hcp.services.planning import planner_named
 from hcp.services.platform import Platform
 from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 from hcp.services.ratelimit import RateLimiter
@@ -95,6 +96,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         dashboard=DashboardService(uow, clock, secure_cookies=settings.env == "production"),
         billing=BillingService(uow, clock),
         telemetry=TelemetryService(TelemetryStore(engine), clock),
+        dispatch_log=SqlCommandLog(engine, settings.site_id),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),
     )
@@ -298,7 +300,7 @@ async def start_live(runtime: Runtime) -> Live:
         clock=clock,
         feed=market_feed(settings, clock.now()),
         market=runtime.platform.market,
-        planner=RuleOfThumbPlanner(),
+        planner=planner_named(settings.planner, uow, timedelta(seconds=settings.tick_seconds)),
         scheduler=SchedulerService(uow, runner, clock),
         monitor=FleetMonitor(readers, bus),
         recorder=recorder,

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     market_seed: int = 42
     rate_limit_per_second: float = Field(50.0, ge=0, description="per API key; 0 turns it off")
     rate_limit_burst: int = Field(200, ge=1)
+    planner: Literal["mpc", "breakeven"] = Field(
+        "mpc", description="the live planner: the optimizer (mpc) or the breakeven rule of thumb"
+    )
 
     site_id: str = "site-west-1"
     site_name: str = "West Texas 1"

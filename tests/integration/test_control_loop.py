@@ -13,9 +13,12 @@ import pytest
 
 from hcp import bootstrap
 from hcp.adapters.clock import ManualClock
+from hcp.domain.fleet import Site as FleetSite
 from hcp.domain.identity import Principal, Role
+from hcp.domain.market import MarketSnapshot
 from hcp.domain.workloads import Requirements, WorkloadClass
 from hcp.http.app import create_app
+from hcp.services.planning import StoredHistory
 from hcp.services.workloads import Submission
 from hcp.simulators.asic.config import Faults
 from tests.api.conftest import START, make_settings
@@ -32,8 +35,22 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The live site planned by the breakeven rule (these tests pin its plans)."""
+    async for running in _live_site(tmp_path, planner="breakeven"):
+        yield running
+
+
+@pytest.fixture
+async def mpc_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The live site as `hcp up` runs it by default: planned by the optimizer."""
+    async for running in _live_site(tmp_path):
+        yield running
+
+
+async def _live_site(tmp_path: Path, **overrides: object) -> AsyncIterator[Site]:
     clock = ManualClock(START)
-    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", site_asics=12)
+    database = f"sqlite:///{tmp_path / 'hcp.db'}"
+    settings = make_settings(database, tmp_path / "var", site_asics=12, **overrides)
     runtime = bootstrap.build(settings, clock)
     keys = bootstrap.prepare(runtime)
     assert keys is not None
@@ -132,3 +149,61 @@ async def test_usage_is_metered_each_tick_and_invoiced(site: Site) -> None:
     )
     assert csv.headers["content-type"].startswith("text/csv")
     assert "11.00" in csv.text
+
+
+async def test_the_default_planner_is_the_optimizer_and_its_plan_is_stored(mpc_site: Site) -> None:
+    site = mpc_site
+    await site.live.control.poll()
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    realtime = Submission(WorkloadClass.AI_INFERENCE_REALTIME, Requirements("H100", 2, None, 1.0))
+    batch = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 4, None, 1.0))
+    for sub in (realtime, batch):
+        await site.runtime.platform.workloads.submit(customer, sub)
+    outcome = await site.live.control.tick()
+    assert outcome.errors == []
+    assert outcome.plan is not None
+    assert (outcome.plan.strategy, outcome.plan.status) == ("mpc", "optimal")
+    assert outcome.plan.gpu_budget() == 6  # the realtime and batch GPUs; the rest to spot
+    assert outcome.scheduling is not None and len(outcome.scheduling.started) == 2
+
+    plan = (await site.api.get("/api/v1/plan/current", headers=site.admin)).json()
+    assert plan["strategy"] == "mpc" and plan["status"] == "optimal"
+    miners = [a for a in plan["allocations"] if a["device_model"] == "S21"]
+    assert sum(a["count"] for a in miners) == 12
+
+    site.clock.advance(timedelta(minutes=5))
+    again = await site.live.control.tick()  # a stored history and a previous plan now
+    assert again.errors == []
+    assert again.plan is not None and again.plan.status == "optimal"
+    assert again.plan.interval_start > outcome.plan.interval_start
+
+
+async def test_stored_history_reads_each_snapshot_once_and_only_before_the_interval(
+    mpc_site: Site,
+) -> None:
+    runtime, history = mpc_site.runtime, StoredHistory(mpc_site.runtime.unit_of_work)
+    feed = bootstrap.market_feed(runtime.settings, START)
+    snapshots = [s for s in (feed.next_snapshot() for _ in range(6)) if s is not None]
+    at = [s.at for s in snapshots]
+    store(runtime, snapshots[:4])
+    site = stored_site(runtime)
+    first = history.read(site, at[0], at[3])
+    assert [s.at for s in first.snapshots] == at[:3]  # the interval at[3] is not history
+    store(runtime, snapshots[4:])
+    later = history.read(site, at[1], at[5])
+    assert [s.at for s in later.snapshots] == at[1:5]
+    assert later.previous is None and later.workloads == []
+
+
+def store(runtime: bootstrap.Runtime, snapshots: list[MarketSnapshot]) -> None:
+    with runtime.unit_of_work() as uow:
+        for snapshot in snapshots:
+            uow.market.add(snapshot, "test")
+        uow.commit()
+
+
+def stored_site(runtime: bootstrap.Runtime) -> FleetSite:
+    with runtime.unit_of_work() as uow:
+        site = uow.fleet.site(runtime.settings.site_id)
+    assert site is not None
+    return site

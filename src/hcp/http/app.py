@@ -8,11 +8,12 @@ from prometheus_client import CollectorRegistry
 
 import hcp
 from hcp.http import dashboard
-from hcp.http.errors import install_error_handlers
+from hcp.http.errors import api_error_responses, install_error_handlers
 from hcp.http.metrics import HttpMetrics, PlatformCollector
 from hcp.http.middleware import BodyLimit, RequestMetrics
 from hcp.http.routes import (
     billing,
+    dispatch,
     health,
     identity,
     market,
@@ -44,8 +45,9 @@ def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAP
     app.state.platform = platform
     app.state.registry = registry
     install_error_handlers(app)
-    for module in (health, workloads, market, operations, plans, identity, billing, telemetry):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (workloads, market, operations, plans, identity, billing, telemetry, dispatch):
+        app.include_router(module.router, responses=api_error_responses())
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     app.add_middleware(RequestMetrics, requests=http_metrics.requests, latency=http_metrics.latency)

@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hcp.domain.errors import (
     Conflict,
@@ -19,6 +21,7 @@ from hcp.domain.errors import (
     Unauthenticated,
     ValidationError,
 )
+from hcp.http.schemas import ErrorOut
 from hcp.services.market import NoMarketData
 
 _STATUS: list[tuple[type[HcpError], int, str]] = [
@@ -30,6 +33,23 @@ _STATUS: list[tuple[type[HcpError], int, str]] = [
     (NoMarketData, 503, "not_ready"),
     (RateLimited, 429, "rate_limited"),
 ]
+
+
+# Statuses the HTTP layer answers itself, beside those of _STATUS.
+_HTTP_ERRORS = {400: "malformed_json", 413: "payload_too_large", 422: "invalid_request"}
+
+
+def api_error_responses() -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for every error an /api/v1 call may answer, each with the JSON
+    error body, drawn from the same table the handlers use."""
+    codes = {**_HTTP_ERRORS, **{status: code for _, status, code in _STATUS}}
+    # `model` puts ErrorOut in the components, but under the route's own media type (text/csv
+    # for a CSV route); errors are JSON everywhere, so say so explicitly.
+    json = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    return {
+        status: {"model": ErrorOut, "description": f"`{code}`", "content": json}
+        for status, code in sorted(codes.items())
+    }
 
 
 def error_body(
@@ -75,14 +95,28 @@ def _message_of(error: Any) -> str:
     return str(error["msg"])
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
         exc.status_code, "error"
     )
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path: Starlette's 405 names only
+    those of the first route there (GET on /keys, not POST too)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        match, _scope = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -160,7 +160,10 @@ class ControlLoop:
         with self._uow() as uow:
             devices = uow.fleet.devices(site_id=self.site.id)
         counts = healthy_counts(devices, self._monitor.latest)
-        plan = self._planner.plan(self.site, counts, snapshot, self._clock.now())
+        # The solve is CPU work: keep it off the event loop so the API answers meanwhile.
+        plan = await asyncio.to_thread(
+            self._planner.plan, self.site, counts, snapshot, self._clock.now()
+        )
         with self._uow() as uow:
             uow.plans.add(plan)
             uow.commit()

@@ -617,6 +617,13 @@ class DashboardService:
             raise NotFound("usage export", month)
         return usage_csv(sources.billing.usage(principal, month))
 
+    def invoice_csv(self, principal: Principal, invoice_id: str, sources: Sources) -> str:
+        """One invoice as CSV; NotFound where billing is not wired in or the invoice is not
+        the caller's."""
+        if sources.billing is None:
+            raise NotFound("invoice", invoice_id)
+        return sources.billing.invoice_csv(principal, invoice_id)
+
     def _usage(self, principal: Principal, month: str, sources: Sources) -> UsageSummary:
         assert sources.billing is not None
         records = sources.billing.usage(principal, month)

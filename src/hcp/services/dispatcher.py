@@ -9,12 +9,15 @@ One control tick, as the controller runs it:
 The pure core (`hcp.dispatch`) decides; this module sends through a `MinerDriver`, keeps the
 per-miner ledger and records every command and outcome in a `CommandLog`. A miner that fails
 (garbage, timeout, reset, refusal) is reported degraded; it never stops the tick.
+`SiteDispatcher` is the control loop's view of it: a stored plan and the fleet's latest
+statuses in, the same tick out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +38,14 @@ from hcp.dispatch import (
     confirm,
     plan_commands,
 )
+from hcp.domain.catalog import ASIC_MODELS
+from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import HcpError
-from hcp.domain.telemetry import AsicReading
+from hcp.domain.fleet import Device
+from hcp.domain.plans import SitePlan
+from hcp.domain.status import DeviceStatus
+from hcp.domain.telemetry import AsicReading, MinerState
+from hcp.services.ports import Clock, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +136,8 @@ class Dispatcher:
         self.policy = policy
         self.concurrency = concurrency
         self.ledger = Ledger()
+        # The API shows the last tick's shortfall, deferred and degraded miners from here.
+        self.last_report: DispatchReport | None = None
 
     async def tick(
         self, target: AsicTarget, miners: Iterable[MinerView], now: datetime
@@ -143,7 +154,8 @@ class Dispatcher:
             log.warning("%s degraded: %s", degradation.device_id, degradation.reason)
         errors = await self._send_all(plan.commands, now)
         sent = tuple(c for c in plan.commands if c.device_id not in errors)
-        return DispatchReport(now, plan, sent, errors)
+        self.last_report = DispatchReport(now, plan, sent, errors)
+        return self.last_report
 
     async def confirm(self, readings: Iterable[AsicReading], now: datetime) -> list[CommandOutcome]:
         """Settle the commands in flight against `readings`; returns every pending outcome."""
@@ -191,3 +203,75 @@ class Dispatcher:
             await self.driver.set_profile(address, command.profile)
         if command.action is Action.WAKE:
             await self.driver.wake(address)
+
+
+class SiteDispatcher:
+    """The control loop's ASIC dispatcher for one site (its `AsicDispatcher` port).
+
+    Each `dispatch` reads the site's miners from the store, turns their latest statuses into
+    readings, settles the commands in flight and runs one tick towards the plan's ASIC target.
+    `max_power_increase_w` is the site's ramp limit per tick in W at the miners.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        max_power_increase_w: float = math.inf,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self._uow = uow
+        self._clock = clock
+        self.max_power_increase_w = max_power_increase_w
+
+    async def dispatch(self, plan: SitePlan, latest: Mapping[str, DeviceStatus]) -> None:
+        """Confirm what is in flight, then move the site's miners towards `plan`."""
+        devices = await asyncio.to_thread(self._miners_of, plan.site_id)
+        miners = [miner_view(device, latest.get(device.id)) for device in devices]
+        now = self._clock.now()
+        await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
+        await self.dispatcher.tick(self.target(plan), miners, now)
+
+    async def confirm_latest(self, latest: Mapping[str, DeviceStatus]) -> list[CommandOutcome]:
+        """Settle commands in flight from a poll between ticks (confirmations come sooner)."""
+        in_flight = {command.device_id: command.address for command in self.dispatcher.pending()}
+        readings = (reading_of(latest.get(d), address) for d, address in in_flight.items())
+        return await self.dispatcher.confirm([r for r in readings if r], self._clock.now())
+
+    def target(self, plan: SitePlan) -> AsicTarget:
+        at = plan.interval_start.strftime("%Y-%m-%dT%H:%MZ")
+        reason = f"plan {at} ({plan.strategy}): {plan.reason or plan.status}"
+        running = plan.asic_target(set(ASIC_MODELS))
+        return AsicTarget(running, self.max_power_increase_w, reason)
+
+    def _miners_of(self, site_id: str) -> list[Device]:
+        with self._uow() as uow:
+            devices = uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
+        return [d for d in devices if d.address and d.model_name in ASIC_MODELS]
+
+
+def miner_view(device: Device, status: DeviceStatus | None) -> MinerView:
+    """What the dispatcher is told of one stored miner: identity and latest reading."""
+    address = device.address or ""
+    model = ASIC_MODELS[device.model_name]
+    return MinerView(device.id, model, address, reading_of(status, address))
+
+
+def reading_of(status: DeviceStatus | None, address: str) -> AsicReading | None:
+    """The reading a status was made from (None when the miner did not answer)."""
+    states = {state.value: state for state in MinerState}
+    if status is None or status.state not in states:
+        return None
+    return AsicReading(
+        device=address,
+        at=status.at,
+        state=states[status.state],
+        hashrate_ths=status.hashrate_ths,
+        power_w=status.power_w,
+        temperature_c=status.temperature_c,
+        profile=status.profile,
+        accepted_shares=0,
+        rejected_shares=0,
+        problems=status.problems,
+    )

@@ -11,6 +11,7 @@ from hcp.services.dashboard import DashboardService
 from hcp.services.fleet import FleetService
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
+from hcp.services.ports import DispatchLogReader
 from hcp.services.ratelimit import RateLimiter
 from hcp.services.telemetry import TelemetryService
 from hcp.services.workloads import WorkloadService
@@ -28,6 +29,7 @@ class Platform:
     dashboard: DashboardService
     billing: BillingService
     telemetry: TelemetryService
+    dispatch_log: DispatchLogReader
     rate_limiter: RateLimiter
     health: HealthCheck
     """Each component's status: "ok", or a short reason it is not."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -201,3 +202,27 @@ class WorkloadWriter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCommand:
+    """A dispatch command as stored: what, to which miner, why, and how telemetry judged it."""
+
+    id: str
+    issued_at: datetime
+    device_id: str
+    address: str | None
+    action: str
+    profile: str | None
+    reason: str
+    attempt: int
+    confirm_by: datetime | None
+    status: str
+    outcome_at: datetime | None
+    detail: str | None
+
+
+class DispatchLogReader(Protocol):
+    def recent(self, limit: int = 100, device_id: str | None = None) -> list[StoredCommand]:
+        """Newest first."""
+        ...

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hcp.domain.catalog import gpu_families, gpu_model
-from hcp.domain.errors import NotFound, ValidationError
+from hcp.domain.errors import Forbidden, NotFound, ValidationError
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     PRIORITIES,
@@ -146,9 +146,7 @@ class WorkloadService:
             assert principal.customer_id is not None
             return principal.customer_id
         if principal.role is not Role.ADMIN:
-            raise ValidationError(
-                "customer_id", f"a {principal.role.value} key cannot submit workloads"
-            )
+            raise Forbidden(f"an {principal.role.value} key cannot submit workloads")
         if asked is None:
             raise ValidationError("customer_id", "required when an admin key submits")
         if not self._customer_exists(asked):
@@ -197,6 +195,8 @@ class WorkloadService:
         now = self._clock.now()
         with self._uow() as uow:
             workload = self._visible(uow, principal, workload_id)
+            if not principal.may_act_for(workload.customer_id):
+                raise Forbidden("only the workload's customer or an admin may cancel it")
             if workload.state is WorkloadState.CANCELLED:
                 return workload
             new_state = transition(workload.state, WorkloadEvent.CANCEL)
@@ -225,8 +225,21 @@ class WorkloadService:
             records = uow.workloads.preemptions(workload_id, limit=limit * 4)
             if principal.role.sees_everything:
                 return records[:limit]
-            mine = [r for r in records if self._owned(uow, principal, r.workload_id)]
+            mine = [
+                self._as_seen_by(uow, principal, r)
+                for r in records
+                if self._owned(uow, principal, r.workload_id)
+            ]
         return mine[:limit]
+
+    def _as_seen_by(
+        self, uow: UnitOfWork, principal: Principal, record: PreemptionRecord
+    ) -> PreemptionRecord:
+        """`record` without the id of the workload it made room for when that one is another
+        customer's: a customer learns it was preempted, not whose work took its GPUs."""
+        if record.for_workload_id is None or self._owned(uow, principal, record.for_workload_id):
+            return record
+        return replace(record, for_workload_id=None)
 
     def _owned(self, uow: UnitOfWork, principal: Principal, workload_id: str) -> bool:
         w = uow.workloads.get(workload_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from hcp.domain.errors import NotFound
 from hcp.http.dashboard.web import PageRoute, ViewerDep, page, sources_of
 from hcp.http.deps import PlatformDep
 from hcp.services.dashboard import month_of, neighbour_months
@@ -34,10 +33,8 @@ def usage_csv(platform: PlatformDep, viewer: ViewerDep, month: str) -> Response:
 @router.get("/billing/invoices/{invoice_id}.csv")
 def invoice_csv(platform: PlatformDep, viewer: ViewerDep, invoice_id: str) -> Response:
     """One invoice as CSV; 404 when it is another customer's."""
-    billing = sources_of(platform).billing
-    if billing is None:
-        raise NotFound("invoice", invoice_id)
-    return csv_response(billing.invoice_csv(viewer.principal, invoice_id), f"{invoice_id}.csv")
+    text = platform.dashboard.invoice_csv(viewer.principal, invoice_id, sources_of(platform))
+    return csv_response(text, f"{invoice_id}.csv")
 
 
 def csv_response(text: str, filename: str) -> Response:

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-WIDTH, HEIGHT = 640, 240
+SIZE = (640, 240)
+"""Default (width, height) in SVG units; text is sized in the same units, so a chart shown
+wide gets a wider viewBox to keep its labels from growing."""
 LEFT, TOP, RIGHT, BOTTOM = 64, 14, 14, 28
 _TIME_STEPS_S = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
 
@@ -50,12 +52,18 @@ class Chart:
     x_ticks: tuple[Tick, ...] = ()
     y_ticks: tuple[Tick, ...] = ()
     guides: tuple[Guide, ...] = ()
-    width: int = WIDTH
-    height: int = HEIGHT
+    width: int = SIZE[0]
+    height: int = SIZE[1]
     left: int = LEFT
     top: int = TOP
-    right: int = WIDTH - RIGHT
-    bottom: int = HEIGHT - BOTTOM
+
+    @property
+    def right(self) -> int:
+        return self.width - RIGHT
+
+    @property
+    def bottom(self) -> int:
+        return self.height - BOTTOM
 
     @property
     def empty(self) -> bool:
@@ -79,18 +87,21 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class _Scale:
+    """Maps [t0, t1] (epoch seconds) and [v0, v1] onto the plot area of a `size` chart."""
+
     t0: float
     t1: float
     v0: float
     v1: float
+    size: tuple[int, int] = SIZE
 
     def x(self, at: datetime) -> float:
         share = (at.timestamp() - self.t0) / (self.t1 - self.t0)
-        return LEFT + share * (WIDTH - LEFT - RIGHT)
+        return LEFT + share * (self.size[0] - LEFT - RIGHT)
 
     def y(self, value: float) -> float:
         share = (value - self.v0) / (self.v1 - self.v0)
-        return HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
+        return self.size[1] - BOTTOM - share * (self.size[1] - TOP - BOTTOM)
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -135,14 +146,15 @@ def stacked_steps(
     series: Sequence[Series],
     steps: Sequence[Step],
     limit: tuple[float, str] | None = None,
+    size: tuple[int, int] = SIZE,
 ) -> Chart:
     """Series stacked bottom-up, each constant over every step; `limit` draws a guide line."""
     if not steps:
-        return Chart(title, unit)
+        return Chart(title, unit, width=size[0], height=size[1])
     tops = [sum(s.values) for s in steps]
     v_ticks = nice_ticks(0.0, max([*tops, limit[0] if limit else 0.0]))
     start, end = _span(steps[0].start, steps[-1].end)
-    scale = _Scale(start.timestamp(), end.timestamp(), v_ticks[0], v_ticks[-1])
+    scale = _Scale(start.timestamp(), end.timestamp(), v_ticks[0], v_ticks[-1], size)
     areas = []
     for k, s in enumerate(series):
         if any(step.values[k] > 0 for step in steps):
@@ -155,6 +167,8 @@ def stacked_steps(
         x_ticks=_x_ticks(scale, start, end),
         y_ticks=_y_ticks(scale, v_ticks),
         guides=guides,
+        width=size[0],
+        height=size[1],
     )
 
 
@@ -174,14 +188,15 @@ def line(
     color: str,
     points: Sequence[tuple[datetime, float]],
     band: Sequence[tuple[datetime, float, float]] = (),
+    size: tuple[int, int] = SIZE,
 ) -> Chart:
-    """A line through `points` over an optional shaded min-max `band`; y includes zero."""
+    """A line through `points` over an optional shaded min-max `band`, y fitted to the data."""
     if not points:
-        return Chart(title, unit)
+        return Chart(title, unit, width=size[0], height=size[1])
     values = [v for _, v in points] + [v for _, lo, hi in band for v in (lo, hi)]
-    v_ticks = nice_ticks(min(0.0, *values), max(0.0, *values))
+    v_ticks = nice_ticks(min(values), max(values))
     start, end = _span(points[0][0], points[-1][0])
-    scale = _Scale(start.timestamp(), end.timestamp(), v_ticks[0], v_ticks[-1])
+    scale = _Scale(start.timestamp(), end.timestamp(), v_ticks[0], v_ticks[-1], size)
     shapes = [Shape(title, color, _path([(scale.x(t), scale.y(v)) for t, v in points]))]
     areas: tuple[Shape, ...] = ()
     if band:
@@ -195,6 +210,8 @@ def line(
         lines=tuple(shapes),
         x_ticks=_x_ticks(scale, start, end),
         y_ticks=_y_ticks(scale, v_ticks),
+        width=size[0],
+        height=size[1],
     )
 
 

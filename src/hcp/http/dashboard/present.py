@@ -16,12 +16,13 @@ _PALETTE = {
     UseKind.SPOT: ("#7c3aed", "#a78bfa", "#5b21b6"),
     UseKind.CURTAILED: ("#94a3b8",),
 }
+WIDE = (960, 300)
 PRICE_COLOR = "#0f766e"
 METRIC_COLOR = "#2563eb"
 
 
 def power_chart(history: PowerHistory) -> tuple[Chart, list[Series]]:
-    """Site MW by use as stacked steps under the site's limit, and the legend."""
+    """Site MW by use as stacked steps under the site's limit, and the legend of what is drawn."""
     used: dict[UseKind, int] = {}
     series = []
     for use in history.uses:
@@ -33,8 +34,11 @@ def power_chart(history: PowerHistory) -> tuple[Chart, list[Series]]:
         for i in history.intervals
     ]
     limit = (history.capacity_mw, f"site limit {history.capacity_mw:g} MW")
-    chart = stacked_steps("Site power by use", "MW", series, resample(steps, MAX_STEPS), limit)
-    return chart, series
+    chart = stacked_steps(
+        "Site power by use", "MW", series, resample(steps, MAX_STEPS), limit, WIDE
+    )
+    drawn = {area.label for area in chart.areas}
+    return chart, [s for s in series if s.label in drawn]
 
 
 def price_chart(points: Sequence[tuple[datetime, float]]) -> Chart:

@@ -132,29 +132,8 @@ def form_page(
 
 
 def submission_of(posted: Posted) -> Submission:
-    """The form as the API's body (empty inputs left out), checked by the same schema."""
-    requirements = {
-        key: posted.get(name)
-        for name, key in (
-            ("gpu_type", "gpu_type"),
-            ("gpu_count", "gpu_count"),
-            ("memory_gb", "memory_gb"),
-            ("estimated_hours", "estimated_duration_hours"),
-        )
-        if posted.get(name)
-    }
-    body: dict[str, Any] = {
-        "workload_type": posted.get("workload_type"),
-        "requirements": requirements,
-        "checkpointable": bool(posted.get("checkpointable")),
-    }
-    if posted.get("customer_id"):
-        body["customer_id"] = posted.get("customer_id")
-    if posted.get("max_price"):
-        body["max_price_usd_per_gpu_hour"] = posted.get("max_price")
-    if posted.get("deadline"):
-        body["deadline"] = as_utc(posted.get("deadline"))
-    w = WorkloadIn.model_validate(body)
+    """The form checked by the API's own schema, as the service's Submission."""
+    w = WorkloadIn.model_validate(body_of(posted))
     req = w.requirements
     return Submission(
         workload_class=w.workload_type,
@@ -166,6 +145,21 @@ def submission_of(posted: Posted) -> Submission:
         checkpointable=w.checkpointable,
         max_price_usd_per_gpu_hour=w.max_price_usd_per_gpu_hour,
     )
+
+
+def body_of(posted: Posted) -> dict[str, Any]:
+    """The form as the API's JSON body; inputs left empty are left out (schema defaults)."""
+    filled = {name: posted.get(name) for name in FIELDS if posted.get(name)}
+    if "deadline" in filled:
+        filled["deadline"] = as_utc(filled["deadline"])
+    body: dict[str, Any] = {
+        "requirements": {},
+        "checkpointable": bool(posted.get("checkpointable")),
+    }
+    for name, value in filled.items():
+        path = FIELDS[name].split(".")
+        (body["requirements"] if len(path) == 2 else body)[path[-1]] = value
+    return body
 
 
 def as_utc(local: str) -> str:

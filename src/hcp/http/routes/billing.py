@@ -19,6 +19,10 @@ Month = Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (UTC
 CustomerFilter = Annotated[str | None, Query(max_length=64, description="staff only")]
 
 
+class CsvResponse(PlainTextResponse):
+    media_type = "text/csv"
+
+
 class UsageOut(BaseModel):
     workload_id: str
     customer_id: str
@@ -74,7 +78,7 @@ def usage(
     )
 
 
-@router.get("/usage.csv", response_class=PlainTextResponse)
+@router.get("/usage.csv", response_class=CsvResponse)
 def usage_csv(
     platform: PlatformDep,
     caller: CurrentPrincipal,
@@ -103,7 +107,7 @@ def issue_invoices(
     return [invoice_out(i) for i in platform.billing.issue_all(month)]
 
 
-@router.get("/invoices/{invoice_id}.csv", response_class=PlainTextResponse)
+@router.get("/invoices/{invoice_id}.csv", response_class=CsvResponse)
 def invoice_csv(
     invoice_id: str, platform: PlatformDep, caller: CurrentPrincipal
 ) -> PlainTextResponse:
@@ -117,9 +121,9 @@ def invoice(invoice_id: str, platform: PlatformDep, caller: CurrentPrincipal) ->
     return invoice_out(platform.billing.invoice(caller, invoice_id))
 
 
-def _csv(body: str, filename: str) -> PlainTextResponse:
+def _csv(body: str, filename: str) -> CsvResponse:
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return PlainTextResponse(body, media_type="text/csv", headers=headers)
+    return CsvResponse(body, headers=headers)
 
 
 def usage_out(r: UsageRecord) -> UsageOut:

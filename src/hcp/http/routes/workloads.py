@@ -20,6 +20,8 @@ from hcp.http.schemas import (
 from hcp.services.workloads import Submission
 
 router = APIRouter(prefix="/api/v1/workloads", tags=["workloads"])
+MAX_OFFSET = 2**31 - 1
+"""Far past any real list; unbounded, an offset of 2**63 overflowed the database driver (500)."""
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkloadCreated)
@@ -61,7 +63,7 @@ def list_workloads(
     caller: CurrentPrincipal,
     status_: Annotated[WorkloadState | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> WorkloadList:
     """The caller's workloads (all of them for admins and operators), newest first."""
     items, total = platform.workloads.find(caller, status_, limit, offset)

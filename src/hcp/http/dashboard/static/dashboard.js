@@ -8,9 +8,9 @@
   var timer = null;
 
   function setStatus(ok) {
-    var now = new Date();
+    var now = new Date().toISOString().slice(11, 19);
     var text = ok
-      ? "Live · updated " + now.toLocaleTimeString()
+      ? "Live · refreshed " + now + " UTC"
       : "Connection lost · retrying every " + PERIOD_MS / 1000 + " s";
     document.querySelectorAll("[data-live-status]").forEach(function (el) {
       el.textContent = text;

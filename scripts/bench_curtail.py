@@ -1,0 +1,458 @@
+"""Curtail N simulated miners over real TCP and confirm it by telemetry. Prints one JSON object.
+
+What one run measures (wall time from the first command to the last confirmation):
+
+- `curtail_10k_seconds`: 10,000 simulated S21s (each on its own loopback IP, port 4028) and the
+  dispatcher in ONE process and event loop: the dispatcher plans, sends `curtail sleep` to all
+  (LuxOS: a logon, then the command), then polls (`read`: summary+power+config+devs+tempctrl)
+  until telemetry confirms every miner asleep. The miners were polled once beforehand, as the
+  controller always has the last tick's telemetry; that poll is not timed.
+- `curtail_10k_split_process_seconds`: the same with the simulator in a child process, so the
+  miners' side and the dispatcher's side each get a core (real miners are other machines), and
+  the CPU each side spent: this is the server-vs-client split of the one-process run.
+- `curtail_100k_seconds`: 100,000 miners. One process cannot hold them: a listening socket is a
+  file descriptor and the hard open-file limit is read below; so the simulator runs in as many
+  child processes as the limit needs, the dispatcher in this one. Null, with
+  `curtail_100k_note`, when that is not possible here.
+- `naive_baseline`: one miner at a time (logon, curtail, read), no concurrency, over 500 miners,
+  extrapolated linearly: what a straightforward loop would take.
+
+Where the time goes: per run, the wall time of each phase (plan, send, confirm polls, confirm),
+the count and mean latency of each exchange kind (logon, curtail, read), CPU seconds, and the
+cost of a minimal TCP exchange (connect, empty request, error reply, close).
+
+    .venv/bin/python scripts/bench_curtail.py [--miners 10000] [--big 100000] [--no-big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hcp.adapters.devices.cgminer import TcpTransport
+from hcp.adapters.devices.errors import DeviceError
+from hcp.adapters.devices.luxos import LuxosClient
+from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
+from hcp.dispatch import AsicTarget, MinerView, OutcomeStatus, plan_commands
+from hcp.domain.catalog import asic_model
+from hcp.domain.telemetry import AsicReading, MinerState
+from hcp.services.dispatcher import Dispatcher, InMemoryCommandLog
+from hcp.simulators.asic import AsicFleetSimulator, loopback_hosts, uniform_fleet
+
+MODEL = asic_model("S21")
+TARGETS_S = {"curtail_10k_seconds": 5.0, "curtail_100k_seconds": 30.0}
+CURTAIL_ALL = AsicTarget({MODEL.name: {}}, reason="bench: curtail every miner")
+HEADROOM_FDS = 4_096
+"""File descriptors a simulator process keeps for connections and the rest of the program."""
+MAX_CONFIRM_POLLS = 5
+FIRST_IP = {"in_process": "127.64.0.1", "split": "127.96.0.1", "big": "127.128.0.1"}
+BASELINE_IP = "127.63.0.1"
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+class TimedTransport:
+    """The real TCP transport, timing each exchange by the command it carries."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._tcp = TcpTransport(timeout_s)
+        self.latencies_s: dict[str, list[float]] = defaultdict(list)
+
+    async def exchange(self, host: str, port: int, request: bytes) -> bytes:
+        kind = _kind(request)
+        started = time.perf_counter()
+        try:
+            return await self._tcp.exchange(host, port, request)
+        finally:
+            self.latencies_s[kind].append(time.perf_counter() - started)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            kind: {
+                "count": len(times),
+                "mean_ms": round(1e3 * statistics.fmean(times), 2),
+                "p99_ms": round(1e3 * sorted(times)[int(0.99 * (len(times) - 1))], 2),
+            }
+            for kind, times in sorted(self.latencies_s.items())
+        }
+
+
+def _kind(request: bytes) -> str:
+    command = json.loads(request)["command"]
+    if "+" in command:
+        return "read"
+    return "logon" if command == "logon" else str(command)
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One timed curtailment: phases in wall seconds, exchanges, CPU."""
+
+    miners: int
+    phases_s: dict[str, float] = field(default_factory=dict)
+    confirmed: int = 0
+    polls: int = 0
+    errors: int = 0
+    cpu_s: float = 0.0
+    exchanges: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return round(sum(self.phases_s.values()), 3)
+
+    def as_json(self) -> dict[str, Any]:
+        wall = self.seconds
+        return {
+            "miners": self.miners,
+            "seconds": wall,
+            "confirmed": self.confirmed,
+            "send_errors": self.errors,
+            "confirm_polls": self.polls,
+            "phases_s": {k: round(v, 3) for k, v in self.phases_s.items()},
+            "exchanges": self.exchanges,
+            "cpu_s": round(self.cpu_s, 2),
+            "cpu_per_wall": round(self.cpu_s / wall, 2) if wall else None,
+        }
+
+
+# --- the curtailment -------------------------------------------------------------------------
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def curtail(
+    addresses: Sequence[str],
+    concurrency: int,
+    timeout_s: float,
+    on_start: Callable[[], object] = lambda: None,
+) -> Run:
+    """Poll once (untimed), then time: plan + send sleep to all, poll until all confirmed.
+
+    `on_start` runs just before the timed part (it marks the simulator processes' CPU)."""
+    transport = TimedTransport(timeout_s)
+    driver = LuxosMinerDriver(timeout_s=timeout_s, max_in_flight=concurrency, transport=transport)
+    log = InMemoryCommandLog(len(addresses))
+    dispatcher = Dispatcher(driver, log, concurrency=concurrency)
+    polled = await driver.read_all(addresses)
+    views = [
+        _view(i, address, r) for i, (address, r) in enumerate(zip(addresses, polled, strict=True))
+    ]
+    transport.latencies_s.clear()
+    gc.collect()
+    gc.freeze()  # as `hcp up` does after start-up: long-lived objects leave the GC's passes
+    run = Run(len(addresses))
+    on_start()
+    cpu_before = cpu_s()
+    report = await _timed(run, "send", dispatcher.tick(CURTAIL_ALL, views, now()))
+    run.errors = len(report.errors)
+    while dispatcher.pending() and run.polls < MAX_CONFIRM_POLLS:
+        await _confirm_once(run, driver, dispatcher)
+    run.cpu_s = cpu_s() - cpu_before
+    outcomes = (record.outcome for record in log.recent(len(addresses)))
+    run.confirmed = sum(o is not None and o.status is OutcomeStatus.CONFIRMED for o in outcomes)
+    run.exchanges = transport.summary()
+    run.phases_s.update(_pure_costs(views))
+    run.phases_s["send"] -= run.phases_s["plan (pure)"]
+    gc.unfreeze()
+    return run
+
+
+async def _confirm_once(run: Run, driver: LuxosMinerDriver, dispatcher: Dispatcher) -> None:
+    in_flight = [command.address for command in dispatcher.pending()]
+    polled = await _timed(run, "confirm polls", driver.read_all(in_flight))
+    readings = [r for r in polled if isinstance(r, AsicReading)]
+    started = time.perf_counter()
+    await dispatcher.confirm(readings, now())
+    run.phases_s["confirm (ledger)"] = run.phases_s.get("confirm (ledger)", 0.0)
+    run.phases_s["confirm (ledger)"] += time.perf_counter() - started
+    run.polls += 1
+
+
+async def _timed(run: Run, phase: str, work: Awaitable[Any]) -> Any:
+    started = time.perf_counter()
+    result = await work
+    run.phases_s[phase] = run.phases_s.get(phase, 0.0) + time.perf_counter() - started
+    return result
+
+
+def _pure_costs(views: list[MinerView]) -> dict[str, float]:
+    """The plan's cost, measured apart on the same views (the tick ran it inside `send`)."""
+    started = time.perf_counter()
+    plan_commands(CURTAIL_ALL, views, now())
+    return {"plan (pure)": time.perf_counter() - started}
+
+
+def _view(index: int, address: str, polled: AsicReading | DeviceError) -> MinerView:
+    reading = polled if isinstance(polled, AsicReading) else None
+    return MinerView(f"asic-{index:06d}", MODEL, address, reading)
+
+
+async def minimal_exchanges(addresses: Sequence[str], concurrency: int) -> dict[str, float]:
+    """Connect, send nothing, take the miner's error reply, close: the TCP floor per exchange."""
+    limiter = asyncio.Semaphore(concurrency)
+
+    async def one(address: str) -> None:
+        host, _, port = address.rpartition(":")
+        async with limiter:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write_eof()
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+
+    started, cpu_before = time.perf_counter(), cpu_s()
+    await asyncio.gather(*(one(a) for a in addresses))
+    wall = time.perf_counter() - started
+    return {
+        "exchanges": len(addresses),
+        "seconds": round(wall, 3),
+        "per_exchange_us": round(1e6 * wall / len(addresses), 1),
+        "cpu_per_exchange_us": round(1e6 * (cpu_s() - cpu_before) / len(addresses), 1),
+    }
+
+
+async def naive_baseline(count: int, scale_to: Sequence[int]) -> dict[str, Any]:
+    """One miner at a time: a fresh client logs on, curtails, reads back. Extrapolated."""
+    config = uniform_fleet(MODEL, count, first_ip=BASELINE_IP)
+    async with AsicFleetSimulator(config) as fleet:
+        started = time.perf_counter()
+        asleep = 0
+        for host, port in fleet.addresses:
+            client = LuxosClient(host, port)
+            await client.curtail_sleep()
+            asleep += (await client.read()).state is MinerState.SLEEPING
+        wall = time.perf_counter() - started
+    return {
+        "label": f"naive: sequential, one miner at a time, first {count} miners, extrapolated",
+        "miners_measured": count,
+        "confirmed": asleep,
+        "seconds_measured": round(wall, 3),
+        **{f"extrapolated_{n // 1000}k_seconds": round(wall * n / count, 1) for n in scale_to if n},
+    }
+
+
+# --- where the miners live -------------------------------------------------------------------
+
+
+def addresses_from(first_ip: str, count: int) -> list[str]:
+    return [f"{host}:4028" for host in loopback_hosts(first_ip, count)]
+
+
+async def in_process(count: int, concurrency: int, timeout_s: float) -> dict[str, Any]:
+    """Simulator and dispatcher in this process and event loop."""
+    config = uniform_fleet(MODEL, count, first_ip=FIRST_IP["in_process"])
+    async with AsicFleetSimulator(config) as fleet:
+        addresses = [f"{host}:{port}" for host, port in fleet.addresses]
+        run = await curtail(addresses, concurrency, timeout_s)
+        minimal = await minimal_exchanges(addresses, concurrency)
+    return {**run.as_json(), "minimal_tcp_exchange": minimal}
+
+
+def serve_slice(first_ip: str, count: int, conn: Connection) -> None:
+    """Child process: serve `count` miners from `first_ip`; report CPU between mark and stop."""
+
+    async def main() -> None:
+        async with AsicFleetSimulator(uniform_fleet(MODEL, count, first_ip=first_ip)):
+            gc.collect()
+            gc.freeze()
+            conn.send("ready")
+            marked = cpu_s()
+            while (message := await asyncio.to_thread(conn.recv)) != "stop":
+                marked = cpu_s() if message == "mark" else marked
+                conn.send("marked")
+            conn.send(cpu_s() - marked)
+
+    run_on_uvloop(main())
+
+
+@dataclass
+class Children:
+    """Simulator processes and the pipes that drive them."""
+
+    processes: Sequence[multiprocessing.process.BaseProcess]
+    pipes: Sequence[Connection]
+
+    def broadcast(self, message: str) -> list[Any]:
+        for pipe in self.pipes:
+            pipe.send(message)
+        return [pipe.recv() for pipe in self.pipes]
+
+    def stop(self) -> float:
+        """Stop every child; the CPU seconds they spent since the last mark."""
+        spent = sum(self.broadcast("stop"))
+        for process in self.processes:
+            process.join(timeout=60)
+        return float(spent)
+
+
+def start_children(first_ip: str, count: int, per_process: int) -> Children:
+    context = multiprocessing.get_context("spawn")
+    hosts = list(loopback_hosts(first_ip, count))
+    processes, pipes = [], []
+    for start in range(0, count, per_process):
+        ours, theirs = context.Pipe()
+        chunk = min(per_process, count - start)
+        process = context.Process(target=serve_slice, args=(hosts[start], chunk, theirs))
+        process.start()
+        processes.append(process)
+        pipes.append(ours)
+    for pipe in pipes:
+        if not pipe.poll(600) or pipe.recv() != "ready":
+            raise RuntimeError("a simulator process did not start")
+    return Children(processes, pipes)
+
+
+async def split_process(
+    count: int, per_process: int, concurrency: int, timeout_s: float, first_ip: str
+) -> dict[str, Any]:
+    """Simulator in child processes (as many as the open-file limit needs), dispatcher here."""
+    children = await asyncio.to_thread(start_children, first_ip, count, per_process)
+    try:
+        addresses = addresses_from(first_ip, count)
+        run = await curtail(addresses, concurrency, timeout_s, lambda: children.broadcast("mark"))
+    finally:
+        server_cpu_s = children.stop()
+    return {
+        **run.as_json(),
+        "simulator_processes": len(children.processes),
+        "cpu_split_s": {
+            "dispatcher_and_client": round(run.cpu_s, 2),
+            "simulated_miners": round(server_cpu_s, 2),
+        },
+        "idle_machine_floor_s": idle_floor_s(run.cpu_s, server_cpu_s),
+    }
+
+
+def idle_floor_s(client_cpu_s: float, server_cpu_s: float) -> float:
+    """The least wall time the measured CPU allows on this machine with nothing else running:
+    the dispatcher is one thread, and both sides share the cores."""
+    cores = os.cpu_count() or 1
+    return round(max(client_cpu_s, (client_cpu_s + server_cpu_s) / cores), 2)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def nofile_limits() -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, hard
+
+
+def per_process_capacity() -> int:
+    """Miners one simulator process can serve under the hard open-file limit."""
+    _, hard = nofile_limits()
+    return 1_000_000 if hard == resource.RLIM_INFINITY else max(0, hard - HEADROOM_FDS)
+
+
+async def big_run(count: int, concurrency: int, timeout_s: float) -> dict[str, Any]:
+    """100k: what stops it, or how long it took."""
+    capacity = per_process_capacity()
+    _, hard = nofile_limits()
+    note = (
+        f"one process cannot listen on {count:,} sockets: hard RLIMIT_NOFILE is {hard:,} "
+        f"(ulimit -Hn), so the simulator runs in {math.ceil(count / capacity)} child processes "
+        f"of <= {capacity:,} miners, the dispatcher in the parent, all on {os.cpu_count()} cores"
+    )
+    try:
+        found = await split_process(count, capacity, concurrency, timeout_s, FIRST_IP["big"])
+    except (OSError, RuntimeError) as error:
+        return {"curtail_100k_seconds": None, "curtail_100k_note": f"{note}; failed: {error}"}
+    complete = found["confirmed"] == count
+    return {
+        "curtail_100k_seconds": found["seconds"] if complete else None,
+        "curtail_100k_note": note if complete else f"{note}; only {found['confirmed']} confirmed",
+        "curtail_100k": found,
+    }
+
+
+def machine() -> dict[str, Any]:
+    soft, hard = nofile_limits()
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        "nofile_soft_hard": [soft, hard],
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Every part asked for in `--parts`, in one JSON object."""
+    parts = set(args.parts.split(","))
+    result: dict[str, Any] = {"machine": machine(), "targets_s": TARGETS_S}
+    result["concurrency"] = args.concurrency
+    if "one" in parts:
+        one = await in_process(args.miners, args.concurrency, args.timeout)
+        result.update(curtail_10k_seconds=one["seconds"], curtail_10k=one)
+    if "split" in parts:
+        ip = FIRST_IP["split"]
+        split = await split_process(args.miners, args.miners, args.concurrency, args.timeout, ip)
+        result["curtail_10k_split_process_seconds"] = split["seconds"]
+        result["curtail_10k_split_process"] = split
+    result["curtail_100k_seconds"], result["curtail_100k_note"] = None, "not run"
+    if "big" in parts and args.big:
+        result.update(await big_run(args.big, args.concurrency, args.timeout))
+    if "naive" in parts:
+        result["naive_baseline"] = await naive_baseline(args.baseline, [args.miners, args.big])
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (as `hcp up` does), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--miners", type=int, default=10_000)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--no-big", dest="big", action="store_const", const=0)
+    parser.add_argument("--parts", default="one,split,big,naive", help="comma-separated")
+    parser.add_argument("--baseline", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--timeout", type=float, default=5.0, help="per exchange, seconds")
+    args = parser.parse_args()
+    found: dict[str, Any] = {}
+
+    async def go() -> None:
+        found.update(await bench(args))
+
+    run_on_uvloop(go())
+    json.dump(found, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

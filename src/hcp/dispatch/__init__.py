@@ -1,0 +1,36 @@
+"""Pure dispatch core: which miners sleep, wake or change profile, and whether telemetry
+confirms it. No I/O and no clock; the service in `hcp.services.dispatcher` acts on it."""
+
+from hcp.dispatch.confirmation import confirm
+from hcp.dispatch.ledger import Ledger
+from hcp.dispatch.model import (
+    DEFAULT_POLICY,
+    Action,
+    AsicTarget,
+    Command,
+    CommandOutcome,
+    Degradation,
+    DispatchPlan,
+    DispatchPolicy,
+    MinerView,
+    OutcomeStatus,
+    Slot,
+)
+from hcp.dispatch.planning import plan_commands
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Action",
+    "AsicTarget",
+    "Command",
+    "CommandOutcome",
+    "Degradation",
+    "DispatchPlan",
+    "DispatchPolicy",
+    "Ledger",
+    "MinerView",
+    "OutcomeStatus",
+    "Slot",
+    "confirm",
+    "plan_commands",
+]

@@ -1,0 +1,74 @@
+"""The dispatcher's memory between ticks, per miner: the command in flight, the last confirmed
+and last failed one, a degradation, and the last reading taken while mining. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from hcp.dispatch.model import Command, CommandOutcome, Degradation, MinerView, OutcomeStatus
+from hcp.domain.telemetry import AsicReading
+
+
+@dataclass(slots=True)
+class Memory:
+    """What the ledger keeps of one miner."""
+
+    pending: Command | None = None
+    confirmed: Command | None = None
+    failed: Command | None = None
+    degraded_until: datetime | None = None
+    last_mining: AsicReading | None = None
+
+
+class Ledger:
+    """Per-miner memory keyed by device id. A new ledger (a restarted controller) knows nothing;
+    the closed loop then works from telemetry alone."""
+
+    def __init__(self) -> None:
+        self._memory: dict[str, Memory] = {}
+
+    def observe(self, miner: MinerView) -> MinerView:
+        """`miner` (identity and reading, from the caller) with what the ledger remembers."""
+        memory = self._memory.setdefault(miner.device_id, Memory())
+        if miner.reading is not None and miner.reading.mining:
+            memory.last_mining = miner.reading
+        return replace(
+            miner,
+            pending=memory.pending,
+            confirmed=memory.confirmed,
+            failed=memory.failed,
+            degraded_until=memory.degraded_until,
+            last_mining=memory.last_mining,
+        )
+
+    def pending(self) -> list[Command]:
+        """Every command sent and not yet confirmed or failed."""
+        return [m.pending for m in self._memory.values() if m.pending is not None]
+
+    def sent(self, command: Command) -> None:
+        self._memory.setdefault(command.device_id, Memory()).pending = command
+
+    def not_delivered(self, command: Command) -> None:
+        """The command never reached the miner: a failed try, retried by the next plan."""
+        memory = self._memory.setdefault(command.device_id, Memory())
+        memory.failed = command
+        if memory.pending is not None and memory.pending.id == command.id:
+            memory.pending = None
+
+    def settle(self, outcome: CommandOutcome) -> None:
+        """Record a final outcome of the command in flight (others are ignored)."""
+        memory = self._memory.get(outcome.command.device_id)
+        if memory is None or memory.pending is None or memory.pending.id != outcome.command.id:
+            return
+        memory.pending = None
+        if outcome.status is OutcomeStatus.CONFIRMED:
+            memory.confirmed, memory.failed = outcome.command, None
+        elif outcome.status is OutcomeStatus.FAILED:
+            memory.failed = outcome.command
+
+    def degrade(self, degradation: Degradation) -> None:
+        """No work until `degradation.until`; then the miner starts again from attempt 1."""
+        memory = self._memory.setdefault(degradation.device_id, Memory())
+        memory.degraded_until = degradation.until
+        memory.failed = memory.pending = None

@@ -1,0 +1,353 @@
+"""Which miners sleep, wake or change profile so that each model runs what the target wants.
+
+Per model: miners without telemetry, in a degradation, or out of attempts get no work (one that
+still hashes fills a place of the target, since it draws power whatever we say); unhealthy
+miners are put to sleep. The others keep what they do when it is wanted (fewest changes), the
+most efficient first; open places go to running miners first (a profile change), then to
+sleeping ones (a wake), most efficient first; whoever is left sleeps, so the least efficient
+sleep first. A miner that strayed from its confirmed command ranks last, so it is the first put
+back. Sleeps and profile cuts are always sent; increases (wakes, profile raises) are admitted in
+order while they fit in the tick's ramp limit beside the increases already ordered within the
+ramp window (a miner raised in the window is not raised again in it), and the rest wait for a
+later tick. A miner whose command is in flight and still wanted gets nothing new until that
+command's deadline passes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from hcp.dispatch.model import (
+    DEFAULT_POLICY,
+    Action,
+    AsicTarget,
+    Command,
+    Degradation,
+    DispatchPlan,
+    DispatchPolicy,
+    MinerView,
+    Slot,
+)
+from hcp.dispatch.state import (
+    current_slot,
+    drift,
+    last_failure,
+    live_pending,
+    power_w,
+    reading_slot,
+    stock_equivalent_j_per_th,
+)
+from hcp.domain.devices import AsicModel
+
+Rank = tuple[bool, float, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A miner that should move from `current` to `goal`, why, and the power it adds in W."""
+
+    miner: MinerView
+    current: Slot
+    goal: Slot
+    why: str
+    increase_w: float
+
+
+@dataclass(slots=True)
+class _Sorting:
+    """Miners sorted by what they may do this tick, and the changes decided for them."""
+
+    available: list[MinerView] = field(default_factory=list)
+    stuck_running: int = 0
+    unhealthy: dict[str, str] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)
+    newly_degraded: list[Degradation] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    def absorb(self, other: _Sorting) -> None:
+        self.unhealthy.update(other.unhealthy)
+        self.degraded.update(other.degraded)
+        self.newly_degraded.extend(other.newly_degraded)
+        self.changes.extend(other.changes)
+
+
+def plan_commands(
+    target: AsicTarget,
+    miners: Iterable[MinerView],
+    now: datetime,
+    policy: DispatchPolicy = DEFAULT_POLICY,
+) -> DispatchPlan:
+    """The commands that move the fleet towards `target` this tick (see the module docstring)."""
+    by_model = _group(miners)
+    fleet = _Sorting()
+    shortfall = _models_without_miners(target, by_model)
+    for name, group in by_model.items():
+        sorting = _sort(group, now, policy)
+        missing = _plan_model(target.wanted(name), group[0].model, sorting, now)
+        if missing:
+            shortfall[name] = missing
+        fleet.absorb(sorting)
+    recent = recent_orders(by_model, now, policy)
+    admitted, waiting = stagger(fleet.changes, target.max_power_increase_w, recent)
+    issuer = _Issuer(target.reason, now, policy)
+    commands = tuple(issuer.command(change) for change in admitted)
+    return DispatchPlan(
+        commands=commands,
+        deferred=tuple(change.miner.device_id for change in waiting),
+        shortfall=shortfall,
+        unhealthy=fleet.unhealthy,
+        degraded=fleet.degraded,
+        newly_degraded=tuple(fleet.newly_degraded),
+        power_increase_w=sum(command.power_increase_w for command in commands),
+    )
+
+
+def _group(miners: Iterable[MinerView]) -> dict[str, list[MinerView]]:
+    groups: dict[str, list[MinerView]] = defaultdict(list)
+    for miner in miners:
+        groups[miner.model.name].append(miner)
+    return groups
+
+
+def _models_without_miners(target: AsicTarget, by_model: Mapping[str, object]) -> dict[str, int]:
+    missing = {name: sum(target.wanted(name).values()) for name in target.running}
+    return {name: n for name, n in missing.items() if n and name not in by_model}
+
+
+def recent_orders(
+    by_model: Mapping[str, Sequence[MinerView]], now: datetime, policy: DispatchPolicy
+) -> dict[str, Command]:
+    """Live commands issued within the ramp window, by device id: this tick's earlier orders."""
+    since = now - timedelta(seconds=policy.ramp_window_s)
+    pending = (live_pending(m, now) for group in by_model.values() for m in group)
+    return {p.device_id: p for p in pending if p is not None and p.issued_at >= since}
+
+
+# --- who may get work ---------------------------------------------------------------------
+
+
+def _sort(miners: Sequence[MinerView], now: datetime, policy: DispatchPolicy) -> _Sorting:
+    """Split a model's miners into available, unhealthy (put to sleep) and degraded."""
+    sorting = _Sorting()
+    for miner in miners:
+        why = _degraded_because(miner, now, policy, sorting)
+        if why is not None:
+            sorting.degraded[miner.device_id] = why
+            sorting.stuck_running += current_slot(miner, now) is not None
+        elif miner.reading is not None and not miner.reading.healthy:
+            sorting.unhealthy[miner.device_id] = "; ".join(miner.reading.problems)
+            _sleep_unhealthy(miner, now, sorting)
+        else:
+            sorting.available.append(miner)
+    return sorting
+
+
+def _degraded_because(
+    miner: MinerView, now: datetime, policy: DispatchPolicy, sorting: _Sorting
+) -> str | None:
+    """Why the miner cannot be managed now (None when it can); notes a new degradation."""
+    if miner.degraded_until is not None and now < miner.degraded_until:
+        return f"degraded until {miner.degraded_until.isoformat()}"
+    if miner.reading is None:
+        return "no telemetry"
+    failure = last_failure(miner, now)
+    if failure is None or failure.attempt < policy.max_attempts:
+        return None
+    if reading_slot(miner.reading, miner.model) == failure.slot:
+        return None  # it got there after all, only late
+    reason = f"{failure.action} unconfirmed after {failure.attempt} attempts"
+    until = now + timedelta(seconds=policy.degraded_cooldown_s)
+    sorting.newly_degraded.append(Degradation(miner.device_id, until, reason))
+    return reason
+
+
+def _sleep_unhealthy(miner: MinerView, now: datetime, sorting: _Sorting) -> None:
+    current = current_slot(miner, now)
+    if current is not None:
+        why = f"unhealthy: {sorting.unhealthy[miner.device_id]}"
+        sorting.changes.append(Change(miner, current, None, why, 0.0))
+
+
+# --- who does what ------------------------------------------------------------------------
+
+
+def _plan_model(
+    wanted: Mapping[str, int], model: AsicModel, sorting: _Sorting, now: datetime
+) -> int:
+    """Add the model's changes to `sorting`; return how many wanted miners it lacks."""
+    places, missing = fit(wanted, len(sorting.available), sorting.stuck_running, model)
+    ranked = sorted(sorting.available, key=lambda miner: rank(miner, now))
+    currents = {miner.device_id: current_slot(miner, now) for miner in ranked}
+    goals = assign(places, ranked, currents)
+    running = sum(places.values())
+    for miner in ranked:
+        current, goal = currents[miner.device_id], goals[miner.device_id]
+        if goal != current:
+            sorting.changes.append(_change(miner, current, goal, running, now))
+    return missing
+
+
+def rank(miner: MinerView, now: datetime) -> Rank:
+    """Sort key, best first: not drifting, then lowest stock-equivalent J/TH, then id."""
+    return drift(miner, now) is not None, stock_equivalent_j_per_th(miner), miner.device_id
+
+
+def fit(
+    wanted: Mapping[str, int], available: int, stuck_running: int, model: AsicModel
+) -> tuple[dict[str, int], int]:
+    """Places per profile for `available` miners beside `stuck_running` unmanageable ones that
+    hash anyway, cut from the least efficient profile first; and how many miners are lacking.
+
+    The places come back most efficient profile first.
+    """
+    total = sum(wanted.values())
+    room = min(available, max(0, total - stuck_running))
+    cut = total - room
+    places: dict[str, int] = {}
+    for name in sorted(wanted, key=lambda p: -model.profile(p).efficiency_j_per_th):
+        taken = min(cut, wanted[name])
+        places[name], cut = wanted[name] - taken, cut - taken
+    return dict(reversed(places.items())), max(0, total - stuck_running - available)
+
+
+def assign(
+    places: Mapping[str, int], ranked: Sequence[MinerView], currents: Mapping[str, Slot]
+) -> dict[str, Slot]:
+    """Each miner's goal: ranked miners (best first) keep a wanted profile while places last;
+    the open places go to running miners, then to sleeping ones, in rank order; the rest sleep."""
+    open_places = dict(places)
+    goals: dict[str, Slot] = {}
+    movers: list[str] = []
+    for miner in ranked:
+        slot = currents[miner.device_id]
+        if slot is not None and open_places.get(slot, 0) > 0:
+            open_places[slot] -= 1
+            goals[miner.device_id] = slot
+        else:
+            movers.append(miner.device_id)
+    movers.sort(key=lambda device_id: currents[device_id] is None)  # stable: ranks kept
+    free = (name for name, count in open_places.items() for _ in range(count))
+    for device_id in movers:
+        goals[device_id] = next(free, None)
+    return goals
+
+
+def _change(miner: MinerView, current: Slot, goal: Slot, running: int, now: datetime) -> Change:
+    model = miner.model.name
+    if goal is None:
+        why = f"sleep: {model} over target ({running} running wanted)"
+    elif current is None:
+        why = f"wake at {goal}: {model} under target ({running} running wanted)"
+    else:
+        why = f"profile {current} -> {goal}: {model} target"
+    strayed = drift(miner, now)
+    if strayed is not None:
+        why = f"{strayed}; {why}"
+    increase_w = 0.0 if goal is None else max(0.0, power_w(miner, goal) - power_w(miner, current))
+    return Change(miner, current, goal, why, increase_w)
+
+
+# --- the ramp and the commands ------------------------------------------------------------
+
+
+def stagger(
+    changes: Sequence[Change], limit_w: float, recent: Mapping[str, Command]
+) -> tuple[list[Change], list[Change]]:
+    """The changes to make now, and the increases that must wait.
+
+    Every decrease goes; increases (profile raises before wakes, most efficient first) go while
+    they fit in `limit_w` beside the `recent` orders' increases, except those this tick cuts.
+    A miner raised within the ramp window is not raised again in it.
+    """
+    admitted = [change for change in changes if change.increase_w <= 0]
+    cut = {change.miner.device_id for change in admitted}
+    spent_w = sum(order.power_increase_w for d, order in recent.items() if d not in cut)
+    raised = {d for d, order in recent.items() if order.power_increase_w > 0}
+    waiting: list[Change] = []
+    for change in sorted((c for c in changes if c.increase_w > 0), key=_increase_order):
+        fits = spent_w + change.increase_w <= limit_w
+        if fits and change.miner.device_id not in raised:
+            spent_w += change.increase_w
+            admitted.append(change)
+        else:
+            waiting.append(change)
+    return admitted, waiting
+
+
+def _increase_order(change: Change) -> tuple[bool, float, str]:
+    miner = change.miner
+    return change.current is None, stock_equivalent_j_per_th(miner), miner.device_id
+
+
+@dataclass(slots=True)
+class _Issuer:
+    """Turns admitted changes into commands stamped with this tick's instant and reason."""
+
+    reason: str
+    now: datetime
+    policy: DispatchPolicy
+    stamp: str = ""
+    deadlines: dict[tuple[Action, str], datetime] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stamp = self.now.isoformat()
+
+    def command(self, change: Change) -> Command:
+        miner, goal = change.miner, change.goal
+        action = _action(change.current, goal)
+        attempt = _attempt(miner, goal, self.now)
+        why = change.why if attempt == 1 else f"{change.why} (attempt {attempt})"
+        return Command(
+            id=f"{miner.device_id}:{action.value}:{attempt}@{self.stamp}",
+            device_id=miner.device_id,
+            address=miner.address,
+            action=action,
+            profile=goal,
+            reason=f"{why}; {self.reason}" if self.reason else why,
+            issued_at=self.now,
+            attempt=attempt,
+            confirm_by=self.deadline(action, miner.model),
+            expected_power_w=power_w(miner, goal),
+            power_increase_w=change.increase_w,
+            from_profile=_profile_before(change),
+        )
+
+    def deadline(self, action: Action, model: AsicModel) -> datetime:
+        key = (action, model.name)
+        if key not in self.deadlines:
+            self.deadlines[key] = self.now + confirm_within(action, model, self.policy)
+        return self.deadlines[key]
+
+
+def _action(current: Slot, goal: Slot) -> Action:
+    if goal is None:
+        return Action.SLEEP
+    return Action.WAKE if current is None else Action.PROFILE
+
+
+def _attempt(miner: MinerView, goal: Slot, now: datetime) -> int:
+    """1 for a new order; one more than the last failed try of the same order."""
+    failure = last_failure(miner, now)
+    return failure.attempt + 1 if failure is not None and failure.slot == goal else 1
+
+
+def _profile_before(change: Change) -> str | None:
+    if change.current is not None:
+        return change.current
+    reading = change.miner.reading
+    return reading.profile if reading is not None else None
+
+
+def confirm_within(action: Action, model: AsicModel, policy: DispatchPolicy) -> timedelta:
+    """How long telemetry has to confirm `action`: a sleep `confirm_polls` polls, a wake the
+    model's wake time more, a profile change the profile settle time more."""
+    polls_s = policy.confirm_polls * policy.poll_interval_s
+    extra_s = {
+        Action.SLEEP: 0.0,
+        Action.WAKE: model.wake_seconds,
+        Action.PROFILE: policy.profile_settle_s,
+    }[action]
+    return timedelta(seconds=polls_s + extra_s)

@@ -1,0 +1,341 @@
+"""Which miners sleep, wake or change profile: hand-built fleets of a few miners."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hcp.dispatch import (
+    Action,
+    AsicTarget,
+    Command,
+    DispatchPlan,
+    DispatchPolicy,
+    MinerView,
+    plan_commands,
+)
+from hcp.dispatch.planning import confirm_within
+from hcp.domain.catalog import asic_model
+from hcp.domain.devices import AsicModel
+from hcp.domain.errors import ValidationError
+from hcp.domain.telemetry import AsicReading, MinerState
+
+NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
+S21 = asic_model("S21")
+S19 = asic_model("S19 XP")
+REASON = "plan 2025-06-01T12:00Z: price 412 $/MWh above S21 stock breakeven 96"
+WAKE_STOCK_W = 3_500.0 - 25.0
+
+
+def reading(
+    address: str,
+    state: MinerState = MinerState.MINING,
+    profile: str = "stock",
+    *,
+    model: AsicModel = S21,
+    j_per_th_ratio: float = 1.0,
+    problems: tuple[str, ...] = (),
+    at: datetime = NOW - timedelta(seconds=5),
+) -> AsicReading:
+    """A poll of a miner at `profile`; `j_per_th_ratio` scales its power (1.0: as the catalog)."""
+    spec = model.profile(profile)
+    ramp = {MinerState.MINING: 1.0, MinerState.WAKING: 0.5}.get(state, 0.0)
+    power_w = model.sleep_power_w + (spec.power_w * j_per_th_ratio - model.sleep_power_w) * ramp
+    return AsicReading(
+        device=address,
+        at=at,
+        state=state,
+        hashrate_ths=spec.hashrate_ths * ramp,
+        power_w=power_w,
+        temperature_c=70.0 * ramp or None,
+        profile=profile,
+        accepted_shares=0,
+        rejected_shares=0,
+        problems=problems,
+    )
+
+
+def miner(
+    index: int,
+    state: MinerState | None = MinerState.MINING,
+    profile: str = "stock",
+    *,
+    model: AsicModel = S21,
+    ratio: float = 1.0,
+    problems: tuple[str, ...] = (),
+    pending: Command | None = None,
+    confirmed: Command | None = None,
+    failed: Command | None = None,
+    degraded_until: datetime | None = None,
+    last_mining: AsicReading | None = None,
+) -> MinerView:
+    """Miner `m<index>` at 127.0.0.<index>; `state` None: it did not answer the last poll."""
+    address = f"127.0.0.{index}:4028"
+    polled = None
+    if state is not None:
+        polled = reading(
+            address, state, profile, model=model, j_per_th_ratio=ratio, problems=problems
+        )
+    return MinerView(
+        f"m{index:03d}",
+        model,
+        address,
+        polled,
+        pending,
+        confirmed,
+        failed,
+        degraded_until,
+        last_mining,
+    )
+
+
+def target(counts: dict[str, dict[str, int]], ramp_w: float = math.inf) -> AsicTarget:
+    return AsicTarget(counts, ramp_w, REASON)
+
+
+def by_action(plan: DispatchPlan) -> dict[Action, list[str]]:
+    found: dict[Action, list[str]] = {action: [] for action in Action}
+    for command in plan.commands:
+        found[command.action].append(command.device_id)
+    return found
+
+
+def sent(plan: DispatchPlan, view: MinerView) -> MinerView:
+    """`view` after the dispatcher sent it this plan's command (if any)."""
+    command = next((c for c in plan.commands if c.device_id == view.device_id), None)
+    return view if command is None else replace(view, pending=command)
+
+
+# --- who sleeps and who wakes ------------------------------------------------------------
+
+
+def test_a_curtailment_sleeps_the_least_efficient_miners_first() -> None:
+    ratios = [1.00, 1.20, 0.90, 1.10, 1.05]
+    fleet = [miner(i, ratio=r) for i, r in enumerate(ratios)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert sorted(by_action(plan)[Action.SLEEP]) == ["m001", "m003", "m004"]
+    assert all(c.profile is None and c.attempt == 1 for c in plan.commands)
+    assert plan.commands[0].reason.startswith("sleep: S21 over target (2 running wanted)")
+    assert plan.commands[0].reason.endswith(REASON)
+
+
+def test_wakes_go_to_the_most_efficient_miners_by_their_last_measurement() -> None:
+    ratios = [1.10, 0.95, 1.30, 1.00]
+    fleet = [
+        miner(i, MinerState.SLEEPING, last_mining=reading(f"127.0.0.{i}:4028", j_per_th_ratio=r))
+        for i, r in enumerate(ratios)
+    ]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert sorted(by_action(plan)[Action.WAKE]) == ["m001", "m003"]
+    assert {c.profile for c in plan.commands} == {"stock"}
+    assert plan.power_increase_w == pytest.approx(2 * WAKE_STOCK_W)
+
+
+def test_miners_at_a_wanted_profile_keep_it_and_the_fewest_are_reassigned() -> None:
+    fleet = [miner(i, profile="stock") for i in range(4)] + [
+        miner(i, profile="eco") for i in range(4, 6)
+    ]
+    plan = plan_commands(target({"S21": {"stock": 2, "eco": 4}}), fleet, NOW)
+    actions = by_action(plan)
+    assert len(actions[Action.PROFILE]) == 2
+    assert not actions[Action.SLEEP] and not actions[Action.WAKE]
+    assert {c.profile for c in plan.commands} == {"eco"}
+    assert {c.from_profile for c in plan.commands} == {"stock"}
+
+
+def test_a_sleeping_miner_wakes_into_the_wanted_profile() -> None:
+    fleet = [miner(0, MinerState.SLEEPING, profile="stock")]
+    (command,) = plan_commands(target({"S21": {"eco": 1}}), fleet, NOW).commands
+    assert (command.action, command.profile, command.from_profile) == (Action.WAKE, "eco", "stock")
+    assert command.expected_power_w == 2_805.0
+    assert command.power_increase_w == pytest.approx(2_805.0 - 25.0)
+
+
+def test_models_the_target_does_not_name_sleep() -> None:
+    fleet = [miner(0), miner(1, model=S19)]
+    plan = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW)
+    assert by_action(plan)[Action.SLEEP] == ["m001"]
+
+
+def test_when_fewer_miners_than_wanted_the_least_efficient_profile_is_cut() -> None:
+    fleet = [miner(i, MinerState.SLEEPING) for i in range(3)]
+    plan = plan_commands(target({"S21": {"eco": 2, "turbo": 2}}), fleet, NOW)
+    assert sorted(c.profile or "" for c in plan.commands) == ["eco", "eco", "turbo"]
+    assert plan.shortfall == {"S21": 1}
+
+
+def test_a_target_for_a_model_with_no_miners_is_all_shortfall() -> None:
+    plan = plan_commands(target({"S21 Hydro": {"stock": 5}}), [], NOW)
+    assert plan.commands == () and plan.shortfall == {"S21 Hydro": 5}
+
+
+def test_an_unknown_profile_in_the_target_names_the_model() -> None:
+    with pytest.raises(KeyError, match="S21 has no profile 'overdrive'"):
+        plan_commands(target({"S21": {"overdrive": 1}}), [miner(0)], NOW)
+
+
+# --- unhealthy and unreachable miners ----------------------------------------------------
+
+
+def test_unhealthy_and_silent_miners_get_no_work_and_the_lack_is_reported() -> None:
+    fleet = [
+        miner(0, MinerState.SLEEPING, problems=("board 2 dead",)),
+        miner(1, None),
+        miner(2, MinerState.SLEEPING),
+    ]
+    plan = plan_commands(target({"S21": {"stock": 3}}), fleet, NOW)
+    assert by_action(plan)[Action.WAKE] == ["m002"]
+    assert plan.shortfall == {"S21": 2}
+    assert plan.unhealthy == {"m000": "board 2 dead"}
+    assert plan.degraded == {"m001": "no telemetry"}
+
+
+def test_an_unhealthy_miner_that_hashes_is_put_to_sleep() -> None:
+    hot = ("overheating: 97 °C >= 90 °C",)
+    plan = plan_commands(target({"S21": {"stock": 1}}), [miner(0, problems=hot)], NOW)
+    (command,) = plan.commands
+    assert command.action is Action.SLEEP
+    assert command.reason.startswith("unhealthy: overheating")
+
+
+def test_a_degraded_miner_that_still_hashes_takes_a_place_of_the_target() -> None:
+    stuck = miner(0, degraded_until=NOW + timedelta(minutes=10))
+    fleet = [stuck, miner(1, MinerState.SLEEPING), miner(2, MinerState.SLEEPING)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert len(plan.commands) == 1 and plan.shortfall == {}
+    assert plan.degraded["m000"].startswith("degraded until 2025-06-01T12:10")
+
+
+# --- the ramp limit ----------------------------------------------------------------------
+
+
+def test_wakes_are_staggered_within_the_ramp_limit() -> None:
+    fleet = [miner(i, MinerState.SLEEPING) for i in range(10)]
+    plan = plan_commands(target({"S21": {"stock": 10}}, 3 * WAKE_STOCK_W + 1), fleet, NOW)
+    assert len(plan.commands) == 3 and len(plan.deferred) == 7
+    assert plan.power_increase_w <= 3 * WAKE_STOCK_W + 1
+
+
+def test_sleeps_and_profile_cuts_are_never_held_back_by_the_ramp() -> None:
+    fleet = [miner(0), miner(1, profile="turbo")]
+    plan = plan_commands(target({"S21": {"eco": 1}}, ramp_w=0.0), fleet, NOW)
+    assert {c.action for c in plan.commands} == {Action.SLEEP, Action.PROFILE}
+    assert plan.power_increase_w == 0.0
+
+
+def test_a_second_plan_in_the_same_tick_does_not_spend_the_ramp_again() -> None:
+    fleet = [miner(i, MinerState.SLEEPING) for i in range(4)]
+    wanted = target({"S21": {"stock": 4}}, 2 * WAKE_STOCK_W)
+    first = plan_commands(wanted, fleet, NOW)
+    again = plan_commands(wanted, [sent(first, m) for m in fleet], NOW)
+    later = plan_commands(wanted, [sent(first, m) for m in fleet], NOW + timedelta(minutes=5))
+    assert len(first.commands) == 2 and again.commands == ()
+    assert len(later.commands) == 2
+
+
+# --- the closed loop ---------------------------------------------------------------------
+
+
+def test_a_command_in_flight_is_not_repeated_until_its_deadline() -> None:
+    fleet = [miner(0)]
+    wanted = target({"S21": {}})
+    first = plan_commands(wanted, fleet, NOW)
+    (command,) = first.commands
+    in_flight = [sent(first, m) for m in fleet]
+    assert (
+        plan_commands(wanted, in_flight, command.confirm_by - timedelta(seconds=1)).commands == ()
+    )
+    (retry,) = plan_commands(wanted, in_flight, command.confirm_by).commands
+    assert retry.attempt == 2 and retry.reason.startswith("sleep: S21 over target")
+    assert "(attempt 2)" in retry.reason
+
+
+def test_a_changed_target_overrides_a_command_in_flight() -> None:
+    first = plan_commands(target({"S21": {}}), [miner(0)], NOW)
+    view = sent(first, miner(0))
+    (wake,) = plan_commands(target({"S21": {"stock": 1}}), [view], NOW).commands
+    assert wake.action is Action.WAKE and wake.attempt == 1
+
+
+def test_a_miner_raised_in_this_tick_is_not_raised_again_in_it() -> None:
+    first = plan_commands(target({"S21": {"eco": 1}}), [miner(0, MinerState.SLEEPING)], NOW)
+    view = sent(first, miner(0, MinerState.SLEEPING))
+    again = plan_commands(target({"S21": {"turbo": 1}}), [view], NOW)
+    later = plan_commands(target({"S21": {"turbo": 1}}), [view], NOW + timedelta(seconds=1))
+    assert again.commands == () and again.deferred == ("m000",)
+    assert [(c.action, c.from_profile) for c in later.commands] == [(Action.PROFILE, "eco")]
+
+
+def test_a_miner_out_of_attempts_is_degraded_for_the_cooldown() -> None:
+    policy = DispatchPolicy(max_attempts=3, degraded_cooldown_s=600)
+    failed = plan_commands(target({"S21": {}}), [miner(0)], NOW).commands[0]
+    view = miner(0, failed=replace(failed, attempt=3))
+    plan = plan_commands(target({"S21": {}}), [view], NOW, policy)
+    assert plan.commands == ()
+    (degradation,) = plan.newly_degraded
+    assert degradation.until == NOW + timedelta(seconds=600)
+    assert degradation.reason == "sleep unconfirmed after 3 attempts"
+
+
+def test_a_miner_that_woke_by_itself_is_put_back_to_sleep_as_drift() -> None:
+    confirmed = plan_commands(target({"S21": {}}), [miner(0)], NOW).commands[0]
+    view = miner(0, confirmed=confirmed)  # it reads mining again
+    (command,) = plan_commands(target({"S21": {}}), [view], NOW).commands
+    assert command.action is Action.SLEEP
+    assert command.reason.startswith("drift: confirmed sleeping, reads mining at stock; sleep")
+
+
+def test_a_miner_that_got_to_a_failed_commands_goal_late_is_not_drifting() -> None:
+    slept = plan_commands(target({"S21": {}}), [miner(0)], NOW).commands[0]
+    woke = plan_commands(target({"S21": {"stock": 1}}), [miner(0, MinerState.SLEEPING)], NOW)
+    view = miner(0, confirmed=slept, failed=woke.commands[0])  # it reads mining now
+    (command,) = plan_commands(target({"S21": {}}), [view], NOW).commands
+    assert command.reason.startswith("sleep: S21 over target")
+
+
+def test_the_drifting_miner_is_the_one_put_back_even_if_it_is_the_most_efficient() -> None:
+    sleep_order = plan_commands(target({"S21": {}}), [miner(2)], NOW).commands[0]
+    fleet = [miner(0), miner(1), miner(2, ratio=0.8, confirmed=sleep_order)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert by_action(plan)[Action.SLEEP] == ["m002"]
+
+
+def test_deadlines_follow_the_policy_and_the_models_wake_time() -> None:
+    policy = DispatchPolicy(poll_interval_s=30, confirm_polls=2, profile_settle_s=60)
+    assert confirm_within(Action.SLEEP, S21, policy) == timedelta(seconds=60)
+    assert confirm_within(Action.WAKE, S21, policy) == timedelta(seconds=240 + 60)
+    assert confirm_within(Action.PROFILE, S19, policy) == timedelta(seconds=60 + 60)
+
+
+def test_command_ids_are_unique_per_device_action_attempt_and_instant() -> None:
+    plan = plan_commands(target({"S21": {}}), [miner(0), miner(1)], NOW)
+    assert [c.id for c in plan.commands] == [
+        "m000:sleep:1@2025-06-01T12:00:00+00:00",
+        "m001:sleep:1@2025-06-01T12:00:00+00:00",
+    ]
+
+
+# --- the target --------------------------------------------------------------------------
+
+
+def test_a_target_from_lp_counts_rounds_down() -> None:
+    made = AsicTarget.from_counts({"S21": {"stock": 2.9999999, "eco": 1.6}}, 1e6, "why")
+    assert made.running == {"S21": {"stock": 3, "eco": 1}}
+    assert made.wanted("S21") == {"stock": 3, "eco": 1} and made.wanted("S19 XP") == {}
+
+
+def test_a_target_refuses_negative_counts_and_ramps() -> None:
+    with pytest.raises(ValidationError, match=r"running\.S21\.eco"):
+        AsicTarget({"S21": {"eco": -1}})
+    with pytest.raises(ValidationError, match="max_power_increase_w"):
+        AsicTarget({}, max_power_increase_w=-1.0)
+
+
+def test_commands_are_frozen_values() -> None:
+    command = plan_commands(target({"S21": {}}), [miner(0)], NOW).commands[0]
+    assert isinstance(command, Command)
+    with pytest.raises(AttributeError):
+        command.attempt = 2  # type: ignore[misc]

@@ -1,0 +1,219 @@
+"""The dispatcher service against an in-memory driver: sending, logging, failures, the loop."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+from tests.unit.test_dispatch_planning import NOW, REASON, miner, reading
+
+from hcp.adapters.clock import ManualClock
+from hcp.adapters.devices.errors import DeviceTimeout, MalformedReply
+from hcp.dispatch import AsicTarget, DispatchPolicy, OutcomeStatus, plan_commands
+from hcp.domain.devices import DeviceKind
+from hcp.domain.fleet import Device
+from hcp.domain.plans import Allocation, SitePlan
+from hcp.domain.status import DeviceStatus
+from hcp.domain.telemetry import AsicReading, MinerState
+from hcp.services.dispatcher import Dispatcher, InMemoryCommandLog, SiteDispatcher, reading_of
+
+LATER = NOW + timedelta(seconds=10)
+CURTAIL = AsicTarget({"S21": {}}, reason=REASON)
+
+
+class FakeDriver:
+    """Records every call; addresses in `broken` raise the given error; counts calls in flight."""
+
+    def __init__(self, broken: dict[str, Exception] | None = None, delay_s: float = 0.0) -> None:
+        self.calls: list[tuple[str, str, str | None]] = []
+        self.broken = broken or {}
+        self.delay_s = delay_s
+        self.in_flight = self.most_in_flight = 0
+
+    async def _call(self, verb: str, address: str, profile: str | None = None) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+            if address in self.broken:
+                raise self.broken[address]
+            self.calls.append((verb, address, profile))
+        finally:
+            self.in_flight -= 1
+
+    async def sleep(self, address: str) -> None:
+        await self._call("sleep", address)
+
+    async def wake(self, address: str) -> None:
+        await self._call("wake", address)
+
+    async def set_profile(self, address: str, profile: str) -> None:
+        await self._call("profile", address, profile)
+
+
+def asleep(index: int) -> AsicReading:
+    return reading(f"127.0.0.{index}:4028", MinerState.SLEEPING, at=LATER)
+
+
+async def test_a_tick_sends_the_plan_and_logs_each_command_with_its_reason() -> None:
+    driver, log = FakeDriver(), InMemoryCommandLog()
+    dispatcher = Dispatcher(driver, log)
+    report = await dispatcher.tick(CURTAIL, [miner(0), miner(1)], NOW)
+    assert dispatcher.last_report is report
+    assert sorted(driver.calls) == [
+        ("sleep", "127.0.0.0:4028", None),
+        ("sleep", "127.0.0.1:4028", None),
+    ]
+    assert len(report.sent) == 2 and report.errors == {}
+    records = log.recent()
+    assert [r.command.device_id for r in records] == ["m001", "m000"]
+    assert all(r.command.reason.endswith(REASON) and r.outcome is None for r in records)
+
+
+async def test_telemetry_confirms_the_commands_and_the_log_shows_it() -> None:
+    log = InMemoryCommandLog()
+    dispatcher = Dispatcher(FakeDriver(), log)
+    await dispatcher.tick(CURTAIL, [miner(0)], NOW)
+    (outcome,) = await dispatcher.confirm([asleep(0)], LATER)
+    assert outcome.status is OutcomeStatus.CONFIRMED
+    assert dispatcher.pending() == []
+    (record,) = log.recent(device_id="m000")
+    assert record.outcome == outcome
+    again = await dispatcher.tick(CURTAIL, [miner(0, MinerState.SLEEPING)], LATER)
+    assert again.plan.commands == ()
+
+
+async def test_a_device_error_marks_the_miner_degraded_and_the_tick_goes_on() -> None:
+    broken = {"127.0.0.1:4028": MalformedReply("127.0.0.1:4028", "reply is not JSON")}
+    driver, log = FakeDriver(broken), InMemoryCommandLog()
+    report = await Dispatcher(driver, log).tick(CURTAIL, [miner(i) for i in range(3)], NOW)
+    assert report.degraded == {"m001": "127.0.0.1:4028: reply is not JSON"}
+    assert {c.device_id for c in report.sent} == {"m000", "m002"}
+    (failed,) = log.recent(device_id="m001")
+    assert failed.outcome is not None and failed.outcome.status is OutcomeStatus.FAILED
+    assert failed.outcome.detail.startswith("not delivered: 127.0.0.1:4028")
+
+
+async def test_an_undelivered_command_is_retried_then_the_miner_is_degraded() -> None:
+    broken = {"127.0.0.0:4028": DeviceTimeout("127.0.0.0:4028", "no reply within 2 s")}
+    dispatcher = Dispatcher(
+        FakeDriver(broken), InMemoryCommandLog(), DispatchPolicy(max_attempts=2)
+    )
+    first = await dispatcher.tick(CURTAIL, [miner(0)], NOW)
+    second = await dispatcher.tick(CURTAIL, [miner(0)], LATER)
+    third = await dispatcher.tick(CURTAIL, [miner(0)], LATER + timedelta(seconds=10))
+    assert [c.attempt for c in first.plan.commands + second.plan.commands] == [1, 2]
+    assert third.plan.commands == ()
+    assert third.degraded == {"m000": "sleep unconfirmed after 2 attempts"}
+
+
+async def test_an_unconfirmed_command_fails_at_its_deadline_and_is_sent_again() -> None:
+    driver = FakeDriver()
+    dispatcher = Dispatcher(driver, InMemoryCommandLog())
+    (command,) = (await dispatcher.tick(CURTAIL, [miner(0)], NOW)).plan.commands
+    still_mining = reading("127.0.0.0:4028", at=command.confirm_by)
+    (outcome,) = await dispatcher.confirm([still_mining], command.confirm_by)
+    assert outcome.status is OutcomeStatus.FAILED
+    retry = await dispatcher.tick(CURTAIL, [miner(0)], command.confirm_by)
+    assert [c.attempt for c in retry.sent] == [2]
+    assert len(driver.calls) == 2
+
+
+async def test_a_wake_into_another_profile_sets_the_profile_first() -> None:
+    driver = FakeDriver()
+    wanted = AsicTarget({"S21": {"eco": 1}})
+    await Dispatcher(driver, InMemoryCommandLog()).tick(
+        wanted, [miner(0, MinerState.SLEEPING, "stock")], NOW
+    )
+    assert driver.calls == [("profile", "127.0.0.0:4028", "eco"), ("wake", "127.0.0.0:4028", None)]
+
+
+async def test_commands_in_flight_are_bounded_by_the_concurrency() -> None:
+    driver = FakeDriver(delay_s=0.01)
+    dispatcher = Dispatcher(driver, InMemoryCommandLog(), concurrency=4)
+    report = await dispatcher.tick(CURTAIL, [miner(i) for i in range(20)], NOW)
+    assert len(report.sent) == 20 and driver.most_in_flight == 4
+
+
+def test_the_in_memory_log_keeps_the_newest_records() -> None:
+    log = InMemoryCommandLog(capacity=2)
+    for command in plan_commands(CURTAIL, [miner(i) for i in range(3)], NOW).commands:
+        log.record(command)
+    assert [r.command.device_id for r in log.recent()] == ["m002", "m001"]
+    assert log.recent(limit=1)[0].command.device_id == "m002"
+
+
+# --- the control loop's view ---------------------------------------------------------------
+
+
+class FakeFleet:
+    def __init__(self, devices: list[Device]) -> None:
+        self._devices = devices
+
+    def devices(
+        self, *, site_id: str | None = None, kind: DeviceKind | None = None
+    ) -> list[Device]:
+        return [d for d in self._devices if d.site_id == site_id and d.kind is kind]
+
+
+class FakeUnitOfWork:
+    def __init__(self, devices: list[Device]) -> None:
+        self.fleet = FakeFleet(devices)
+
+    def __enter__(self) -> FakeUnitOfWork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def stored_miner(index: int, address: str | None = None) -> Device:
+    address = address if address is not None else f"127.0.0.{index}:4028"
+    return Device(
+        f"m{index:03d}", "s1", None, "S21", DeviceKind.ASIC, "mining", NOW, address=address
+    )
+
+
+def status(index: int, state: str = "mining", power_w: float = 3_500.0) -> DeviceStatus:
+    return DeviceStatus(f"m{index:03d}", state, True, NOW, "stock", power_w, 200.0, 70.0)
+
+
+PLAN = SitePlan(
+    "p1",
+    "s1",
+    NOW,
+    "breakeven",
+    "optimal",
+    "price 412 $/MWh above S21 stock breakeven 96",
+    0.0,
+    NOW,
+    (Allocation("S21", "stock", 1, 3.5), Allocation("S21", "sleep", 1, 0.025)),
+)
+
+
+async def test_the_site_dispatcher_runs_a_stored_plan_against_the_latest_statuses() -> None:
+    devices = [stored_miner(0), stored_miner(1), stored_miner(2, address="")]
+    driver, clock = FakeDriver(), ManualClock(NOW)
+    dispatcher = Dispatcher(driver, InMemoryCommandLog())
+    site = SiteDispatcher(dispatcher, lambda: FakeUnitOfWork(devices), clock)
+    latest = {"m000": status(0, power_w=3_400.0), "m001": status(1), "m002": status(2)}
+    await site.dispatch(PLAN, latest)
+    # m001 is the less efficient of the two; m002 has no address, so it is not dispatched.
+    assert driver.calls == [("sleep", "127.0.0.1:4028", None)]
+    report = site.dispatcher.last_report
+    assert report is not None
+    assert report.sent[0].reason.endswith(
+        "plan 2025-06-01T12:00Z (breakeven): price 412 $/MWh above S21 stock breakeven 96"
+    )
+    clock.advance(timedelta(seconds=5))
+    asleep = replace(status(1, "sleeping", 25.0), at=clock.now())
+    (outcome,) = await site.confirm_latest({"m001": asleep})
+    assert outcome.status is OutcomeStatus.CONFIRMED
+
+
+def test_a_status_of_an_unreachable_miner_is_no_reading() -> None:
+    assert reading_of(DeviceStatus("m000", "unreachable", False, NOW), "127.0.0.1:4028") is None
+    assert reading_of(None, "127.0.0.1:4028") is None
+    back = reading_of(status(0), "127.0.0.1:4028")
+    assert back is not None and back.state is MinerState.MINING and back.device == "127.0.0.1:4028"
