@@ -23,16 +23,20 @@ from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.db.telemetry import TelemetryStore
 from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
 from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
+from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Principal, Role
+from hcp.domain.plans import SitePlan
+from hcp.domain.status import DeviceStatus
 from hcp.services.auth import Authenticator, issue_key
 from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.dashboard import DashboardService
+from hcp.services.dispatcher import Dispatcher, SiteDispatcher
 from hcp.services.events import ASIC_METRICS, GPU_METRICS
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import IdentityService
@@ -268,6 +272,20 @@ class Live:
         await self.samples.flush()
 
 
+class LoggedDispatcher:
+    """The site dispatcher, its command log written once per dispatch."""
+
+    def __init__(self, site: SiteDispatcher, command_log: SqlCommandLog) -> None:
+        self.site = site
+        self._log = command_log
+
+    async def dispatch(self, plan: SitePlan, latest: dict[str, DeviceStatus]) -> None:
+        try:
+            await self.site.dispatch(plan, latest)
+        finally:
+            await asyncio.to_thread(self._log.flush)
+
+
 async def start_live(runtime: Runtime) -> Live:
     """Start the simulators for the stored fleet and wire the control loop to them."""
     settings, clock, uow = runtime.settings, runtime.clock, runtime.unit_of_work
@@ -281,6 +299,7 @@ async def start_live(runtime: Runtime) -> Live:
     with uow() as unit:
         unit.fleet.set_addresses({d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()})
         unit.commit()
+    command_log = SqlCommandLog(runtime.engine, settings.site_id)
     bus = InMemoryBus()
     recorder = StatusRecorder(uow)
     samples = TelemetryRecorder(runtime.platform.telemetry, clock)
@@ -307,6 +326,10 @@ async def start_live(runtime: Runtime) -> Live:
         samples=samples,
         bus=bus,
         billing=runtime.platform.billing,
+        dispatcher=LoggedDispatcher(
+            SiteDispatcher(Dispatcher(LuxosMinerDriver(clock=clock), command_log), uow, clock),
+            command_log,
+        ),
     )
     return Live(control, simulated, bus, runner, gpu_reader, recorder, samples)
 

@@ -207,3 +207,45 @@ def stored_site(runtime: bootstrap.Runtime) -> FleetSite:
         site = uow.fleet.site(runtime.settings.site_id)
     assert site is not None
     return site
+
+
+class SpikeFeed:
+    """A market that sits at a price spike: every miner should sleep."""
+
+    step = timedelta(minutes=5)
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+
+    def next_snapshot(self) -> MarketSnapshot:
+        return MarketSnapshot(
+            at=self._clock.now(),
+            electricity_usd_per_mwh={"HB_WEST": 5_000.0},
+            btc_usd=60_000.0,
+            difficulty=90e12,
+            fees_btc_per_day=8.0,
+            gpu_spot_usd_per_gpu_hour={"H100": 2.0},
+        )
+
+
+async def test_a_price_spike_sleeps_every_miner_confirmed_by_telemetry(site: Site) -> None:
+    site.live.control._feed = SpikeFeed(site.clock)  # the market is a port: swap it
+    await site.live.control.poll()
+    outcome = await site.live.control.tick()
+    assert outcome.errors == [] and outcome.plan is not None
+    assert outcome.plan.asic_target({"S21"}) == {}
+    sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    assert len(sent) == 12 and {c["action"] for c in sent} == {"sleep"}
+    assert {c["status"] for c in sent} == {"sent"}
+    assert all(
+        "5000.00" in c["reason"] or "5,000" in c["reason"] or "plan" in c["reason"] for c in sent
+    )
+
+    site.clock.advance(timedelta(seconds=30))
+    await site.live.control.poll()
+    await site.live.settle()
+    await site.live.control.tick()
+    settled = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    assert {c["status"] for c in settled} == {"confirmed"}
+    resources = (await site.api.get("/api/v1/resources?kind=asic", headers=site.admin)).json()
+    assert resources["by_state"] == {"sleeping": 12}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select, update
+import threading
+
+from sqlalchemy import Engine, Update, select, update
 
 from hcp.adapters.db.engine import make_session_factory
 from hcp.adapters.db.tables import DispatchCommandRow
@@ -11,40 +13,57 @@ from hcp.services.ports import StoredCommand
 
 
 class SqlCommandLog:
+    """Commands and outcomes are buffered as the dispatcher records them and written in one
+    transaction by `flush` (once per dispatch: ten thousand commits for ten thousand miners
+    would cost seconds)."""
+
     def __init__(self, engine: Engine, site_id: str | None = None) -> None:
         self._sessions = make_session_factory(engine)
         self._site_id = site_id
+        self._lock = threading.Lock()
+        self._commands: list[Command] = []
+        self._outcomes: list[CommandOutcome] = []
 
     def record(self, command: Command) -> None:
-        with self._sessions() as session, session.begin():
-            session.add(
-                DispatchCommandRow(
-                    id=command.id,
-                    issued_at=command.issued_at,
-                    site_id=self._site_id,
-                    device_id=command.device_id,
-                    address=command.address,
-                    action=command.action.value,
-                    profile=command.profile,
-                    reason=command.reason,
-                    attempt=command.attempt,
-                    confirm_by=command.confirm_by,
-                    status="sent",
-                )
-            )
+        with self._lock:
+            self._commands.append(command)
 
     def record_outcome(self, outcome: CommandOutcome) -> None:
-        row = DispatchCommandRow
-        statement = (
-            update(row)
-            .where(row.id == outcome.command.id)
-            .values(status=outcome.status.value, outcome_at=outcome.at, detail=outcome.detail)
-        )
+        with self._lock:
+            self._outcomes.append(outcome)
+
+    def flush(self) -> int:
+        """Write what was recorded since the last flush; how many rows changed."""
+        with self._lock:
+            commands, self._commands = self._commands, []
+            outcomes, self._outcomes = self._outcomes, []
+        if not commands and not outcomes:
+            return 0
         with self._sessions() as session, session.begin():
-            session.execute(statement)
+            session.add_all(self._row(c) for c in commands)
+            session.flush()
+            for outcome in outcomes:
+                session.execute(_outcome_update(outcome))
+        return len(commands) + len(outcomes)
+
+    def _row(self, command: Command) -> DispatchCommandRow:
+        return DispatchCommandRow(
+            id=command.id,
+            issued_at=command.issued_at,
+            site_id=self._site_id,
+            device_id=command.device_id,
+            address=command.address,
+            action=command.action.value,
+            profile=command.profile,
+            reason=command.reason,
+            attempt=command.attempt,
+            confirm_by=command.confirm_by,
+            status="sent",
+        )
 
     def recent(self, limit: int = 100, device_id: str | None = None) -> list[StoredCommand]:
         """Newest first."""
+        self.flush()
         query = select(DispatchCommandRow).order_by(
             DispatchCommandRow.issued_at.desc(), DispatchCommandRow.id
         )
@@ -52,6 +71,15 @@ class SqlCommandLog:
             query = query.where(DispatchCommandRow.device_id == device_id)
         with self._sessions() as session:
             return [_stored(r) for r in session.scalars(query.limit(limit))]
+
+
+def _outcome_update(outcome: CommandOutcome) -> Update:
+    row = DispatchCommandRow
+    return (
+        update(row)
+        .where(row.id == outcome.command.id)
+        .values(status=outcome.status.value, outcome_at=outcome.at, detail=outcome.detail)
+    )
 
 
 def _stored(r: DispatchCommandRow) -> StoredCommand:
