@@ -46,5 +46,8 @@ bench-economics: $(DEV_INSTALLED)  ## every strategy on ERCOT 2024 and Winter St
 bench-scheduler: $(DEV_INSTALLED)  ## placement latency and throughput, 10k GPUs / 100k queued
 	$(BIN)/python -m hcp.scheduling.bench
 
+bench-fleet: $(DEV_INSTALLED)  ## curtail 10k/100k miners, telemetry ingest, one 10k+1k tick
+	$(BIN)/python scripts/bench_fleet.py
+
 clean:
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,8 +14,11 @@ What one run measures (wall time from the first command to the last confirmation
   file descriptor and the hard open-file limit is read below; so the simulator runs in as many
   child processes as the limit needs, the dispatcher in this one. Null, with
   `curtail_100k_note`, when that is not possible here.
-- `naive_baseline`: one miner at a time (logon, curtail, read), no concurrency, over 500 miners,
-  extrapolated linearly: what a straightforward loop would take.
+- `with_reply_delay`: 2,000 miners that each take 20 ms to answer (as firmware and a network do;
+  loopback does not), curtailed by the dispatcher and, over 100 of them, by the naive loop.
+- `naive_baseline`: one miner at a time (logon, curtail, read), no concurrency, over the first
+  500 miners of the one-process fleet (woken again first), extrapolated linearly: what a
+  straightforward loop would take.
 
 Where the time goes: per run, the wall time of each phase (plan, send, confirm polls, confirm),
 the count and mean latency of each exchange kind (logon, curtail, read), CPU seconds, and the
@@ -53,7 +56,7 @@ from hcp.dispatch import AsicTarget, MinerView, OutcomeStatus, plan_commands
 from hcp.domain.catalog import asic_model
 from hcp.domain.telemetry import AsicReading, MinerState
 from hcp.services.dispatcher import Dispatcher, InMemoryCommandLog
-from hcp.simulators.asic import AsicFleetSimulator, loopback_hosts, uniform_fleet
+from hcp.simulators.asic import AsicFleetSimulator, Faults, loopback_hosts, uniform_fleet
 
 MODEL = asic_model("S21")
 TARGETS_S = {"curtail_10k_seconds": 5.0, "curtail_100k_seconds": 30.0}
@@ -61,8 +64,12 @@ CURTAIL_ALL = AsicTarget({MODEL.name: {}}, reason="bench: curtail every miner")
 HEADROOM_FDS = 4_096
 """File descriptors a simulator process keeps for connections and the rest of the program."""
 MAX_CONFIRM_POLLS = 5
-FIRST_IP = {"in_process": "127.64.0.1", "split": "127.96.0.1", "big": "127.128.0.1"}
-BASELINE_IP = "127.63.0.1"
+FIRST_IP = {
+    "in_process": "127.64.0.1",
+    "delayed": "127.80.0.1",
+    "split": "127.96.0.1",
+    "big": "127.128.0.1",
+}
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -145,17 +152,33 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def timed_driver(concurrency: int, timeout_s: float) -> tuple[LuxosMinerDriver, TimedTransport]:
+    transport = TimedTransport(timeout_s)
+    driver = LuxosMinerDriver(timeout_s=timeout_s, max_in_flight=concurrency, transport=transport)
+    return driver, transport
+
+
 async def curtail(
     addresses: Sequence[str],
     concurrency: int,
     timeout_s: float,
     on_start: Callable[[], object] = lambda: None,
 ) -> Run:
+    """A curtailment through a new driver (see `curtail_with`)."""
+    driver, transport = timed_driver(concurrency, timeout_s)
+    return await curtail_with(driver, transport, addresses, concurrency, on_start)
+
+
+async def curtail_with(
+    driver: LuxosMinerDriver,
+    transport: TimedTransport,
+    addresses: Sequence[str],
+    concurrency: int,
+    on_start: Callable[[], object] = lambda: None,
+) -> Run:
     """Poll once (untimed), then time: plan + send sleep to all, poll until all confirmed.
 
     `on_start` runs just before the timed part (it marks the simulator processes' CPU)."""
-    transport = TimedTransport(timeout_s)
-    driver = LuxosMinerDriver(timeout_s=timeout_s, max_in_flight=concurrency, transport=transport)
     log = InMemoryCommandLog(len(addresses))
     dispatcher = Dispatcher(driver, log, concurrency=concurrency)
     polled = await driver.read_all(addresses)
@@ -236,22 +259,26 @@ async def minimal_exchanges(addresses: Sequence[str], concurrency: int) -> dict[
     }
 
 
-async def naive_baseline(count: int, scale_to: Sequence[int]) -> dict[str, Any]:
-    """One miner at a time: a fresh client logs on, curtails, reads back. Extrapolated."""
-    config = uniform_fleet(MODEL, count, first_ip=BASELINE_IP)
-    async with AsicFleetSimulator(config) as fleet:
-        started = time.perf_counter()
-        asleep = 0
-        for host, port in fleet.addresses:
-            client = LuxosClient(host, port)
-            await client.curtail_sleep()
-            asleep += (await client.read()).state is MinerState.SLEEPING
-        wall = time.perf_counter() - started
+async def naive_baseline(
+    fleet: AsicFleetSimulator, count: int, scale_to: Sequence[int]
+) -> dict[str, Any]:
+    """One miner at a time over the fleet's first `count` miners (woken again first, untimed):
+    a fresh client logs on, curtails, reads back. Extrapolated linearly."""
+    for miner in fleet.miners[:count]:
+        miner.wake(fleet.clock.now())
+    started, cpu_before = time.perf_counter(), cpu_s()
+    asleep = 0
+    for host, port in fleet.addresses[:count]:
+        client = LuxosClient(host, port)
+        await client.curtail_sleep()
+        asleep += (await client.read()).state is MinerState.SLEEPING
+    wall = time.perf_counter() - started
     return {
         "label": f"naive: sequential, one miner at a time, first {count} miners, extrapolated",
         "miners_measured": count,
         "confirmed": asleep,
         "seconds_measured": round(wall, 3),
+        "cpu_s_measured": round(cpu_s() - cpu_before, 3),
         **{f"extrapolated_{n // 1000}k_seconds": round(wall * n / count, 1) for n in scale_to if n},
     }
 
@@ -263,14 +290,36 @@ def addresses_from(first_ip: str, count: int) -> list[str]:
     return [f"{host}:4028" for host in loopback_hosts(first_ip, count)]
 
 
-async def in_process(count: int, concurrency: int, timeout_s: float) -> dict[str, Any]:
-    """Simulator and dispatcher in this process and event loop."""
-    config = uniform_fleet(MODEL, count, first_ip=FIRST_IP["in_process"])
+async def in_process(args: argparse.Namespace) -> dict[str, Any]:
+    """Simulator and dispatcher in this process and event loop; then, on the same fleet, the
+    minimal TCP exchange and the naive baseline."""
+    config = uniform_fleet(MODEL, args.miners, first_ip=FIRST_IP["in_process"])
     async with AsicFleetSimulator(config) as fleet:
         addresses = [f"{host}:{port}" for host, port in fleet.addresses]
-        run = await curtail(addresses, concurrency, timeout_s)
-        minimal = await minimal_exchanges(addresses, concurrency)
-    return {**run.as_json(), "minimal_tcp_exchange": minimal}
+        driver, transport = timed_driver(args.concurrency, args.timeout)
+        run = await curtail_with(driver, transport, addresses, args.concurrency)
+        minimal = await minimal_exchanges(addresses, args.concurrency)
+        # Give the sessions of the baseline's miners back, so its fresh clients can log on.
+        await asyncio.gather(*(driver.client(a).logoff() for a in addresses[: args.baseline]))
+        naive = await naive_baseline(fleet, args.baseline, [args.miners, args.big])
+    return {**run.as_json(), "minimal_tcp_exchange": minimal, "naive_baseline": naive}
+
+
+async def with_reply_delay(args: argparse.Namespace) -> dict[str, Any]:
+    """The same curtailment and naive loop when every exchange waits `--delay-ms` at the miner
+    (firmware and network time, which loopback lacks): what the concurrency is for."""
+    delay = Faults(reply_delay_s=args.delay_ms / 1000)
+    count = args.delay_miners
+    faults = dict.fromkeys(range(count), delay)
+    config = uniform_fleet(MODEL, count, first_ip=FIRST_IP["delayed"], faults=faults)
+    async with AsicFleetSimulator(config) as fleet:
+        addresses = [f"{host}:{port}" for host, port in fleet.addresses]
+        driver, transport = timed_driver(args.concurrency, args.timeout)
+        run = await curtail_with(driver, transport, addresses, args.concurrency)
+        naive_count = min(count, args.delay_baseline)
+        await asyncio.gather(*(driver.client(a).logoff() for a in addresses[:naive_count]))
+        naive = await naive_baseline(fleet, naive_count, [count, args.miners])
+    return {"reply_delay_ms": args.delay_ms, "dispatcher": run.as_json(), "naive": naive}
 
 
 def serve_slice(first_ip: str, count: int, conn: Connection) -> None:
@@ -407,8 +456,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine(), "targets_s": TARGETS_S}
     result["concurrency"] = args.concurrency
     if "one" in parts:
-        one = await in_process(args.miners, args.concurrency, args.timeout)
+        one = await in_process(args)
+        result["naive_baseline"] = one.pop("naive_baseline")
         result.update(curtail_10k_seconds=one["seconds"], curtail_10k=one)
+    if "delay" in parts:
+        result["with_reply_delay"] = await with_reply_delay(args)
     if "split" in parts:
         ip = FIRST_IP["split"]
         split = await split_process(args.miners, args.miners, args.concurrency, args.timeout, ip)
@@ -417,8 +469,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result["curtail_100k_seconds"], result["curtail_100k_note"] = None, "not run"
     if "big" in parts and args.big:
         result.update(await big_run(args.big, args.concurrency, args.timeout))
-    if "naive" in parts:
-        result["naive_baseline"] = await naive_baseline(args.baseline, [args.miners, args.big])
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -439,7 +489,10 @@ def main() -> None:
     parser.add_argument("--miners", type=int, default=10_000)
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--no-big", dest="big", action="store_const", const=0)
-    parser.add_argument("--parts", default="one,split,big,naive", help="comma-separated")
+    parser.add_argument("--parts", default="one,delay,split,big", help="comma-separated")
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="reply delay, 'delay' part")
+    parser.add_argument("--delay-miners", type=int, default=2_000)
+    parser.add_argument("--delay-baseline", type=int, default=100)
     parser.add_argument("--baseline", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=5.0, help="per exchange, seconds")

@@ -39,7 +39,7 @@ from hcp.services.dashboard import DashboardService
 from hcp.services.dispatcher import Dispatcher, SiteDispatcher
 from hcp.services.events import ASIC_METRICS, GPU_METRICS
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
-from hcp.services.identity import IdentityService
+from hcp.services.identity import FAST_TEST_HASHER, IdentityService
 from hcp.services.market import MarketService
 from hcp.services.monitor import FleetMonitor, FleetReader, StatusRecorder
 from hcp.services.planning import planner_named
@@ -96,7 +96,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         auth=auth,
         market=market,
         fleet=FleetService(uow),
-        identity=IdentityService(uow, clock, auth),
+        identity=IdentityService(
+            uow, clock, auth, FAST_TEST_HASHER if settings.env == "test" else None
+        ),
         dashboard=DashboardService(uow, clock, secure_cookies=settings.env == "production"),
         billing=BillingService(uow, clock),
         telemetry=TelemetryService(TelemetryStore(engine), clock),

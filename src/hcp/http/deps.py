@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hcp.domain.errors import Forbidden
 from hcp.domain.identity import Principal
 from hcp.services.platform import Platform
 
@@ -32,3 +33,13 @@ async def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_staff(principal: CurrentPrincipal) -> Principal:
+    """The caller, who must be staff: the fleet, its plan and its commands are not customers'."""
+    if not principal.role.sees_everything:
+        raise Forbidden("fleet data is for operators and admins")
+    return principal
+
+
+StaffPrincipal = Annotated[Principal, Depends(get_staff)]

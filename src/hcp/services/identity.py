@@ -28,9 +28,9 @@ SESSION_TTL = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CUSTOMER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
-_hasher = PasswordHasher()
-# Verified when the email is unknown, so that answer takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("no user has this password")
+# Test runs hash with the cheapest Argon2 settings (HCP_ENV=test): production strength costs
+# a third of a second per hash, thousands of times over in the suite.
+FAST_TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 def session_id_of(secret: str) -> str:
@@ -44,10 +44,19 @@ def require_admin(principal: Principal, what: str) -> None:
 
 
 class IdentityService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        auth: Authenticator,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._auth = auth
+        self._hasher = hasher or PasswordHasher()
+        # Verified when the email is unknown, so that answer takes as long as a wrong password.
+        self._dummy_hash = self._hasher.hash("no user has this password")
 
     # customers and users -------------------------------------------------------------------
 
@@ -95,7 +104,7 @@ class IdentityService:
             role=role,
             created_at=self._clock.now(),
             customer_id=customer_id,
-            password_hash=_hasher.hash(password),
+            password_hash=self._hasher.hash(password),
         )
         with self._uow() as uow:
             self._check_new_user(uow, user)
@@ -121,8 +130,8 @@ class IdentityService:
         an unknown email and a wrong password, so neither can be probed."""
         with self._uow() as uow:
             user = uow.users.by_email(email.strip().lower())
-            known_hash = user.password_hash if user is not None else _DUMMY_HASH
-            if not _verify(known_hash, password) or user is None or user.disabled:
+            known_hash = user.password_hash if user is not None else self._dummy_hash
+            if not _verify(self._hasher, known_hash, password) or user is None or user.disabled:
                 raise Unauthenticated("wrong email or password")
             secret = secrets.token_urlsafe(32)
             now = self._clock.now()
@@ -213,10 +222,10 @@ def _may_manage_key(principal: Principal, key: ApiKey) -> bool:
     return key.customer_id is not None and key.customer_id == principal.customer_id
 
 
-def _verify(password_hash: str | None, password: str) -> bool:
+def _verify(hasher: PasswordHasher, password_hash: str | None, password: str) -> bool:
     if not password_hash:
         return False
     try:
-        return _hasher.verify(password_hash, password)
+        return hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from hcp.http.deps import CurrentPrincipal, PlatformDep
+from hcp.http.deps import PlatformDep, StaffPrincipal
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 
@@ -31,7 +31,7 @@ class CommandOut(BaseModel):
 @router.get("/dispatch", response_model=list[CommandOut])
 def dispatch_log(
     platform: PlatformDep,
-    _caller: CurrentPrincipal,
+    _caller: StaffPrincipal,
     device: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CommandOut]:

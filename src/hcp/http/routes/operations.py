@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
-from hcp.http.deps import CurrentPrincipal, PlatformDep
+from hcp.http.deps import CurrentPrincipal, PlatformDep, StaffPrincipal
 from hcp.http.schemas import DeviceOut, QueueDepthOut, ResourcesOut, SiteOut
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
@@ -29,7 +29,7 @@ def queue_depth(platform: PlatformDep, _caller: CurrentPrincipal) -> QueueDepthO
 @router.get("/resources", response_model=ResourcesOut)
 def resources(
     platform: PlatformDep,
-    _caller: CurrentPrincipal,
+    _caller: StaffPrincipal,
     site: Annotated[str | None, Query(max_length=64)] = None,
     kind: DeviceKind | None = None,
     state: Annotated[str | None, Query(max_length=32)] = None,
@@ -45,7 +45,7 @@ def resources(
 
 
 @router.get("/sites", response_model=list[SiteOut])
-def sites(platform: PlatformDep, _caller: CurrentPrincipal) -> list[SiteOut]:
+def sites(platform: PlatformDep, _caller: StaffPrincipal) -> list[SiteOut]:
     """Every site with its market node, power limit, PUE and contract."""
     return [
         SiteOut(

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from hcp.domain.errors import NotFound
 from hcp.domain.plans import SitePlan
-from hcp.http.deps import CurrentPrincipal, PlatformDep
+from hcp.http.deps import CurrentPrincipal, PlatformDep, StaffPrincipal
 
 router = APIRouter(prefix="/api/v1", tags=["plan"])
 
@@ -61,7 +61,7 @@ class PreemptionOut(BaseModel):
 @router.get("/plan/current", response_model=PlanOut)
 def current_plan(
     platform: PlatformDep,
-    _caller: CurrentPrincipal,
+    _caller: StaffPrincipal,
     site: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PlanOut:
     """The newest plan: how many devices of each model do what, and the power it draws."""
@@ -71,10 +71,12 @@ def current_plan(
 @router.get("/allocations", response_model=AllocationsOut)
 def allocations(platform: PlatformDep, caller: CurrentPrincipal) -> AllocationsOut:
     """The current plan's allocations and which GPUs each running workload holds."""
-    try:
-        plan: PlanOut | None = plan_out(platform.fleet.current_plan())
-    except NotFound:  # before the first tick there is no plan yet: that is data, not an error
-        plan = None
+    plan: PlanOut | None = None
+    if caller.role.sees_everything:  # the site's plan is staff's; a customer sees its GPUs
+        try:
+            plan = plan_out(platform.fleet.current_plan())
+        except NotFound:  # before the first tick there is no plan yet: data, not an error
+            plan = None
     held = [
         WorkloadAllocationOut(
             workload_id=w.id,

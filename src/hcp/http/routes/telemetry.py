@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
 from hcp.domain.telemetry import Point
-from hcp.http.deps import CurrentPrincipal, PlatformDep
+from hcp.http.deps import PlatformDep, StaffPrincipal
 from hcp.services.telemetry import parse_step
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
@@ -34,7 +34,7 @@ class TelemetryOut(BaseModel):
 @router.get("/telemetry", response_model=TelemetryOut)
 def telemetry(
     platform: PlatformDep,
-    _caller: CurrentPrincipal,
+    _caller: StaffPrincipal,
     device: Annotated[str, Query(min_length=1, max_length=64)],
     metric: Annotated[str, Query(min_length=1, max_length=64, examples=["power_w"])],
     start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
