@@ -27,6 +27,7 @@ from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import DEMO_KEYS_FILE, Settings
+from hcp.dispatch.model import DispatchPolicy
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Principal, Role
@@ -266,6 +267,7 @@ class Live:
     gpu_reader: DcgmFleetReader
     recorder: StatusRecorder
     samples: TelemetryRecorder
+    dispatcher: LoggedDispatcher
 
     async def settle(self) -> None:
         """Deliver every published event and store what it carries (tests, shutdown)."""
@@ -275,15 +277,25 @@ class Live:
 
 
 class LoggedDispatcher:
-    """The site dispatcher, its command log written once per dispatch."""
+    """The site dispatcher, its command log written once per dispatch or confirmation."""
 
-    def __init__(self, site: SiteDispatcher, command_log: SqlCommandLog) -> None:
+    def __init__(
+        self, site: SiteDispatcher, command_log: SqlCommandLog, driver: LuxosMinerDriver
+    ) -> None:
         self.site = site
+        self.driver = driver
         self._log = command_log
 
     async def dispatch(self, plan: SitePlan, latest: dict[str, DeviceStatus]) -> None:
         try:
             await self.site.dispatch(plan, latest)
+        finally:
+            await asyncio.to_thread(self._log.flush)
+
+    async def confirm(self, latest: dict[str, DeviceStatus]) -> None:
+        """Settle commands in flight from a fleet poll (sooner than the next tick)."""
+        try:
+            await self.site.confirm_latest(latest)
         finally:
             await asyncio.to_thread(self._log.flush)
 
@@ -302,6 +314,13 @@ async def start_live(runtime: Runtime) -> Live:
         unit.fleet.set_addresses({d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()})
         unit.commit()
     command_log = SqlCommandLog(runtime.engine, settings.site_id)
+    # Deadlines are in platform time: a poll every poll_seconds of wall time is `speed` times
+    # as long on a sped-up clock.
+    policy = DispatchPolicy(poll_interval_s=settings.poll_seconds * getattr(clock, "speed", 1.0))
+    driver = LuxosMinerDriver(clock=clock)
+    dispatcher = LoggedDispatcher(
+        SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
+    )
     bus = InMemoryBus()
     recorder = StatusRecorder(uow)
     samples = TelemetryRecorder(runtime.platform.telemetry, clock)
@@ -328,15 +347,13 @@ async def start_live(runtime: Runtime) -> Live:
         samples=samples,
         bus=bus,
         billing=runtime.platform.billing,
-        dispatcher=LoggedDispatcher(
-            SiteDispatcher(Dispatcher(LuxosMinerDriver(clock=clock), command_log), uow, clock),
-            command_log,
-        ),
+        dispatcher=dispatcher,
     )
-    return Live(control, simulated, bus, runner, gpu_reader, recorder, samples)
+    return Live(control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher)
 
 
 async def stop_live(live: Live) -> None:
+    await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     await live.bus.close()
     await live.runner.aclose()
     await live.gpu_reader.aclose()

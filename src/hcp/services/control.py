@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 class AsicDispatcher(Protocol):
     async def dispatch(self, plan: SitePlan, latest: dict[str, DeviceStatus]) -> None: ...
+    async def confirm(self, latest: dict[str, DeviceStatus]) -> None:
+        """Judge commands in flight by the newest statuses."""
+        ...
 
 
 @dataclass
@@ -126,6 +129,8 @@ class ControlLoop:
         await asyncio.to_thread(self._recorder.flush)
         if self._samples is not None:
             await self._samples.flush()
+        if self._dispatcher is not None:
+            await self._dispatcher.confirm(self._monitor.latest)
         return statuses
 
     async def _step(
