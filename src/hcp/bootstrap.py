@@ -33,12 +33,13 @@ from hcp.domain.fleet import Site
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
+from hcp.domain.workloads import StateChange
 from hcp.services.auth import Authenticator, issue_key
 from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.dashboard import DashboardService
 from hcp.services.dispatcher import Dispatcher, SiteDispatcher
-from hcp.services.events import ASIC_METRICS, GPU_METRICS
+from hcp.services.events import ASIC_METRICS, GPU_METRICS, Event, workload_event
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import FAST_TEST_HASHER, IdentityService
 from hcp.services.market import MarketService
@@ -322,6 +323,8 @@ async def start_live(runtime: Runtime) -> Live:
         SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
     )
     bus = InMemoryBus()
+    announce = announcer(bus, asyncio.get_running_loop())
+    runtime.platform.workloads.on_change(announce)
     recorder = StatusRecorder(uow)
     samples = TelemetryRecorder(runtime.platform.telemetry, clock)
     for topic in (ASIC_METRICS, GPU_METRICS):
@@ -341,7 +344,7 @@ async def start_live(runtime: Runtime) -> Live:
         feed=market_feed(settings, clock.now()),
         market=runtime.platform.market,
         planner=planner_named(settings.planner, uow, timedelta(seconds=settings.tick_seconds)),
-        scheduler=SchedulerService(uow, runner, clock),
+        scheduler=SchedulerService(uow, runner, clock, on_change=announce),
         monitor=FleetMonitor(readers, bus),
         recorder=recorder,
         samples=samples,
@@ -350,6 +353,23 @@ async def start_live(runtime: Runtime) -> Live:
         dispatcher=dispatcher,
     )
     return Live(control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher)
+
+
+def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[StateChange], None]:
+    """Publish each stored workload transition on the bus, from any thread (an API cancel runs
+    in a worker thread; the bus lives on the event loop)."""
+
+    in_flight: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+    def publish(event: Event) -> None:
+        task = loop.create_task(bus.publish(event))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    def announce(change: StateChange) -> None:
+        loop.call_soon_threadsafe(publish, workload_event(change))
+
+    return announce
 
 
 async def stop_live(live: Live) -> None:

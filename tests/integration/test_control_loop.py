@@ -3,6 +3,7 @@ the planner, the scheduler and the API reading what they stored."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,7 @@ from hcp.domain.identity import Principal, Role
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.workloads import Requirements, WorkloadClass
 from hcp.http.app import create_app
+from hcp.services.events import WORKLOAD_EVENTS, Event
 from hcp.services.planning import StoredHistory
 from hcp.services.workloads import Submission
 from hcp.simulators.asic.config import Faults
@@ -247,3 +249,24 @@ async def test_a_price_spike_sleeps_every_miner_confirmed_by_telemetry(site: Sit
     assert {c["status"] for c in settled} == {"confirmed"}
     resources = (await site.api.get("/api/v1/resources?kind=asic", headers=site.admin)).json()
     assert resources["by_state"] == {"sleeping": 12}
+
+
+async def test_every_workload_transition_is_published_on_the_bus(site: Site) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def listen(event: Event) -> None:
+        seen.append((event.key, event.payload["event"]))
+
+    await site.live.bus.subscribe(WORKLOAD_EVENTS, listen)
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_REALTIME, Requirements("H100", 1, None, 1.0))
+    submitted = await site.runtime.platform.workloads.submit(customer, sub)
+    await site.live.control.tick()
+    await asyncio.to_thread(site.runtime.platform.workloads.cancel, customer, submitted.workload.id)
+    for _ in range(50):  # the cancel was announced from a worker thread
+        await asyncio.sleep(0.01)
+        await site.live.bus.drain()
+        if len(seen) == 4:
+            break
+    wid = submitted.workload.id
+    assert seen == [(wid, "submit"), (wid, "schedule"), (wid, "start"), (wid, "cancel")]

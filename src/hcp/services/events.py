@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import orjson
 
 from hcp.domain.errors import HcpError
+from hcp.domain.workloads import StateChange
 
 ASIC_METRICS = "asic-metrics"
 GPU_METRICS = "gpu-metrics"
@@ -213,3 +214,15 @@ class EventBus(Protocol):
         """Stop accepting events, finish delivering the ones accepted (within a bounded
         time), stop every subscription and release connections. Idempotent."""
         ...
+
+
+def workload_event(change: StateChange) -> Event:
+    """A lifecycle transition as it travels on the `workload-events` topic."""
+    payload = {
+        "workload_id": change.workload_id,
+        "event": change.event.value,
+        "from_state": None if change.from_state is None else change.from_state.value,
+        "to_state": change.to_state.value,
+        "reason": change.reason,
+    }
+    return Event(WORKLOAD_EVENTS, change.workload_id, change.at, payload)

@@ -116,6 +116,10 @@ class WorkloadService:
         self._known_customers: set[str] = set()
         self._capacity: tuple[datetime, dict[str, int]] | None = None
 
+    def on_change(self, listener: Callable[[StateChange], None]) -> None:
+        """Call `listener` with every transition this service stores (after it is committed)."""
+        self._on_change = listener
+
     async def submit(self, principal: Principal, sub: Submission) -> Submitted:
         """Validate, store and queue a workload; returns it with its queue position once the
         row is committed."""
