@@ -27,10 +27,10 @@ def run(script: str, *args: str) -> dict[str, Any]:
         check=False,
         timeout=1800,
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
+    start = done.stdout.find("{")  # one JSON object, on one line or pretty-printed
+    if done.returncode != 0 or start < 0:
         return {"error": f"{script} exited {done.returncode}: {done.stderr.strip()[-500:]}"}
-    parsed: dict[str, Any] = json.loads(lines[-1])
+    parsed: dict[str, Any] = json.loads(done.stdout[start:])
     return parsed
 
 

@@ -93,6 +93,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     market = MarketService(uow)
     writer = GroupCommitWriter(uow)
     auth = Authenticator(uow, clock)
+    telemetry = TelemetryService(TelemetryStore(engine), clock)
     platform = Platform(
         workloads=WorkloadService(uow, writer, clock),
         auth=auth,
@@ -102,8 +103,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
             uow, clock, auth, FAST_TEST_HASHER if settings.env == "test" else None
         ),
         dashboard=DashboardService(uow, clock, secure_cookies=settings.env == "production"),
-        billing=BillingService(uow, clock),
-        telemetry=TelemetryService(TelemetryStore(engine), clock),
+        billing=BillingService(uow, clock, power=telemetry),
+        telemetry=telemetry,
         dispatch_log=SqlCommandLog(engine, settings.site_id),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),

@@ -16,7 +16,7 @@ from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
 from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
-from hcp.domain.identity import Principal, Role
+from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.workloads import Requirements, WorkloadClass, WorkloadState
 from hcp.scheduling import SchedulingPolicy
 from hcp.services.scheduler import SchedulerService
@@ -154,3 +154,18 @@ async def test_cancelling_a_running_workload_stops_it_and_frees_its_gpus(world: 
     with world.runtime.unit_of_work() as uow:
         cancelled = uow.workloads.get(running)
     assert cancelled is not None and cancelled.gpu_ids == ()
+
+
+async def test_stored_gpu_quotas_cap_a_customer(world: World) -> None:
+    with world.runtime.unit_of_work() as uow:
+        uow.customers.add(Customer("capped", "Capped", START, gpu_quota=2))
+        uow.commit()
+    capped = Principal("k2", Role.CUSTOMER, "capped")
+    ids = []
+    for _ in range(3):
+        sub = Submission(WorkloadClass.AI_TRAINING, Requirements("H100", 1, None, 1.0))
+        ids.append((await world.runtime.platform.workloads.submit(capped, sub)).workload.id)
+        world.clock.advance(timedelta(seconds=1))
+    report = await world.scheduler.tick({SITE: 10})
+    assert sorted(report.started) == sorted(ids[:2])
+    assert world.state(ids[2]) is WorkloadState.QUEUED

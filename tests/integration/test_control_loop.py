@@ -270,3 +270,37 @@ async def test_every_workload_transition_is_published_on_the_bus(site: Site) -> 
             break
     wid = submitted.workload.id
     assert seen == [(wid, "submit"), (wid, "schedule"), (wid, "start"), (wid, "cancel")]
+
+
+async def test_interruptible_work_is_billed_off_the_real_time_price(site: Site) -> None:
+    body = {
+        "workload_type": "ai_inference_batch",
+        "tier": "interruptible",
+        "requirements": {"gpu_type": "H100", "gpu_count": 2, "estimated_duration_hours": 1},
+    }
+    created = await site.api.post(
+        "/api/v1/workloads", json={**body, "customer_id": "cust-001"}, headers=site.admin
+    )
+    assert created.status_code == 201
+    outcome = await site.live.control.tick()  # its price is in force for the next 30 minutes
+    assert outcome.snapshot is not None
+    await site.live.control.poll()  # the GPUs' power, read once it runs
+    await site.live.settle()
+    site.clock.advance(timedelta(minutes=30))
+    await site.live.control.tick()
+    month = START.strftime("%Y-%m")
+    usage = (await site.api.get(f"/api/v1/billing/usage?month={month}", headers=site.admin)).json()
+    [record] = usage["usage"]
+    assert record["tier"] == "interruptible" and record["gpu_hours"] == "1.000000"
+    # 2 busy H100s (94-100 % of 700 W each) for half an hour, from their telemetry
+    assert record["energy_source"] == "telemetry"
+    assert 0.65 <= float(record["energy_kwh"]) <= 0.7
+    assert float(record["rt_price_usd_per_mwh"]) == pytest.approx(
+        outcome.snapshot.electricity("HB_WEST"), abs=1e-6
+    )
+    invoice = (
+        await site.api.post(f"/api/v1/billing/invoices?month={month}", headers=site.admin)
+    ).json()[0]
+    [line] = invoice["lines"]
+    assert "interruptible" in line["description"]
+    assert 1.375 <= float(line["amount"]) < 2.75  # at least half the list price, below it

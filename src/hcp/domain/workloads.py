@@ -121,6 +121,8 @@ class Workload:
     gpu_ids: tuple[str, ...] = ()
     started_at: datetime | None = None
     checkpointed_at: datetime | None = None
+    interruptible: bool = False
+    """Billed at the interruptible tier: a discount priced off the real-time market."""
 
     @property
     def priority(self) -> int:

@@ -40,6 +40,10 @@ class WorkloadIn(Strict):
     deadline: AwareDatetime | None = None
     checkpointable: bool = False
     max_price_usd_per_gpu_hour: Decimal | None = Field(None, ge=0, le=10_000, decimal_places=6)
+    tier: Literal["standard", "interruptible"] = Field(
+        "standard",
+        description="interruptible: a discount priced off the real-time electricity price",
+    )
 
 
 class WorkloadCreated(BaseModel):
@@ -74,6 +78,7 @@ class WorkloadOut(BaseModel):
     site_id: str | None
     progress: float
     retries: int
+    tier: str
 
 
 class StateChangeOut(BaseModel):

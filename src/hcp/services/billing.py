@@ -3,15 +3,18 @@ and show customers their own usage and invoices only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from hcp.billing import (
     DEFAULT_BILLING_SHEET,
     BillingPriceSheet,
     Invoice,
+    PowerSample,
     Run,
+    Tier,
     UsageRecord,
     build_invoice,
     invoice_csv,
@@ -50,16 +53,34 @@ def runs_of(w: Workload, history: Sequence[StateChange], family: str) -> list[Ru
 def _run(
     w: Workload, family: str, gpu_ids: tuple[str, ...], start: datetime, stop: datetime | None
 ) -> Run:
-    return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop)
+    tier = Tier.INTERRUPTIBLE if w.interruptible else Tier.STANDARD
+    return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop, tier)
+
+
+class PowerSource(Protocol):
+    def power_samples(
+        self, device_ids: Sequence[str], start: datetime, end: datetime
+    ) -> Mapping[str, Sequence[PowerSample]]:
+        """Wall-power readings (W) of each device in [start, end)."""
+        ...
+
+
+# Readings are held until the next one: the one just before an interval covers its start.
+LOOK_BACK = timedelta(minutes=2)
 
 
 class BillingService:
     def __init__(
-        self, uow: UnitOfWorkFactory, clock: Clock, sheet: BillingPriceSheet = DEFAULT_BILLING_SHEET
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        sheet: BillingPriceSheet = DEFAULT_BILLING_SHEET,
+        power: PowerSource | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self.sheet = sheet
+        self._power = power
 
     def meter(self, start: datetime, end: datetime, rt_price_usd_per_mwh: float | None) -> int:
         """Store the usage of every workload that held GPUs in [start, end); how many records
@@ -71,10 +92,21 @@ class BillingService:
                 if rt_price_usd_per_mwh is None
                 else Decimal(str(round(rt_price_usd_per_mwh, 6)))
             )
-            records = meter_interval(runs, start, end, {}, rt_price_usd_per_mwh=price)
+            records = meter_interval(
+                runs, start, end, self._samples(runs, start, end), rt_price_usd_per_mwh=price
+            )
             new = uow.billing.add_usage(records)
             uow.commit()
         return new
+
+    def _samples(
+        self, runs: Sequence[Run], start: datetime, end: datetime
+    ) -> Mapping[str, Sequence[PowerSample]]:
+        """Telemetry of the GPUs that ran; a GPU without any is metered at catalog power."""
+        if self._power is None or not runs:
+            return {}
+        gpu_ids = sorted({g for run in runs for g in run.gpu_ids})
+        return self._power.power_samples(gpu_ids, start - LOOK_BACK, end)
 
     def _runs(self, uow: UnitOfWork, w: Workload) -> list[Run]:
         return runs_of(w, uow.workloads.history(w.id), self._family(uow, w))

@@ -91,6 +91,7 @@ class ControlLoop:
         self._dispatcher = dispatcher
         self._billing = billing
         self._metered_until = clock.now()
+        self._price_in_force: float | None = None  # USD/MWh of the interval being metered
         self.last: TickOutcome | None = None
 
     async def tick(self) -> TickOutcome:
@@ -109,8 +110,11 @@ class ControlLoop:
             latest = self._monitor.latest
             await self._step(out, "dispatch", lambda: dispatcher.dispatch(plan, latest))
         if self._billing is not None:
-            price = None if snapshot is None else snapshot.electricity(self.site.node)
-            await self._step(out, "meter", lambda: self._meter(price))
+            # The time since the last tick ran at the previous interval's price.
+            in_force = self._price_in_force
+            await self._step(out, "meter", lambda: self._meter(in_force))
+            if snapshot is not None:
+                self._price_in_force = snapshot.electricity(self.site.node)
         self.last = out
         return out
 

@@ -16,6 +16,7 @@ from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import HcpError
 from hcp.domain.fleet import Device
+from hcp.domain.identity import Customer
 from hcp.domain.workloads import (
     PreemptionRecord,
     StateChange,
@@ -146,13 +147,14 @@ class SchedulerService:
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
+            policy = self._policy_for(uow.customers.all())
         decision = schedule(
             WorkloadQueue([spec_of(w) for w in queued]),
             [gpu_of(d) for d in gpus.values()],
             [_running(w) for w in active if w.gpu_ids],
             budgets,
             now,
-            self._policy,
+            policy,
         )
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
@@ -168,6 +170,14 @@ class SchedulerService:
             [(by_id[p.workload_id], p) for p in decision.placements], gpus, now, report
         )
         return report
+
+    def _policy_for(self, customers: Sequence[Customer]) -> SchedulingPolicy:
+        """The policy with each customer's fair-share weight and GPU quota as stored."""
+        return replace(
+            self._policy,
+            customer_weights={c.id: c.weight for c in customers if c.weight != 1.0},
+            gpu_quotas={c.id: c.gpu_quota for c in customers if c.gpu_quota is not None},
+        )
 
     async def _release(
         self, ended: list[Workload], gpus: Mapping[str, Device], report: TickReport

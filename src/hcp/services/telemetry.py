@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from hcp.billing import PowerSample
 from hcp.domain.errors import ValidationError
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.telemetry import (
@@ -160,6 +161,17 @@ class TelemetryService:
     ) -> dict[tuple[str, str], tuple[datetime, float]]:
         """The newest sample of every series (of `device_ids` only, when given)."""
         return self._store.latest(device_ids)
+
+    def power_samples(
+        self, device_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[PowerSample]]:
+        """Raw wall-power readings (W) of each device in [start, end), for metering energy."""
+        found: dict[str, list[PowerSample]] = {}
+        for device_id in device_ids:
+            points = self._store.query(device_id, "power_w", start, end, timedelta(seconds=1))
+            if points:
+                found[device_id] = [PowerSample(p.at, p.avg) for p in points]
+        return found
 
 
 @dataclass(slots=True)

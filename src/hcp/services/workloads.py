@@ -39,6 +39,7 @@ class Submission:
     deadline: datetime | None = None
     checkpointable: bool = False
     max_price_usd_per_gpu_hour: Decimal | None = None
+    interruptible: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,7 @@ class WorkloadService:
             deadline=sub.deadline,
             checkpointable=sub.checkpointable,
             max_price_usd_per_gpu_hour=sub.max_price_usd_per_gpu_hour,
+            interruptible=sub.interruptible,
         )
         change = StateChange(workload.id, now, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
         position = await self._writer.write(workload, change)

@@ -226,6 +226,7 @@ def _workload_columns(w: Workload) -> dict[str, Any]:
         "gpu_ids": list(w.gpu_ids) or None,
         "started_at": w.started_at,
         "checkpointed_at": w.checkpointed_at,
+        "interruptible": w.interruptible,
     }
 
 
@@ -252,6 +253,7 @@ def _workload(r: WorkloadRow) -> Workload:
         gpu_ids=tuple(r.gpu_ids or ()),
         started_at=r.started_at,
         checkpointed_at=r.checkpointed_at,
+        interruptible=r.interruptible,
     )
 
 

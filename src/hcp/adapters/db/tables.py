@@ -171,6 +171,7 @@ class WorkloadRow(Base):
     gpu_ids: Mapped[list[str] | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None]
     checkpointed_at: Mapped[datetime | None]
+    interruptible: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (
         Index(None, "state", "priority", "submitted_at"),
         Index(None, "customer_id", "submitted_at"),

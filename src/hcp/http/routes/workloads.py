@@ -43,6 +43,7 @@ async def submit_workload(
         deadline=body.deadline,
         checkpointable=body.checkpointable,
         max_price_usd_per_gpu_hour=body.max_price_usd_per_gpu_hour,
+        interruptible=body.tier == "interruptible",
     )
     submitted = await platform.workloads.submit(caller, submission)
     w = submitted.workload
@@ -113,6 +114,7 @@ def workload_out(w: Workload) -> WorkloadOut:
         site_id=w.site_id,
         progress=w.progress,
         retries=w.retries,
+        tier="interruptible" if w.interruptible else "standard",
     )
 
 
