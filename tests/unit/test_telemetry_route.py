@@ -33,7 +33,7 @@ def one_key(request: Request) -> Principal:
     """Stands in for the real key check (`get_principal`): one valid key."""
     if request.headers.get("Authorization") != KEY["Authorization"]:
         raise Unauthenticated("invalid, expired or revoked API key")
-    return Principal(key_id="k1", role=Role.CUSTOMER, customer_id="c1")
+    return Principal(key_id="k1", role=Role.OPERATOR, customer_id=None)  # fleet data is staff's
 
 
 @dataclass

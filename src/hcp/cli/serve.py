@@ -100,6 +100,10 @@ def _announce(settings: Settings, keys: dict[str, str] | None) -> None:
         typer.echo(f"First start: demo API keys (also in {path}, mode 0600):")
         typer.echo(f"  admin:    {keys['admin']}")
         typer.echo(f"  customer: {keys['customer']}  (customer {keys['customer_id']})")
+        if "admin_email" in keys:
+            typer.echo(f"Dashboard {url}/login:")
+            typer.echo(f"  {keys['admin_email']} / {keys['admin_password']}")
+            typer.echo(f"  {keys['customer_email']} / {keys['customer_password']}")
 
 
 def _configure_logging(settings: Settings) -> None:
