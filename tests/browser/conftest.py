@@ -164,9 +164,11 @@ def screenshot(page: Page, name: str) -> Path:
 
 
 def publish(page: Page, name: str, target: Path) -> None:
-    """A viewport-sized screenshot for the docs, copied from the artifacts."""
+    """A viewport-sized screenshot in the artifacts; copied over the docs' copy only when
+    HCP_UPDATE_DOCS_SCREENSHOTS is set, so a test run leaves the work tree clean."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target)
+    if os.environ.get("HCP_UPDATE_DOCS_SCREENSHOTS"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
