@@ -91,3 +91,28 @@ def test_usage_csv_downloads(api: Api) -> None:
     assert response.headers["content-disposition"] == f'attachment; filename="usage-{month}.csv"'
     header, row = response.text.strip().splitlines()
     assert "gpu_hours" in header and "1.500000" in row
+
+
+def test_admins_set_list_prices_and_invoices_use_them(api: Api) -> None:
+    store_usage(api, "cust-001", "2.000000")
+    change = {"workload_type": "ai_training", "gpu_type": "H100", "usd_per_gpu_hour": "3.1"}
+    assert (
+        api.client.put("/api/v1/billing/prices", json=change, headers=api.customer).status_code
+        == 403
+    )
+    updated = api.client.put("/api/v1/billing/prices", json=change, headers=api.admin)
+    assert updated.status_code == 200
+    row = {"workload_type": "ai_training", "gpu_type": "H100", "usd_per_gpu_hour": "3.1000"}
+    assert row in updated.json()
+    assert row in api.client.get("/api/v1/billing/prices", headers=api.customer).json()
+    month = START.strftime("%Y-%m")
+    issued = api.client.post(f"/api/v1/billing/invoices?month={month}", headers=api.admin).json()
+    assert issued[0]["total"] == "6.20"  # 2 GPU-hours of H100 training at the new $3.10
+    unknown = api.client.put(
+        "/api/v1/billing/prices", json={**change, "gpu_type": "TPU"}, headers=api.admin
+    )
+    assert unknown.status_code == 422 and unknown.json()["fields"][0]["field"] == "gpu_type"
+    negative = api.client.put(
+        "/api/v1/billing/prices", json={**change, "usd_per_gpu_hour": "-1"}, headers=api.admin
+    )
+    assert negative.status_code == 422

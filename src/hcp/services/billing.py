@@ -4,6 +4,7 @@ and show customers their own usage and invoices only."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -22,10 +23,10 @@ from hcp.billing import (
     parse_month,
     usage_csv,
 )
-from hcp.domain.catalog import gpu_model
-from hcp.domain.errors import NotFound
+from hcp.domain.catalog import gpu_families, gpu_model
+from hcp.domain.errors import Forbidden, NotFound, ValidationError
 from hcp.domain.identity import Principal
-from hcp.domain.workloads import StateChange, Workload, WorkloadEvent
+from hcp.domain.workloads import StateChange, Workload, WorkloadClass, WorkloadEvent
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 _RUN_ENDS = frozenset(
@@ -79,8 +80,36 @@ class BillingService:
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self.sheet = sheet
+        self._default_sheet = sheet
         self._power = power
+
+    @property
+    def sheet(self) -> BillingPriceSheet:
+        """The default price sheet with the prices admins have set over it."""
+        with self._uow() as uow:
+            stored = uow.billing.prices()
+        if not stored:
+            return self._default_sheet
+        prices = {
+            c: dict(by_family) for c, by_family in self._default_sheet.usd_per_gpu_hour.items()
+        }
+        for (workload_class, family), usd in stored.items():
+            prices.setdefault(WorkloadClass(workload_class), {})[family] = usd
+        return replace(self._default_sheet, usd_per_gpu_hour=prices)
+
+    def set_price(
+        self, principal: Principal, workload_class: WorkloadClass, family: str, usd: Decimal
+    ) -> BillingPriceSheet:
+        """Set one list price (admins only); invoices issued from now on use it."""
+        if not principal.manages_users:
+            raise Forbidden("only an admin may change the price sheet")
+        if family not in gpu_families():
+            known = ", ".join(sorted(gpu_families()))
+            raise ValidationError("gpu_type", f"unknown GPU family {family!r} (known: {known})")
+        with self._uow() as uow:
+            uow.billing.set_price(workload_class.value, family, usd, self._clock.now())
+            uow.commit()
+        return self.sheet
 
     def meter(self, start: datetime, end: datetime, rt_price_usd_per_mwh: float | None) -> int:
         """Store the usage of every workload that held GPUs in [start, end); how many records
@@ -131,9 +160,10 @@ class BillingService:
     def issue(self, customer_id: str, month: str) -> Invoice:
         """Build (or rebuild, identically) one customer's invoice for `month` and store it."""
         start, end = parse_month(month)
+        sheet = self.sheet
         with self._uow() as uow:
             usage = uow.billing.usage(start, end, customer_id)
-            invoice = build_invoice(customer_id, month, usage, self.sheet)
+            invoice = build_invoice(customer_id, month, usage, sheet)
             uow.billing.save_invoice(invoice, self._clock.now())
             uow.commit()
         return invoice

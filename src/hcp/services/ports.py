@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from hcp.billing import Invoice, UsageRecord
@@ -160,6 +161,11 @@ class BillingRepository(Protocol):
         ...
 
     def invoice(self, invoice_id: str) -> Invoice | None: ...
+    def prices(self) -> dict[tuple[str, str], Decimal]:
+        """Stored list prices: {(workload class, GPU family): USD per GPU-hour}."""
+        ...
+
+    def set_price(self, workload_class: str, family: str, usd: Decimal, at: datetime) -> None: ...
     def invoices(self, customer_id: str | None = None) -> list[Invoice]: ...
 
 

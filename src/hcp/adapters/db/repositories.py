@@ -23,6 +23,7 @@ from hcp.adapters.db.tables import (
     MarketSnapshotRow,
     PlanRow,
     PreemptionRow,
+    PriceSheetRow,
     QueueCounterRow,
     RackRow,
     SessionRow,
@@ -767,6 +768,17 @@ class SqlBilling:
             )
             for i, line in enumerate(invoice.lines)
         )
+
+    def prices(self) -> dict[tuple[str, str], Decimal]:
+        rows = self._s.scalars(select(PriceSheetRow))
+        return {(r.workload_class, r.gpu_family): round_price(r.usd_per_gpu_hour) for r in rows}
+
+    def set_price(self, workload_class: str, family: str, usd: Decimal, at: datetime) -> None:
+        row = self._s.get(PriceSheetRow, (workload_class, family))
+        if row is None:
+            row = PriceSheetRow(workload_class=workload_class, gpu_family=family)
+            self._s.add(row)
+        row.usd_per_gpu_hour, row.updated_at = usd, at
 
     def invoice(self, invoice_id: str) -> Invoice | None:
         row = self._s.get(InvoiceRow, invoice_id)

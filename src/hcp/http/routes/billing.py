@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from hcp.billing import Invoice, UsageRecord
+from hcp.billing import BillingPriceSheet, Invoice, UsageRecord
 from hcp.domain.errors import Forbidden
+from hcp.domain.workloads import WorkloadClass
 from hcp.http.deps import CurrentPrincipal, PlatformDep
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
@@ -59,6 +60,43 @@ class InvoiceOut(BaseModel):
     currency: str = "USD"
     total: Decimal
     lines: list[InvoiceLineOut]
+
+
+class PriceOut(BaseModel):
+    workload_type: WorkloadClass
+    gpu_type: str
+    usd_per_gpu_hour: Decimal
+
+
+class PriceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workload_type: WorkloadClass
+    gpu_type: str = Field(..., min_length=1, max_length=32)
+    usd_per_gpu_hour: Decimal = Field(..., gt=0, le=10_000, decimal_places=4)
+
+
+@router.get("/prices", response_model=list[PriceOut])
+def price_sheet(platform: PlatformDep, _caller: CurrentPrincipal) -> list[PriceOut]:
+    """Standard list prices, USD per GPU-hour (the interruptible tier is priced off these and
+    the real-time electricity price of each interval)."""
+    return prices_out(platform.billing.sheet)
+
+
+@router.put("/prices", response_model=list[PriceOut])
+def set_price(body: PriceIn, platform: PlatformDep, caller: CurrentPrincipal) -> list[PriceOut]:
+    """Set one list price (admins only); invoices issued afterwards use it."""
+    sheet = platform.billing.set_price(
+        caller, body.workload_type, body.gpu_type, body.usd_per_gpu_hour
+    )
+    return prices_out(sheet)
+
+
+def prices_out(sheet: BillingPriceSheet) -> list[PriceOut]:
+    return [
+        PriceOut(workload_type=c, gpu_type=family, usd_per_gpu_hour=usd)
+        for c, by_family in sheet.usd_per_gpu_hour.items()
+        for family, usd in sorted(by_family.items())
+    ]
 
 
 @router.get("/usage", response_model=UsageList)
