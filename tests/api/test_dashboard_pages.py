@@ -311,6 +311,22 @@ def test_admins_add_users_and_see_the_price_sheet(api: Api) -> None:
     assert "Site overview" in response.text  # an operator sees the site
 
 
+def test_admins_set_a_price_through_the_form(api: Api) -> None:
+    token = login(api, "admin")
+    price = {"csrf_token": token, "workload_type": "ai_training", "gpu_type": "A100"}
+    bad = api.client.post("/settings/prices", data={**price, "usd_per_gpu_hour": "free"})
+    assert bad.status_code == 422 and "usd_per_gpu_hour" in bad.text
+    done = api.client.post(
+        "/settings/prices", data={**price, "usd_per_gpu_hour": "1.95"}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    assert "$1.9500" in api.client.get("/settings").text
+    forged = api.client.post(
+        "/settings/prices", data={**price, "csrf_token": "nope", "usd_per_gpu_hour": "9"}
+    )
+    assert forged.status_code == 403
+
+
 def test_customers_cannot_reach_the_admin_settings(api: Api) -> None:
     token = login(api, "customer")
     assert "Users" not in api.client.get("/settings").text
@@ -321,6 +337,13 @@ def test_customers_cannot_reach_the_admin_settings(api: Api) -> None:
         "password": "a long password",
     }
     assert api.client.post("/settings/users", data=user).status_code == 403
+    price = {
+        "csrf_token": token,
+        "workload_type": "ai_training",
+        "gpu_type": "H100",
+        "usd_per_gpu_hour": "0.01",
+    }
+    assert api.client.post("/settings/prices", data=price).status_code == 403
 
 
 # --- the pure parts -------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import pydantic
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
+from hcp.domain.catalog import gpu_families
 from hcp.domain.errors import Forbidden, ValidationError
 from hcp.domain.identity import Role
+from hcp.domain.workloads import WorkloadClass
 from hcp.http.dashboard.web import (
     PageRoute,
     Posted,
@@ -21,6 +23,7 @@ from hcp.http.dashboard.web import (
     sources_of,
 )
 from hcp.http.deps import PlatformDep
+from hcp.http.routes.billing import PriceIn
 from hcp.http.schemas import KeyIn, UserIn
 from hcp.services.platform import Platform
 
@@ -77,6 +80,24 @@ def create_user(
     return redirect("/settings#users")
 
 
+@router.post("/settings/prices", response_model=None)
+def set_price(
+    request: Request, platform: PlatformDep, posted: PostedDep
+) -> HTMLResponse | Response:
+    """Set one list price (admins); the form again with the reason when it is refused."""
+    viewer = posted.viewer
+    try:
+        body = PriceIn.model_validate(
+            form_body(posted, ("workload_type", "gpu_type", "usd_per_gpu_hour"))
+        )
+        platform.billing.set_price(
+            viewer.principal, body.workload_type, body.gpu_type, body.usd_per_gpu_hour
+        )
+    except (pydantic.ValidationError, ValidationError) as exc:
+        return settings_page(request, platform, viewer, 422, price_error=message_of(exc))
+    return redirect("/settings#prices")
+
+
 def form_body(posted: Posted, fields: tuple[str, ...]) -> dict[str, str]:
     """The named inputs that were filled in (empty ones take the schema's default)."""
     return {f: posted.get(f) for f in fields if posted.get(f)}
@@ -100,6 +121,9 @@ def settings_page(
         "customers": platform.identity.customers(viewer.principal) if admin else [],
         "prices": platform.dashboard.price_rows(sources_of(platform)) if admin else [],
         "roles": [r.value for r in Role],
+        "workload_types": [c.value for c in WorkloadClass],
+        "gpu_families": sorted(gpu_families()),
+        "price_error": None,
         "new_key": None,
         "key_error": None,
         "user_error": None,
