@@ -224,13 +224,12 @@ def _create_demo_logins(identity: IdentityService, path: Path) -> dict[str, str]
             password=password,
             customer_id=customer_id,
         )
+    # Secrets never go to the log: `hcp up` prints them once, and the keys file keeps them.
     log.info(
-        "Dashboard logins (also in %s): %s / %s and %s / %s",
-        path,
+        "Dashboard logins for %s and %s written to %s",
         logins["admin_email"],
-        logins["admin_password"],
         logins["customer_email"],
-        logins["customer_password"],
+        path,
     )
     return logins
 

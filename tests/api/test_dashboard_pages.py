@@ -426,3 +426,21 @@ def test_resample_keeps_the_time_weighted_mean() -> None:
     (merged,) = resample(steps, 1)
     assert (merged.start, merged.end) == (T0, T0 + timedelta(hours=1))
     assert merged.values[0] == pytest.approx((10 + 90) / 60)
+
+
+def test_password_guessing_is_throttled_per_email(api: Api) -> None:
+    wrong = {"email": "admin@hcp.local", "password": "not the password"}
+    statuses = [api.client.post("/login", data=wrong).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    throttled = api.client.post("/login", data=wrong)
+    assert throttled.headers["Retry-After"] == "60" and "too many attempts" in throttled.text
+    other = api.client.post("/login", data={**wrong, "email": "customer@hcp.local"})
+    assert other.status_code == 401  # each email has its own budget
+    api.clock.advance(timedelta(minutes=1))
+    assert api.client.post("/login", data=wrong).status_code == 401
+
+
+def test_successful_logins_do_not_use_up_the_attempts(api: Api) -> None:
+    for _ in range(8):
+        api.client.cookies.clear()
+        login(api, "admin")

@@ -214,3 +214,15 @@ def test_cli_manages_customers_users_and_keys(tmp_path: Path) -> None:
         HCP_NEW_USER_PASSWORD="a long password",
     )
     assert wrong.returncode == 1 and "customer_id" in wrong.stderr
+
+
+@SQLITE_ONLY
+def test_no_secret_reaches_the_log(platform: Platform, tmp_path: Path) -> None:
+    keys = json.loads((platform.var_dir / "demo-keys.json").read_text())
+    httpx.get(
+        f"{platform.url}/api/v1/queue/depth", headers={"Authorization": f"Bearer {keys['admin']}"}
+    )
+    log = (tmp_path / "hcp.log").read_text()
+    for name in ("admin", "customer", "admin_password", "customer_password"):
+        # stdout shows each secret once, on first start, by design; stderr logging never does
+        assert log.count(keys[name]) <= 1, name

@@ -23,6 +23,7 @@ from hcp.domain.identity import (
 )
 from hcp.services.auth import Authenticator, IssuedKey, issue_key
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from hcp.services.ratelimit import RateLimiter
 
 SESSION_TTL = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
@@ -55,6 +56,8 @@ class IdentityService:
         self._clock = clock
         self._auth = auth
         self._hasher = hasher or PasswordHasher()
+        # Guessing a password costs an attempt: 5 failures at once per email, then one a minute.
+        self._attempts = RateLimiter(per_second=1 / 60, burst=5)
         # Verified when the email is unknown, so that answer takes as long as a wrong password.
         self._dummy_hash = self._hasher.hash("no user has this password")
 
@@ -128,6 +131,7 @@ class IdentityService:
     def login(self, email: str, password: str) -> tuple[str, BrowserSession]:
         """A new session for valid credentials: (cookie secret, session). The same message for
         an unknown email and a wrong password, so neither can be probed."""
+        self._attempts.check(email.strip().lower(), self._clock.now())
         with self._uow() as uow:
             user = uow.users.by_email(email.strip().lower())
             known_hash = user.password_hash if user is not None else self._dummy_hash
@@ -140,6 +144,7 @@ class IdentityService:
             )
             uow.sessions.add(session)
             uow.commit()
+        self._attempts.refund(user.email)  # only failed attempts count against the email
         return secret, session
 
     def session(self, secret: str | None) -> tuple[Principal, BrowserSession, User]:

@@ -42,3 +42,9 @@ class RateLimiter:
         if bucket.tokens < 1.0:
             raise RateLimited((1.0 - bucket.tokens) / self.per_second)
         bucket.tokens -= 1.0
+
+    def refund(self, key: str) -> None:
+        """Give back the token of a call that should not count (a successful login)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(float(self.burst), bucket.tokens + 1.0)

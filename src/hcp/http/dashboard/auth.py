@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
-from hcp.domain.errors import Unauthenticated
+from hcp.domain.errors import RateLimited, Unauthenticated
 from hcp.http.dashboard.web import COOKIE, PageRoute, PostedDep, page, redirect, safe_next
 from hcp.http.deps import PlatformDep
 
@@ -46,6 +47,19 @@ def login(
         secret, session = platform.identity.login(email, password[:MAX_FIELD])
     except Unauthenticated as exc:
         return page(request, None, "login.html", 401, next=target, email=email, error=str(exc))
+    except RateLimited as exc:
+        wait = max(1, math.ceil(exc.retry_after_s))
+        refused = page(
+            request,
+            None,
+            "login.html",
+            429,
+            next=target,
+            email=email,
+            error=f"too many attempts for this email; try again in {wait} s",
+        )
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     response = redirect(target)
     response.set_cookie(
         COOKIE,
