@@ -24,10 +24,11 @@ from hcp.billing import (
     usage_csv,
 )
 from hcp.domain.catalog import gpu_families, gpu_model
+from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import Forbidden, NotFound, ValidationError
 from hcp.domain.identity import Principal
 from hcp.domain.workloads import StateChange, Workload, WorkloadClass, WorkloadEvent
-from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from hcp.services.ports import Clock, UnitOfWorkFactory
 
 _RUN_ENDS = frozenset(
     {WorkloadEvent.PREEMPT, WorkloadEvent.COMPLETE, WorkloadEvent.FAIL, WorkloadEvent.CANCEL}
@@ -56,6 +57,14 @@ def _run(
 ) -> Run:
     tier = Tier.INTERRUPTIBLE if w.interruptible else Tier.STANDARD
     return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop, tier)
+
+
+def family_of(w: Workload, gpu_models: Mapping[str, str]) -> str:
+    """The GPU family `w` runs on: the one it asked for, else that of the GPUs it holds."""
+    if w.requirements.gpu_type:
+        return w.requirements.gpu_type
+    held = [gpu_models[g] for g in w.gpu_ids if g in gpu_models]
+    return gpu_model(held[0]).family if held else DEFAULT_FAMILY
 
 
 class PowerSource(Protocol):
@@ -115,7 +124,12 @@ class BillingService:
         """Store the usage of every workload that held GPUs in [start, end); how many records
         were new (metering the same interval again adds nothing)."""
         with self._uow() as uow:
-            runs = [r for w in uow.workloads.touched_since(start) for r in self._runs(uow, w)]
+            gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
+            runs = [
+                run
+                for w in uow.workloads.touched_since(start)
+                for run in runs_of(w, uow.workloads.history(w.id), family_of(w, gpu_models))
+            ]
             price = (
                 None
                 if rt_price_usd_per_mwh is None
@@ -136,15 +150,6 @@ class BillingService:
             return {}
         gpu_ids = sorted({g for run in runs for g in run.gpu_ids})
         return self._power.power_samples(gpu_ids, start - LOOK_BACK, end)
-
-    def _runs(self, uow: UnitOfWork, w: Workload) -> list[Run]:
-        return runs_of(w, uow.workloads.history(w.id), self._family(uow, w))
-
-    def _family(self, uow: UnitOfWork, w: Workload) -> str:
-        if w.requirements.gpu_type:
-            return w.requirements.gpu_type
-        models = {d.id: d.model_name for d in uow.fleet.devices() if d.id in set(w.gpu_ids)}
-        return gpu_model(next(iter(models.values()))).family if models else DEFAULT_FAMILY
 
     def usage(
         self, principal: Principal, month: str, customer_id: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -81,7 +81,3 @@ class StatusRecorder:
                 uow.fleet.update_statuses(list(pending.values()))
                 uow.commit()
         return len(pending)
-
-
-def by_id(statuses: Sequence[DeviceStatus]) -> dict[str, DeviceStatus]:
-    return {s.device_id: s for s in statuses}

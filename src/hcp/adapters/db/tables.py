@@ -389,8 +389,3 @@ class InvoiceLineRow(Base):
     unit: Mapped[str] = mapped_column(String(32))
     unit_price: Mapped[Decimal]
     amount: Mapped[Decimal]
-
-
-def utcnow() -> datetime:
-    """Only for column defaults at the edge; the core receives its time from a Clock."""
-    return datetime.now(UTC)

@@ -21,9 +21,9 @@ import logging
 import resource
 import socket
 import struct
-from datetime import UTC, datetime
 from types import TracebackType
 
+from hcp.adapters.clock import SystemClock
 from hcp.services.ports import Clock
 from hcp.simulators.asic.config import Faults, FleetSimConfig
 from hcp.simulators.asic.miner import MinerSim
@@ -35,13 +35,6 @@ MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_READ_TIMEOUT_S = 5.0
 GARBAGE = b'\x8b\x1f\xffLUX<html>not json\x00\x13{"STATUS":[{'
 """What a miner with `malformed_replies` sends: binary junk, then a truncated JSON fragment."""
-
-
-class WallClock:
-    """The real time, UTC (the default when no clock is injected)."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class MinerServer:
@@ -152,7 +145,7 @@ class AsicFleetSimulator:
     """
 
     def __init__(self, config: FleetSimConfig, clock: Clock | None = None) -> None:
-        self.clock: Clock = clock or WallClock()
+        self.clock: Clock = clock or SystemClock()
         start = self.clock.now()
         self.miners = [MinerSim(miner, start) for miner in config.miners]
         self._servers = [MinerServer(sim, self.clock) for sim in self.miners]

@@ -13,8 +13,9 @@ import random
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from hcp.adapters.clock import SystemClock
 from hcp.domain.devices import GpuModel
 from hcp.domain.errors import Conflict, HcpError, InvalidTransition, NotFound, ValidationError
 from hcp.domain.gpu_telemetry import AgentWorkloadState, GpuHealth
@@ -147,11 +148,6 @@ class _Workload:
         )
 
 
-class _UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
 class GpuNodeSim:
     """State and physics of one simulated GPU node with `gpu_count` GPUs of one `model`."""
 
@@ -174,7 +170,7 @@ class GpuNodeSim:
         self.driver_version = driver_version
         self.ambient_c = ambient_c
         self.is_down = False
-        self._clock: Clock = clock or _UtcClock()
+        self._clock: Clock = clock or SystemClock()
         self._rng = random.Random(f"{seed}:{hostname}")
         self._now = self._clock.now()
         idle_c = self._steady_temp_c(model.idle_power_w)
