@@ -224,6 +224,26 @@ def test_latest_reads_the_inbox_and_the_samples(store: TelemetryStore) -> None:
     assert store.latest([]) == {}
 
 
+def test_raw_averages_read_many_devices_at_once_as_query_does_one(store: TelemetryStore) -> None:
+    def gpu(device: str, *points: tuple[datetime, float]) -> list[Sample]:
+        return [Sample(device, "power_w", when, value) for when, value in points]
+
+    store.write(gpu("gpu-1", (at(0, 1), 100.0), (at(0, 1.5), 300.0), (at(0, 6), 400.0)))
+    store.write(gpu("gpu-2", (at(0, 2), 50.0)) + [Sample("gpu-2", "temp_c", at(0, 2), 70.0)])
+    store.merge()
+    store.write(gpu("gpu-1", (at(0, 6), 400.0), (at(0, 11), 500.0)))  # a repeat, then new
+    store.write(gpu("gpu-3", (at(0, 30), 9.0)))  # outside the window
+    found = store.raw_averages(["gpu-1", "gpu-2", "gpu-3", "gpu-9"], "power_w", at(), at(0, 20))
+    assert found == {
+        "gpu-1": [(at(0, 1), 200.0), (at(0, 6), 400.0), (at(0, 11), 500.0)],
+        "gpu-2": [(at(0, 2), 50.0)],
+    }
+    one_by_one = store.query("gpu-1", "power_w", at(), at(0, 20), timedelta(seconds=1))
+    assert [(p.at, p.avg) for p in one_by_one] == found["gpu-1"]
+    assert store.raw_averages([], "power_w", at(), at(0, 20)) == {}
+    assert store.raw_averages(["gpu-9"], "power_w", at(), at(0, 20)) == {}
+
+
 def test_a_store_merges_after_enough_samples(engine: Engine) -> None:
     store = TelemetryStore(engine, merge_every=3)
     store.write(power((at(0, 1), 1.0), (at(0, 2), 2.0)))

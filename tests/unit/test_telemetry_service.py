@@ -53,6 +53,17 @@ class RecordingStore:
         self.calls.append(("query", device_id, metric, start, end, step))
         return [Point(start, 1.0, 1.0, 1.0, 1)]
 
+    def raw_averages(
+        self,
+        device_ids: Sequence[str],
+        metric: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta = timedelta(seconds=1),
+    ) -> dict[str, list[tuple[datetime, float]]]:
+        self.calls.append(("raw_averages", list(device_ids), metric, start, end, step))
+        return {d: [(start, 1.0)] for d in device_ids}
+
     def latest(
         self, device_ids: Sequence[str] | None = None
     ) -> dict[tuple[str, str], tuple[datetime, float]]:

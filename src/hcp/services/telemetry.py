@@ -57,6 +57,18 @@ class TelemetryStorePort(Protocol):
         """One point per `step` bucket with data over [start, end)."""
         ...
 
+    def raw_averages(
+        self,
+        device_ids: Sequence[str],
+        metric: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta = ...,
+    ) -> dict[str, list[tuple[datetime, float]]]:
+        """Raw samples of many devices' `metric` over [start, end), averaged per `step`
+        bucket: {device_id: [(bucket start, mean)]}, devices without samples left out."""
+        ...
+
     def latest(
         self, device_ids: Sequence[str] | None = None
     ) -> dict[tuple[str, str], tuple[datetime, float]]:
@@ -166,12 +178,8 @@ class TelemetryService:
         self, device_ids: Sequence[str], start: datetime, end: datetime
     ) -> dict[str, list[PowerSample]]:
         """Raw wall-power readings (W) of each device in [start, end), for metering energy."""
-        found: dict[str, list[PowerSample]] = {}
-        for device_id in device_ids:
-            points = self._store.query(device_id, "power_w", start, end, timedelta(seconds=1))
-            if points:
-                found[device_id] = [PowerSample(p.at, p.avg) for p in points]
-        return found
+        series = self._store.raw_averages(device_ids, "power_w", start, end, timedelta(seconds=1))
+        return {d: [PowerSample(at, w) for at, w in points] for d, points in series.items()}
 
 
 @dataclass(slots=True)
