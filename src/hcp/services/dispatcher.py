@@ -258,9 +258,12 @@ def miner_view(device: Device, status: DeviceStatus | None) -> MinerView:
     return MinerView(device.id, model, address, reading_of(status, address))
 
 
+_STATES = {state.value: state for state in MinerState}
+
+
 def reading_of(status: DeviceStatus | None, address: str) -> AsicReading | None:
     """The reading a status was made from (None when the miner did not answer)."""
-    states = {state.value: state for state in MinerState}
+    states = _STATES
     if status is None or status.state not in states:
         return None
     return AsicReading(

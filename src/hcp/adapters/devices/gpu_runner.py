@@ -47,14 +47,25 @@ def by_node(gpus: Sequence[Device]) -> dict[str, list[int]]:
     return dict(nodes)
 
 
+DEFAULT_CONCURRENCY = 16
+"""Node-agent calls in flight at once. httpx's pool looks through its waiting requests for
+each free connection, so hundreds queued at once cost time quadratic in their number (at 1,000
+GPUs this was most of a scheduler tick); a few dozen in flight keep a node busy enough."""
+
+
 class NodeAgentGpuRunner:
-    """Runs workloads through node agents found at `base_url(host)`."""
+    """Runs workloads through node agents found at `base_url(host)`, at most `concurrency`
+    calls in flight."""
 
     def __init__(
-        self, base_url: Callable[[str], str], client: httpx.AsyncClient | None = None
+        self,
+        base_url: Callable[[str], str],
+        client: httpx.AsyncClient | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._base_url = base_url
         self._client = client or httpx.AsyncClient()
+        self._in_flight = asyncio.Semaphore(concurrency)
 
     def _agent(self, host: str) -> NodeAgentClient:
         return NodeAgentClient(host, self._base_url(host), self._client)
@@ -70,13 +81,14 @@ class NodeAgentGpuRunner:
     async def _start_on(
         self, host: str, w: Workload, indices: list[int], duration_s: float
     ) -> None:
-        await self._agent(host).start(
-            run_id(w),
-            indices,
-            duration_s,
-            checkpointable=w.checkpointable,
-            resume_from_progress=w.progress if w.checkpointable else 0.0,
-        )
+        async with self._in_flight:
+            await self._agent(host).start(
+                run_id(w),
+                indices,
+                duration_s,
+                checkpointable=w.checkpointable,
+                resume_from_progress=w.progress if w.checkpointable else 0.0,
+            )
 
     async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
         statuses = await asyncio.gather(
@@ -88,9 +100,10 @@ class NodeAgentGpuRunner:
     async def _stop_on(self, host: str, w: Workload, checkpoint: bool) -> WorkloadStatus | None:
         agent = self._agent(host)
         try:
-            if checkpoint and w.checkpointable:
-                await agent.checkpoint(run_id(w))
-            return await agent.stop(run_id(w))
+            async with self._in_flight:
+                if checkpoint and w.checkpointable:
+                    await agent.checkpoint(run_id(w))
+                return await agent.stop(run_id(w))
         except WorkloadNotFound:
             return None
 
@@ -102,9 +115,7 @@ class NodeAgentGpuRunner:
 
     async def _poll_one(self, w: Workload, gpus: Sequence[Device]) -> RunStatus:
         try:
-            statuses = await asyncio.gather(
-                *(self._agent(h).status(run_id(w)) for h in by_node(gpus))
-            )
+            statuses = await asyncio.gather(*(self._status(h, w) for h in by_node(gpus)))
         except WorkloadNotFound:
             return RunStatus(
                 RunState.STOPPED, w.progress, w.progress, "the node no longer knows it"
@@ -112,6 +123,10 @@ class NodeAgentGpuRunner:
         except DeviceError as exc:
             return RunStatus(RunState.UNKNOWN, w.progress, detail=str(exc))
         return combine(statuses)
+
+    async def _status(self, host: str, w: Workload) -> WorkloadStatus:
+        async with self._in_flight:
+            return await self._agent(host).status(run_id(w))
 
     async def aclose(self) -> None:
         await self._client.aclose()
