@@ -247,6 +247,20 @@ async def test_a_gpu_off_the_bus_leaves_the_metrics_and_is_reported_lost(
 # -- real sockets -------------------------------------------------------------------------------
 
 
+async def test_statuses_of_many_workloads_come_in_one_call(
+    agent: NodeAgentClient, clock: ManualClock
+) -> None:
+    await agent.start("job-1", [0], duration_s=600)
+    await agent.start("job-2", [1], duration_s=300)
+    advance(clock, 300)
+    found = await agent.statuses(["job-1", "job-2", "job-never"])
+    assert set(found) == {"job-1", "job-2"}  # a run the node never had is left out
+    assert (found["job-1"].state, found["job-1"].progress) == (State.RUNNING, 0.5)
+    assert found["job-1"] == await agent.status("job-1")
+    assert found["job-2"].state is State.COMPLETED
+    assert await agent.statuses([]) == {}
+
+
 async def test_a_node_that_is_down_gives_node_down_and_the_sweep_carries_on(
     clock: ManualClock,
 ) -> None:
@@ -264,6 +278,9 @@ async def test_a_node_that_is_down_gives_node_down_and_the_sweep_carries_on(
         sweep = await DcgmScraper(http).scrape_all(targets)
         assert isinstance(sweep.failures["gpu-node-001"], NodeDown)
         assert {r.host for r in sweep.readings} == {"gpu-node-002"}
+
+        with pytest.raises(NodeDown):
+            await agent.statuses(["job-1"])
 
         await http.post(f"{base['gpu-node-001']}/sim/node/up")
         assert (await agent.status("job-1")).failure_reason == "node went down"

@@ -33,6 +33,7 @@ class World:
     clock: ManualClock
     nodes: dict[str, GpuNodeSim]
     scheduler: SchedulerService
+    runner: NodeAgentGpuRunner
 
     async def submit(
         self, kind: WorkloadClass, gpus: int = 1, hours: float = 1.0, checkpointable: bool = False
@@ -68,7 +69,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     runner = NodeAgentGpuRunner(lambda host: f"http://sim/nodes/{host}", client)
     policy = SchedulingPolicy(min_runtime=timedelta(minutes=10))
     yield World(
-        runtime, clock, nodes, SchedulerService(runtime.unit_of_work, runner, clock, policy)
+        runtime,
+        clock,
+        nodes,
+        SchedulerService(runtime.unit_of_work, runner, clock, policy),
+        runner,
     )
     await client.aclose()
     runtime.close()
@@ -92,6 +97,31 @@ async def test_queued_work_starts_runs_and_completes(world: World) -> None:
     with world.runtime.unit_of_work() as uow:
         events = [c.event.value for c in uow.workloads.history(first)]
     assert events == ["submit", "schedule", "start", "complete"]
+
+
+async def test_one_poll_follows_a_gang_across_nodes_and_reports_what_each_node_says(
+    world: World,
+) -> None:
+    gang = await world.submit(WorkloadClass.AI_TRAINING, gpus=9, hours=1)
+    report = await world.scheduler.tick({SITE: 10})
+    assert report.started == [gang], report.errors
+    with world.runtime.unit_of_work() as uow:
+        workload = uow.workloads.get(gang)
+        gpus = [d for d in uow.fleet.devices(kind=DeviceKind.GPU) if d.id in workload.gpu_ids]
+    assert workload is not None and len({split_address(g.address)[0] for g in gpus}) == 2
+
+    world.clock.advance(timedelta(minutes=15))
+    status = (await world.runner.poll([(workload, gpus)]))[gang]
+    assert (status.state.value, status.progress) == ("running", pytest.approx(0.25))
+
+    second_node = sorted(world.nodes)[1]
+    world.nodes[second_node].set_down(True)
+    status = (await world.runner.poll([(workload, gpus)]))[gang]
+    assert status.state.value == "unknown" and second_node in (status.detail or "")
+
+    world.nodes[second_node].set_down(False)  # it came back having lost the run
+    status = (await world.runner.poll([(workload, gpus)]))[gang]
+    assert status.state.value == "failed" and status.detail == "node went down"
 
 
 async def test_a_lower_budget_sheds_training_before_batch(world: World) -> None:

@@ -110,26 +110,40 @@ class NodeAgentGpuRunner:
     async def poll(
         self, running: Sequence[tuple[Workload, Sequence[Device]]]
     ) -> dict[str, RunStatus]:
-        results = await asyncio.gather(*(self._poll_one(w, gpus) for w, gpus in running))
-        return {w.id: status for (w, _), status in zip(running, results, strict=True)}
+        """Every running workload's status: one call per node for all its workloads."""
+        hosts = {w.id: list(by_node(gpus)) for w, gpus in running}
+        asked: dict[str, list[str]] = defaultdict(list)
+        for w, _ in running:
+            for host in hosts[w.id]:
+                asked[host].append(run_id(w))
+        answers = await asyncio.gather(*(self._statuses(h, ids) for h, ids in asked.items()))
+        by_host = dict(zip(asked, answers, strict=True))
+        return {w.id: _status_of(w, [by_host[h] for h in hosts[w.id]]) for w, _ in running}
 
-    async def _poll_one(self, w: Workload, gpus: Sequence[Device]) -> RunStatus:
+    async def _statuses(self, host: str, ids: list[str]) -> dict[str, WorkloadStatus] | str:
+        """The node's statuses of `ids`, or why the node could not be asked."""
         try:
-            statuses = await asyncio.gather(*(self._status(h, w) for h in by_node(gpus)))
-        except WorkloadNotFound:
-            return RunStatus(
-                RunState.STOPPED, w.progress, w.progress, "the node no longer knows it"
-            )
+            async with self._in_flight:
+                return await self._agent(host).statuses(ids)
         except DeviceError as exc:
-            return RunStatus(RunState.UNKNOWN, w.progress, detail=str(exc))
-        return combine(statuses)
-
-    async def _status(self, host: str, w: Workload) -> WorkloadStatus:
-        async with self._in_flight:
-            return await self._agent(host).status(run_id(w))
+            return str(exc)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _status_of(w: Workload, answers: Sequence[dict[str, WorkloadStatus] | str]) -> RunStatus:
+    """A workload's status from the answers of the nodes it runs on (an error text where a
+    node could not be asked): unknown while a node is unreachable, stopped when a node no
+    longer knows the run, else the combined status."""
+    failed = [answer for answer in answers if isinstance(answer, str)]
+    if failed:
+        return RunStatus(RunState.UNKNOWN, w.progress, detail=failed[0])
+    statuses = [answer.get(run_id(w)) for answer in answers if not isinstance(answer, str)]
+    known = [status for status in statuses if status is not None]
+    if len(known) < len(statuses) or not known:
+        return RunStatus(RunState.STOPPED, w.progress, w.progress, "the node no longer knows it")
+    return combine(known)
 
 
 def combine(statuses: Sequence[WorkloadStatus]) -> RunStatus:

@@ -7,6 +7,7 @@ Refusals become `AgentRejected` subclasses, a node that is down or unreachable a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -75,6 +76,7 @@ T = TypeVar("T")
 
 _GPUS = pydantic.TypeAdapter(list[GpuStatus])
 _WORKLOAD = pydantic.TypeAdapter(WorkloadStatus)
+_WORKLOADS = pydantic.TypeAdapter(list[WorkloadStatus])
 
 
 class NodeAgentClient:
@@ -129,6 +131,16 @@ class NodeAgentClient:
     async def status(self, workload_id: str) -> WorkloadStatus:
         """The workload's state and progress now."""
         return await self._workload_call("GET", workload_id, "", "status")
+
+    async def statuses(self, workload_ids: Sequence[str]) -> dict[str, WorkloadStatus]:
+        """The named workloads' states in one call, by id; ids the node does not know are
+        missing from the answer."""
+        if not workload_ids:
+            return {}
+        path = "/v1/workloads?ids=" + ",".join(workload_ids)
+        body = await self._call("GET", path, "statuses")
+        listed = body.get("workloads") if isinstance(body, dict) else None
+        return {w.workload_id: w for w in self._parse(_WORKLOADS, listed)}
 
     async def checkpoint(self, workload_id: str) -> WorkloadStatus:
         """Checkpoint a running, checkpointable workload; its status with the new checkpoint."""

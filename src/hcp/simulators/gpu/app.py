@@ -4,7 +4,8 @@ One node is one ASGI app (`build_node_app`) with three parts:
 
 - `GET /metrics`: DCGM-exporter Prometheus text;
 - `/v1/...`: the node-agent API (JSON): `GET /v1/gpus`, `POST /v1/workloads`,
-  `GET /v1/workloads/{id}`, `POST /v1/workloads/{id}/checkpoint`, `POST /v1/workloads/{id}/stop`;
+  `GET /v1/workloads/{id}`, `GET /v1/workloads?ids=a,b` (many at once, unknown ones left out),
+  `POST /v1/workloads/{id}/checkpoint`, `POST /v1/workloads/{id}/stop`;
 - `/sim/...`: fault injection, which a real node does not have: `POST /sim/gpus/{i}/xid?xid=48`,
   `POST /sim/gpus/{i}/off-bus`, `POST /sim/gpus/{i}/reset`, `POST /sim/node/down` (or `up`).
 
@@ -71,6 +72,12 @@ class StartRequest(BaseModel):
     checkpointable: bool = False
     resume_from_progress: float = 0.0
     fb_mib_per_gpu: int | None = None
+
+
+class WorkloadList(BaseModel):
+    """Body of `GET /v1/workloads?ids=...`: the named workloads the node knows."""
+
+    workloads: list[WorkloadView]
 
 
 class GpuInventory(BaseModel):
@@ -152,6 +159,11 @@ async def list_gpus(node: Node) -> GpuInventory:
 @_agent.post("/workloads", status_code=201)
 async def start(node: Node, body: StartRequest) -> WorkloadView:
     return node.start(**body.model_dump())
+
+
+@_agent.get("/workloads")
+async def statuses(node: Node, ids: str = "") -> WorkloadList:
+    return WorkloadList(workloads=node.workloads(i for i in ids.split(",") if i))
 
 
 @_agent.get("/workloads/{workload_id}")

@@ -12,6 +12,7 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -200,6 +201,13 @@ class GpuNodeSim:
         """The workload's state and progress now; NotFound if this node never ran it."""
         self._require_up()
         return self._get(workload_id).view(self._advance())
+
+    def workloads(self, workload_ids: Iterable[str]) -> list[WorkloadView]:
+        """The named workloads this node knows, as `workload` reports each (unknown ones are
+        left out: a poller asks for many at once)."""
+        self._require_up()
+        now = self._advance()
+        return [self._workloads[w].view(now) for w in workload_ids if w in self._workloads]
 
     # -- commands ---------------------------------------------------------------------------
 
