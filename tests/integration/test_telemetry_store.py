@@ -229,7 +229,7 @@ def test_raw_averages_read_many_devices_at_once_as_query_does_one(store: Telemet
         return [Sample(device, "power_w", when, value) for when, value in points]
 
     store.write(gpu("gpu-1", (at(0, 1), 100.0), (at(0, 1.5), 300.0), (at(0, 6), 400.0)))
-    store.write(gpu("gpu-2", (at(0, 2), 50.0)) + [Sample("gpu-2", "temp_c", at(0, 2), 70.0)])
+    store.write([*gpu("gpu-2", (at(0, 2), 50.0)), Sample("gpu-2", "temp_c", at(0, 2), 70.0)])
     store.merge()
     store.write(gpu("gpu-1", (at(0, 6), 400.0), (at(0, 11), 500.0)))  # a repeat, then new
     store.write(gpu("gpu-3", (at(0, 30), 9.0)))  # outside the window
