@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarket
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.dispatch.model import DispatchPolicy
 from hcp.domain.devices import DeviceKind
-from hcp.domain.fleet import Site
+from hcp.domain.fleet import Device, Site
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
@@ -287,9 +287,14 @@ class LoggedDispatcher:
         self.driver = driver
         self._log = command_log
 
-    async def dispatch(self, plan: SitePlan, latest: dict[str, DeviceStatus]) -> None:
+    async def dispatch(
+        self,
+        plan: SitePlan,
+        latest: dict[str, DeviceStatus],
+        devices: Sequence[Device] | None = None,
+    ) -> None:
         try:
-            await self.site.dispatch(plan, latest)
+            await self.site.dispatch(plan, latest, devices)
         finally:
             await asyncio.to_thread(self._log.flush)
 

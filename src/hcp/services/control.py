@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -31,7 +31,16 @@ T = TypeVar("T")
 
 
 class AsicDispatcher(Protocol):
-    async def dispatch(self, plan: SitePlan, latest: dict[str, DeviceStatus]) -> None: ...
+    async def dispatch(
+        self,
+        plan: SitePlan,
+        latest: dict[str, DeviceStatus],
+        devices: Sequence[Device] | None = None,
+    ) -> None:
+        """Move the site's miners towards `plan`; `devices` is the site's fleet as this tick
+        read it (read again when not given)."""
+        ...
+
     async def confirm(self, latest: dict[str, DeviceStatus]) -> None:
         """Judge commands in flight by the newest statuses."""
         ...
@@ -99,8 +108,10 @@ class ControlLoop:
         out = TickOutcome()
         snapshot = await self._step(out, "market", self._next_market)
         out.snapshot = snapshot
+        devices: list[Device] = []
         if snapshot is not None:
-            out.plan = await self._step(out, "plan", lambda: self._plan(snapshot))
+            # One read of the fleet serves the plan and the dispatch.
+            out.plan = await self._step(out, "plan", lambda: self._plan(snapshot, devices))
         budget = out.plan.gpu_budget() if out.plan is not None else 0
         out.scheduling = await self._step(
             out, "schedule", lambda: self._scheduler.tick({self.site.id: budget})
@@ -108,7 +119,8 @@ class ControlLoop:
         dispatcher, plan = self._dispatcher, out.plan
         if plan is not None and dispatcher is not None:
             latest = self._monitor.latest
-            await self._step(out, "dispatch", lambda: dispatcher.dispatch(plan, latest))
+            fleet = devices or None
+            await self._step(out, "dispatch", lambda: dispatcher.dispatch(plan, latest, fleet))
         if self._billing is not None:
             # The time since the last tick ran at the previous interval's price.
             in_force = self._price_in_force
@@ -150,6 +162,10 @@ class ControlLoop:
         finally:
             out.seconds[name] = round(time.perf_counter() - started, 4)
 
+    def _site_devices(self) -> list[Device]:
+        with self._uow() as uow:
+            return uow.fleet.devices(site_id=self.site.id)
+
     async def _next_market(self) -> MarketSnapshot | None:
         snapshot = self._feed.next_snapshot()
         if snapshot is None:
@@ -165,9 +181,9 @@ class ControlLoop:
         await self._bus.publish(Event(PRICE_DATA, self.site.node, snapshot.at, payload))
         return snapshot
 
-    async def _plan(self, snapshot: MarketSnapshot) -> SitePlan:
-        with self._uow() as uow:
-            devices = uow.fleet.devices(site_id=self.site.id)
+    async def _plan(self, snapshot: MarketSnapshot, devices: list[Device]) -> SitePlan:
+        """Plan the interval of `snapshot`; fills `devices` with the site's fleet as read."""
+        devices.extend(await asyncio.to_thread(self._site_devices))
         counts = healthy_counts(devices, self._monitor.latest)
         # The solve is CPU work: keep it off the event loop so the API answers meanwhile.
         plan = await asyncio.to_thread(

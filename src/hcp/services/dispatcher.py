@@ -225,10 +225,17 @@ class SiteDispatcher:
         self._clock = clock
         self.max_power_increase_w = max_power_increase_w
 
-    async def dispatch(self, plan: SitePlan, latest: Mapping[str, DeviceStatus]) -> None:
-        """Confirm what is in flight, then move the site's miners towards `plan`."""
-        devices = await asyncio.to_thread(self._miners_of, plan.site_id)
-        miners = [miner_view(device, latest.get(device.id)) for device in devices]
+    async def dispatch(
+        self,
+        plan: SitePlan,
+        latest: Mapping[str, DeviceStatus],
+        devices: Sequence[Device] | None = None,
+    ) -> None:
+        """Confirm what is in flight, then move the site's miners towards `plan`. `devices`
+        is the site's fleet when the caller has just read it (else it is read here)."""
+        if devices is None:
+            devices = await asyncio.to_thread(self._devices_of, plan.site_id)
+        miners = [miner_view(d, latest.get(d.id)) for d in devices if _managed(d, plan.site_id)]
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
         await self.dispatcher.tick(self.target(plan), miners, now)
@@ -245,10 +252,19 @@ class SiteDispatcher:
         running = plan.asic_target(set(ASIC_MODELS))
         return AsicTarget(running, self.max_power_increase_w, reason)
 
-    def _miners_of(self, site_id: str) -> list[Device]:
+    def _devices_of(self, site_id: str) -> list[Device]:
         with self._uow() as uow:
-            devices = uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
-        return [d for d in devices if d.address and d.model_name in ASIC_MODELS]
+            return uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
+
+
+def _managed(device: Device, site_id: str) -> bool:
+    """A miner of the site that the dispatcher can reach and knows the model of."""
+    return (
+        device.kind is DeviceKind.ASIC
+        and device.site_id == site_id
+        and bool(device.address)
+        and device.model_name in ASIC_MODELS
+    )
 
 
 def miner_view(device: Device, status: DeviceStatus | None) -> MinerView:
