@@ -271,14 +271,17 @@ class Live:
     dispatcher: LoggedDispatcher
 
     async def settle(self) -> None:
-        """Deliver every published event and store what it carries (tests, shutdown)."""
+        """Send the commands being dispatched, deliver every published event and store what
+        it carries (tests, shutdown)."""
+        await self.dispatcher.delivered()
         await self.bus.drain()
         await asyncio.to_thread(self.recorder.flush)
         await self.samples.flush()
 
 
 class LoggedDispatcher:
-    """The site dispatcher, its command log written once per dispatch or confirmation."""
+    """The site dispatcher, its command log written once per dispatch, delivery or
+    confirmation."""
 
     def __init__(
         self, site: SiteDispatcher, command_log: SqlCommandLog, driver: LuxosMinerDriver
@@ -286,6 +289,7 @@ class LoggedDispatcher:
         self.site = site
         self.driver = driver
         self._log = command_log
+        self._logged: asyncio.Task[None] | None = None
 
     async def dispatch(
         self,
@@ -297,6 +301,19 @@ class LoggedDispatcher:
             await self.site.dispatch(plan, latest, devices)
         finally:
             await asyncio.to_thread(self._log.flush)
+        self._logged = asyncio.create_task(self._log_delivery())
+
+    async def _log_delivery(self) -> None:
+        """Write the command log once the commands sent in the background are out."""
+        try:
+            await self.site.delivered()
+        finally:
+            await asyncio.to_thread(self._log.flush)
+
+    async def delivered(self) -> None:
+        """Wait until the last dispatch's commands are sent and logged."""
+        if self._logged is not None:
+            await self._logged
 
     async def confirm(self, latest: dict[str, DeviceStatus]) -> None:
         """Settle commands in flight from a fleet poll (sooner than the next tick)."""
@@ -378,6 +395,7 @@ def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[St
 
 
 async def stop_live(live: Live) -> None:
+    await live.dispatcher.delivered()  # every exchange has a timeout, so this ends
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     await live.bus.close()
     await live.runner.aclose()

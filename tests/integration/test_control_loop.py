@@ -236,6 +236,7 @@ async def test_a_price_spike_sleeps_every_miner_confirmed_by_telemetry(site: Sit
     outcome = await site.live.control.tick()
     assert outcome.errors == [] and outcome.plan is not None
     assert outcome.plan.asic_target({"S21"}) == {}
+    await site.live.dispatcher.delivered()  # the tick planned them; they go out behind it
     sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
     assert len(sent) == 12 and {c["action"] for c in sent} == {"sleep"}
     assert {c["status"] for c in sent} == {"sent"}

@@ -199,8 +199,10 @@ async def test_the_site_dispatcher_runs_a_stored_plan_against_the_latest_statuse
     site = SiteDispatcher(dispatcher, lambda: FakeUnitOfWork(devices), clock)
     latest = {"m000": status(0, power_w=3_400.0), "m001": status(1), "m002": status(2)}
     await site.dispatch(PLAN, latest)
+    report = await site.delivered()  # the commands go out in the background
     # m001 is the less efficient of the two; m002 has no address, so it is not dispatched.
     assert driver.calls == [("sleep", "127.0.0.1:4028", None)]
+    assert report is site.dispatcher.last_report
     report = site.dispatcher.last_report
     assert report is not None
     assert report.sent[0].reason.endswith(
@@ -210,6 +212,25 @@ async def test_the_site_dispatcher_runs_a_stored_plan_against_the_latest_statuse
     asleep = replace(status(1, "sleeping", 25.0), at=clock.now())
     (outcome,) = await site.confirm_latest({"m001": asleep})
     assert outcome.status is OutcomeStatus.CONFIRMED
+
+
+async def test_a_dispatch_returns_once_planned_and_the_next_waits_for_the_sends() -> None:
+    devices = [stored_miner(0), stored_miner(1)]
+    driver, clock = FakeDriver(delay_s=0.05), ManualClock(NOW)
+    site = SiteDispatcher(
+        Dispatcher(driver, InMemoryCommandLog()), lambda: FakeUnitOfWork(devices), clock
+    )
+    latest = {"m000": status(0, power_w=3_400.0), "m001": status(1)}
+    await site.dispatch(PLAN, latest)
+    assert driver.calls == []  # planned; the sleep is on its way
+    report = site.dispatcher.last_report
+    assert report is not None and len(report.plan.commands) == 1 and report.sent == ()
+
+    clock.advance(timedelta(seconds=1))
+    await site.dispatch(PLAN, latest)  # waits for the first tick's sleep before planning
+    assert driver.calls == [("sleep", "127.0.0.1:4028", None)]
+    done = await site.delivered()
+    assert done is not None and done.plan.commands == ()  # in flight: nothing new to send
 
 
 def test_a_status_of_an_unreachable_miner_is_no_reading() -> None:

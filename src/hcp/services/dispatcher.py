@@ -147,11 +147,21 @@ class Dispatcher:
         `miners` give identity and the latest reading; the dispatcher adds what it remembers
         (commands in flight, confirmed, failed; degradations).
         """
+        return await self.send(self.plan(target, miners, now), now)
+
+    def plan(self, target: AsicTarget, miners: Iterable[MinerView], now: datetime) -> DispatchPlan:
+        """This tick's commands (the first half of `tick`); nothing is sent yet."""
         views = [self.ledger.observe(miner) for miner in miners]
         plan = plan_commands(target, views, now, self.policy)
         for degradation in plan.newly_degraded:
             self.ledger.degrade(degradation)
             log.warning("%s degraded: %s", degradation.device_id, degradation.reason)
+        self.last_report = DispatchReport(now, plan, ())
+        return plan
+
+    async def send(self, plan: DispatchPlan, now: datetime) -> DispatchReport:
+        """Deliver `plan`'s commands (the second half of `tick`); the report says which the
+        driver could not deliver."""
         errors = await self._send_all(plan.commands, now)
         sent = tuple(c for c in plan.commands if c.device_id not in errors)
         self.last_report = DispatchReport(now, plan, sent, errors)
@@ -209,7 +219,10 @@ class SiteDispatcher:
     """The control loop's ASIC dispatcher for one site (its `AsicDispatcher` port).
 
     Each `dispatch` reads the site's miners from the store, turns their latest statuses into
-    readings, settles the commands in flight and runs one tick towards the plan's ASIC target.
+    readings, settles the commands in flight and plans one tick towards the plan's ASIC target;
+    the commands then go out in the background, so a tick that moves thousands of miners does
+    not wait for thousands of TCP exchanges (`delivered` waits for them; the next `dispatch`
+    does, before it plans). Confirmation comes from telemetry either way.
     `max_power_increase_w` is the site's ramp limit per tick in W at the miners.
     """
 
@@ -224,6 +237,7 @@ class SiteDispatcher:
         self._uow = uow
         self._clock = clock
         self.max_power_increase_w = max_power_increase_w
+        self._delivery: asyncio.Task[DispatchReport] | None = None
 
     async def dispatch(
         self,
@@ -232,13 +246,22 @@ class SiteDispatcher:
         devices: Sequence[Device] | None = None,
     ) -> None:
         """Confirm what is in flight, then move the site's miners towards `plan`. `devices`
-        is the site's fleet when the caller has just read it (else it is read here)."""
+        is the site's fleet when the caller has just read it (else it is read here). Returns
+        once the commands are planned and logged; they are sent in the background."""
+        await self.delivered()  # the last tick's commands are out before new ones are planned
         if devices is None:
             devices = await asyncio.to_thread(self._devices_of, plan.site_id)
         miners = [miner_view(d, latest.get(d.id)) for d in devices if _managed(d, plan.site_id)]
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
-        await self.dispatcher.tick(self.target(plan), miners, now)
+        planned = self.dispatcher.plan(self.target(plan), miners, now)
+        self._delivery = asyncio.create_task(self.dispatcher.send(planned, now))
+
+    async def delivered(self) -> DispatchReport | None:
+        """Wait until the last dispatch's commands are sent (or failed); its report."""
+        if self._delivery is None:
+            return None
+        return await self._delivery
 
     async def confirm_latest(self, latest: Mapping[str, DeviceStatus]) -> list[CommandOutcome]:
         """Settle commands in flight from a poll between ticks (confirmations come sooner)."""
