@@ -80,6 +80,7 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
             commands.append(len(report.sent) if report is not None else 0)
             clock.advance(timedelta(seconds=runtime.settings.poll_seconds))
             await live.control.poll()
+            await live.settle()  # the poll's events stored before the next tick, untimed
     finally:
         await bootstrap.stop_live(live)
         runtime.close()

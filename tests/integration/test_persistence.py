@@ -121,6 +121,25 @@ def test_transitions_are_stored_in_order(uow: SqlUnitOfWork) -> None:
     assert uow.workloads.gpus_in_use() == 2
 
 
+def test_histories_of_many_workloads_match_each_history(uow: SqlUnitOfWork) -> None:
+    workloads = [workload(n) for n in range(1, 4)]
+    for w in workloads:
+        uow.workloads.add(w, submitted(w))
+    later = T0 + timedelta(minutes=5)
+    change = StateChange(
+        "w-002", later, WorkloadEvent.SCHEDULE, WorkloadState.QUEUED, WorkloadState.SCHEDULED
+    )
+    uow.workloads.save_transition(replace(workloads[1], state=WorkloadState.SCHEDULED), change)
+    uow.commit()
+    found = uow.workloads.histories(["w-002", "w-001", "w-404"])
+    assert found == {
+        "w-002": uow.workloads.history("w-002"),
+        "w-001": uow.workloads.history("w-001"),
+        "w-404": [],
+    }
+    assert [c.event for c in found["w-002"]] == [WorkloadEvent.SUBMIT, WorkloadEvent.SCHEDULE]
+
+
 def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:
     factory = make_session_factory(engine)
     with SqlUnitOfWork(factory) as unit:

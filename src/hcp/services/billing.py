@@ -125,10 +125,12 @@ class BillingService:
         were new (metering the same interval again adds nothing)."""
         with self._uow() as uow:
             gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
+            touched = uow.workloads.touched_since(start)
+            histories = uow.workloads.histories([w.id for w in touched])
             runs = [
                 run
-                for w in uow.workloads.touched_since(start)
-                for run in runs_of(w, uow.workloads.history(w.id), family_of(w, gpu_models))
+                for w in touched
+                for run in runs_of(w, histories[w.id], family_of(w, gpu_models))
             ]
             price = (
                 None

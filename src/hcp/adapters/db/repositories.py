@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -116,6 +116,18 @@ class SqlWorkloads:
             .order_by(WorkloadEventRow.id)
         )
         return [_change(r) for r in self._s.scalars(query)]
+
+    def histories(self, workload_ids: Sequence[str]) -> dict[str, list[StateChange]]:
+        found: dict[str, list[StateChange]] = {w: [] for w in workload_ids}
+        for chunk in _chunks(list(found)):
+            query = (
+                select(WorkloadEventRow)
+                .where(WorkloadEventRow.workload_id.in_(chunk))
+                .order_by(WorkloadEventRow.id)
+            )
+            for row in self._s.scalars(query):
+                found[row.workload_id].append(_change(row))
+        return found
 
     def queue_position(self, workload: Workload) -> int:
         w = WorkloadRow
@@ -579,6 +591,12 @@ def _device_row(d: Device) -> DeviceRow:
     )
 
 
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    """`items` in lists of at most `size`, to keep IN lists within every driver's limits."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 _DEVICE_COLUMNS = (
     DeviceRow.id,
     DeviceRow.site_id,
@@ -733,8 +751,9 @@ class SqlBilling:
 
     def add_usage(self, records: Sequence[UsageRecord]) -> int:
         new = 0
+        known = self._stored_usages(records)
         for record in records:
-            stored = self._stored_usage(record.workload_id, record.interval_start)
+            stored = known.get((record.workload_id, record.interval_start))
             if stored is None:
                 self._s.add(_usage_row(record))
                 new += 1
@@ -746,12 +765,24 @@ class SqlBilling:
         self._s.flush()
         return new
 
-    def _stored_usage(self, workload_id: str, start: datetime) -> UsageRecord | None:
-        query = select(UsageRecordRow).where(
-            UsageRecordRow.workload_id == workload_id, UsageRecordRow.interval_start == start
-        )
-        row = self._s.scalar(query)
-        return None if row is None else _usage(row)
+    def _stored_usages(
+        self, records: Sequence[UsageRecord]
+    ) -> dict[tuple[str, datetime], UsageRecord]:
+        """The stored records of the same workloads and interval starts as `records`, read
+        in one query per chunk of workloads rather than one per record."""
+        starts = sorted({r.interval_start for r in records})
+        found: dict[tuple[str, datetime], UsageRecord] = {}
+        if not starts:
+            return found
+        u = UsageRecordRow
+        for chunk in _chunks(sorted({r.workload_id for r in records})):
+            query = select(u).where(
+                u.workload_id.in_(chunk), u.interval_start.between(starts[0], starts[-1])
+            )
+            for row in self._s.scalars(query):
+                usage = _usage(row)
+                found[usage.workload_id, usage.interval_start] = usage
+        return found
 
     def usage(
         self, start: datetime, end: datetime, customer_id: str | None = None
