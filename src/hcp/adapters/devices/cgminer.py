@@ -34,7 +34,7 @@ def encode_request(command: str, params: Sequence[str] = ()) -> bytes:
     body: dict[str, str] = {"command": command}
     if params:
         body["parameter"] = ",".join(params)
-    return json.dumps(body).encode()
+    return orjson.dumps(body)
 
 
 def decode_reply(device: str, raw: bytes) -> dict[str, Any]:
