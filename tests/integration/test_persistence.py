@@ -146,3 +146,13 @@ def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:
         unit.customers.add(Customer("cust-b", "B", T0))
     with SqlUnitOfWork(factory) as unit:
         assert unit.customers.get("cust-b") is None
+
+
+def test_the_device_columns_follow_the_device_fields() -> None:
+    # FleetRepository.devices builds a Device from each row by position.
+    from dataclasses import fields
+
+    from hcp.adapters.db.repositories import _DEVICE_COLUMNS
+    from hcp.domain.fleet import Device
+
+    assert [column.key for column in _DEVICE_COLUMNS] == [f.name for f in fields(Device)]

@@ -520,7 +520,12 @@ class SqlFleet:
             query = query.where(DeviceRow.kind == kind.value)
         if state is not None:
             query = query.where(DeviceRow.state == state)
-        return [_device(r) for r in self._s.execute(query)]
+        kinds = {kind.value: kind for kind in DeviceKind}
+        # The columns are in Device's field order (a test holds them so).
+        return [
+            Device(i, site, rack, model, kinds[kind], *rest)
+            for i, site, rack, model, kind, *rest in self._s.execute(query)
+        ]
 
     def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         rows = [
@@ -597,7 +602,7 @@ def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-_DEVICE_COLUMNS = (
+_DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.id,
     DeviceRow.site_id,
     DeviceRow.rack_id,
