@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from hcp.aio import bounded_map
 from hcp.dispatch import (
     DEFAULT_POLICY,
     Action,
@@ -181,13 +182,10 @@ class Dispatcher:
         return self.ledger.pending()
 
     async def _send_all(self, commands: Sequence[Command], now: datetime) -> dict[str, str]:
-        limiter = asyncio.Semaphore(self.concurrency)
-
         async def one(command: Command) -> tuple[str, str] | None:
-            async with limiter:
-                return await self._send(command, now)
+            return await self._send(command, now)
 
-        failures = await asyncio.gather(*(one(command) for command in commands))
+        failures = await bounded_map(one, commands, self.concurrency)
         return dict(failure for failure in failures if failure is not None)
 
     async def _send(self, command: Command, now: datetime) -> tuple[str, str] | None:

@@ -23,6 +23,7 @@ from hcp.adapters.devices.errors import (
     DeviceIOError,
     SessionUnavailable,
 )
+from hcp.aio import bounded_map
 from hcp.domain.devices import AsicProfile
 from hcp.domain.telemetry import AsicReading
 from hcp.services.ports import Clock
@@ -207,8 +208,11 @@ def _is_session_error(error: CommandRejected) -> bool:
     return "session" in error.reason.lower()
 
 
-async def read_all(clients: Sequence[LuxosClient]) -> list[AsicReading | DeviceError]:
-    """Read every miner concurrently; a miner that fails yields its DeviceError, not a raise."""
+async def read_all(
+    clients: Sequence[LuxosClient], concurrency: int = 256
+) -> list[AsicReading | DeviceError]:
+    """Read every miner, `concurrency` at a time (the clients' limiter may bound the exchanges
+    further); a miner that fails yields its DeviceError, not a raise."""
 
     async def one(client: LuxosClient) -> AsicReading | DeviceError:
         try:
@@ -216,4 +220,4 @@ async def read_all(clients: Sequence[LuxosClient]) -> list[AsicReading | DeviceE
         except DeviceError as error:
             return error
 
-    return list(await asyncio.gather(*(one(c) for c in clients)))
+    return await bounded_map(one, clients, concurrency)

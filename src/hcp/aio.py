@@ -1,0 +1,29 @@
+"""Small asyncio helpers shared by the services and the adapters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def bounded_map(
+    function: Callable[[T], Awaitable[R]], items: Iterable[T], concurrency: int
+) -> list[R]:
+    """`function` over `items` with at most `concurrency` calls in flight; results in input
+    order. A fixed set of workers takes the items in turn, rather than a task per item queued
+    on a semaphore: at 100,000 items that is 100,000 fewer waiting tasks and futures, and no
+    semaphore wake-up work per item."""
+    work = list(enumerate(items))
+    results: list[R | None] = [None] * len(work)
+    queue = iter(work)
+
+    async def worker() -> None:
+        for index, item in queue:  # one shared iterator: every item is taken once
+            results[index] = await function(item)
+
+    await asyncio.gather(*(worker() for _ in range(min(max(1, concurrency), len(work)))))
+    return cast(list[R], results)  # every slot was filled

@@ -1,0 +1,33 @@
+"""bounded_map: every item once, results in input order, never more than N calls at once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from hcp.aio import bounded_map
+
+
+async def test_results_keep_the_input_order_with_at_most_n_in_flight() -> None:
+    in_flight = most = 0
+    seen: list[int] = []
+
+    async def square(n: int) -> int:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(random.random() / 1000)  # finish out of order
+        seen.append(n)
+        in_flight -= 1
+        return n * n
+
+    assert await bounded_map(square, range(200), 7) == [n * n for n in range(200)]
+    assert most == 7 and sorted(seen) == list(range(200))
+
+
+async def test_no_items_and_a_concurrency_below_one() -> None:
+    async def echo(n: int) -> int:
+        return n
+
+    assert await bounded_map(echo, [], 4) == []
+    assert await bounded_map(echo, [1, 2], 0) == [1, 2]  # still makes progress, one at a time
