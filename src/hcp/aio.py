@@ -25,5 +25,13 @@ async def bounded_map(
         for index, item in queue:  # one shared iterator: every item is taken once
             results[index] = await function(item)
 
-    await asyncio.gather(*(worker() for _ in range(min(max(1, concurrency), len(work)))))
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(max(1, concurrency), len(work)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        # The first failure ends the map: no worker goes on taking items behind the caller.
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
     return cast(list[R], results)  # every slot was filled

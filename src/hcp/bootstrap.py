@@ -311,9 +311,14 @@ class LoggedDispatcher:
             await asyncio.to_thread(self._log.flush)
 
     async def delivered(self) -> None:
-        """Wait until the last dispatch's commands are sent and logged."""
-        if self._logged is not None:
-            await self._logged
+        """Wait until the last dispatch's commands are sent and logged (a failure there is
+        logged, never raised here; waiting never cancels the sends)."""
+        await self.site.delivered()  # also when a cancel came before the log task was made
+        logged = self._logged
+        if logged is not None:
+            await asyncio.wait({logged})
+            if not logged.cancelled() and (error := logged.exception()) is not None:
+                log.error("writing the command log failed", exc_info=error)
 
     async def confirm(self, latest: dict[str, DeviceStatus]) -> None:
         """Settle commands in flight from a fleet poll (sooner than the next tick)."""

@@ -31,3 +31,24 @@ async def test_no_items_and_a_concurrency_below_one() -> None:
 
     assert await bounded_map(echo, [], 4) == []
     assert await bounded_map(echo, [1, 2], 0) == [1, 2]  # still makes progress, one at a time
+
+
+async def test_the_first_failure_ends_the_map_and_is_raised() -> None:
+    started: list[int] = []
+
+    async def fail_on_three(n: int) -> int:
+        started.append(n)
+        await asyncio.sleep(0.001 if n != 3 else 0)
+        if n == 3:
+            raise ValueError("three")
+        return n
+
+    try:
+        await bounded_map(fail_on_three, range(100), 4)
+    except ValueError as error:
+        assert str(error) == "three"
+    else:
+        raise AssertionError("the failure was not raised")
+    count = len(started)
+    await asyncio.sleep(0.05)
+    assert len(started) == count < 10  # nothing went on behind the caller

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from tests.unit.test_dispatch_planning import NOW, REASON, miner, reading
 
 from hcp.adapters.clock import ManualClock
@@ -222,7 +223,8 @@ async def test_a_dispatch_returns_once_planned_and_the_next_waits_for_the_sends(
     )
     latest = {"m000": status(0, power_w=3_400.0), "m001": status(1)}
     await site.dispatch(PLAN, latest)
-    assert driver.calls == []  # planned; the sleep is on its way
+    await asyncio.sleep(0.01)  # the tick is over; the sleep is still on its way
+    assert driver.in_flight == 1 and driver.calls == []
     report = site.dispatcher.last_report
     assert report is not None and len(report.plan.commands) == 1 and report.sent == ()
 
@@ -231,6 +233,28 @@ async def test_a_dispatch_returns_once_planned_and_the_next_waits_for_the_sends(
     assert driver.calls == [("sleep", "127.0.0.1:4028", None)]
     done = await site.delivered()
     assert done is not None and done.plan.commands == ()  # in flight: nothing new to send
+
+
+async def test_a_send_that_breaks_is_logged_and_the_next_dispatch_goes_ahead(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    devices = [stored_miner(0), stored_miner(1)]
+    driver, clock = (
+        FakeDriver(broken={"127.0.0.1:4028": RuntimeError("driver bug")}),
+        ManualClock(NOW),
+    )
+    site = SiteDispatcher(
+        Dispatcher(driver, InMemoryCommandLog()), lambda: FakeUnitOfWork(devices), clock
+    )
+    latest = {"m000": status(0, power_w=3_400.0), "m001": status(1)}
+    await site.dispatch(PLAN, latest)
+    assert await site.delivered() is None
+    assert "sending dispatch commands failed" in caplog.text
+    driver.broken.clear()
+    clock.advance(timedelta(minutes=5))
+    await site.dispatch(PLAN, latest)  # not held up by the broken send
+    report = await site.delivered()
+    assert report is not None
 
 
 def test_a_status_of_an_unreachable_miner_is_no_reading() -> None:

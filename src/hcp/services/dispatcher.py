@@ -254,12 +254,20 @@ class SiteDispatcher:
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
         planned = self.dispatcher.plan(self.target(plan), miners, now)
         self._delivery = asyncio.create_task(self.dispatcher.send(planned, now))
+        self._delivery.add_done_callback(_log_failure)
 
     async def delivered(self) -> DispatchReport | None:
-        """Wait until the last dispatch's commands are sent (or failed); its report."""
-        if self._delivery is None:
+        """Wait until the last dispatch's commands are sent (or failed); its report, or None
+        when there was none or the sending itself broke (that is logged, and forgotten so
+        that the next dispatch goes ahead). Waiting never cancels the sends."""
+        task = self._delivery
+        if task is None:
             return None
-        return await self._delivery
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            self._delivery = None
+            return None
+        return task.result()
 
     async def confirm_latest(self, latest: Mapping[str, DeviceStatus]) -> list[CommandOutcome]:
         """Settle commands in flight from a poll between ticks (confirmations come sooner)."""
@@ -276,6 +284,11 @@ class SiteDispatcher:
     def _devices_of(self, site_id: str) -> list[Device]:
         with self._uow() as uow:
             return uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
+
+
+def _log_failure(task: asyncio.Task[DispatchReport]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("sending dispatch commands failed", exc_info=error)
 
 
 def _managed(device: Device, site_id: str) -> bool:

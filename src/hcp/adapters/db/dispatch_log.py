@@ -20,7 +20,10 @@ class SqlCommandLog:
     def __init__(self, engine: Engine, site_id: str | None = None) -> None:
         self._sessions = make_session_factory(engine)
         self._site_id = site_id
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffers
+        # Flushes one at a time: an outcome's UPDATE must not commit before the INSERT of its
+        # command, which an overlapping flush (a background send beside a confirm) may hold.
+        self._flushing = threading.Lock()
         self._commands: list[Command] = []
         self._outcomes: list[CommandOutcome] = []
 
@@ -34,17 +37,18 @@ class SqlCommandLog:
 
     def flush(self) -> int:
         """Write what was recorded since the last flush; how many rows changed."""
-        with self._lock:
-            commands, self._commands = self._commands, []
-            outcomes, self._outcomes = self._outcomes, []
-        if not commands and not outcomes:
-            return 0
-        with self._sessions() as session, session.begin():
-            session.add_all(self._row(c) for c in commands)
-            session.flush()
-            for outcome in outcomes:
-                session.execute(_outcome_update(outcome))
-        return len(commands) + len(outcomes)
+        with self._flushing:
+            with self._lock:
+                commands, self._commands = self._commands, []
+                outcomes, self._outcomes = self._outcomes, []
+            if not commands and not outcomes:
+                return 0
+            with self._sessions() as session, session.begin():
+                session.add_all(self._row(c) for c in commands)
+                session.flush()
+                for outcome in outcomes:
+                    session.execute(_outcome_update(outcome))
+            return len(commands) + len(outcomes)
 
     def _row(self, command: Command) -> DispatchCommandRow:
         return DispatchCommandRow(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 import pydantic
@@ -137,7 +138,7 @@ class NodeAgentClient:
         missing from the answer."""
         if not workload_ids:
             return {}
-        path = "/v1/workloads?ids=" + ",".join(workload_ids)
+        path = "/v1/workloads?" + urlencode({"ids": ",".join(workload_ids)})
         body = await self._call("GET", path, "statuses")
         listed = body.get("workloads") if isinstance(body, dict) else None
         return {w.workload_id: w for w in self._parse(_WORKLOADS, listed)}

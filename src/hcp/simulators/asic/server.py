@@ -143,8 +143,10 @@ class _Connection(asyncio.Protocol):
         if self._server.sim.faults.reset_connections:
             reset(transport)
             return
-        transport.write(self._server.reply_to(request))
-        transport.close()  # after the buffered reply is flushed
+        try:
+            transport.write(self._server.reply_to(request))
+        finally:
+            transport.close()  # after the buffered reply is flushed; at once if none was made
 
 
 def _complete(data: bytes) -> bool:
