@@ -313,13 +313,12 @@ _STATES = {state.value: state for state in MinerState}
 
 def reading_of(status: DeviceStatus | None, address: str) -> AsicReading | None:
     """The reading a status was made from (None when the miner did not answer)."""
-    states = _STATES
-    if status is None or status.state not in states:
+    if status is None or status.state not in _STATES:
         return None
     return AsicReading(
         device=address,
         at=status.at,
-        state=states[status.state],
+        state=_STATES[status.state],
         hashrate_ths=status.hashrate_ths,
         power_w=status.power_w,
         temperature_c=status.temperature_c,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -13,6 +14,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 BACKSTOP_CHECKPOINT_PAGES = 20_000
+
+
+T = TypeVar("T")
+
+IN_LIST_LIMIT = 500
+"""Values per SQL `IN` list: well within every driver's bound-parameter limit (SQLite's is
+32,766 per statement) even when a statement binds its list twice."""
+
+
+def chunked(items: Sequence[T], size: int = IN_LIST_LIMIT) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`, for reads by many keys in `IN` lists."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def normalise_url(url: str) -> str:

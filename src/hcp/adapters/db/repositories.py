@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from hcp.adapters.db.engine import chunked
 from hcp.adapters.db.tables import (
     AllocationRow,
     ApiKeyRow,
@@ -119,7 +120,7 @@ class SqlWorkloads:
 
     def histories(self, workload_ids: Sequence[str]) -> dict[str, list[StateChange]]:
         found: dict[str, list[StateChange]] = {w: [] for w in workload_ids}
-        for chunk in _chunks(list(found)):
+        for chunk in chunked(list(found)):
             query = (
                 select(WorkloadEventRow)
                 .where(WorkloadEventRow.workload_id.in_(chunk))
@@ -596,12 +597,6 @@ def _device_row(d: Device) -> DeviceRow:
     )
 
 
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    """`items` in lists of at most `size`, to keep IN lists within every driver's limits."""
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 _DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.id,
     DeviceRow.site_id,
@@ -616,24 +611,6 @@ _DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.power_w,
     DeviceRow.hashrate_ths,
 )
-
-
-def _device(r: Any) -> Device:
-    """A device from its ORM row or a row of `_DEVICE_COLUMNS` (same attribute names)."""
-    return Device(
-        id=r.id,
-        site_id=r.site_id,
-        rack_id=r.rack_id,
-        model_name=r.model_name,
-        kind=DeviceKind(r.kind),
-        state=r.state,
-        updated_at=r.updated_at,
-        address=r.address,
-        healthy=r.healthy,
-        profile=r.profile,
-        power_w=r.power_w,
-        hashrate_ths=r.hashrate_ths,
-    )
 
 
 class SqlMarket:
@@ -780,7 +757,7 @@ class SqlBilling:
         if not starts:
             return found
         u = UsageRecordRow
-        for chunk in _chunks(sorted({r.workload_id for r in records})):
+        for chunk in chunked(sorted({r.workload_id for r in records})):
             query = select(u).where(
                 u.workload_id.in_(chunk), u.interval_start.between(starts[0], starts[-1])
             )

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, String, bindparam, select, text
 
+from hcp.adapters.db.engine import chunked
 from hcp.adapters.db.tables import TelemetrySeriesRow
 from hcp.domain.telemetry import (
     HOUR_MS,
@@ -195,7 +196,6 @@ FROM (
 JOIN telemetry_series AS s ON s.id = x.series_id
 GROUP BY s.device_id, bucket ORDER BY s.device_id, bucket
 """).bindparams(bindparam("series", expanding=True))
-_SERIES_PER_READ = 1_000
 _SERIES_OF = text(
     "SELECT id FROM telemetry_series WHERE metric = :metric AND device_id IN :devices"
 ).bindparams(bindparam("devices", expanding=True, type_=String()))
@@ -308,28 +308,28 @@ class TelemetryStore:
     ) -> dict[str, list[tuple[datetime, float]]]:
         """Raw samples of `metric` for many devices over [start, end), averaged per `step`
         (under a minute) bucket: {device_id: [(bucket start, mean)]} in time order, devices
-        without samples left out. One read per thousand devices, where `query` would take one
-        per device and rescan the unindexed inbox each time."""
+        without samples left out. One read per `IN_LIST_LIMIT` devices, where `query` would take
+        one per device and rescan the unindexed inbox each time."""
         if not device_ids:
             return {}
         step_ms = effective_step_ms(step)
         found: dict[str, list[tuple[datetime, float]]] = {}
         with self._engine.connect() as connection:
-            series = list(
-                connection.execute(
-                    _SERIES_OF, {"metric": metric, "devices": list(device_ids)}
+            series = [
+                series_id
+                for devices in chunked(device_ids)
+                for series_id in connection.execute(
+                    _SERIES_OF, {"metric": metric, "devices": list(devices)}
                 ).scalars()
-            )
-            # Chunks keep the bound parameters (twice the series per query) within SQLite's
-            # limit however many devices are asked for.
-            for i in range(0, len(series), _SERIES_PER_READ):
-                params = {
-                    "series": series[i : i + _SERIES_PER_READ],
-                    "step": step_ms,
-                    "start": floor_ms(to_epoch_ms(start), step_ms),
-                    "end": to_epoch_ms(end),
-                }
-                for device_id, bucket_ms, mean in connection.execute(_RAW_OF_DEVICES, params):
+            ]
+            window = {
+                "step": step_ms,
+                "start": floor_ms(to_epoch_ms(start), step_ms),
+                "end": to_epoch_ms(end),
+            }
+            for chunk in chunked(series):
+                rows = connection.execute(_RAW_OF_DEVICES, {"series": chunk, **window})
+                for device_id, bucket_ms, mean in rows:
                     found.setdefault(device_id, []).append((from_epoch_ms(int(bucket_ms)), mean))
         return found
 
