@@ -48,6 +48,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+import orjson
+
 from hcp.adapters.devices.cgminer import TcpTransport
 from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.luxos import LuxosClient
@@ -102,7 +104,8 @@ class TimedTransport:
 
 
 def _kind(request: bytes) -> str:
-    command = json.loads(request)["command"]
+    # orjson: this runs inside the measured client CPU, and `json` would add ~10 µs an exchange
+    command = orjson.loads(request)["command"]
     if "+" in command:
         return "read"
     return "logon" if command == "logon" else str(command)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -337,6 +339,46 @@ async def test_slow_replies_time_out_or_arrive_depending_on_the_timeout(
     with pytest.raises(DeviceTimeout):
         await client_of(fleet, timeout_s=0.1).summary()
     assert (await client_of(fleet, timeout_s=2.0).read()).hashrate_ths > 0
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose queue is full: connecting hangs (the
+    kernel drops the SYNs), as it does to a miner that lost power."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    yield port
+    for held in (*fillers, listener):
+        held.close()
+
+
+async def test_a_connect_that_never_completes_times_out(unanswered_port: int) -> None:
+    started = time.perf_counter()
+    with pytest.raises(DeviceTimeout, match=r"within 0\.2 s"):
+        await TcpTransport(timeout_s=0.2).exchange("127.0.0.1", unanswered_port, b"{}")
+    assert 0.2 <= time.perf_counter() - started < 1.0
+
+
+async def test_cancelling_an_exchange_while_it_connects_is_a_cancellation(
+    unanswered_port: int,
+) -> None:
+    transport = TcpTransport(timeout_s=5.0)
+    exchange = asyncio.ensure_future(transport.exchange("127.0.0.1", unanswered_port, b"{}"))
+    await asyncio.sleep(0.1)
+    exchange.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await exchange
+    assert exchange.cancelled()  # not turned into a DeviceTimeout
 
 
 async def test_connection_resets_raise_a_typed_error(fleet: AsicFleetSimulator) -> None:

@@ -59,25 +59,40 @@ class TcpTransport:
         self.timeout_s = timeout_s
 
     async def exchange(self, host: str, port: int, request: bytes) -> bytes:
-        device = f"{host}:{port}"
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await self._roundtrip(host, port, request)
+            return await self._roundtrip(host, port, request)
         except TimeoutError:
-            raise DeviceTimeout(device, f"no reply within {self.timeout_s:g} s") from None
+            raise DeviceTimeout(f"{host}:{port}", f"no reply within {self.timeout_s:g} s") from None
         except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as error:
-            raise DeviceConnectionReset(device, f"connection reset ({error})") from None
+            raise DeviceConnectionReset(f"{host}:{port}", f"connection reset ({error})") from None
         except OSError as error:
-            raise DeviceUnreachable(device, f"cannot connect ({error})") from None
+            raise DeviceUnreachable(f"{host}:{port}", f"cannot connect ({error})") from None
 
     async def _roundtrip(self, host: str, port: int, request: bytes) -> bytes:
+        """One exchange under one timer. Once connected, the timer fails the reply; while
+        connecting, it cancels this task and the cancellation becomes a TimeoutError, as
+        `asyncio.timeout` does, at a third of its cost (it runs for every exchange with
+        every miner: scripts/bench_curtail.py)."""
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "an exchange runs inside a task"
+        cancelling = task.cancelling()
         done: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_connection(lambda: _Exchange(request, done), host, port)
+        exchange = _Exchange(request, done)
+        timer = loop.call_later(self.timeout_s, exchange.expire, task)
         try:
-            reply = await done
+            try:
+                transport, _ = await loop.create_connection(lambda: exchange, host, port)
+            except asyncio.CancelledError:
+                if exchange.expired and task.uncancel() <= cancelling:
+                    raise TimeoutError from None
+                raise
+            try:
+                reply = await done
+            finally:
+                transport.close()  # closing twice is harmless; on a timeout this hangs up
         finally:
-            transport.close()  # closing twice is harmless; on a timeout this hangs up
+            timer.cancel()
         if not reply:
             raise ConnectionResetError("closed without a reply")
         return reply
@@ -96,6 +111,16 @@ class _Exchange(asyncio.Protocol):
         self._done = done
         self._reply = bytearray()
         self._transport: asyncio.Transport | None = None
+        self.expired = False
+
+    def expire(self, task: asyncio.Task[Any]) -> None:
+        """The exchange's time is up: fail the reply, or stop `task` connecting."""
+        self.expired = True
+        if self._transport is None:
+            task.cancel()
+        elif not self._done.done():
+            self._done.set_exception(TimeoutError())
+            self._transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.

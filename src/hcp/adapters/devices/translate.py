@@ -57,7 +57,7 @@ def split_joined(device: str, payload: Payload, commands: Iterable[str]) -> dict
     replies: dict[str, Payload] = {}
     for command in commands:
         part = payload.get(command)
-        if not isinstance(part, list) or not part or not isinstance(part[0], Mapping):
+        if type(part) is not list or not part or not isinstance(part[0], dict):
             raise MalformedReply(device, f"joined reply has no {command!r} part")
         check_status(device, command, part[0])
         replies[command] = part[0]
@@ -65,11 +65,19 @@ def split_joined(device: str, payload: Payload, commands: Iterable[str]) -> dict
 
 
 def section(device: str, payload: Payload, name: str) -> list[Mapping[str, Any]]:
-    """The list under `name` (e.g. "SUMMARY"); MalformedReply when absent or not a list."""
+    """The list of objects under `name` (e.g. "SUMMARY"); MalformedReply when it is absent,
+    not a list, or holds anything but objects.
+
+    This and `first` run for every section of every poll of every miner, so they test with
+    `dict` (what JSON decodes to; an ABC check costs several times more) and plain loops."""
     items = payload.get(name)
-    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
-        raise MalformedReply(device, f"reply has no {name} list")
-    return items
+    if type(items) is list:
+        for item in items:
+            if not isinstance(item, dict):
+                break
+        else:
+            return items
+    raise MalformedReply(device, f"reply has no {name} list")
 
 
 def first(device: str, payload: Payload, name: str) -> Mapping[str, Any]:
@@ -101,7 +109,10 @@ def session_id(device: str, logon_reply: Payload) -> str:
 
 def hashrate_ths(device: str, summary: Payload) -> float:
     """Current hashrate in TH/s from `summary` (LuxOS's `GHS 5s`, or CGMiner's `MHS 5s`)."""
-    entry = first(device, summary, "SUMMARY")
+    return _hashrate_ths(device, first(device, summary, "SUMMARY"))
+
+
+def _hashrate_ths(device: str, entry: Mapping[str, Any]) -> float:
     if "GHS 5s" in entry:
         return number(device, entry, "GHS 5s") / 1e3
     return number(device, entry, "MHS 5s") / 1e6
@@ -190,7 +201,7 @@ def asic_reading(device: str, at: datetime, replies: Mapping[str, Payload]) -> A
         if needed not in replies:
             raise MalformedReply(device, f"no {needed} reply to read from")
     summary = first(device, replies["summary"], "SUMMARY")
-    rate = hashrate_ths(device, replies["summary"])
+    rate = _hashrate_ths(device, summary)
     watts, psu_on = power(device, replies["power"])
     hashboards = boards(device, replies["devs"])
     state = miner_state(psu_on, hashboards, rate)
