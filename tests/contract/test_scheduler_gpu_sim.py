@@ -99,6 +99,20 @@ async def test_queued_work_starts_runs_and_completes(world: World) -> None:
     assert events == ["submit", "schedule", "start", "complete"]
 
 
+async def test_each_tick_stores_the_progress_the_nodes_report(world: World) -> None:
+    short = await world.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2, hours=1)
+    long = await world.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=4)
+    report = await world.scheduler.tick({SITE: 10})
+    assert set(report.started) == {short, long}, report.errors
+
+    world.clock.advance(timedelta(minutes=30))
+    await world.scheduler.tick({SITE: 10})
+    with world.runtime.unit_of_work() as uow:
+        stored = {w: uow.workloads.get(w) for w in (short, long)}
+    progress = {w: s.progress for w, s in stored.items() if s is not None}
+    assert progress == {short: pytest.approx(0.5, abs=0.01), long: pytest.approx(0.125, abs=0.01)}
+
+
 async def test_one_poll_follows_a_gang_across_nodes_and_reports_what_each_node_says(
     world: World,
 ) -> None:

@@ -140,6 +140,17 @@ def test_histories_of_many_workloads_match_each_history(uow: SqlUnitOfWork) -> N
     assert [c.event for c in found["w-002"]] == [WorkloadEvent.SUBMIT, WorkloadEvent.SCHEDULE]
 
 
+def test_progress_of_many_workloads_is_saved_at_once(uow: SqlUnitOfWork) -> None:
+    for w in (workload(n) for n in range(1, 4)):
+        uow.workloads.add(w, submitted(w))
+    uow.commit()
+    uow.workloads.save_progress({"w-001": 0.25, "w-003": 0.75})
+    uow.workloads.save_progress({})
+    uow.commit()
+    stored = [uow.workloads.get(f"w-00{n}") for n in range(1, 4)]
+    assert [w.progress for w in stored if w is not None] == [0.25, 0.0, 0.75]
+
+
 def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:
     factory = make_session_factory(engine)
     with SqlUnitOfWork(factory) as unit:

@@ -3,7 +3,7 @@ and last failed one, a degradation, and the last reading taken while mining. No 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from hcp.dispatch.model import Command, CommandOutcome, Degradation, MinerView, OutcomeStatus
@@ -33,8 +33,13 @@ class Ledger:
         memory = self._memory.setdefault(miner.device_id, Memory())
         if miner.reading is not None and miner.reading.mining:
             memory.last_mining = miner.reading
-        return replace(
-            miner,
+        # Built field by field: `dataclasses.replace` costs several times more, for every
+        # miner on every tick.
+        return MinerView(
+            miner.device_id,
+            miner.model,
+            miner.address,
+            miner.reading,
             pending=memory.pending,
             confirmed=memory.confirmed,
             failed=memory.failed,

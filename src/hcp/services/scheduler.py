@@ -206,15 +206,23 @@ class SchedulerService:
     ) -> None:
         held = [(w, [gpus[g] for g in w.gpu_ids if g in gpus]) for w in active if w.gpu_ids]
         statuses = await self._runner.poll(held)
+        progress: dict[str, float] = {}
         with self._writing():
             for w, _ in held:
                 status = statuses.get(w.id)
                 if status is not None and status.state is not RunState.UNKNOWN:
-                    self._follow_one(w, status, now, report)
+                    self._follow_one(w, status, now, report, progress)
+            self._writer().workloads.save_progress(progress)
 
     def _follow_one(
-        self, w: Workload, status: RunStatus, now: datetime, report: TickReport
+        self,
+        w: Workload,
+        status: RunStatus,
+        now: datetime,
+        report: TickReport,
+        progress: dict[str, float],
     ) -> None:
+        """Act on one workload's status; a running one's progress goes into `progress`."""
         if status.state is RunState.COMPLETED:
             # The node knows when it finished; billing must not run on to this tick.
             ended = min(status.ended_at or now, now)
@@ -223,8 +231,8 @@ class SchedulerService:
         elif status.state in (RunState.FAILED, RunState.STOPPED):
             reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
             self._requeue(w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint)
-        else:
-            self._writer().workloads.save_progress(w.id, status.progress)
+        elif status.progress != w.progress:
+            progress[w.id] = status.progress
 
     async def _preempt_all(
         self,

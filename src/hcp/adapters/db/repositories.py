@@ -149,10 +149,10 @@ class SqlWorkloads:
         query = select(QueueCounterRow.priority, QueueCounterRow.queued)
         return {int(p): int(n) for p, n in self._s.execute(query)}
 
-    def save_progress(self, workload_id: str, progress: float) -> None:
-        self._s.execute(
-            update(WorkloadRow).where(WorkloadRow.id == workload_id).values(progress=progress)
-        )
+    def save_progress(self, progress: Mapping[str, float]) -> None:
+        if progress:  # one executemany (ORM bulk update by primary key), not a statement each
+            rows = [{"id": id_, "progress": value} for id_, value in progress.items()]
+            self._s.execute(update(WorkloadRow), rows)
 
     def release_gpus(self, workload_id: str) -> None:
         self._s.execute(
