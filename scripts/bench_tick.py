@@ -2,13 +2,15 @@
 this process on loopback, against the same tick with no devices at all (the baseline: what
 market, planning, scheduling and bookkeeping cost on their own). Prints one JSON object.
 
-As in `hcp up` (uvloop; the fleet polled between ticks, on its own rhythm), each tick is
-followed by a fleet poll, which is not timed: it is the telemetry that confirms the tick's
-commands. `tick_seconds` is the median tick; `first_tick_seconds` the first, in which the plan
-moves most miners to a new profile at once (10,000 commands over TCP, each miner's first
-needing a LuxOS logon). A tick plans and logs its commands and sends them in the background
-(the next tick waits for them); `first_tick_delivery_seconds` is how long after the first tick
-its 10,000 commands took to be all sent.
+As in `hcp up` (uvloop; the fleet polled between ticks, on its own rhythm), a fleet poll runs
+one poll interval before each tick, not timed: it is the telemetry that confirms the last
+tick's commands, and it follows the running GPU work (node statuses), so the tick need not
+(`poll_between_ticks_seconds` is its median). `tick_seconds` is the median tick;
+`first_tick_seconds` the first, in which the plan moves most miners to a new profile at
+once (10,000 commands over TCP, each miner's first needing a LuxOS logon). A tick plans and
+logs its commands and sends them in the background (the next tick waits for them);
+`first_tick_delivery_seconds` is how long after the first tick its 10,000 commands took to
+be all sent.
 """
 
 from __future__ import annotations
@@ -65,11 +67,12 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
     try:
         poll_s = await timed(live.control.poll())
         await live.settle()
-        tick_s, steps = [], []
+        tick_s, steps, polls_s = [], [], []
         commands: list[int] = []
         delivery_s: list[float] = []  # after the tick, until its commands are all sent
+        between = timedelta(seconds=runtime.settings.tick_seconds - runtime.settings.poll_seconds)
         for _ in range(ticks):
-            clock.advance(timedelta(seconds=runtime.settings.tick_seconds))
+            clock.advance(timedelta(seconds=runtime.settings.poll_seconds))
             t0 = time.perf_counter()
             outcome = await live.control.tick()
             tick_s.append(time.perf_counter() - t0)
@@ -78,9 +81,11 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
             delivery_s.append(await timed(live.dispatcher.delivered()))
             report = live.dispatcher.site.dispatcher.last_report
             commands.append(len(report.sent) if report is not None else 0)
-            clock.advance(timedelta(seconds=runtime.settings.poll_seconds))
-            await live.control.poll()
-            await live.settle()  # the poll's events stored before the next tick, untimed
+            # As in `hcp up`, the last poll before the next tick ran one poll interval before
+            # it (it also followed the running GPU work); untimed, its events stored.
+            clock.advance(between)
+            polls_s.append(await timed(live.control.poll()))
+            await live.settle()
     finally:
         await bootstrap.stop_live(live)
         runtime.close()
@@ -96,6 +101,7 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
             k: round(statistics.median(s[k] for s in steps[1:] or steps), 3) for k in steps[0]
         },
         "poll_seconds": round(poll_s, 3),
+        "poll_between_ticks_seconds": round(statistics.median(polls_s), 3),
         "start_seconds": round(start_s, 3),
     }
 

@@ -378,6 +378,11 @@ async def start_live(runtime: Runtime) -> Live:
         bus=bus,
         billing=runtime.platform.billing,
         dispatcher=dispatcher,
+        # Each poll follows running GPU work too; a tick whose last poll is at most two poll
+        # intervals old (platform time) need not ask the nodes again.
+        follow_fresh_for=timedelta(
+            seconds=2 * settings.poll_seconds * getattr(clock, "speed", 1.0)
+        ),
     )
     return Live(control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher)
 

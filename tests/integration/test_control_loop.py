@@ -108,6 +108,39 @@ async def test_tick_plans_and_runs_customer_work(site: Site) -> None:
     assert outcome.scheduling.completed == [submitted.workload.id]
 
 
+async def test_the_fleet_poll_follows_running_work_and_a_tick_just_after_does_not_ask_again(
+    site: Site,
+) -> None:
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    short, long = [
+        await site.runtime.platform.workloads.submit(
+            customer,
+            Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 2, None, hours)),
+        )
+        for hours in (1.0, 4.0)
+    ]
+    started = (await site.live.control.tick()).scheduling
+    assert started is not None and set(started.started) == {short.workload.id, long.workload.id}
+
+    site.clock.advance(timedelta(hours=1, minutes=1))
+    await site.live.control.poll()  # the node says the short one finished: known now
+    polled_at = site.clock.now()
+    assert site.live.control.last_follow is not None
+    assert site.live.control.last_follow.completed == [short.workload.id]
+    shown = await site.api.get(f"/api/v1/workloads/{short.workload.id}", headers=site.admin)
+    assert shown.json()["status"] == "completed"
+    scheduler = site.live.control._scheduler
+
+    site.clock.advance(timedelta(seconds=site.runtime.settings.poll_seconds))
+    outcome = await site.live.control.tick()
+    assert outcome.errors == [] and outcome.scheduling is not None
+    assert scheduler.followed_at == polled_at  # the tick did not ask the nodes again
+
+    site.clock.advance(timedelta(minutes=10))  # no poll since: the tick follows itself
+    await site.live.control.tick()
+    assert scheduler.followed_at == site.clock.now()
+
+
 async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> None:
     await site.live.site.asic_fleet.set_faults(3, Faults(offline=True))
     await site.live.site.asic_fleet.set_faults(5, Faults(malformed_replies=True))

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from hcp.domain.devices import DeviceKind
@@ -85,7 +86,11 @@ class ControlLoop:
         samples: TelemetryRecorder | None = None,
         dispatcher: AsicDispatcher | None = None,
         billing: BillingService | None = None,
+        follow_fresh_for: timedelta | None = None,
     ) -> None:
+        """`follow_fresh_for`, when given, makes each fleet poll also follow running GPU work
+        (node statuses, progress, completions), and a tick skip its own follow when a poll
+        did so within that long (platform time): the tick then only decides."""
         self.site = site
         self._uow = uow
         self._clock = clock
@@ -99,6 +104,8 @@ class ControlLoop:
         self._bus = bus
         self._dispatcher = dispatcher
         self._billing = billing
+        self._follow_fresh_for = follow_fresh_for
+        self.last_follow: TickReport | None = None
         self._metered_until = clock.now()
         self._price_in_force: float | None = None  # USD/MWh of the interval being metered
         self.last: TickOutcome | None = None
@@ -113,8 +120,9 @@ class ControlLoop:
             # One read of the fleet serves the plan and the dispatch.
             out.plan = await self._step(out, "plan", lambda: self._plan(snapshot, devices))
         budget = out.plan.gpu_budget() if out.plan is not None else 0
+        follow = not self._followed_recently()
         out.scheduling = await self._step(
-            out, "schedule", lambda: self._scheduler.tick({self.site.id: budget})
+            out, "schedule", lambda: self._scheduler.tick({self.site.id: budget}, follow)
         )
         dispatcher, plan = self._dispatcher, out.plan
         if plan is not None and dispatcher is not None:
@@ -147,7 +155,16 @@ class ControlLoop:
             await self._samples.flush()
         if self._dispatcher is not None:
             await self._dispatcher.confirm(self._monitor.latest)
+        if self._follow_fresh_for is not None:
+            try:
+                self.last_follow = await self._scheduler.follow()
+            except Exception:  # the next tick follows instead
+                log.exception("following running GPU work failed")
         return statuses
+
+    def _followed_recently(self) -> bool:
+        fresh_for, at = self._follow_fresh_for, self._scheduler.followed_at
+        return fresh_for is not None and at is not None and self._clock.now() - at <= fresh_for
 
     async def _step(
         self, out: TickOutcome, name: str, action: Callable[[], Awaitable[T]]

@@ -129,13 +129,33 @@ class SchedulerService:
         self._on_change = on_change
         self._open: UnitOfWork | None = None
         self._announce: list[StateChange] = []
+        self._busy = asyncio.Lock()  # a follow between ticks never interleaves with a tick
+        self.followed_at: datetime | None = None
+        """When running work was last followed (platform time)."""
 
-    async def tick(self, budgets: Mapping[str, int]) -> TickReport:
-        """One tick: follow running work, then schedule within `budgets` (GPUs per site).
+    async def follow(self) -> TickReport:
+        """Ask the nodes how running work goes and store it: progress, completions, failures
+        (requeued). The part of a tick that the fleet poll can do between ticks."""
+        async with self._busy:
+            report = TickReport()
+            now = self._clock.now()
+            with self._uow() as uow:
+                gpus = {d.id: d for d in uow.fleet.devices(kind=DeviceKind.GPU)}
+                active = uow.workloads.in_states(ACTIVE)
+            await self._follow(active, gpus, now, report)
+            return report
+
+    async def tick(self, budgets: Mapping[str, int], follow: bool = True) -> TickReport:
+        """One tick: follow running work (unless `follow` is False: a poll just did), then
+        schedule within `budgets` (GPUs per site).
 
         Node calls of one kind go out together; each phase's state changes are written in one
         transaction, and a workload is marked scheduled before any node is asked to run it.
         """
+        async with self._busy:
+            return await self._tick(budgets, follow)
+
+    async def _tick(self, budgets: Mapping[str, int], follow: bool) -> TickReport:
         report = TickReport()
         now = self._clock.now()
         with self._uow() as uow:
@@ -143,7 +163,8 @@ class SchedulerService:
             active = uow.workloads.in_states(ACTIVE)
             ended = uow.workloads.in_states([WorkloadState.CANCELLED])
         await self._release(ended, gpus, report)
-        await self._follow(active, gpus, now, report)
+        if follow:
+            await self._follow(active, gpus, now, report)
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
@@ -213,6 +234,7 @@ class SchedulerService:
                 if status is not None and status.state is not RunState.UNKNOWN:
                     self._follow_one(w, status, now, report, progress)
             self._writer().workloads.save_progress(progress)
+        self.followed_at = now
 
     def _follow_one(
         self,
