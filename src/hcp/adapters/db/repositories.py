@@ -732,20 +732,20 @@ class SqlBilling:
         self._s = session
 
     def add_usage(self, records: Sequence[UsageRecord]) -> int:
-        new = 0
+        rows: list[dict[str, object]] = []
         known = self._stored_usages(records)
         for record in records:
             stored = known.get((record.workload_id, record.interval_start))
             if stored is None:
-                self._s.add(_usage_row(record))
-                new += 1
+                rows.append(_usage_row(record))
             elif stored != record:
                 raise Conflict(
                     f"usage of {record.workload_id} at {record.interval_start.isoformat()} "
                     "is stored with different figures; an interval is never billed twice"
                 )
-        self._s.flush()
-        return new
+        if rows:  # one executemany (ORM bulk insert), not a flushed object and INSERT each
+            self._s.execute(insert(UsageRecordRow), rows)
+        return len(rows)
 
     def _stored_usages(
         self, records: Sequence[UsageRecord]
@@ -842,20 +842,21 @@ class SqlBilling:
         return Invoice(row.id, row.customer_id, row.month, lines, round_money(row.total))
 
 
-def _usage_row(r: UsageRecord) -> UsageRecordRow:
-    return UsageRecordRow(
-        workload_id=r.workload_id,
-        customer_id=r.customer_id,
-        workload_class=r.workload_class.value,
-        gpu_type=r.gpu_family,
-        tier=r.tier.value,
-        interval_start=r.interval_start,
-        interval_end=r.interval_end,
-        gpu_hours=r.gpu_hours,
-        energy_kwh=r.energy_kwh,
-        rt_price_usd_per_mwh=r.rt_price_usd_per_mwh,
-        energy_source=r.energy_source.value,
-    )
+def _usage_row(r: UsageRecord) -> dict[str, object]:
+    """A usage record as the values of its row."""
+    return {
+        "workload_id": r.workload_id,
+        "customer_id": r.customer_id,
+        "workload_class": r.workload_class.value,
+        "gpu_type": r.gpu_family,
+        "tier": r.tier.value,
+        "interval_start": r.interval_start,
+        "interval_end": r.interval_end,
+        "gpu_hours": r.gpu_hours,
+        "energy_kwh": r.energy_kwh,
+        "rt_price_usd_per_mwh": r.rt_price_usd_per_mwh,
+        "energy_source": r.energy_source.value,
+    }
 
 
 def _usage(r: UsageRecordRow) -> UsageRecord:
