@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hcp.adapters.devices import cgminer
 from hcp.adapters.devices.cgminer import TcpTransport
 from hcp.adapters.devices.errors import (
     CommandRejected,
@@ -379,6 +380,28 @@ async def test_cancelling_an_exchange_while_it_connects_is_a_cancellation(
     with pytest.raises(asyncio.CancelledError):
         await exchange
     assert exchange.cancelled()  # not turned into a DeviceTimeout
+
+
+async def test_a_cancel_beside_a_timer_that_fired_after_connecting_stays_a_cancel(
+    fleet: AsicFleetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timer fires once connected but before the exchange resumes, and a cancel from
+    outside lands in the same moment: the caller sees its cancel, not a timeout."""
+    held: dict[str, asyncio.Task[bytes]] = {}
+    made = cgminer._Exchange.connection_made
+
+    def racing(self: cgminer._Exchange, transport: asyncio.BaseTransport) -> None:
+        made(self, transport)
+        self.expire(held["task"])
+        held["task"].cancel()
+
+    monkeypatch.setattr(cgminer._Exchange, "connection_made", racing)
+    host, port = fleet.addresses[0]
+    exchange = asyncio.ensure_future(TcpTransport(5.0).exchange(host, port, b"{}"))
+    held["task"] = exchange
+    with pytest.raises(asyncio.CancelledError):
+        await exchange
+    assert exchange.cancelled()
 
 
 async def test_connection_resets_raise_a_typed_error(fleet: AsicFleetSimulator) -> None:

@@ -113,6 +113,23 @@ async def test_each_tick_stores_the_progress_the_nodes_report(world: World) -> N
     assert progress == {short: pytest.approx(0.5, abs=0.01), long: pytest.approx(0.125, abs=0.01)}
 
 
+async def test_a_tick_that_would_preempt_on_an_old_poll_asks_the_nodes_first(
+    world: World,
+) -> None:
+    done = await world.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2, hours=1)
+    assert (await world.scheduler.tick({SITE: 10})).started == [done]
+    world.clock.advance(timedelta(minutes=59, seconds=56))
+    await world.scheduler.follow()  # still running 4 s before its end
+    world.clock.advance(timedelta(seconds=5))
+
+    # No GPUs granted: shedding would stop it, but it finished on its node meanwhile.
+    report = await world.scheduler.tick({SITE: 0}, follow=False)
+    assert report.preempted == [] and report.completed == [done]
+    with world.runtime.unit_of_work() as uow:
+        events = [c.event.value for c in uow.workloads.history(done)]
+    assert events == ["submit", "schedule", "start", "complete"]
+
+
 async def test_one_poll_follows_a_gang_across_nodes_and_reports_what_each_node_says(
     world: World,
 ) -> None:

@@ -31,6 +31,7 @@ from hcp.scheduling import (
     Preemption,
     PreemptionAction,
     RunningWorkload,
+    SchedulingDecision,
     SchedulingPolicy,
     WorkloadQueue,
     WorkloadSpec,
@@ -165,18 +166,12 @@ class SchedulerService:
         await self._release(ended, gpus, report)
         if follow:
             await self._follow(active, gpus, now, report)
-        with self._uow() as uow:
-            queued = uow.workloads.in_states([WorkloadState.QUEUED])
-            active = uow.workloads.in_states(ACTIVE)
-            policy = self._policy_for(uow.customers.all())
-        decision = schedule(
-            WorkloadQueue([spec_of(w) for w in queued]),
-            [gpu_of(d) for d in gpus.values()],
-            [_running(w) for w in active if w.gpu_ids],
-            budgets,
-            now,
-            policy,
-        )
+        queued, active, decision = self._decide(gpus, budgets, now)
+        if decision.preemptions and not follow:
+            # The last poll's word is too old to stop work on: a victim may have finished
+            # since. Ask the nodes, then decide again.
+            await self._follow(active, gpus, now, report)
+            queued, active, decision = self._decide(gpus, budgets, now)
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
             [(by_id[p.workload_id], p) for p in decision.preemptions], gpus, now, report
@@ -191,6 +186,24 @@ class SchedulerService:
             [(by_id[p.workload_id], p) for p in decision.placements], gpus, now, report
         )
         return report
+
+    def _decide(
+        self, gpus: Mapping[str, Device], budgets: Mapping[str, int], now: datetime
+    ) -> tuple[list[Workload], list[Workload], SchedulingDecision]:
+        """The queued and active workloads as stored now, and what to do with them."""
+        with self._uow() as uow:
+            queued = uow.workloads.in_states([WorkloadState.QUEUED])
+            active = uow.workloads.in_states(ACTIVE)
+            policy = self._policy_for(uow.customers.all())
+        decision = schedule(
+            WorkloadQueue([spec_of(w) for w in queued]),
+            [gpu_of(d) for d in gpus.values()],
+            [_running(w) for w in active if w.gpu_ids],
+            budgets,
+            now,
+            policy,
+        )
+        return queued, active, decision
 
     def _policy_for(self, customers: Sequence[Customer]) -> SchedulingPolicy:
         """The policy with each customer's fair-share weight and GPU quota as stored."""

@@ -84,8 +84,12 @@ class TcpTransport:
             try:
                 transport, _ = await loop.create_connection(lambda: exchange, host, port)
             except asyncio.CancelledError:
-                if exchange.expired and task.uncancel() <= cancelling:
+                # Only a cancel of the timer's own counts as the timeout; another one, even
+                # beside a timer that fired after connecting, stays a cancel.
+                if exchange.cancelled_connect and task.uncancel() <= cancelling:
                     raise TimeoutError from None
+                if done.done():
+                    done.exception()  # a timeout that lost to the cancel: seen, not logged
                 raise
             try:
                 reply = await done
@@ -111,12 +115,12 @@ class _Exchange(asyncio.Protocol):
         self._done = done
         self._reply = bytearray()
         self._transport: asyncio.Transport | None = None
-        self.expired = False
+        self.cancelled_connect = False
 
     def expire(self, task: asyncio.Task[Any]) -> None:
         """The exchange's time is up: fail the reply, or stop `task` connecting."""
-        self.expired = True
         if self._transport is None:
+            self.cancelled_connect = True
             task.cancel()
         elif not self._done.done():
             self._done.set_exception(TimeoutError())
