@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import tempfile
@@ -58,6 +59,8 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
     started = time.perf_counter()
     live = await bootstrap.start_live(runtime)
     start_s = time.perf_counter() - started
+    gc.collect()
+    gc.freeze()  # as `hcp up` does once the site is started
     customer = Principal("bench", Role.CUSTOMER, "cust-001")
     for i in range(min(gpus, 200)):
         kind = (WorkloadClass.AI_TRAINING, WorkloadClass.AI_INFERENCE_BATCH)[i % 2]
@@ -70,7 +73,8 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
         tick_s, steps, polls_s = [], [], []
         commands: list[int] = []
         delivery_s: list[float] = []  # after the tick, until its commands are all sent
-        between = timedelta(seconds=runtime.settings.tick_seconds - runtime.settings.poll_seconds)
+        tick_every, poll_every = runtime.settings.tick_seconds, runtime.settings.poll_seconds
+        between = timedelta(seconds=max(0.0, tick_every - poll_every))
         for _ in range(ticks):
             clock.advance(timedelta(seconds=runtime.settings.poll_seconds))
             t0 = time.perf_counter()

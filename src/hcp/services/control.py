@@ -160,6 +160,9 @@ class ControlLoop:
                 self.last_follow = await self._scheduler.follow()
             except Exception:  # the next tick follows instead
                 log.exception("following running GPU work failed")
+            else:
+                for error in self.last_follow.errors:
+                    log.warning("following running GPU work: %s", error)
         return statuses
 
     def _followed_recently(self) -> bool:

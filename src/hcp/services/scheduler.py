@@ -144,6 +144,7 @@ class SchedulerService:
                 gpus = {d.id: d for d in uow.fleet.devices(kind=DeviceKind.GPU)}
                 active = uow.workloads.in_states(ACTIVE)
             await self._follow(active, gpus, now, report)
+            self.followed_at = now
             return report
 
     async def tick(self, budgets: Mapping[str, int], follow: bool = True) -> TickReport:
@@ -166,11 +167,17 @@ class SchedulerService:
         await self._release(ended, gpus, report)
         if follow:
             await self._follow(active, gpus, now, report)
+            self.followed_at = now
         queued, active, decision = self._decide(gpus, budgets, now)
-        if decision.preemptions and not follow:
+        checked: set[str] = set()
+        while not follow:
             # The last poll's word is too old to stop work on: a victim may have finished
-            # since. Ask the nodes, then decide again.
-            await self._follow(active, gpus, now, report)
+            # since. Ask its node, then decide again (until every victim has been asked).
+            victims = {p.workload_id for p in decision.preemptions} - checked
+            if not victims:
+                break
+            checked |= victims
+            await self._follow([w for w in active if w.id in victims], gpus, now, report)
             queued, active, decision = self._decide(gpus, budgets, now)
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
@@ -247,7 +254,6 @@ class SchedulerService:
                 if status is not None and status.state is not RunState.UNKNOWN:
                     self._follow_one(w, status, now, report, progress)
             self._writer().workloads.save_progress(progress)
-        self.followed_at = now
 
     def _follow_one(
         self,
