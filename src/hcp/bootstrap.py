@@ -378,10 +378,14 @@ async def start_live(runtime: Runtime) -> Live:
         bus=bus,
         billing=runtime.platform.billing,
         dispatcher=dispatcher,
-        # Each poll follows running GPU work too; a tick whose last poll is at most two poll
-        # intervals old (platform time) need not ask the nodes again.
+        # Each poll follows running GPU work too; a tick whose last follow is at most two
+        # poll intervals old (platform time) need not ask the nodes again, nor one a tick
+        # interval old where ticks come faster than polls (work is then followed as often).
         follow_fresh_for=timedelta(
-            seconds=2 * settings.poll_seconds * getattr(clock, "speed", 1.0)
+            seconds=min(
+                2 * settings.poll_seconds * getattr(clock, "speed", 1.0),  # polls: wall time
+                settings.tick_seconds,  # ticks come every tick_seconds of platform time
+            )
         ),
     )
     return Live(control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher)
