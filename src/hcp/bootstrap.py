@@ -344,7 +344,8 @@ async def start_live(runtime: Runtime) -> Live:
     command_log = SqlCommandLog(runtime.engine, settings.site_id)
     # Deadlines are in platform time: a poll every poll_seconds of wall time is `speed` times
     # as long on a sped-up clock.
-    policy = DispatchPolicy(poll_interval_s=settings.poll_seconds * getattr(clock, "speed", 1.0))
+    speed = getattr(clock, "speed", 1.0)
+    policy = DispatchPolicy(poll_interval_s=settings.poll_seconds * speed)
     driver = LuxosMinerDriver(clock=clock)
     dispatcher = LoggedDispatcher(
         SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
@@ -383,7 +384,7 @@ async def start_live(runtime: Runtime) -> Live:
         # interval old where ticks come faster than polls (work is then followed as often).
         follow_fresh_for=timedelta(
             seconds=min(
-                2 * settings.poll_seconds * getattr(clock, "speed", 1.0),  # polls: wall time
+                2 * settings.poll_seconds * speed,  # polls come every poll_seconds of wall time
                 settings.tick_seconds,  # ticks come every tick_seconds of platform time
             )
         ),
