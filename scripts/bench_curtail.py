@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -54,6 +54,7 @@ from hcp.adapters.devices.cgminer import TcpTransport
 from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.luxos import LuxosClient
 from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
+from hcp.aio import run_on_uvloop
 from hcp.dispatch import AsicTarget, MinerView, OutcomeStatus, plan_commands
 from hcp.domain.catalog import asic_model
 from hcp.domain.telemetry import AsicReading, MinerState
@@ -476,17 +477,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` on uvloop where it is installed (as `hcp up` does), else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--miners", type=int, default=10_000)
@@ -500,12 +490,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=5.0, help="per exchange, seconds")
     args = parser.parse_args()
-    found: dict[str, Any] = {}
-
-    async def go() -> None:
-        found.update(await bench(args))
-
-    run_on_uvloop(go())
+    found = run_on_uvloop(bench(args))
     json.dump(found, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

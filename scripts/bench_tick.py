@@ -16,21 +16,18 @@ be all sent.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import statistics
 import tempfile
 import time
-from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 from hcp import bootstrap
 from hcp.adapters.clock import ManualClock
+from hcp.aio import run_on_uvloop
 from hcp.config import Settings
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import Requirements, WorkloadClass
@@ -76,7 +73,7 @@ async def measure(folder: Path, asics: int, gpus: int, ticks: int) -> dict[str, 
         tick_every, poll_every = runtime.settings.tick_seconds, runtime.settings.poll_seconds
         between = timedelta(seconds=max(0.0, tick_every - poll_every))
         for _ in range(ticks):
-            clock.advance(timedelta(seconds=runtime.settings.poll_seconds))
+            clock.advance(timedelta(seconds=poll_every))
             t0 = time.perf_counter()
             outcome = await live.control.tick()
             tick_s.append(time.perf_counter() - t0)
@@ -116,12 +113,6 @@ async def timed(work: Any) -> float:
     return time.perf_counter() - t0
 
 
-def run(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run `main` on uvloop, as `hcp up` does."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--asics", type=int, default=10_000)
@@ -129,8 +120,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hcp-tick-") as tmp:
-        full = run(measure(Path(tmp) / "full", args.asics, args.gpus, args.ticks))
-        empty = run(measure(Path(tmp) / "empty", 0, 8, args.ticks))
+        full = run_on_uvloop(measure(Path(tmp) / "full", args.asics, args.gpus, args.ticks))
+        empty = run_on_uvloop(measure(Path(tmp) / "empty", 0, 8, args.ticks))
     result = {
         **full,
         "miners": args.asics,

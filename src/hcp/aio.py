@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,3 +35,14 @@ async def bounded_map(
         await asyncio.gather(*workers, return_exceptions=True)
         raise
     return cast(list[R], results)  # every slot was filled
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, R]) -> R:
+    """Run `main` to its result on uvloop where it is installed (it is, with uvicorn[standard]
+    on Linux), else on asyncio's own loop: how `hcp up` and the benchmarks run."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from hcp.aio import bounded_map
+from hcp.aio import bounded_map, run_on_uvloop
 
 
 async def test_results_keep_the_input_order_with_at_most_n_in_flight() -> None:
@@ -52,3 +52,10 @@ async def test_the_first_failure_ends_the_map_and_is_raised() -> None:
     count = len(started)
     await asyncio.sleep(0.05)
     assert len(started) == count < 10  # nothing went on behind the caller
+
+
+def test_run_on_uvloop_returns_the_result_and_runs_on_uvloop() -> None:
+    async def main() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert run_on_uvloop(main()) == "uvloop"

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 import typer
 import uvicorn
 
 from hcp import bootstrap
 from hcp.adapters.clock import ScaledClock, SystemClock
+from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.http.app import create_app
@@ -36,7 +35,7 @@ def serve_platform(
     # Everything built so far lives as long as the process: keep it out of every GC pass.
     gc.freeze()
     try:
-        run_async(_serve_live(runtime, speed))
+        run_on_uvloop(_serve_live(runtime, speed))
     finally:
         runtime.close()
 
@@ -47,20 +46,9 @@ def serve_api(host: str | None, port: int | None) -> None:
     _configure_logging(settings)
     runtime = bootstrap.build(settings)
     try:
-        run_async(_server(runtime.settings, runtime).serve())
+        run_on_uvloop(_server(runtime.settings, runtime).serve())
     finally:
         runtime.close()
-
-
-def run_async(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` on uvloop where it is installed (it is, with uvicorn[standard] on Linux)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
