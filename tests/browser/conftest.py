@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import TEST_SECRET
+from tests.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 HCP = Path(sys.executable).with_name("hcp")
@@ -68,12 +68,6 @@ class Site:
         """Call the JSON API with the demo admin key."""
         headers = {"Authorization": f"Bearer {self.keys['admin']}"}
         return httpx.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -17,17 +17,12 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 HCP = Path(sys.executable).with_name("hcp")
 pytestmark = pytest.mark.e2e
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -226,3 +221,18 @@ def test_no_secret_reaches_the_log(platform: Platform, tmp_path: Path) -> None:
     for name in ("admin", "customer", "admin_password", "customer_password"):
         # stdout shows each secret once, on first start, by design; stderr logging never does
         assert log.count(keys[name]) <= 1, name
+
+
+def test_up_on_a_taken_port_names_it_and_writes_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "HCP_PORT": str(port), "HCP_VAR_DIR": str(tmp_path / "var")}
+        result = subprocess.run(
+            [str(HCP), "up"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "in use" in result.stderr
+    assert not (tmp_path / "var" / "hcp.db").exists()  # it stopped before migrating

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 
 import typer
 import uvicorn
@@ -28,6 +29,9 @@ def serve_platform(
     """`hcp up`: migrate, provision the simulated site, serve API + simulation."""
     settings = load_settings(host=host, port=port, site_asics=asics, site_gpus=gpus)
     _configure_logging(settings)
+    # The port is claimed before anything else: the simulated site opens hundreds of sockets
+    # on ports the kernel picks, and one of them must not take the port the user asked for.
+    listener = _listen(settings)
     clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
     runtime = bootstrap.build(settings, clock)
     keys = bootstrap.prepare(runtime)
@@ -35,8 +39,9 @@ def serve_platform(
     # Everything built so far lives as long as the process: keep it out of every GC pass.
     gc.freeze()
     try:
-        run_on_uvloop(_serve_live(runtime, speed))
+        run_on_uvloop(_serve_live(runtime, speed, listener))
     finally:
+        listener.close()
         runtime.close()
 
 
@@ -44,11 +49,40 @@ def serve_api(host: str | None, port: int | None) -> None:
     """`hcp api`: the API alone against an already migrated database."""
     settings = load_settings(host=host, port=port)
     _configure_logging(settings)
+    listener = _listen(settings)
     runtime = bootstrap.build(settings)
     try:
-        run_on_uvloop(_server(runtime.settings, runtime).serve())
+        run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=[listener]))
     finally:
+        listener.close()
         runtime.close()
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """Bind the API's listening socket, or stop with a message naming the address and why."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise _cannot_listen(settings, error) from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        raise _cannot_listen(settings, error) from None
+    return listener
+
+
+def _cannot_listen(settings: Settings, error: OSError) -> typer.Exit:
+    reason = error.strerror or str(error)
+    typer.secho(
+        f"hcp: cannot listen on {settings.host}:{settings.port}: {reason}", err=True, fg="red"
+    )
+    return typer.Exit(1)
 
 
 def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
@@ -65,7 +99,7 @@ def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve_live(runtime: bootstrap.Runtime, speed: float) -> None:
+async def _serve_live(runtime: bootstrap.Runtime, speed: float, listener: socket.socket) -> None:
     live = await bootstrap.start_live(runtime)
     # The simulated site, drivers and control loop live as long as the process too: out of
     # the GC's passes, a full collection walks 0.04 s instead of 0.2 s at 10,000 miners.
@@ -76,7 +110,7 @@ async def _serve_live(runtime: bootstrap.Runtime, speed: float) -> None:
         bootstrap.run_control(runtime, live, settings.tick_seconds / speed, settings.poll_seconds)
     )
     try:
-        await _server(settings, runtime).serve()
+        await _server(settings, runtime).serve(sockets=[listener])
     finally:
         control.cancel()
         with contextlib.suppress(asyncio.CancelledError):
