@@ -46,12 +46,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from hcp.adapters.devices.cgminer import TcpTransport
+from hcp.adapters.devices.cgminer import TcpTransport, Transport
 from hcp.adapters.devices.errors import DeviceError
+from hcp.adapters.devices.io_workers import WorkerTransport
 from hcp.adapters.devices.luxos import LuxosClient
 from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
 from hcp.aio import run_on_uvloop
@@ -79,17 +81,18 @@ FIRST_IP = {
 
 
 class TimedTransport:
-    """The real TCP transport, timing each exchange by the command it carries."""
+    """A real transport (TCP here, or through device I/O worker processes), timing each
+    exchange by the command it carries."""
 
-    def __init__(self, timeout_s: float) -> None:
-        self._tcp = TcpTransport(timeout_s)
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
         self.latencies_s: dict[str, list[float]] = defaultdict(list)
 
     async def exchange(self, host: str, port: int, request: bytes) -> bytes:
         kind = _kind(request)
         started = time.perf_counter()
         try:
-            return await self._tcp.exchange(host, port, request)
+            return await self._inner.exchange(host, port, request)
         finally:
             self.latencies_s[kind].append(time.perf_counter() - started)
 
@@ -156,8 +159,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def timed_driver(concurrency: int, timeout_s: float) -> tuple[LuxosMinerDriver, TimedTransport]:
-    transport = TimedTransport(timeout_s)
+def timed_driver(
+    concurrency: int, timeout_s: float, inner: Transport | None = None
+) -> tuple[LuxosMinerDriver, TimedTransport]:
+    transport = TimedTransport(inner or TcpTransport(timeout_s))
     driver = LuxosMinerDriver(timeout_s=timeout_s, max_in_flight=concurrency, transport=transport)
     return driver, transport
 
@@ -167,9 +172,10 @@ async def curtail(
     concurrency: int,
     timeout_s: float,
     on_start: Callable[[], object] = lambda: None,
+    inner: Transport | None = None,
 ) -> Run:
     """A curtailment through a new driver (see `curtail_with`)."""
-    driver, transport = timed_driver(concurrency, timeout_s)
+    driver, transport = timed_driver(concurrency, timeout_s, inner)
     return await curtail_with(driver, transport, addresses, concurrency, on_start)
 
 
@@ -381,31 +387,58 @@ def start_children(first_ip: str, count: int, per_process: int) -> Children:
 
 
 async def split_process(
-    count: int, per_process: int, concurrency: int, timeout_s: float, first_ip: str
+    count: int,
+    per_process: int,
+    concurrency: int,
+    timeout_s: float,
+    first_ip: str,
+    io_workers: int = 0,
 ) -> dict[str, Any]:
-    """Simulator in child processes (as many as the open-file limit needs), dispatcher here."""
+    """Simulator in child processes (as many as the open-file limit needs), dispatcher here;
+    with `io_workers`, the dispatcher's sockets in that many device I/O worker processes."""
     children = await asyncio.to_thread(start_children, first_ip, count, per_process)
+    pool = WorkerTransport(io_workers, timeout_s) if io_workers else None
+    workers_cpu: dict[int, float] = {}
+
+    def mark() -> None:
+        children.broadcast("mark")
+        workers_cpu.update({pid: process_cpu_s(pid) for pid in pool.pids} if pool else {})
+
     try:
+        if pool is not None:
+            await pool.start()
         addresses = addresses_from(first_ip, count)
-        run = await curtail(addresses, concurrency, timeout_s, lambda: children.broadcast("mark"))
+        run = await curtail(addresses, concurrency, timeout_s, mark, pool)
+        io_cpu_s = [process_cpu_s(pid) - before for pid, before in workers_cpu.items()]
     finally:
+        if pool is not None:
+            await pool.close()
         server_cpu_s = children.stop()
+    cpu_split = {"dispatcher_and_client": round(run.cpu_s, 2)}
+    if pool is not None:
+        cpu_split["device_io_workers"] = round(sum(io_cpu_s), 2)
+    cpu_split["simulated_miners"] = round(server_cpu_s, 2)
     return {
         **run.as_json(),
         "simulator_processes": len(children.processes),
-        "cpu_split_s": {
-            "dispatcher_and_client": round(run.cpu_s, 2),
-            "simulated_miners": round(server_cpu_s, 2),
-        },
-        "idle_machine_floor_s": idle_floor_s(run.cpu_s, server_cpu_s),
+        "device_io_workers": io_workers,
+        "cpu_split_s": cpu_split,
+        "idle_machine_floor_s": idle_floor_s([run.cpu_s, *io_cpu_s], server_cpu_s),
     }
 
 
-def idle_floor_s(client_cpu_s: float, server_cpu_s: float) -> float:
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_floor_s(client_cpu_s: Sequence[float], server_cpu_s: float) -> float:
     """The least wall time the measured CPU allows on this machine with nothing else running:
-    the dispatcher is one thread, and both sides share the cores."""
+    each client process (the dispatcher, any device I/O workers) is one thread, and both sides
+    share the cores."""
     cores = os.cpu_count() or 1
-    return round(max(client_cpu_s, (client_cpu_s + server_cpu_s) / cores), 2)
+    return round(max(*client_cpu_s, (sum(client_cpu_s) + server_cpu_s) / cores), 2)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -422,8 +455,11 @@ def per_process_capacity() -> int:
     return 1_000_000 if hard == resource.RLIM_INFINITY else max(0, hard - HEADROOM_FDS)
 
 
-async def big_run(count: int, concurrency: int, timeout_s: float) -> dict[str, Any]:
-    """100k: what stops it, or how long it took."""
+async def big_run(
+    count: int, concurrency: int, timeout_s: float, io_workers: int
+) -> dict[str, Any]:
+    """100k: what stops it, or how long it took; with the dispatcher's sockets in `io_workers`
+    device I/O worker processes, then (for comparison) all in the dispatcher's process."""
     capacity = per_process_capacity()
     _, hard = nofile_limits()
     note = (
@@ -431,16 +467,26 @@ async def big_run(count: int, concurrency: int, timeout_s: float) -> dict[str, A
         f"(ulimit -Hn), so the simulator runs in {math.ceil(count / capacity)} child processes "
         f"of <= {capacity:,} miners, the dispatcher in the parent, all on {os.cpu_count()} cores"
     )
+    ip = FIRST_IP["big"]
     try:
-        found = await split_process(count, capacity, concurrency, timeout_s, FIRST_IP["big"])
+        found = await split_process(count, capacity, concurrency, timeout_s, ip, io_workers)
+        alone = (
+            await split_process(count, capacity, concurrency, timeout_s, ip) if io_workers else {}
+        )
     except (OSError, RuntimeError) as error:
         return {"curtail_100k_seconds": None, "curtail_100k_note": f"{note}; failed: {error}"}
     complete = found["confirmed"] == count
-    return {
+    if io_workers:
+        note += f"; the dispatcher's sockets in {io_workers} device I/O worker processes"
+    result = {
         "curtail_100k_seconds": found["seconds"] if complete else None,
         "curtail_100k_note": note if complete else f"{note}; only {found['confirmed']} confirmed",
         "curtail_100k": found,
     }
+    if alone:
+        result["curtail_100k_without_io_workers_seconds"] = alone["seconds"]
+        result["curtail_100k_without_io_workers"] = alone
+    return result
 
 
 def machine() -> dict[str, Any]:
@@ -472,7 +518,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["curtail_10k_split_process"] = split
     result["curtail_100k_seconds"], result["curtail_100k_note"] = None, "not run"
     if "big" in parts and args.big:
-        result.update(await big_run(args.big, args.concurrency, args.timeout))
+        result.update(await big_run(args.big, args.concurrency, args.timeout, args.io_workers))
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -489,6 +535,12 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=5.0, help="per exchange, seconds")
+    parser.add_argument(
+        "--io-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="device I/O worker processes for the 100k part (0: none, sockets in the dispatcher)",
+    )
     args = parser.parse_args()
     found = run_on_uvloop(bench(args))
     json.dump(found, sys.stdout, indent=2)

@@ -23,7 +23,8 @@ from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.db.telemetry import TelemetryStore
 from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
 from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
-from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
+from hcp.adapters.devices.io_workers import WorkerTransport
+from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S, LuxosMinerDriver
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import DEMO_KEYS_FILE, Settings
@@ -269,6 +270,7 @@ class Live:
     recorder: StatusRecorder
     samples: TelemetryRecorder
     dispatcher: LoggedDispatcher
+    device_io: WorkerTransport | None = None
 
     async def settle(self) -> None:
         """Send the commands being dispatched, deliver every published event and store what
@@ -346,7 +348,13 @@ async def start_live(runtime: Runtime) -> Live:
     # as long on a sped-up clock.
     speed = getattr(clock, "speed", 1.0)
     policy = DispatchPolicy(poll_interval_s=settings.poll_seconds * speed)
-    driver = LuxosMinerDriver(clock=clock)
+    device_io = None
+    if settings.device_io_workers:
+        # The miners' sockets in worker processes: one process's core does not carry the
+        # exchanges of a large fleet (io_workers.py).
+        device_io = WorkerTransport(settings.device_io_workers, timeout_s=DEVICE_TIMEOUT_S)
+        await device_io.start()
+    driver = LuxosMinerDriver(clock=clock, timeout_s=DEVICE_TIMEOUT_S, transport=device_io)
     dispatcher = LoggedDispatcher(
         SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
     )
@@ -361,7 +369,7 @@ async def start_live(runtime: Runtime) -> Live:
     gpus = {split_address(d.address): d.id for d in devices if d.kind is DeviceKind.GPU}
     gpu_reader = DcgmFleetReader(gpus, addresses.node_url, clock)
     readers: dict[str, FleetReader] = {
-        ASIC_METRICS: LuxosFleetReader(addresses.asics, clock),
+        ASIC_METRICS: LuxosFleetReader(addresses.asics, clock, transport=device_io),
         GPU_METRICS: gpu_reader,
     }
     runner = NodeAgentGpuRunner(addresses.node_url)
@@ -389,7 +397,9 @@ async def start_live(runtime: Runtime) -> Live:
             )
         ),
     )
-    return Live(control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher)
+    return Live(
+        control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher, device_io
+    )
 
 
 def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[StateChange], None]:
@@ -412,6 +422,8 @@ def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[St
 async def stop_live(live: Live) -> None:
     await live.dispatcher.delivered()  # every exchange has a timeout, so this ends
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
+    if live.device_io is not None:
+        await live.device_io.close()
     await live.bus.close()
     await live.runner.aclose()
     await live.gpu_reader.aclose()

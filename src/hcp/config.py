@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)
     tick_seconds: float = Field(300.0, gt=0)
     poll_seconds: float = Field(5.0, gt=0, description="how often the fleet is read, wall seconds")
+    device_io_workers: int = Field(
+        0, ge=0, description="processes that carry the miners' TCP exchanges; 0: the main one"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     secret_key: SecretStr = SecretStr("change-me")
     max_body_bytes: int = Field(64 * 1024, gt=0)

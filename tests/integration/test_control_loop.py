@@ -263,7 +263,25 @@ class SpikeFeed:
         )
 
 
+@pytest.fixture
+async def io_worker_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The breakeven site with the miners' exchanges carried by a device I/O worker process."""
+    async for running in _live_site(tmp_path, planner="breakeven", device_io_workers=1):
+        yield running
+
+
 async def test_a_price_spike_sleeps_every_miner_confirmed_by_telemetry(site: Site) -> None:
+    await _spike_sleeps_every_miner(site)
+
+
+async def test_device_io_workers_carry_the_same_closed_loop(io_worker_site: Site) -> None:
+    device_io = io_worker_site.live.device_io
+    assert device_io is not None and len(device_io.pids) == 1
+    await _spike_sleeps_every_miner(io_worker_site)
+    assert io_worker_site.live.dispatcher.driver.client("127.0.0.1:1").transport is device_io
+
+
+async def _spike_sleeps_every_miner(site: Site) -> None:
     site.live.control._feed = SpikeFeed(site.clock)  # the market is a port: swap it
     await site.live.control.poll()
     outcome = await site.live.control.tick()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
+from hcp.adapters.devices.cgminer import Transport
 from hcp.adapters.devices.dcgm import DcgmScraper, DcgmTarget
 from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy, read_all
+from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S
 from hcp.domain.status import DeviceStatus, asic_status, gpu_status
 from hcp.services.ports import Clock
 
@@ -16,14 +18,24 @@ class LuxosFleetReader:
     """One LuxOS client per miner, `concurrency` exchanges at a time across the fleet."""
 
     def __init__(
-        self, addresses: Mapping[str, tuple[str, int]], clock: Clock, concurrency: int = 256
+        self,
+        addresses: Mapping[str, tuple[str, int]],
+        clock: Clock,
+        concurrency: int = 256,
+        transport: Transport | None = None,
     ) -> None:
         limiter = asyncio.Semaphore(concurrency)
         # One quick retry: a poll that misses a miner tries again next poll anyway.
         retry = RetryPolicy(attempts=2, first_delay_s=0.05)
         self._clients = {
             device_id: LuxosClient(
-                host, port, timeout_s=2.0, retry=retry, limiter=limiter, clock=clock
+                host,
+                port,
+                timeout_s=DEVICE_TIMEOUT_S,
+                retry=retry,
+                limiter=limiter,
+                clock=clock,
+                transport=transport,
             )
             for device_id, (host, port) in addresses.items()
         }

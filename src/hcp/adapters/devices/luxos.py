@@ -81,6 +81,11 @@ class LuxosClient:
 
     # --- reads ----------------------------------------------------------------------------
 
+    @property
+    def transport(self) -> Transport:
+        """What carries this client's exchanges (TCP from this process, or worker processes)."""
+        return self._transport
+
     async def command(self, command: str, *params: str) -> Payload:
         """The checked reply to one command; CommandRejected when the miner refuses it."""
         reply = await self._exchange(encode_request(command, params))

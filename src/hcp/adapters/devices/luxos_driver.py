@@ -14,6 +14,8 @@ from hcp.domain.telemetry import AsicReading
 from hcp.services.ports import Clock
 
 CGMINER_PORT = 4028
+DEVICE_TIMEOUT_S = 2.0
+"""Per exchange: a miner on the site's network answers in milliseconds or not at all."""
 DRIVER_RETRY = RetryPolicy(attempts=2, first_delay_s=0.1, max_delay_s=0.5)
 """One retry, soon: the dispatcher's closed loop retries again next tick anyway."""
 
@@ -35,7 +37,7 @@ class LuxosMinerDriver:
     def __init__(
         self,
         *,
-        timeout_s: float = 2.0,
+        timeout_s: float = DEVICE_TIMEOUT_S,
         retry: RetryPolicy = DRIVER_RETRY,
         max_in_flight: int = 256,
         clock: Clock | None = None,

@@ -1,0 +1,133 @@
+"""`WorkerTransport`: CGMiner exchanges run by worker processes, against simulated miners over
+real TCP. The caller must not be able to tell it from `TcpTransport`, except by its CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hcp.adapters.devices.cgminer import TcpTransport, encode_request
+from hcp.adapters.devices.errors import DeviceConnectionReset, DeviceTimeout, DeviceUnreachable
+from hcp.adapters.devices.io_workers import WorkerTransport
+from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy
+from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
+from hcp.domain.catalog import asic_model
+from hcp.domain.telemetry import MinerState
+from hcp.simulators.asic import Addressing, AsicFleetSimulator, Faults, uniform_fleet
+
+ONCE = RetryPolicy(attempts=1)
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[AsicFleetSimulator]:
+    config = uniform_fleet(asic_model("S21"), 40, addressing=Addressing.PORTS, first_port=0)
+    async with AsicFleetSimulator(config) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[WorkerTransport]:
+    transport = WorkerTransport(2, timeout_s=0.5)
+    await transport.start()
+    yield transport
+    await transport.close()
+
+
+async def test_a_reply_is_the_bytes_the_miner_sent(
+    fleet: AsicFleetSimulator, workers: WorkerTransport
+) -> None:
+    host, port = fleet.addresses[0]
+    request = encode_request("version")
+    direct = await TcpTransport(0.5).exchange(host, port, request)
+    assert await workers.exchange(host, port, request) == direct
+    assert direct.endswith(b"\x00") and b"LUXminer" in direct
+
+
+async def test_a_driver_over_workers_curtails_and_reads_the_whole_fleet(
+    fleet: AsicFleetSimulator, workers: WorkerTransport
+) -> None:
+    driver = LuxosMinerDriver(timeout_s=0.5, transport=workers)
+    addresses = [f"{host}:{port}" for host, port in fleet.addresses]
+    await asyncio.gather(*(driver.sleep(address) for address in addresses))
+    readings = await driver.read_all(addresses)
+    assert [getattr(r, "state", r) for r in readings] == [MinerState.SLEEPING] * len(addresses)
+    assert {miner.state for miner in fleet.miners} == {MinerState.SLEEPING}
+    assert len(set(workers.pids)) == 2 and os.getpid() not in workers.pids
+    await driver.close()  # logs off every miner through the workers
+
+
+async def test_errors_keep_their_types_and_name_the_device(
+    fleet: AsicFleetSimulator, workers: WorkerTransport
+) -> None:
+    await fleet.set_faults(0, Faults(offline=True))
+    await fleet.set_faults(1, Faults(reply_delay_s=2.0))
+    await fleet.set_faults(2, Faults(reset_connections=True))
+    request = encode_request("summary")
+    expected = [DeviceUnreachable, DeviceTimeout, DeviceConnectionReset]
+    for (host, port), kind in zip(fleet.addresses, expected, strict=False):
+        with pytest.raises(kind, match=f"^{host}:{port}: "):
+            await workers.exchange(host, port, request)
+
+
+async def test_a_dead_worker_fails_its_exchanges_and_is_replaced(
+    fleet: AsicFleetSimulator,
+) -> None:
+    await fleet.set_faults(0, Faults(reply_delay_s=1.0))
+    transport = WorkerTransport(1, timeout_s=3.0)
+    await transport.start()
+    try:
+        (first,) = transport.pids
+        host, port = fleet.addresses[0]
+        stuck = asyncio.ensure_future(transport.exchange(host, port, encode_request("summary")))
+        await asyncio.sleep(0.2)
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(DeviceUnreachable, match=f"{host}:{port}: .*worker exited"):
+            await stuck
+        deadline = time.monotonic() + 30
+        while not transport.pids and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert transport.pids and transport.pids != [first]
+        client = LuxosClient(*fleet.addresses[1], transport=transport, retry=ONCE)
+        assert (await client.read()).state is MinerState.MINING
+    finally:
+        await transport.close()
+
+
+async def test_a_cancelled_wait_leaves_the_transport_working(
+    fleet: AsicFleetSimulator, workers: WorkerTransport
+) -> None:
+    await fleet.set_faults(0, Faults(reply_delay_s=0.3))
+    host, port = fleet.addresses[0]
+    waiting = asyncio.ensure_future(workers.exchange(host, port, encode_request("summary")))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.sleep(0.4)  # the reply for the cancelled wait arrives and is dropped
+    other_host, other_port = fleet.addresses[1]
+    assert b"SUMMARY" in await workers.exchange(other_host, other_port, encode_request("summary"))
+
+
+async def test_closing_stops_the_workers_and_later_exchanges_fail_cleanly(
+    fleet: AsicFleetSimulator,
+) -> None:
+    transport = WorkerTransport(2, timeout_s=0.5)
+    await transport.start()
+    processes = list(transport.pids)
+    await transport.close()
+    for pid in processes:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # exited and reaped
+    host, port = fleet.addresses[0]
+    with pytest.raises(DeviceUnreachable, match="no device I/O worker"):
+        await transport.exchange(host, port, encode_request("summary"))
+
+
+def test_at_least_one_worker() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        WorkerTransport(0)
