@@ -353,7 +353,6 @@ async def start_live(runtime: Runtime) -> Live:
         # The miners' sockets in worker processes: one process's core does not carry the
         # exchanges of a large fleet (io_workers.py).
         device_io = WorkerTransport(settings.device_io_workers, timeout_s=DEVICE_TIMEOUT_S)
-        await device_io.start()
     driver = LuxosMinerDriver(clock=clock, timeout_s=DEVICE_TIMEOUT_S, transport=device_io)
     dispatcher = LoggedDispatcher(
         SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
@@ -397,6 +396,8 @@ async def start_live(runtime: Runtime) -> Live:
             )
         ),
     )
+    if device_io is not None:
+        await device_io.start()  # last: nothing after it can fail and leave workers running
     return Live(
         control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher, device_io
     )

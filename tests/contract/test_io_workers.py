@@ -57,7 +57,7 @@ async def test_a_driver_over_workers_curtails_and_reads_the_whole_fleet(
     readings = await driver.read_all(addresses)
     assert [getattr(r, "state", r) for r in readings] == [MinerState.SLEEPING] * len(addresses)
     assert {miner.state for miner in fleet.miners} == {MinerState.SLEEPING}
-    assert len(set(workers.pids)) == 2 and os.getpid() not in workers.pids
+    assert workers.exchanges == 2 * len(addresses) + len(addresses)  # logon + sleep, read
     await driver.close()  # logs off every miner through the workers
 
 
@@ -96,6 +96,87 @@ async def test_a_dead_worker_fails_its_exchanges_and_is_replaced(
         assert (await client.read()).state is MinerState.MINING
     finally:
         await transport.close()
+
+
+class Recorder:
+    """A TCP server that writes down each request and never answers: the caller decides when
+    the exchange ends, and the server sees when its connection closes."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.closed = asyncio.Event()
+        self.port = 0
+
+    async def __aenter__(self) -> Recorder:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests.append(await reader.read(1024))
+        await reader.read()  # until the client hangs up
+        self.closed.set()
+        writer.close()
+
+
+async def test_an_exchange_cancelled_before_it_left_is_never_sent(
+    workers: WorkerTransport,
+) -> None:
+    async with Recorder() as miner:
+        exchange = asyncio.ensure_future(workers.exchange("127.0.0.1", miner.port, b"{}"))
+        await asyncio.sleep(0)  # queued for the workers, not yet sent
+        exchange.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await exchange
+        sent = asyncio.ensure_future(workers.exchange("127.0.0.1", miner.port, b"[]"))
+        await asyncio.sleep(0.3)
+        assert miner.requests == [b"[]"]
+        sent.cancel()
+
+
+async def test_an_exchange_cancelled_in_flight_is_hung_up_in_the_worker() -> None:
+    patient = WorkerTransport(1, timeout_s=10.0)
+    await patient.start()
+    async with Recorder() as miner:
+        exchange = asyncio.ensure_future(patient.exchange("127.0.0.1", miner.port, b"{}"))
+        await asyncio.sleep(0.2)
+        assert miner.requests == [b"{}"]
+        exchange.cancel()
+        await asyncio.wait_for(miner.closed.wait(), 2)  # long before the 10 s timeout
+    await patient.close()
+
+
+async def test_a_stalled_worker_cannot_hold_an_exchange(fleet: AsicFleetSimulator) -> None:
+    transport = WorkerTransport(1, timeout_s=0.3)
+    await transport.start()
+    (pid,) = transport.pids
+    host, port = fleet.addresses[0]
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeout, match="worker is not answering"):
+            await transport.exchange(host, port, encode_request("summary"))
+        assert time.monotonic() - started < 0.3 + 1.0 + 0.5  # timeout, margin, one sweep
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert b"SUMMARY" in await transport.exchange(host, port, encode_request("summary"))
+    await transport.close()
+
+
+async def test_workers_ignore_a_stop_signal_sent_to_the_process_group(
+    fleet: AsicFleetSimulator, workers: WorkerTransport
+) -> None:
+    before = list(workers.pids)
+    for pid in before:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+    await asyncio.sleep(0.3)
+    host, port = fleet.addresses[0]
+    assert b"SUMMARY" in await workers.exchange(host, port, encode_request("summary"))
+    assert workers.pids == before
 
 
 async def test_a_cancelled_wait_leaves_the_transport_working(

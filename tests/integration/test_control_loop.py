@@ -277,8 +277,11 @@ async def test_a_price_spike_sleeps_every_miner_confirmed_by_telemetry(site: Sit
 async def test_device_io_workers_carry_the_same_closed_loop(io_worker_site: Site) -> None:
     device_io = io_worker_site.live.device_io
     assert device_io is not None and len(device_io.pids) == 1
+    await io_worker_site.live.control.poll()
+    assert device_io.exchanges == 12  # the fleet poll: one read per miner
     await _spike_sleeps_every_miner(io_worker_site)
-    assert io_worker_site.live.dispatcher.driver.client("127.0.0.1:1").transport is device_io
+    # a poll, then for each miner a logon and a sleep; a poll that confirms
+    assert device_io.exchanges == 12 + 12 + 2 * 12 + 12
 
 
 async def _spike_sleeps_every_miner(site: Site) -> None:

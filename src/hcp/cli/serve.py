@@ -31,50 +31,65 @@ def serve_platform(
     _configure_logging(settings)
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
-    listener = _listen(settings)
-    clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
-    runtime = bootstrap.build(settings, clock)
-    keys = bootstrap.prepare(runtime)
-    _announce(settings, keys)
-    # Everything built so far lives as long as the process: keep it out of every GC pass.
-    gc.freeze()
+    listeners = _listen(settings)
     try:
-        run_on_uvloop(_serve_live(runtime, speed, listener))
+        clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
+        runtime = bootstrap.build(settings, clock)
+        try:
+            keys = bootstrap.prepare(runtime)
+            _announce(settings, keys)
+            # Everything built so far lives as long as the process: out of every GC pass.
+            gc.freeze()
+            run_on_uvloop(_serve_live(runtime, speed, listeners))
+        finally:
+            runtime.close()
     finally:
-        listener.close()
-        runtime.close()
+        for listener in listeners:
+            listener.close()
 
 
 def serve_api(host: str | None, port: int | None) -> None:
     """`hcp api`: the API alone against an already migrated database."""
     settings = load_settings(host=host, port=port)
     _configure_logging(settings)
-    listener = _listen(settings)
-    runtime = bootstrap.build(settings)
+    listeners = _listen(settings)
     try:
-        run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=[listener]))
+        runtime = bootstrap.build(settings)
+        try:
+            run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=listeners))
+        finally:
+            runtime.close()
     finally:
-        listener.close()
-        runtime.close()
+        for listener in listeners:
+            listener.close()
 
 
-def _listen(settings: Settings) -> socket.socket:
-    """Bind the API's listening socket, or stop with a message naming the address and why."""
+def _listen(settings: Settings) -> list[socket.socket]:
+    """Listen on every address the host resolves to (all interfaces for an empty host), as
+    asyncio's `create_server` would; or stop with a message naming the address and why.
+
+    Connections made while the platform starts wait in the queue rather than being refused."""
+    listeners: list[socket.socket] = []
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        listener = socket.socket(family, kind, proto)
+        found = socket.getaddrinfo(
+            settings.host or None,
+            settings.port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # `::` is IPv6 only; IPv4 gets its own socket
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(2048)
     except OSError as error:
+        for listener in listeners:
+            listener.close()
         raise _cannot_listen(settings, error) from None
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(2048)
-    except OSError as error:
-        listener.close()
-        raise _cannot_listen(settings, error) from None
-    return listener
+    return listeners
 
 
 def _cannot_listen(settings: Settings, error: OSError) -> typer.Exit:
@@ -99,7 +114,9 @@ def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve_live(runtime: bootstrap.Runtime, speed: float, listener: socket.socket) -> None:
+async def _serve_live(
+    runtime: bootstrap.Runtime, speed: float, listeners: list[socket.socket]
+) -> None:
     live = await bootstrap.start_live(runtime)
     # The simulated site, drivers and control loop live as long as the process too: out of
     # the GC's passes, a full collection walks 0.04 s instead of 0.2 s at 10,000 miners.
@@ -110,7 +127,7 @@ async def _serve_live(runtime: bootstrap.Runtime, speed: float, listener: socket
         bootstrap.run_control(runtime, live, settings.tick_seconds / speed, settings.poll_seconds)
     )
     try:
-        await _server(settings, runtime).serve(sockets=[listener])
+        await _server(settings, runtime).serve(sockets=listeners)
     finally:
         control.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -9,13 +9,23 @@ core; the sockets can run on the others. Sessions, retries, backoff and parsing 
 caller's process, so a `LuxosClient` behaves the same over either transport.
 
 The wire between the processes: one socketpair per worker, carrying frames of a 4-byte
-big-endian length and a pickled list. To a worker: `(id, host, port, request)`. Back:
-`(id, reply, None)` or `(id, None, (error class name, device, message))`. The exchanges asked
-for in one turn of the caller's event loop travel in one frame, and so do the replies.
+big-endian length and a pickled list. To a worker: `(id, host, port, request)` to make an
+exchange, or a bare `id` to cancel one. Back: `(id, reply, None)` or `(id, None, (error class
+name, device, message))`; a worker's first frame, an empty list, says it is ready. The
+exchanges asked for in one turn of the caller's event loop travel in one frame, and so do the
+replies.
 
-A worker that dies fails the exchanges it had in flight (`DeviceUnreachable`, naming each
-device; the client's retry policy applies) and is started again; the others take the new
-exchanges meanwhile. A worker whose parent goes away sees its socket close, and exits.
+Failures:
+- A worker that dies fails the exchanges it had in flight (`DeviceUnreachable`, naming each
+  device; the client's retry policy applies) and is started again, with a growing pause if it
+  keeps dying; the others take the new exchanges meanwhile.
+- A worker that stalls cannot hold an exchange: each one fails with `DeviceTimeout` a second
+  after its own timeout, whatever the worker does.
+- A cancelled exchange that has not left this process is never sent; one that has is
+  cancelled in the worker, as `TcpTransport` would cancel it.
+- Workers ignore SIGINT and SIGTERM (a terminal's Ctrl-C or a service manager's stop reaches
+  the whole process group): the caller stops them by closing their socket, and a worker whose
+  caller dies sees that socket close and exits.
 """
 
 from __future__ import annotations
@@ -23,14 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
 from hcp.adapters.devices.cgminer import TcpTransport
@@ -56,6 +66,13 @@ _ERRORS: dict[str, type[DeviceIOError]] = {
         MalformedReply,
     )
 }
+READY_WITHIN_S = 60.0
+"""How long a new worker may take to import and connect."""
+STALL_MARGIN_S = 1.0
+"""How much longer than its own timeout an exchange waits on a worker."""
+RESTART_PAUSES_S = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pauses before each try to replace a dead worker; the last one repeats."""
+
 Request = tuple[int, str, int, bytes]
 Reply = tuple[int, bytes | None, tuple[str, str, str] | None]
 
@@ -101,13 +118,21 @@ class _Link(asyncio.Protocol):
 
 
 @dataclass(eq=False)
+class _Waiting:
+    future: asyncio.Future[bytes]
+    device: str
+    deadline: float  # loop time
+
+
+@dataclass(eq=False)
 class _Worker:
     """The caller's handle on one worker process."""
 
-    process: BaseProcess
+    process: subprocess.Popen[bytes]
     link: _Link
-    waiting: dict[int, tuple[asyncio.Future[bytes], str]] = field(default_factory=dict)
-    outbox: list[Request] = field(default_factory=list)
+    ready: asyncio.Future[None]
+    waiting: dict[int, _Waiting] = field(default_factory=dict)
+    outbox: list[Request | int] = field(default_factory=list)
     alive: bool = True
 
 
@@ -124,16 +149,23 @@ class WorkerTransport:
         self._next_id = 0
         self._flush_due = False
         self._closing = False
-        self._restarts: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.exchanges = 0
+        """Exchanges handed to the workers so far."""
 
     async def start(self) -> None:
-        """Start the worker processes (a second or so: each imports the transport afresh)."""
-        self._live = list(await asyncio.gather(*(self._spawn() for _ in range(self.workers))))
+        """Start the worker processes (under a second: each imports only the transport)."""
+        starts = [self._start_one() for _ in range(self.workers)]
+        failed = [e for e in await asyncio.gather(*starts, return_exceptions=True) if e]
+        if failed:
+            await self.close()
+            raise failed[0]
+        self._keep(self._expire_stalled())
 
     @property
     def pids(self) -> list[int]:
         """The live workers' process ids (for CPU accounting and tests)."""
-        return [w.process.pid for w in self._live if w.alive and w.process.pid is not None]
+        return [w.process.pid for w in self._live]
 
     async def exchange(self, host: str, port: int, request: bytes) -> bytes:
         device = f"{host}:{port}"
@@ -142,10 +174,12 @@ class WorkerTransport:
         self._turn = (self._turn + 1) % len(self._live)
         worker = self._live[self._turn]
         self._next_id += 1
+        self.exchanges += 1
         ident = self._next_id
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
-        worker.waiting[ident] = (future, device)
+        deadline = loop.time() + self.timeout_s + STALL_MARGIN_S
+        worker.waiting[ident] = _Waiting(future, device, deadline)
         worker.outbox.append((ident, host, port, request))
         if not self._flush_due:
             self._flush_due = True
@@ -153,13 +187,15 @@ class WorkerTransport:
         try:
             return await future
         finally:
-            worker.waiting.pop(ident, None)  # a cancelled wait: the reply, if any, is dropped
+            if worker.waiting.pop(ident, None) is not None and future.cancelled():
+                self._cancel_in_worker(worker, ident)
 
     async def close(self) -> None:
         """Stop every worker: its socket closes, it exits; one that lingers is terminated."""
         self._closing = True
-        for task in list(self._restarts):
+        for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         workers, self._live = self._live, []
         for worker in workers:
             worker.link.close()
@@ -167,14 +203,21 @@ class WorkerTransport:
 
     # --- inside the caller's process ------------------------------------------------------
 
+    async def _start_one(self) -> None:
+        self._live.append(await self._spawn())  # no pause between: it cannot have died
+
     async def _spawn(self) -> _Worker:
+        """Start a worker and wait for its first frame; nothing is left behind on failure."""
         ours, theirs = socket.socketpair()
-        context = multiprocessing.get_context("spawn")
-        process = context.Process(
-            target=_serve, args=(theirs, self.timeout_s), name="hcp-device-io", daemon=True
-        )
         try:
-            await asyncio.to_thread(process.start)
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno()), repr(self.timeout_s)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         loop = asyncio.get_running_loop()
@@ -182,89 +225,151 @@ class WorkerTransport:
 
         def on_frame(frame: list[Any]) -> None:
             assert worker is not None
-            self._settle(worker, frame)
+            if not worker.ready.done():
+                worker.ready.set_result(None)  # the hello
+            else:
+                self._settle(worker, frame)
 
         def on_lost() -> None:
             assert worker is not None
+            if not worker.ready.done():
+                worker.ready.set_exception(ConnectionResetError("it exited while starting"))
             self._lost(worker)
 
         link = _Link(on_frame, on_lost)
-        worker = _Worker(process, link)
-        await loop.connect_accepted_socket(lambda: link, ours)
+        worker = _Worker(process, link, loop.create_future())
+        try:
+            await loop.connect_accepted_socket(lambda: link, ours)
+            await asyncio.wait_for(asyncio.shield(worker.ready), READY_WITHIN_S)
+            if not worker.alive:  # it said hello and died before this resumed
+                raise ConnectionResetError("it exited as it started")
+        except BaseException:
+            worker.alive = False
+            if not worker.ready.done():
+                worker.ready.cancel()
+            link.close()
+            ours.close()
+            await asyncio.shield(asyncio.to_thread(_reap, process))
+            raise
         return worker
 
     def _flush(self) -> None:
         self._flush_due = False
         for worker in list(self._live):  # a lost link leaves the list
-            if worker.outbox:
-                batch, worker.outbox = worker.outbox, []
-                try:
-                    worker.link.send(batch)
-                except ConnectionResetError:
-                    self._lost(worker)
+            if not worker.outbox:
+                continue
+            batch, worker.outbox = worker.outbox, []
+            # A request whose caller stopped waiting before it left is not sent at all.
+            batch = [
+                item
+                for item in batch
+                if isinstance(item, int) or self._still_wanted(worker, item[0])
+            ]
+            if not batch:
+                continue
+            try:
+                worker.link.send(batch)
+            except ConnectionResetError:
+                self._lost(worker)
+
+    @staticmethod
+    def _still_wanted(worker: _Worker, ident: int) -> bool:
+        waiting = worker.waiting.get(ident)
+        return waiting is not None and not waiting.future.done()
+
+    def _cancel_in_worker(self, worker: _Worker, ident: int) -> None:
+        if worker.alive:
+            worker.outbox.append(ident)
+            if not self._flush_due:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     def _settle(self, worker: _Worker, frame: list[Reply]) -> None:
         for ident, reply, error in frame:
-            entry = worker.waiting.pop(ident, None)
-            if entry is None or entry[0].done():
+            waiting = worker.waiting.pop(ident, None)
+            if waiting is None or waiting.future.done():
                 continue
-            future = entry[0]
             if error is None:
-                future.set_result(cast(bytes, reply))
+                waiting.future.set_result(cast(bytes, reply))
             else:
                 kind, device, message = error
-                future.set_exception(_ERRORS.get(kind, DeviceIOError)(device, message))
+                waiting.future.set_exception(_ERRORS.get(kind, DeviceIOError)(device, message))
 
     def _lost(self, worker: _Worker) -> None:
-        if not worker.alive:
-            return
+        """The worker's socket closed: fail what it holds, take it out of turn, replace it."""
         worker.alive = False
-        waiting, worker.waiting = worker.waiting, {}
-        for future, device in waiting.values():
-            if not future.done():
-                future.set_exception(DeviceUnreachable(device, "the device I/O worker exited"))
+        waiting, worker.waiting, worker.outbox = worker.waiting, {}, []
+        for entry in waiting.values():
+            if not entry.future.done():
+                entry.future.set_exception(
+                    DeviceUnreachable(entry.device, "the device I/O worker exited")
+                )
+        # Only a serving worker is replaced: one still starting fails its spawn instead.
         if worker in self._live:
             self._live.remove(worker)
-        if self._closing:
-            return
-        log.error(
-            "device I/O worker %s exited (code %s) with %d exchanges in flight; starting another",
-            worker.process.pid,
-            worker.process.exitcode,
-            len(waiting),
-        )
-        task = asyncio.get_running_loop().create_task(self._replace(worker))
-        self._restarts.add(task)
-        task.add_done_callback(self._restarts.discard)
+            if not self._closing:
+                self._keep(self._replace(worker, len(waiting)))
 
-    async def _replace(self, dead: _Worker) -> None:
+    async def _replace(self, dead: _Worker, lost: int) -> None:
         await asyncio.to_thread(_reap, dead.process)
-        try:
-            fresh = await self._spawn()
-        except OSError:
-            log.exception("could not start a device I/O worker")
-            return
-        if self._closing:
-            fresh.link.close()
-            await asyncio.to_thread(_reap, fresh.process)
-        else:
-            self._live.append(fresh)
+        log.error(
+            "device I/O worker %d exited (code %s) with %d exchanges in flight; starting another",
+            dead.process.pid,
+            dead.process.returncode,
+            lost,
+        )
+        for attempt in range(sys.maxsize):
+            await asyncio.sleep(RESTART_PAUSES_S[min(attempt, len(RESTART_PAUSES_S) - 1)])
+            try:
+                self._live.append(await self._spawn())
+            except Exception:
+                log.exception("could not start a device I/O worker (try %d)", attempt + 1)
+            else:
+                return
+
+    async def _expire_stalled(self) -> None:
+        """Fail every exchange a worker has held past its deadline (a stopped or stuck worker
+        must not hold its callers for ever)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout_s))
+            now = loop.time()
+            for worker in list(self._live):
+                late = [i for i, w in worker.waiting.items() if w.deadline <= now]
+                for ident in late:
+                    waiting = worker.waiting.pop(ident)
+                    if not waiting.future.done():
+                        waiting.future.set_exception(
+                            DeviceTimeout(
+                                waiting.device,
+                                f"no reply within {self.timeout_s:g} s "
+                                "(the device I/O worker is not answering)",
+                            )
+                        )
+                    self._cancel_in_worker(worker, ident)
+
+    def _keep(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
-def _reap(process: BaseProcess) -> None:
-    process.join(timeout=5)
-    if process.is_alive():
-        process.terminate()
-        process.join(timeout=5)
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 # --- inside a worker process ----------------------------------------------------------------
 
 
-def _serve(sock: socket.socket, timeout_s: float) -> None:
+def _serve(fd: int, timeout_s: float) -> None:
     """A worker's life: exchanges until its socket to the parent closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    run_on_uvloop(_serve_async(sock, timeout_s))
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)  # the parent decides when workers stop
+    run_on_uvloop(_serve_async(socket.socket(fileno=fd), timeout_s))
 
 
 async def _serve_async(sock: socket.socket, timeout_s: float) -> None:
@@ -272,7 +377,7 @@ async def _serve_async(sock: socket.socket, timeout_s: float) -> None:
     tcp = TcpTransport(timeout_s)
     gone: asyncio.Future[None] = loop.create_future()
     outbox: list[Reply] = []
-    running: set[asyncio.Task[None]] = set()
+    running: dict[int, asyncio.Task[None]] = {}
     flush_due = False
 
     def flush() -> None:
@@ -293,16 +398,21 @@ async def _serve_async(sock: socket.socket, timeout_s: float) -> None:
         except Exception as error:  # a bug here must still answer the caller
             log.exception("exchange with %s:%s failed", host, port)
             result = (ident, None, ("DeviceIOError", f"{host}:{port}", repr(error)))
+        finally:
+            running.pop(ident, None)
         outbox.append(result)
         if not flush_due:
             flush_due = True
             loop.call_soon(flush)
 
-    def on_frame(frame: list[Request]) -> None:
-        for request in frame:
-            task = loop.create_task(one(*request))
-            running.add(task)
-            task.add_done_callback(running.discard)
+    def on_frame(frame: list[Request | int]) -> None:
+        for item in frame:
+            if isinstance(item, int):
+                task = running.pop(item, None)
+                if task is not None:
+                    task.cancel()
+            else:
+                running[item[0]] = loop.create_task(one(*item))
 
     def on_lost() -> None:
         if not gone.done():
@@ -310,6 +420,11 @@ async def _serve_async(sock: socket.socket, timeout_s: float) -> None:
 
     link = _Link(on_frame, on_lost)
     await loop.connect_accepted_socket(lambda: link, sock)
+    link.send([])  # ready
     await gone
-    for task in running:
+    for task in list(running.values()):
         task.cancel()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), float(sys.argv[2]))
