@@ -57,6 +57,9 @@ from hcp.domain.workloads import (
 class SqlWorkloads:
     def __init__(self, session: Session) -> None:
         self._s = session
+        # Rows read in this unit of work, held: the session keeps only weak references to
+        # clean rows, so without this a `get` then `save_transition` loaded the row twice.
+        self._rows: dict[str, WorkloadRow] = {}
 
     def add(self, workload: Workload, change: StateChange) -> None:
         self.add_many([(workload, change)])
@@ -84,8 +87,14 @@ class SqlWorkloads:
         )
 
     def get(self, workload_id: str) -> Workload | None:
-        row = self._s.get(WorkloadRow, workload_id)
+        row = self._row(workload_id)
         return None if row is None else _workload(row)
+
+    def _row(self, workload_id: str) -> WorkloadRow | None:
+        row = self._rows.get(workload_id) or self._s.get(WorkloadRow, workload_id)
+        if row is not None:
+            self._rows[workload_id] = row
+        return row
 
     def find(
         self, *, customer_id: str | None, state: WorkloadState | None, limit: int, offset: int
@@ -99,7 +108,7 @@ class SqlWorkloads:
         return int(self._s.scalar(query) or 0)
 
     def save_transition(self, workload: Workload, change: StateChange) -> None:
-        row = self._s.get(WorkloadRow, workload.id)
+        row = self._row(workload.id)
         if row is None:
             raise KeyError(workload.id)
         was_queued = row.state == WorkloadState.QUEUED.value
