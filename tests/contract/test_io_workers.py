@@ -16,6 +16,7 @@ from hcp.adapters.devices.errors import DeviceConnectionReset, DeviceTimeout, De
 from hcp.adapters.devices.io_workers import WorkerTransport
 from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy
 from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
+from hcp.aio import run_on_uvloop
 from hcp.domain.catalog import asic_model
 from hcp.domain.telemetry import MinerState
 from hcp.simulators.asic import Addressing, AsicFleetSimulator, Faults, uniform_fleet
@@ -212,3 +213,25 @@ async def test_closing_stops_the_workers_and_later_exchanges_fail_cleanly(
 def test_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         WorkerTransport(0)
+
+
+def test_a_uvloop_caller_gets_the_same_replies() -> None:
+    """`hcp up` runs on uvloop, whose socket transports differ from asyncio's: the caller's end
+    of the socketpair must work there too."""
+
+    async def main() -> tuple[bytes, bytes]:
+        config = uniform_fleet(asic_model("S21"), 2, addressing=Addressing.PORTS, first_port=0)
+        async with AsicFleetSimulator(config) as fleet:
+            transport = WorkerTransport(1, timeout_s=0.5)
+            await transport.start()
+            try:
+                host, port = fleet.addresses[0]
+                request = encode_request("version")
+                direct = await TcpTransport(0.5).exchange(host, port, request)
+                return direct, await transport.exchange(host, port, request)
+            finally:
+                await transport.close()
+
+    pytest.importorskip("uvloop")
+    direct, through_worker = run_on_uvloop(main())
+    assert through_worker == direct and b"LUXminer" in direct
