@@ -160,7 +160,8 @@ async def test_a_stalled_worker_cannot_hold_an_exchange(fleet: AsicFleetSimulato
         started = time.monotonic()
         with pytest.raises(DeviceTimeout, match="worker is not answering"):
             await transport.exchange(host, port, encode_request("summary"))
-        assert time.monotonic() - started < 0.3 + 1.0 + 0.5  # timeout, margin, one sweep
+        waited = time.monotonic() - started
+        assert 0.3 + 1.0 <= waited < 5.0  # its timeout and the margin; then the sweep fails it
     finally:
         os.kill(pid, signal.SIGCONT)
     assert b"SUMMARY" in await transport.exchange(host, port, encode_request("summary"))
