@@ -78,7 +78,10 @@ def _listen(settings: Settings) -> list[socket.socket]:
             flags=socket.AI_PASSIVE,
         )
         for family, kind, proto, _, address in dict.fromkeys(found):
-            listener = socket.socket(family, kind, proto)
+            try:
+                listener = socket.socket(family, kind, proto)
+            except OSError:
+                continue  # a family this machine lacks (IPv6 off), as create_server skips it
             listeners.append(listener)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:  # `::` is IPv6 only; IPv4 gets its own socket
@@ -89,6 +92,8 @@ def _listen(settings: Settings) -> list[socket.socket]:
         for listener in listeners:
             listener.close()
         raise _cannot_listen(settings, error) from None
+    if not listeners:
+        raise _cannot_listen(settings, OSError("no usable address"))
     return listeners
 
 
