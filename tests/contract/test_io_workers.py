@@ -4,13 +4,18 @@ real TCP. The caller must not be able to tell it from `TcpTransport`, except by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
+from hcp.adapters.devices import io_workers
 from hcp.adapters.devices.cgminer import TcpTransport, encode_request
 from hcp.adapters.devices.errors import DeviceConnectionReset, DeviceTimeout, DeviceUnreachable
 from hcp.adapters.devices.io_workers import WorkerTransport
@@ -89,10 +94,7 @@ async def test_a_dead_worker_fails_its_exchanges_and_is_replaced(
         os.kill(first, signal.SIGKILL)
         with pytest.raises(DeviceUnreachable, match=f"{host}:{port}: .*worker exited"):
             await stuck
-        deadline = time.monotonic() + 30
-        while not transport.pids and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert transport.pids and transport.pids != [first]
+        await _until(lambda: bool(transport.pids) and transport.pids != [first])
         client = LuxosClient(*fleet.addresses[1], transport=transport, retry=ONCE)
         assert (await client.read()).state is MinerState.MINING
     finally:
@@ -141,16 +143,48 @@ async def test_an_exchange_cancelled_before_it_left_is_never_sent(
 async def test_an_exchange_cancelled_in_flight_is_hung_up_in_the_worker() -> None:
     patient = WorkerTransport(1, timeout_s=10.0)
     await patient.start()
-    async with Recorder() as miner:
-        exchange = asyncio.ensure_future(patient.exchange("127.0.0.1", miner.port, b"{}"))
-        await asyncio.sleep(0.2)
-        assert miner.requests == [b"{}"]
-        exchange.cancel()
-        await asyncio.wait_for(miner.closed.wait(), 2)  # long before the 10 s timeout
-    await patient.close()
+    try:
+        async with Recorder() as miner:
+            exchange = asyncio.ensure_future(patient.exchange("127.0.0.1", miner.port, b"{}"))
+            await _until(lambda: miner.requests == [b"{}"])
+            exchange.cancel()
+            await asyncio.wait_for(miner.closed.wait(), 2)  # long before the 10 s timeout
+    finally:
+        await patient.close()
 
 
-async def test_a_stalled_worker_cannot_hold_an_exchange(fleet: AsicFleetSimulator) -> None:
+HELLO_THEN_EXIT = (
+    "import pickle, socket, struct, sys; s = socket.socket(fileno=int(sys.argv[1])); "
+    "body = pickle.dumps([]); s.sendall(struct.pack('>I', len(body)) + body)"
+)
+
+
+async def test_workers_that_die_as_they_start_never_hold_an_exchange(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers that say they are ready and exit at once, and so does every replacement: an
+    exchange fails as unreachable, whichever way the deaths and the start interleave."""
+    popen = subprocess.Popen
+
+    def hello_then_exit(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        return popen([sys.executable, "-c", HELLO_THEN_EXIT, *args[3:]], **options)
+
+    monkeypatch.setattr(io_workers.subprocess, "Popen", hello_then_exit)
+    transport = WorkerTransport(2, timeout_s=0.5)
+    try:
+        with contextlib.suppress(ConnectionResetError):  # when a death beats the start
+            await transport.start()
+        for _ in range(3):
+            with pytest.raises(DeviceUnreachable):
+                await asyncio.wait_for(transport.exchange("127.0.0.1", 9, b"{}"), 5)
+    finally:
+        await transport.close()
+    assert transport.pids == []
+
+
+async def test_a_stalled_worker_cannot_hold_an_exchange_and_is_replaced(
+    fleet: AsicFleetSimulator,
+) -> None:
     transport = WorkerTransport(1, timeout_s=0.3)
     await transport.start()
     (pid,) = transport.pids
@@ -158,14 +192,23 @@ async def test_a_stalled_worker_cannot_hold_an_exchange(fleet: AsicFleetSimulato
     try:
         os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()
-        with pytest.raises(DeviceTimeout, match="worker is not answering"):
+        with pytest.raises(DeviceTimeout, match="waiting on the device I/O worker"):
             await transport.exchange(host, port, encode_request("summary"))
         waited = time.monotonic() - started
         assert 0.3 + 1.0 <= waited < 5.0  # its timeout and the margin; then the sweep fails it
+        await _until(lambda: bool(transport.pids) and transport.pids != [pid])
+        assert b"SUMMARY" in await transport.exchange(host, port, encode_request("summary"))
     finally:
-        os.kill(pid, signal.SIGCONT)
-    assert b"SUMMARY" in await transport.exchange(host, port, encode_request("summary"))
-    await transport.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        await transport.close()
+
+
+async def _until(condition: Callable[[], bool], within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 async def test_workers_ignore_a_stop_signal_sent_to_the_process_group(

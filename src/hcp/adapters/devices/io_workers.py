@@ -20,12 +20,13 @@ Failures:
   device; the client's retry policy applies) and is started again, with a growing pause if it
   keeps dying; the others take the new exchanges meanwhile.
 - A worker that stalls cannot hold an exchange: each one fails with `DeviceTimeout` a second
-  after its own timeout, whatever the worker does.
+  after its own timeout, whatever the worker does; a worker that has said nothing since such an
+  exchange was sent is killed, and so replaced.
 - A cancelled exchange that has not left this process is never sent; one that has is
   cancelled in the worker, as `TcpTransport` would cancel it.
-- Workers ignore SIGINT and SIGTERM (a terminal's Ctrl-C or a service manager's stop reaches
-  the whole process group): the caller stops them by closing their socket, and a worker whose
-  caller dies sees that socket close and exits.
+- Workers run in a session of their own and ignore SIGINT and SIGTERM (a terminal's Ctrl-C or a
+  service manager's stop goes to the whole process group): the caller stops them by closing
+  their socket, and a worker whose caller dies sees that socket close and exits.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class _Worker:
     waiting: dict[int, _Waiting] = field(default_factory=dict)
     outbox: list[Request | int] = field(default_factory=list)
     alive: bool = True
+    heard_at: float = 0.0  # loop time of the last frame from the worker
 
 
 class WorkerTransport:
@@ -156,10 +158,13 @@ class WorkerTransport:
     async def start(self) -> None:
         """Start the worker processes (under a second: each imports only the transport)."""
         starts = [self._start_one() for _ in range(self.workers)]
-        failed = [e for e in await asyncio.gather(*starts, return_exceptions=True) if e]
-        if failed:
+        try:
+            failed = [e for e in await asyncio.gather(*starts, return_exceptions=True) if e]
+            if failed:
+                raise failed[0]
+        except BaseException:
             await self.close()
-            raise failed[0]
+            raise
         self._keep(self._expire_stalled())
 
     @property
@@ -178,7 +183,7 @@ class WorkerTransport:
         ident = self._next_id
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
-        deadline = loop.time() + self.timeout_s + STALL_MARGIN_S
+        deadline = loop.time() + self._patience_s
         worker.waiting[ident] = _Waiting(future, device, deadline)
         worker.outbox.append((ident, host, port, request))
         if not self._flush_due:
@@ -214,6 +219,7 @@ class WorkerTransport:
                 [sys.executable, "-m", __name__, str(theirs.fileno()), repr(self.timeout_s)],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # out of the terminal's and the service's signals
             )
         except BaseException:
             ours.close()
@@ -225,6 +231,7 @@ class WorkerTransport:
 
         def on_frame(frame: list[Any]) -> None:
             assert worker is not None
+            worker.heard_at = loop.time()
             if not worker.ready.done():
                 worker.ready.set_result(None)  # the hello
             else:
@@ -336,6 +343,9 @@ class WorkerTransport:
             now = loop.time()
             for worker in list(self._live):
                 late = [i for i, w in worker.waiting.items() if w.deadline <= now]
+                if not late:
+                    continue
+                first_sent = min(worker.waiting[i].deadline for i in late) - self._patience_s
                 for ident in late:
                     waiting = worker.waiting.pop(ident)
                     if not waiting.future.done():
@@ -343,10 +353,20 @@ class WorkerTransport:
                             DeviceTimeout(
                                 waiting.device,
                                 f"no reply within {self.timeout_s:g} s "
-                                "(the device I/O worker is not answering)",
+                                "(waiting on the device I/O worker)",
                             )
                         )
                     self._cancel_in_worker(worker, ident)
+                if worker.heard_at < first_sent:
+                    # Not a word since before that exchange left: stuck, not busy.
+                    log.error(
+                        "device I/O worker %d is not answering; killing it", worker.process.pid
+                    )
+                    worker.process.kill()  # its socket closes; `_lost` replaces it
+
+    @property
+    def _patience_s(self) -> float:
+        return self.timeout_s + STALL_MARGIN_S
 
     def _keep(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -420,7 +440,10 @@ async def _serve_async(sock: socket.socket, timeout_s: float) -> None:
 
     link = _Link(on_frame, on_lost)
     await loop.connect_accepted_socket(lambda: link, sock)
-    link.send([])  # ready
+    try:
+        link.send([])  # ready
+    except ConnectionResetError:
+        return  # the parent closed before this worker was up
     await gone
     for task in list(running.values()):
         task.cancel()
