@@ -52,10 +52,19 @@ def frame(section: Section, when: int, status: str = "S") -> Payload:
 
 def miner_type(model: AsicModel) -> str:
     """The `Type` string a miner reports, e.g. "Antminer S21" (what pyasic picks a class by)."""
-    is_antminer = model.manufacturer.lower() == "bitmain"
-    if is_antminer and not model.name.lower().startswith("antminer"):
-        return f"Antminer {model.name}"
-    return model.name
+    key = (model.manufacturer, model.name)
+    found = _TYPES.get(key)
+    if found is None:  # four times per read of every miner: worked out once per model
+        is_antminer = model.manufacturer.lower() == "bitmain"
+        if is_antminer and not model.name.lower().startswith("antminer"):
+            found = f"Antminer {model.name}"
+        else:
+            found = model.name
+        _TYPES[key] = found
+    return found
+
+
+_TYPES: dict[tuple[str, str], str] = {}
 
 
 def mac_address(sim: MinerSim) -> str:
@@ -76,28 +85,31 @@ def version(sim: MinerSim) -> Section:
 
 
 def summary(sim: MinerSim) -> Section:
-    ghs_5s, ghs_av = sim.hashrate_ths * 1000, sim.average_hashrate_ths * 1000
+    average_ths, elapsed_s = sim.average_hashrate_ths, sim.elapsed_s
+    ghs_av = round(average_ths * 1000, 2)
+    accepted, rejected = sim.accepted, sim.rejected
+    rejected_percent = round(_percent(rejected, accepted + rejected), 4)
     entry = {
-        "Elapsed": int(sim.elapsed_s),
-        "GHS 5s": round(ghs_5s, 2),
-        "GHS av": round(ghs_av, 2),
-        "GHS 30m": round(ghs_av, 2),
+        "Elapsed": int(elapsed_s),
+        "GHS 5s": round(sim.hashrate_ths * 1000, 2),
+        "GHS av": ghs_av,
+        "GHS 30m": ghs_av,
         "Found Blocks": 0,
-        "Getworks": sim.accepted + sim.rejected,
-        "Accepted": sim.accepted,
-        "Rejected": sim.rejected,
+        "Getworks": accepted + rejected,
+        "Accepted": accepted,
+        "Rejected": rejected,
         "Hardware Errors": 0,
-        "Utility": round(sim.accepted / max(sim.elapsed_s, 1.0) * 60, 2),
+        "Utility": round(accepted / max(elapsed_s, 1.0) * 60, 2),
         "Discarded": 0,
         "Stale": 0,
         "Get Failures": 0,
-        "Local Work": sim.accepted + sim.rejected,
+        "Local Work": accepted + rejected,
         "Remote Failures": 0,
         "Network Blocks": 0,
-        "Total MH": round(sim.average_hashrate_ths * 1e6 * sim.elapsed_s, 0),
+        "Total MH": round(average_ths * 1e6 * elapsed_s, 0),
         "Device Hardware%": 0.0,
-        "Device Rejected%": round(_percent(sim.rejected, sim.accepted + sim.rejected), 4),
-        "Pool Rejected%": round(_percent(sim.rejected, sim.accepted + sim.rejected), 4),
+        "Device Rejected%": rejected_percent,
+        "Pool Rejected%": rejected_percent,
         "Pool Stale%": 0.0,
         "Last getwork": int(sim.now),
     }
@@ -109,37 +121,53 @@ def _percent(part: float, whole: float) -> float:
 
 
 def devs(sim: MinerSim) -> Section:
-    boards = [_dev(sim, board) for board in range(BOARDS)]
-    return Section(9, f"{BOARDS} ASC(s)", {"DEVS": boards})
+    board = _BoardReading(sim)
+    return Section(9, f"{BOARDS} ASC(s)", {"DEVS": [board.dev(i) for i in range(BOARDS)]})
 
 
-def _dev(sim: MinerSim, board: int) -> Payload:
-    alive = sim.board_alive(board)
-    share = 1 / sim.alive_boards if alive and sim.alive_boards else 0.0
-    mhs = sim.hashrate_ths * 1e6 * share
-    return {
-        "ASC": board,
-        "Name": "BTM",
-        "ID": board,
-        "Enabled": "Y",
-        "Status": "Alive" if alive else "Dead",
-        "Temperature": round(sim.temperature_c, 1) if alive else 0.0,
-        "MHS av": round(sim.average_hashrate_ths * 1e6 * share, 2),
-        "MHS 5s": round(mhs, 2),
-        "MHS 1m": round(mhs, 2),
-        "MHS 5m": round(mhs, 2),
-        "MHS 15m": round(mhs, 2),
-        "Accepted": int(sim.accepted * share),
-        "Rejected": int(sim.rejected * share),
-        "Hardware Errors": 0,
-        "Device Elapsed": int(sim.elapsed_s),
-        "Board": miner_type(sim.model),
-        "Connector": f"J{board + 1}",
-        "IsRamping": sim.ramping and alive,
-        "IsUserShutdown": False,
-        "Nominal MHS": round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2),
-        "Profile": sim.profile.name,
-    }
+class _BoardReading:
+    """What every board's `devs` entry draws on, read from the miner once per reply (a fleet
+    poll asks for it of every miner, every few seconds)."""
+
+    def __init__(self, sim: MinerSim) -> None:
+        self.sim = sim
+        self.alive_boards = sim.alive_boards
+        self.mhs = sim.hashrate_ths * 1e6
+        self.average_mhs = sim.average_hashrate_ths * 1e6
+        self.temperature_c = round(sim.temperature_c, 1)
+        self.elapsed_s = int(sim.elapsed_s)
+        self.board_type = miner_type(sim.model)
+        self.nominal_mhs = round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2)
+        self.ramping = sim.ramping
+
+    def dev(self, board: int) -> Payload:
+        sim = self.sim
+        alive = sim.board_alive(board)
+        share = 1 / self.alive_boards if alive and self.alive_boards else 0.0
+        mhs = round(self.mhs * share, 2)
+        return {
+            "ASC": board,
+            "Name": "BTM",
+            "ID": board,
+            "Enabled": "Y",
+            "Status": "Alive" if alive else "Dead",
+            "Temperature": self.temperature_c if alive else 0.0,
+            "MHS av": round(self.average_mhs * share, 2),
+            "MHS 5s": mhs,
+            "MHS 1m": mhs,
+            "MHS 5m": mhs,
+            "MHS 15m": mhs,
+            "Accepted": int(sim.accepted * share),
+            "Rejected": int(sim.rejected * share),
+            "Hardware Errors": 0,
+            "Device Elapsed": self.elapsed_s,
+            "Board": self.board_type,
+            "Connector": f"J{board + 1}",
+            "IsRamping": self.ramping and alive,
+            "IsUserShutdown": False,
+            "Nominal MHS": self.nominal_mhs,
+            "Profile": sim.profile.name,
+        }
 
 
 def stats(sim: MinerSim) -> Section:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
+import orjson
+
 from hcp.simulators.asic import replies
 from hcp.simulators.asic.miner import MinerSim
 from hcp.simulators.asic.replies import Payload, Section
@@ -62,10 +64,14 @@ def answer(sim: MinerSim, request: bytes, now: datetime) -> Payload:
 
 def parse_request(request: bytes) -> tuple[str, list[str]]:
     """The command and its comma-separated parameters; CommandError for anything else."""
+    text = request.rstrip(b"\x00\r\n ")
     try:
-        body = json.loads(request.rstrip(b"\x00\r\n ").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses and json takes: NaN, Infinity, integers beyond 64 bits
+            body = json.loads(text.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("command"), str):
         raise CommandError(CODE_INVALID_JSON, "Missing JSON 'command'")
     parameter = body.get("parameter")
