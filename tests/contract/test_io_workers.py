@@ -165,9 +165,11 @@ async def test_workers_that_die_as_they_start_never_hold_an_exchange(
     """Workers that say they are ready and exit at once, and so does every replacement: an
     exchange fails as unreachable, whichever way the deaths and the start interleave."""
     popen = subprocess.Popen
+    started: list[subprocess.Popen[bytes]] = []
 
     def hello_then_exit(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
-        return popen([sys.executable, "-c", HELLO_THEN_EXIT, *args[3:]], **options)
+        started.append(popen([sys.executable, "-c", HELLO_THEN_EXIT, *args[3:]], **options))
+        return started[-1]
 
     monkeypatch.setattr(io_workers.subprocess, "Popen", hello_then_exit)
     transport = WorkerTransport(2, timeout_s=0.5)
@@ -180,6 +182,7 @@ async def test_workers_that_die_as_they_start_never_hold_an_exchange(
     finally:
         await transport.close()
     assert transport.pids == []
+    assert started and all(p.returncode is not None for p in started)  # every one reaped
 
 
 async def test_a_stalled_worker_cannot_hold_an_exchange_and_is_replaced(

@@ -152,6 +152,7 @@ class WorkerTransport:
         self._flush_due = False
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dead: list[subprocess.Popen[bytes]] = []  # out of turn, not yet reaped
         self.exchanges = 0
         """Exchanges handed to the workers so far."""
 
@@ -204,7 +205,9 @@ class WorkerTransport:
         workers, self._live = self._live, []
         for worker in workers:
             worker.link.close()
-        await asyncio.gather(*(asyncio.to_thread(_reap, w.process) for w in workers))
+        processes = [w.process for w in workers] + self._dead
+        await asyncio.gather(*(asyncio.to_thread(_reap, p) for p in processes))
+        self._dead.clear()
 
     # --- inside the caller's process ------------------------------------------------------
 
@@ -314,11 +317,14 @@ class WorkerTransport:
         # Only a serving worker is replaced: one still starting fails its spawn instead.
         if worker in self._live:
             self._live.remove(worker)
+            self._dead.append(worker.process)  # reaped by its replacement, or by close()
             if not self._closing:
                 self._keep(self._replace(worker, len(waiting)))
 
     async def _replace(self, dead: _Worker, lost: int) -> None:
         await asyncio.to_thread(_reap, dead.process)
+        if dead.process in self._dead:
+            self._dead.remove(dead.process)
         log.error(
             "device I/O worker %d exited (code %s) with %d exchanges in flight; starting another",
             dead.process.pid,
