@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -62,16 +63,21 @@ def answer(sim: MinerSim, request: bytes, now: datetime) -> Payload:
     return joined
 
 
+def load_json(text: bytes) -> Any:
+    """The JSON value in `text` (orjson, then json for what orjson refuses: NaN, Infinity,
+    integers beyond 64 bits); ValueError when it is not JSON at all."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text.decode("utf-8"))  # its errors are ValueErrors too
+
+
 def parse_request(request: bytes) -> tuple[str, list[str]]:
     """The command and its comma-separated parameters; CommandError for anything else."""
-    text = request.rstrip(b"\x00\r\n ")
     try:
-        body = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        try:  # what orjson refuses and json takes: NaN, Infinity, integers beyond 64 bits
-            body = json.loads(text.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
+        body = load_json(request.rstrip(b"\x00\r\n "))
+    except ValueError:
+        raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("command"), str):
         raise CommandError(CODE_INVALID_JSON, "Missing JSON 'command'")
     parameter = body.get("parameter")

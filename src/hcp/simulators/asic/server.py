@@ -15,7 +15,6 @@ of five commands, client in the same process, 256 in flight) in about 6 s.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import resource
 import socket
@@ -29,7 +28,7 @@ from hcp.adapters.clock import SystemClock
 from hcp.services.ports import Clock
 from hcp.simulators.asic.config import Faults, FleetSimConfig
 from hcp.simulators.asic.miner import MinerSim
-from hcp.simulators.asic.rpc import answer
+from hcp.simulators.asic.rpc import answer, load_json
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +153,9 @@ def _complete(data: bytes) -> bool:
     if not text.lstrip().startswith(b"{"):
         return True  # not JSON at all: answer at once rather than wait for more
     try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError:
-        try:  # what orjson refuses and json takes (NaN, huge integers) is complete too
-            json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return False
+        load_json(text)
+    except ValueError:
+        return False
     return True
 
 
