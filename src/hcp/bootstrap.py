@@ -353,7 +353,7 @@ async def start_live(runtime: Runtime) -> Live:
         # The miners' sockets in worker processes: one process's core does not carry the
         # exchanges of a large fleet (io_workers.py).
         device_io = WorkerTransport(settings.device_io_workers, timeout_s=DEVICE_TIMEOUT_S)
-    driver = LuxosMinerDriver(clock=clock, timeout_s=DEVICE_TIMEOUT_S, transport=device_io)
+    driver = LuxosMinerDriver(clock=clock, transport=device_io)
     dispatcher = LoggedDispatcher(
         SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
     )

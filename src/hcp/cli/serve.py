@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import socket
+from collections.abc import Iterator
 
 import typer
 import uvicorn
@@ -31,8 +32,7 @@ def serve_platform(
     _configure_logging(settings)
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
-    listeners = _listen(settings)
-    try:
+    with _listening(settings) as listeners:
         clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
         runtime = bootstrap.build(settings, clock)
         try:
@@ -43,22 +43,26 @@ def serve_platform(
             run_on_uvloop(_serve_live(runtime, speed, listeners))
         finally:
             runtime.close()
-    finally:
-        for listener in listeners:
-            listener.close()
 
 
 def serve_api(host: str | None, port: int | None) -> None:
     """`hcp api`: the API alone against an already migrated database."""
     settings = load_settings(host=host, port=port)
     _configure_logging(settings)
-    listeners = _listen(settings)
-    try:
+    with _listening(settings) as listeners:
         runtime = bootstrap.build(settings)
         try:
             run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=listeners))
         finally:
             runtime.close()
+
+
+@contextlib.contextmanager
+def _listening(settings: Settings) -> Iterator[list[socket.socket]]:
+    """The API's listening sockets (see `_listen`), closed on the way out."""
+    listeners = _listen(settings)
+    try:
+        yield listeners
     finally:
         for listener in listeners:
             listener.close()
