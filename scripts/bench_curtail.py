@@ -410,8 +410,8 @@ async def split_process(
             await pool.start()
         addresses = addresses_from(first_ip, count)
         run = await curtail(addresses, concurrency, timeout_s, mark, pool)
-        # A worker replaced during the run took its CPU figure with it: it counts as 0 here,
-        # and the run says how many were lost.
+        # A worker replaced during the run took its CPU figure with it: it is left out of the
+        # sum, and the run says how many were lost.
         live = pool.pids if pool else []
         io_cpu_s = [process_cpu_s(p) - before for p, before in workers_cpu.items() if p in live]
         lost_workers = len(workers_cpu) - len(io_cpu_s)
