@@ -8,6 +8,7 @@ import gzip
 import io
 import logging
 import math
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,20 +85,87 @@ class Table:
         return DataError(self.path, message, self.lines[i], column)
 
 
-@contextmanager
-def _open_text(path: Path) -> Iterator[io.TextIOWrapper]:
-    """`path` as UTF-8 text (a leading BOM dropped), gunzipped when it starts with gzip's magic."""
+def _open_binary(path: Path) -> gzip.GzipFile | io.BufferedReader:
+    """The bytes of `path`, gunzipped when it starts with gzip's magic."""
     with path.open("rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
-    opener = gzip.open if compressed else Path.open
-    with opener(path, "rb") as binary, io.TextIOWrapper(binary, "utf-8-sig", newline="") as text:
-        yield text
+    return gzip.open(path, "rb") if compressed else path.open("rb")
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOWrapper]:
+    """`path` as UTF-8 text (a leading BOM dropped), gunzipped when it starts with gzip's magic.
+
+    Damage found while the caller reads (bytes that are not UTF-8, a truncated or corrupt gzip
+    stream, a path that cannot be read such as a directory) is a DataError naming the file, so
+    a bad file never ends in a traceback and the caller never returns what it read so far.
+    """
+    try:
+        with (
+            _open_binary(path) as binary,
+            io.TextIOWrapper(binary, "utf-8-sig", newline="") as text,
+        ):
+            yield text
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start : exc.start + 1].hex()
+        message = f"not UTF-8 text: byte 0x{byte} cannot be decoded (save the file as UTF-8)"
+        raise DataError(str(path), message, _undecodable_line(path)) from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(str(path), f"damaged gzip file: {exc}") from None
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _undecodable_line(path: Path) -> int | None:
+    """The 1-based line holding the first bytes that are not UTF-8 (None if it cannot tell).
+
+    The text decoder reports a position in its read-ahead buffer, not a line, so the file is
+    scanned again line by line; this costs a second read only for a file that already failed.
+    """
+    try:
+        with _open_binary(path) as binary:
+            for number, line in enumerate(binary, start=1):
+                try:
+                    line.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except (EOFError, zlib.error, OSError):
+        pass
+    return None
+
+
+def _rows(text: io.TextIOWrapper, path: str) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV row of `text` with its 1-based line (the row's last line when a quoted field spans
+    several); csv's own complaints, e.g. a field over its size limit after an unclosed quote,
+    become a DataError at the line reached."""
+    reader = csv.reader(text)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(path, f"malformed CSV: {exc}", reader.line_num) from None
+
+
+def _header(path: str, row: list[str]) -> tuple[str, ...]:
+    """The stripped column names of the first line.
+
+    DataError for a name given twice: a lookup by name would silently take the first of the
+    two. Blank names may repeat (no one can ask for a column by an empty name).
+    """
+    header = tuple(name.strip() for name in row)
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            raise DataError(path, f"duplicate column {name!r} in the header", 1, name)
+        seen.add(name)
+    return header
 
 
 def read_header(path: Path) -> tuple[str, ...]:
-    """The column names on the first line of the CSV at `path`."""
+    """The column names on the first line of the CSV at `path` (DataError for a repeated one)."""
     with _open_text(path) as text:
-        return tuple(name.strip() for name in next(csv.reader(text), []))
+        _, first = next(_rows(text, str(path)), (1, []))
+        return _header(str(path), first)
 
 
 def read_table(path: Path, only: tuple[str, frozenset[str]] | None = None) -> Table:
@@ -105,41 +173,46 @@ def read_table(path: Path, only: tuple[str, frozenset[str]] | None = None) -> Ta
 
     With `only=(column, values)` just the rows whose `column` is one of `values` are kept (a long
     file stays small in memory) and `Table.seen` holds every value that column took.
-    DataError for a missing header or a row whose field count differs from the header's.
+    DataError for a missing header, a column named twice, a row whose field count differs from
+    the header's, and for a file that cannot be read to its end (see `_open_text`).
     """
     with _open_text(path) as text:
-        reader = csv.reader(text)
-        header = tuple(name.strip() for name in next(reader, []))
+        rows = _rows(text, str(path))
+        header = _header(str(path), next(rows, (1, []))[1])
         if not header:
             raise DataError(str(path), "empty file: no header line", 1)
         table = Table(str(path), header, [], [])
         pick, wanted = (
             (None, frozenset[str]()) if only is None else (table.column(only[0]), only[1])
         )
-        for row in reader:
+        for line, row in rows:
             if not row:
                 continue
             if len(row) != len(header):
                 message = f"{len(row)} fields where the header has {len(header)}"
-                raise DataError(str(path), message, reader.line_num)
+                raise DataError(str(path), message, line)
             if pick is not None:
                 table.seen.add(row[pick])
                 if row[pick] not in wanted:
                     continue
             table.rows.append(row)
-            table.lines.append(reader.line_num)
+            table.lines.append(line)
     return table
 
 
 def parse_float(text: str, table: Table, i: int, column: str) -> float:
     """`text` of data row `i` as a float; NaN when missing (empty, "NaN", "NA"...).
 
-    DataError naming file, line and column for text that is not a number or is infinite.
+    DataError naming file, line and column for text that is not a number or is infinite;
+    that includes what float() takes but a CSV never means as a number: digit-group
+    underscores ("1_000") and non-ASCII digits.
     """
     text = text.strip()
     if text in _MISSING:
         return math.nan
     try:
+        if "_" in text or not text.isascii():
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise table.where(i, f"not a number: {text!r}", column) from None

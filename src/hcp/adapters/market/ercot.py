@@ -86,14 +86,19 @@ def _split(
     price_column: str,
     wanted: Sequence[str],
 ) -> dict[str, TimedColumn]:
-    """One checked column per settlement point in `wanted` from a long table's rows."""
+    """One checked column per settlement point in `wanted` from a long table's rows.
+
+    Each is named `price_column (point)`, e.g. `SettlementPointPrice (HB_WEST)`: errors about
+    its values then name the file's real column, and still say which point's series it is.
+    """
     names_, times_ = np.array(names), np.array(times, dtype=np.int64)
     prices, lines = table.floats(price_column), np.array(table.lines)
     columns = {}
     for name in wanted:
         rows = names_ == name
+        label = f"{price_column} ({name})"
         columns[name] = timed_column(
-            table.path, name, time_column, times_[rows], prices[rows], lines[rows]
+            table.path, label, time_column, times_[rows], prices[rows], lines[rows]
         )
     return columns
 
@@ -113,11 +118,10 @@ def long_times(table: Table) -> list[int]:
 
 
 def _bounded_int(table: Table, i: int, text: str, column: str, top: int) -> int:
-    """`text` ("7" or "07:00") as an integer within 1..top, else DataError."""
-    try:
-        value = int(text.strip().split(":")[0])
-    except ValueError:
-        value = 0
+    """`text` ("7" or "07:00") as an integer within 1..top, else DataError; ASCII digits only,
+    as int() would also take "1_2" (12) or non-ASCII digits."""
+    head = text.strip().split(":")[0]
+    value = int(head) if head.isascii() and head.isdigit() else 0
     if not 1 <= value <= top:
         raise table.where(i, f"expected a whole number 1..{top}, got {text!r}", column)
     return value
