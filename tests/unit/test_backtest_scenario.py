@@ -104,3 +104,44 @@ def test_missing_market_files_are_named(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"market.electricity: no such file: .*nowhere.csv"):
         load_scenario(write(tmp_path, text))
+
+
+def test_a_pool_fee_of_the_whole_payout_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL.replace("seed = 7", "seed = 7\npool_fee = 1.0"))
+    with pytest.raises(DataError, match=r"scenario.toml:6: pool_fee: must be below 1"):
+        load_scenario(path)
+
+
+def test_a_site_too_small_for_its_sleeping_miners_is_refused(tmp_path: Path) -> None:
+    """500 S21s asleep draw 500 × 25 W × PUE 1.1 = 0.01375 MW: no plan could keep to 0.01."""
+    path = write(tmp_path, SMALL.replace("capacity_mw = 2.0", "capacity_mw = 0.01"))
+    with pytest.raises(DataError) as caught:
+        load_scenario(path)
+    assert ":29: sites[0].capacity_mw: 0.01 MW is less than the site's miners draw asleep" in str(
+        caught.value
+    )
+    assert "(0.01375 MW with PUE 1.1)" in str(caught.value)
+    load_scenario(write(tmp_path, SMALL.replace("capacity_mw = 2.0", "capacity_mw = 0.014")))
+
+
+def test_the_simulated_market_takes_no_spot_file(tmp_path: Path) -> None:
+    table = '[market.gpu_spot_usd_per_gpu_hour.H100]\npath = "scenario.toml"\nprice_column = "p"'
+    text = SMALL.replace("[market.gpu_spot_usd_per_gpu_hour]\nH100 = 2.20", table)
+    with pytest.raises(DataError, match=r"H100: the simulated market starts from a number"):
+        load_scenario(write(tmp_path, text))
+
+
+def test_the_readme_example_is_a_valid_scenario(tmp_path: Path, shared_data: Path) -> None:
+    """The README's shortened example, at the same depth as `examples/` beside the data."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme.split("## Backtest scenarios", 1)[1]
+    text = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "shared").symlink_to(shared_data.parent)
+    (tmp_path / "repo" / "examples").mkdir(parents=True)
+    scenario = load_scenario(write(tmp_path / "repo" / "examples", text))
+    assert scenario.sites[0].day_ahead_node == "HB_HUBAVG"
+    assert [f.count for f in scenario.sites[0].asics] == [7600]
+    assert {a.workload_class.value for a in scenario.demand["west-1"].arrivals} == {
+        "ai_inference_batch",
+        "ai_training",
+    }

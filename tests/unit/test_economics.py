@@ -247,6 +247,17 @@ def test_asic_mines_at_45_usd_per_mwh(snapshot: MarketSnapshot) -> None:
     assert result.breakeven_usd_per_mwh == pytest.approx(194.729, rel=1e-5)
 
 
+def test_the_same_network_before_the_halving_breaks_even_higher(snapshot: MarketSnapshot) -> None:
+    # A week earlier the 6.25 BTC subsidy held: hashprice $0.130749 (see above), revenue
+    # 200 TH/s × $0.130749 × 0.98 / 24 = $1.067784/h; breakeven $1.067784 / 0.0035 = $305.08/MWh,
+    # against $194.73 after the halving.
+    before = replace(snapshot, at=snapshot.at - timedelta(days=7))
+    result = calculate_profitability(ProfitabilityRequest("ASIC"), before, NODE)
+    assert result.expected_revenue == pytest.approx(1.067784, rel=1e-5)
+    assert result.breakeven_usd_per_mwh == pytest.approx(305.081, rel=1e-5)
+    assert breakeven_usd_per_mwh(S21_STOCK, 0.130749) == pytest.approx(305.081, rel=1e-5)
+
+
 def test_asic_curtails_above_breakeven(snapshot: MarketSnapshot) -> None:
     # $300/MWh × 3.5 kW = $1.05/h > $0.68/h revenue
     pricey = replace(snapshot, electricity_usd_per_mwh={NODE: 300.0})

@@ -3,16 +3,21 @@ market put together, with the generated demand, as a `Setup` ready to replay."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
+from hcp.adapters.market.csvtable import report
+from hcp.adapters.market.gpu_spot import GpuSpotCsv, gpu_spot_on_intervals
 from hcp.adapters.market.replay import load_market_series
 from hcp.adapters.market.simulated import simulate_series
 from hcp.backtest.demand import generate_demand
 from hcp.backtest.engine import Setup
 from hcp.backtest.scenario import ReplayMarket, Scenario, SimulatedMarket
+from hcp.backtest.tomlfile import key_lines
 from hcp.domain.errors import DataError
 from hcp.domain.market import MarketSeries
 from hcp.optimizer.world import MarketArrays
@@ -29,13 +34,44 @@ def load_market(scenario: Scenario) -> MarketSeries:
     series = _concatenate(scenario.path, parts)
     start = max(first, series.start)
     if start > scenario.start - scenario.step or series.end < scenario.end:
+        files = ", ".join(str(path) for path in market.electricity)
         message = (
-            f"the market data covers {series.start.isoformat()}..{series.end.isoformat()}; the "
-            f"window {scenario.start.isoformat()}..{scenario.end.isoformat()} needs it all and "
-            "at least one interval before it"
+            f"the market data ({files}) covers {series.start.isoformat()}.."
+            f"{series.end.isoformat()}; the window {scenario.start.isoformat()}.."
+            f"{scenario.end.isoformat()} needs it all and at least one interval before it"
         )
-        raise DataError(str(scenario.path), message)
-    return series.window(start, scenario.end)
+        raise scenario_error(scenario, "window", message)
+    if market.day_ahead is not None:
+        _check_day_ahead_nodes(scenario, market.day_ahead, series)
+    return _with_spot_files(series.window(start, scenario.end), market)
+
+
+def scenario_error(scenario: Scenario, key: str, message: str) -> DataError:
+    """A DataError about `key` of the scenario file, at its line, found once the files it names
+    were read."""
+    line = key_lines(scenario.path.read_text(encoding="utf-8")).get(key)
+    return DataError(str(scenario.path), f"{key}: {message}", line)
+
+
+def _check_day_ahead_nodes(scenario: Scenario, path: Path, series: MarketSeries) -> None:
+    """Every site must find its day-ahead prices in the file given: a node missing from it
+    would leave the forecast without them, silently."""
+    known = series.day_ahead_usd_per_mwh
+    for i, site in enumerate(scenario.sites):
+        node = site.day_ahead_node or site.node
+        if node in known:
+            continue
+        points = ", ".join(sorted(known))
+        if site.day_ahead_node is None:
+            key = f"sites[{i}]"
+            message = (
+                f"the day-ahead file {path} has no prices for node {node!r}: set "
+                f"day_ahead_node to one of its settlement points ({points})"
+            )
+        else:
+            key = f"sites[{i}].day_ahead_node"
+            message = f"{node!r} is not in the day-ahead file {path} (it has: {points})"
+        raise scenario_error(scenario, key, message)
 
 
 def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> MarketSeries:
@@ -45,10 +81,33 @@ def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> Market
         nodes=tuple(dict.fromkeys(site.node for site in scenario.sites)),
         step=scenario.step,
         day_ahead=market.day_ahead,
-        gpu_spot=market.gpu_spot_usd_per_gpu_hour,
+        gpu_spot={
+            f: p for f, p in market.gpu_spot_usd_per_gpu_hour.items() if isinstance(p, float)
+        },
         max_fill_steps=market.max_fill_steps,
+        finer_steps=False,
     )
     return series
+
+
+def _with_spot_files(series: MarketSeries, market: ReplayMarket) -> MarketSeries:
+    """`series` with the spot prices that come from CSV files, read for its intervals only: a
+    quote file usually spans far less than a year of electricity prices."""
+    sources = [p for p in market.gpu_spot_usd_per_gpu_hour.values() if isinstance(p, GpuSpotCsv)]
+    if not sources:
+        return series
+    step_s = series.step // timedelta(seconds=1)
+    first = int(series.start.timestamp())
+    starts = first + step_s * np.arange(len(series), dtype=np.int64)
+    prices = dict(series.gpu_spot_usd_per_gpu_hour)
+    repairs = []
+    for source in sources:
+        prices[source.family], more = gpu_spot_on_intervals(
+            source, starts, first + step_s * len(series)
+        )
+        repairs += more
+    report(repairs)
+    return dataclasses.replace(series, gpu_spot_usd_per_gpu_hour=prices)
 
 
 def _concatenate(path: Path, parts: list[MarketSeries]) -> MarketSeries:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
+from hcp.adapters.market.gpu_spot import GpuSpotCsv
 from hcp.adapters.market.simulated import MarketSimulatorConfig
 from hcp.backtest.demand import DemandSpec, JobArrivals, RealtimeProfile
 from hcp.backtest.tomlfile import TomlTable, load_toml
@@ -21,7 +22,15 @@ from hcp.domain.catalog import ASIC_MODELS, GPU_MODELS
 from hcp.domain.errors import ValidationError
 from hcp.domain.workloads import WorkloadClass
 from hcp.economics import DEFAULT_POOL_FEE, DEFAULT_PRICE_SHEET
-from hcp.optimizer.inputs import AsicFleet, Contract, GpuFleet, PpaContract, RtContract, SiteSpec
+from hcp.optimizer.inputs import (
+    AsicFleet,
+    Contract,
+    GpuFleet,
+    PpaContract,
+    RtContract,
+    SiteSpec,
+    grid_mw,
+)
 from hcp.optimizer.strategies import Terms
 
 _BATCH, _TRAINING = WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING
@@ -38,12 +47,12 @@ _SIMULATOR_NUMBERS = ", ".join(
 @dataclass(frozen=True, slots=True)
 class ReplayMarket:
     """Real prices from files: ERCOT real-time (one or more files in time order), the daily
-    bitcoin file, optional day-ahead prices, GPU spot as constants per family."""
+    bitcoin file, optional day-ahead prices, GPU spot per family as a constant or a CSV."""
 
     electricity: tuple[Path, ...]
     bitcoin: Path
     day_ahead: Path | None
-    gpu_spot_usd_per_gpu_hour: Mapping[str, float]
+    gpu_spot_usd_per_gpu_hour: Mapping[str, float | GpuSpotCsv]
     max_fill_steps: int = 0
 
 
@@ -90,12 +99,19 @@ def load_scenario(path: Path) -> Scenario:
         demand=demand,
         terms=Terms(
             root.number("sla_penalty_usd_per_gpu_hour", minimum=0.0),
-            root.number("pool_fee", DEFAULT_POOL_FEE, minimum=0.0),
+            _pool_fee(root),
         ),
         seed=root.integer("seed", 0),
     )
     root.finish()
     return scenario
+
+
+def _pool_fee(root: TomlTable) -> float:
+    fee = root.number("pool_fee", DEFAULT_POOL_FEE, minimum=0.0)
+    if fee >= 1.0:
+        raise root.error("pool_fee", f"must be below 1 (a share of the payout), got {fee}")
+    return fee
 
 
 def _sites(root: TomlTable, step: timedelta) -> tuple[tuple[SiteSpec, ...], dict[str, DemandSpec]]:
@@ -137,23 +153,60 @@ def _market(table: TomlTable, sites: tuple[SiteSpec, ...]) -> ReplayMarket | Sim
     if kind == "replay":
         market: ReplayMarket | SimulatedMarket = _replay_market(table, spot)
     elif kind == "simulated":
-        market = _simulated_market(table, sites, spot)
+        market = _simulated_market(table, sites, _constant_spot(table, spot))
     else:
         raise table.error("kind", f"expected 'replay' or 'simulated', got {kind!r}")
     table.finish()
     return market
 
 
-def _spot_prices(table: TomlTable) -> dict[str, float]:
+def _spot_prices(table: TomlTable) -> dict[str, float | GpuSpotCsv]:
+    """Per GPU family: a constant USD/GPU-hour, or a table naming a CSV of quotes."""
     prices = table.table("gpu_spot_usd_per_gpu_hour")
     if prices is None:
         return {}
-    spot = {family: prices.number(family, minimum=0.0) for family in prices.names()}
+    spot: dict[str, float | GpuSpotCsv] = {}
+    for family in prices.names():
+        value = prices.get(family, object)
+        if isinstance(value, dict):
+            spot[family] = _spot_csv(prices.table(family) or prices, family)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            spot[family] = prices.number(family, minimum=0.0)
+        else:
+            message = f"expected USD/GPU-hour or a table with path and price_column, got {value!r}"
+            raise prices.error(family, message)
     prices.finish()
     return spot
 
 
-def _replay_market(table: TomlTable, spot: dict[str, float]) -> ReplayMarket:
+def _spot_csv(table: TomlTable, family: str) -> GpuSpotCsv:
+    gpu_column = table.optional("gpu_column", str)
+    gpu = table.optional("gpu", str)
+    if (gpu_column is None) != (gpu is None):
+        missing = "gpu" if gpu is None else "gpu_column"
+        raise table.error(missing, "gpu_column and gpu go together (which rows of a long file)")
+    source = GpuSpotCsv(
+        path=table.path_value("path"),
+        family=family,
+        price_column=table.get("price_column", str),
+        gpu_column=gpu_column,
+        gpu=gpu,
+        max_age=timedelta(days=table.number("max_age_days", 2.0, above=0.0)),
+    )
+    table.finish()
+    return source
+
+
+def _constant_spot(table: TomlTable, spot: Mapping[str, float | GpuSpotCsv]) -> dict[str, float]:
+    """The simulator's starting spot prices, which must be numbers."""
+    for family, price in spot.items():
+        if isinstance(price, GpuSpotCsv):
+            key = f"gpu_spot_usd_per_gpu_hour.{family}"
+            raise table.error(key, "the simulated market starts from a number, not a file")
+    return {family: float(price) for family, price in spot.items() if isinstance(price, float)}
+
+
+def _replay_market(table: TomlTable, spot: dict[str, float | GpuSpotCsv]) -> ReplayMarket:
     files = table.get("electricity", object)
     names = [files] if isinstance(files, str) else files
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -205,10 +258,23 @@ def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | Non
     )
     if site.ramp_mw_per_step == math.inf:
         site = dataclasses.replace(site, ramp_mw_per_step=None)
+    _check_sleep_fits(table, site)
     demand_table = table.table("demand")
     demand = None if demand_table is None else _demand(demand_table, site)
     table.finish()
     return site, demand
+
+
+def _check_sleep_fits(table: TomlTable, site: SiteSpec) -> None:
+    """A sleeping miner still draws power: a site whose miners, all asleep, draw more than its
+    MW could never keep to its limit, whatever a strategy decided."""
+    asleep_mw = grid_mw(sum(f.model.sleep_power_w * f.count for f in site.asics), site.pue)
+    if asleep_mw > site.capacity_mw:
+        message = (
+            f"{site.capacity_mw} MW is less than the site's miners draw asleep "
+            f"({asleep_mw:.4g} MW with PUE {site.pue}): fewer miners or more MW"
+        )
+        raise table.error("capacity_mw", message)
 
 
 def _steps(minutes: float, step: timedelta) -> int:

@@ -69,9 +69,10 @@ def load_market_series(
     end: datetime | None = None,
     step: timedelta | None = None,
     day_ahead: Path | None = None,
-    gpu_spot: Mapping[str, float] | Sequence[GpuSpotCsv] = (),
+    gpu_spot: Mapping[str, float | GpuSpotCsv] | Sequence[GpuSpotCsv] = (),
     max_fill_steps: int = 0,
     max_fill_days: int = 3,
+    finer_steps: bool = True,
 ) -> tuple[MarketSeries, list[Repair]]:
     """The market over [start, end) at `step` from files, and the repairs made on the way.
 
@@ -80,12 +81,23 @@ def load_market_series(
     own and may be a divisor (each price held) or a multiple (time-weighted mean) of it.
     `bitcoin`: the daily file, broadcast by UTC date. `day_ahead`: the hourly day-ahead file
     (every settlement point in it, NaN where it has no price). `gpu_spot`: a constant USD/GPU-h
-    per family, or `GpuSpotCsv` sources. `max_fill_steps` counts native electricity steps.
+    per family or a `GpuSpotCsv` source (a mapping by family), or `GpuSpotCsv` sources.
+    `max_fill_steps` counts native electricity steps. `finer_steps=False` refuses a `step`
+    finer than the electricity file's: a backtest must, since each price held over the
+    sub-steps would show a decision the price of the interval it is in.
     """
     if max_fill_steps < 0:
         raise ValueError(f"max_fill_steps must be ≥ 0, got {max_fill_steps}")
     columns = read_electricity(electricity, nodes)
     window, native = _window(columns[nodes[0]], start, end, step)
+    if not finer_steps and window.step_s < native:
+        first = columns[nodes[0]]
+        message = (
+            f"step {span(window.step_s)} is finer than the file's {span(native)} intervals: "
+            "a decision would see the price of the interval it is in (the information rule); "
+            f"use a step of {span(native)} or a multiple"
+        )
+        raise DataError(first.path, message, None, first.time_column)
     prices, repairs = _electricity(columns, window, native, max_fill_steps)
     btc, more = bitcoin_on_intervals(read_bitcoin_daily(bitcoin), window.starts, max_fill_days)
     repairs += more
@@ -198,15 +210,20 @@ def _day_ahead(path: Path, window: _Window) -> tuple[dict[str, FloatArray], list
 
 
 def _gpu_spot(
-    gpu_spot: Mapping[str, float] | Sequence[GpuSpotCsv], window: _Window
+    gpu_spot: Mapping[str, float | GpuSpotCsv] | Sequence[GpuSpotCsv], window: _Window
 ) -> tuple[dict[str, FloatArray], list[Repair]]:
     """GPU spot prices per family on the window, from constants or CSV sources."""
     if isinstance(gpu_spot, Mapping):
-        return {family: np.full(window.n, float(p)) for family, p in gpu_spot.items()}, []
+        sources = list(gpu_spot.items())
+    else:
+        sources = [(source.family, source) for source in gpu_spot]
     prices, repairs = {}, []
-    for source in gpu_spot:
-        prices[source.family], more = gpu_spot_on_intervals(source, window.starts, window.end_s)
-        repairs += more
+    for family, source in sources:
+        if isinstance(source, GpuSpotCsv):
+            prices[family], more = gpu_spot_on_intervals(source, window.starts, window.end_s)
+            repairs += more
+        else:
+            prices[family] = np.full(window.n, float(source))
     return prices, repairs
 
 

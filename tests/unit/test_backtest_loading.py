@@ -1,0 +1,183 @@
+"""A replay scenario's files, read together: what only shows once both the scenario and the
+files it names are known is still reported with the scenario's file, line and key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hcp.backtest.loading import load_market, setup_for
+from hcp.backtest.scenario import load_scenario
+from hcp.domain.errors import DataError
+
+T0 = datetime(2024, 1, 1, 0, tzinfo=UTC)
+DAYS = 3
+
+
+def scenario_text(
+    *,
+    step_minutes: int = 15,
+    site: str = "",
+    market: str = "",
+    spot: str = "H100 = 2.0",
+) -> str:
+    """Two days of window after one of warm-up, over the files `files` writes."""
+    return f"""name = "files"
+sla_penalty_usd_per_gpu_hour = 10.0
+
+[window]
+start = 2024-01-02T00:00:00Z
+end = 2024-01-04T00:00:00Z
+step_minutes = {step_minutes}
+warmup_days = 1
+
+[market]
+kind = "replay"
+electricity = "rt.csv"
+bitcoin = "btc.csv"
+{market}
+[market.gpu_spot_usd_per_gpu_hour]
+{spot}
+
+[[sites]]
+name = "a"
+node = "HB_WEST"
+capacity_mw = 2.0
+{site}
+[sites.contract]
+kind = "rt"
+
+[[sites.fleet]]
+model = "S21"
+count = 100
+
+[[sites.fleet]]
+model = "H100 SXM"
+count = 8
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Real-time prices every 15 minutes, bitcoin by day, day-ahead for HB_HUBAVG by hour and
+    H100 spot quotes every 6 hours, covering the scenario's warm-up and window."""
+    steps = DAYS * 96
+    rt = ["interval_start_utc,HB_WEST"]
+    rt += [
+        f"{T0 + timedelta(minutes=15 * k):%Y-%m-%dT%H:%M:%SZ},{20 + k % 7}" for k in range(steps)
+    ]
+    (tmp_path / "rt.csv").write_text("\n".join(rt) + "\n")
+    btc = ["date,difficulty,fees_btc_per_day,btc_usd"]
+    btc += [f"2024-01-0{d + 1},7e13,25,43000" for d in range(DAYS)]
+    (tmp_path / "btc.csv").write_text("\n".join(btc) + "\n")
+    da = ["interval_start_utc,settlement_point,da_spp_usd_per_mwh"]
+    da += [f"{T0 + timedelta(hours=h):%Y-%m-%dT%H:%M:%SZ},HB_HUBAVG,30" for h in range(DAYS * 24)]
+    (tmp_path / "da.csv").write_text("\n".join(da) + "\n")
+    spot = ["timestamp_utc,gpu,usd_per_gpu_hr_median"]
+    for k in range(DAYS * 4):
+        at = T0 + timedelta(hours=6 * k, minutes=-1)
+        spot += [
+            f"{at:%Y-%m-%dT%H:%M:%SZ},H100_SXM,{1.5 + 0.1 * k:.1f}",
+            f"{at:%Y-%m-%dT%H:%M:%SZ},A100,9",
+        ]
+    (tmp_path / "spot.csv").write_text("\n".join(spot) + "\n")
+    return tmp_path
+
+
+def scenario_at(folder: Path, text: str) -> Path:
+    path = folder / "scenario.toml"
+    path.write_text(text)
+    return path
+
+
+def error_loading(path: Path) -> str:
+    with pytest.raises(DataError) as caught:
+        load_market(load_scenario(path))
+    return str(caught.value)
+
+
+def test_the_files_load_into_warm_up_and_window(folder: Path) -> None:
+    scenario = load_scenario(scenario_at(folder, scenario_text()))
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.intervals == 2 * 96 and setup.first == 96
+    assert np.all(setup.market.gpu_spot_usd_per_gpu_hour["H100"] == 2.0)
+
+
+def test_a_day_ahead_node_that_the_file_lacks_is_named_at_its_line(folder: Path) -> None:
+    market = 'day_ahead = "da.csv"'
+    typo = scenario_text(market=market, site='day_ahead_node = "HB_HUBAGV"')
+    message = error_loading(scenario_at(folder, typo))
+    assert message.startswith(f"{folder / 'scenario.toml'}:22: sites[0].day_ahead_node:")
+    assert "'HB_HUBAGV' is not in the day-ahead file" in message and "HB_HUBAVG" in message
+
+
+def test_a_site_whose_node_the_day_ahead_file_lacks_must_name_one(folder: Path) -> None:
+    message = error_loading(scenario_at(folder, scenario_text(market='day_ahead = "da.csv"')))
+    assert ":18: sites[0]: the day-ahead file" in message
+    assert "no prices for node 'HB_WEST': set day_ahead_node to one of" in message
+
+
+def test_a_day_ahead_node_in_the_file_reaches_the_market(folder: Path) -> None:
+    text = scenario_text(market='day_ahead = "da.csv"', site='day_ahead_node = "HB_HUBAVG"')
+    series = load_market(load_scenario(scenario_at(folder, text)))
+    assert np.all(series.day_ahead_usd_per_mwh["HB_HUBAVG"] == 30.0)
+
+
+def test_a_step_finer_than_the_prices_is_refused(folder: Path) -> None:
+    """Each 15-minute price held over three 5-minute steps would show a decision at 00:05 the
+    price of its own interval (the information rule)."""
+    message = error_loading(scenario_at(folder, scenario_text(step_minutes=5)))
+    assert "rt.csv column interval_start_utc: step 0:05:00 is finer than" in message
+    coarser = load_market(load_scenario(scenario_at(folder, scenario_text(step_minutes=60))))
+    assert coarser.step == timedelta(hours=1)
+
+
+def test_a_window_outside_the_files_names_them_and_the_window(folder: Path) -> None:
+    text = scenario_text().replace("end = 2024-01-04", "end = 2024-01-05")
+    message = error_loading(scenario_at(folder, text))
+    assert f"scenario.toml:4: window: the market data ({folder / 'rt.csv'}) covers" in message
+
+
+SPOT_FILE = """[market.gpu_spot_usd_per_gpu_hour.H100]
+path = "spot.csv"
+price_column = "usd_per_gpu_hr_median"
+gpu_column = "gpu"
+gpu = "H100_SXM"
+"""
+
+
+def test_gpu_spot_quotes_from_a_file_hold_until_the_next(folder: Path) -> None:
+    text = scenario_text(spot="").replace("[market.gpu_spot_usd_per_gpu_hour]\n", SPOT_FILE)
+    series = load_market(load_scenario(scenario_at(folder, text)))
+    spot = series.gpu_spot_usd_per_gpu_hour["H100"]
+    assert len(spot) == (1 + 2) * 96
+    # Quotes at 23:59, 05:59, 11:59 and 17:59 from the eve of the warm-up day, 1.5 rising by 0.1.
+    assert spot[0] == spot[23] == pytest.approx(1.5) and spot[24] == pytest.approx(1.6)
+    assert spot[-1] == pytest.approx(1.5 + 0.1 * 11)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (('gpu = "H100_SXM"', 'gpu = "H200"'), "spot.csv column gpu: no rows for GPU 'H200'"),
+        (('gpu = "H100_SXM"\n', ""), ":15: market.gpu_spot_usd_per_gpu_hour.H100.gpu: gpu_col"),
+        (('"spot.csv"', '"quotes.csv"'), "market.gpu_spot_usd_per_gpu_hour.H100.path: no such"),
+        (('usd_per_gpu_hr_median"', 'usd"'), "spot.csv:1 column usd: "),
+    ],
+)
+def test_gpu_spot_file_mistakes_are_named(
+    folder: Path, change: tuple[str, str], where: str
+) -> None:
+    text = scenario_text(spot="").replace("[market.gpu_spot_usd_per_gpu_hour]\n", SPOT_FILE)
+    assert change[0] in text
+    message = error_loading(scenario_at(folder, text.replace(change[0], change[1], 1)))
+    assert where in message
+
+
+def test_gpu_spot_that_is_neither_a_price_nor_a_table_is_refused(folder: Path) -> None:
+    path = scenario_at(folder, scenario_text(spot='H100 = "spot.csv"'))
+    with pytest.raises(DataError, match="H100: expected USD/GPU-hour or a table with path"):
+        load_scenario(path)
