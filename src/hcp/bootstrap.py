@@ -30,6 +30,7 @@ from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarket
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.dispatch.model import DispatchPolicy
 from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import HcpError
 from hcp.domain.fleet import Device, Site
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.plans import SitePlan
@@ -161,15 +162,35 @@ def site_spec(settings: Settings) -> SiteSpec:
     )
 
 
-def prepare(runtime: Runtime) -> dict[str, str] | None:
-    """Migrate, provision the simulated site, and on first start create the demo keys.
+class FleetMismatch(HcpError):
+    """The stored site holds more or other devices than the fleet size asked for."""
 
+
+def prepare(runtime: Runtime, *, fleet_asked: bool = False) -> dict[str, str] | None:
+    """Migrate, provision the simulated site (a stored one grows to the settings), and on
+    first start create the demo keys.
+
+    A stored site with more or other devices than the settings ask for is kept as it is, with
+    a warning; with `fleet_asked` (the user gave the size on the command line) that is a
+    FleetMismatch instead, raised before anything is written.
     Returns the new keys ({"admin": ..., "customer": ...}) when they were created now.
     """
     upgrade(runtime.engine)
     now = runtime.clock.now()
+    spec = site_spec(runtime.settings)
     with runtime.unit_of_work() as uow:
-        provision_site(uow, site_spec(runtime.settings), now)
+        change = provision_site(uow, spec, now)
+        if change.kept is not None:
+            message = (
+                f"the database holds site {spec.site.id} with {change.kept}; a site is not "
+                "shrunk (its devices have history): use another database (HCP_DATABASE_URL) "
+                "for a smaller site"
+            )
+            if fleet_asked:
+                raise FleetMismatch(message)
+            log.warning("%s; keeping the stored site", message)
+        elif change.added and not change.created:
+            log.info("site %s: %d devices added to the stored site", spec.site.id, change.added)
         uow.commit()
     return _ensure_demo_keys(runtime, now)
 

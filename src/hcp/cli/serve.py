@@ -36,7 +36,11 @@ def serve_platform(
         clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
         runtime = bootstrap.build(settings, clock)
         try:
-            keys = bootstrap.prepare(runtime)
+            try:
+                keys = bootstrap.prepare(runtime, fleet_asked=asics is not None or gpus is not None)
+            except bootstrap.FleetMismatch as error:
+                typer.secho(f"hcp: {error}", err=True, fg="red")
+                raise typer.Exit(1) from None
             _announce(settings, keys)
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()

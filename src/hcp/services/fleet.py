@@ -71,22 +71,57 @@ def plan_devices(spec: SiteSpec, now: datetime) -> tuple[list[Rack], list[Device
     return racks, devices
 
 
-def provision_site(uow: UnitOfWork, spec: SiteSpec, now: datetime) -> bool:
-    """Store the site, its racks and devices unless the site exists (not committed).
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    """What `provision_site` did: created the site, added the devices a stored site lacked, or
+    left a stored site that holds more or other devices than asked as it was (`kept` says
+    how: shrinking a site would drop devices that have history)."""
 
-    Returns True when something was created.
-    """
-    if uow.fleet.site(spec.site.id) is not None:
-        return False
+    created: bool = False
+    added: int = 0
+    kept: str | None = None
+
+
+def provision_site(uow: UnitOfWork, spec: SiteSpec, now: datetime) -> Provisioning:
+    """Store the site, its racks and devices; a stored site grows to the spec (not committed)."""
     asic, gpu = asic_model(spec.asic_model), gpu_model(spec.gpu_model)
     uow.fleet.ensure_model(asic.name, DeviceKind.ASIC, asic.manufacturer, _spec_of(asic))
     uow.fleet.ensure_model(gpu.name, DeviceKind.GPU, "NVIDIA", _spec_of(gpu))
-    uow.fleet.add_site(spec.site)
     racks, devices = plan_devices(spec, now)
+    if uow.fleet.site(spec.site.id) is None:
+        uow.fleet.add_site(spec.site)
+        for rack in racks:
+            uow.fleet.add_rack(rack)
+        uow.fleet.add_devices(devices)
+        return Provisioning(created=True, added=len(devices))
+    stored = uow.fleet.devices(site_id=spec.site.id)
+    kept = _beyond_spec(spec, stored)
+    if kept is not None:
+        return Provisioning(kept=kept)
+    rack_ids, device_ids = {d.rack_id for d in stored}, {d.id for d in stored}
     for rack in racks:
-        uow.fleet.add_rack(rack)
-    uow.fleet.add_devices(devices)
-    return True
+        if rack.id not in rack_ids:
+            uow.fleet.add_rack(rack)
+    added = [d for d in devices if d.id not in device_ids]
+    uow.fleet.add_devices(added)
+    return Provisioning(added=len(added))
+
+
+def _beyond_spec(spec: SiteSpec, stored: list[Device]) -> str | None:
+    """How the stored devices go beyond what `spec` asks (more, or another model); None when
+    the spec only asks for as many or more of the same."""
+    asked = {
+        DeviceKind.ASIC: (spec.asic_model, spec.asics),
+        DeviceKind.GPU: (spec.gpu_model, spec.gpus),
+    }
+    beyond = []
+    for kind, (model, count) in asked.items():
+        have = [d for d in stored if d.kind is kind]
+        models = sorted({d.model_name for d in have})
+        if len(have) > count or any(m != model for m in models):
+            held = f"{len(have)} {kind.value.upper()}s ({', '.join(models)})"
+            beyond.append(f"{held} where {count} {model} are asked")
+    return "; ".join(beyond) or None
 
 
 def _spec_of(model: object) -> dict[str, object]:

@@ -1,0 +1,72 @@
+"""`hcp up --asics N --gpus N` on a database that already holds the site: it grows to the size
+asked; a smaller or other fleet is refused when asked for on the command line (kept, with a
+warning, when it only comes from the settings), and nothing is written then."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hcp import bootstrap
+from hcp.adapters.clock import ManualClock
+from tests.api.conftest import START, make_settings
+
+
+def prepared(tmp_path: Path, *, fleet_asked: bool = False, **sizes: object) -> Counter[str]:
+    """Prepare the database under `tmp_path` for a site of `sizes`; the stored devices by kind
+    and the racks they sit in, counted."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", **sizes)
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        bootstrap.prepare(runtime, fleet_asked=fleet_asked)
+        with runtime.unit_of_work() as uow:
+            devices = uow.fleet.devices(site_id=settings.site_id)
+    finally:
+        runtime.close()
+    counted = Counter(d.kind.value for d in devices)
+    counted["racks"] = len({d.rack_id for d in devices})
+    counted["ids"] = len({d.id for d in devices})
+    return counted
+
+
+def test_a_stored_site_grows_to_the_size_asked(tmp_path: Path) -> None:
+    first = prepared(tmp_path, site_asics=50, site_gpus=10)
+    assert (first["asic"], first["gpu"], first["racks"]) == (50, 10, 2 + 2)
+    grown = prepared(tmp_path, fleet_asked=True, site_asics=130, site_gpus=20)
+    # 130 miners fill 4 racks of 40 (the second, half full before, filled up); 20 GPUs 3 nodes.
+    assert (grown["asic"], grown["gpu"], grown["racks"]) == (130, 20, 4 + 3)
+    assert grown["ids"] == 150
+    again = prepared(tmp_path, fleet_asked=True, site_asics=130, site_gpus=20)
+    assert again == grown
+
+
+def test_a_smaller_fleet_asked_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    prepared(tmp_path, site_asics=50, site_gpus=10)
+    with pytest.raises(bootstrap.FleetMismatch) as caught:
+        prepared(tmp_path, fleet_asked=True, site_asics=80, site_gpus=3)
+    assert "holds site site-west-1 with 10 GPUs (H100 SXM) where 3 H100 SXM are asked" in str(
+        caught.value
+    )
+    # Refused as a whole: the 30 miners the same command asked for more were not added.
+    unchanged = prepared(tmp_path, site_asics=50, site_gpus=10)
+    assert (unchanged["asic"], unchanged["gpu"]) == (50, 10)
+
+
+def test_a_smaller_fleet_from_the_settings_keeps_the_stored_site(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prepared(tmp_path, site_asics=50, site_gpus=10)
+    with caplog.at_level(logging.WARNING, logger="hcp.bootstrap"):
+        kept = prepared(tmp_path, site_asics=5, site_gpus=10)
+    assert (kept["asic"], kept["gpu"]) == (50, 10)
+    assert "50 ASICs (S21) where 5 S21 are asked" in caplog.text
+    assert "keeping the stored site" in caplog.text
+
+
+def test_another_model_is_not_mixed_into_a_stored_site(tmp_path: Path) -> None:
+    prepared(tmp_path, site_asics=10, site_gpus=0)
+    with pytest.raises(bootstrap.FleetMismatch, match=r"10 ASICs \(S21\) where 20 S19 XP"):
+        prepared(tmp_path, fleet_asked=True, site_asics=20, site_gpus=0, site_asic_model="S19 XP")
