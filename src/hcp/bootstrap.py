@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -375,8 +376,14 @@ async def start_live(runtime: Runtime) -> Live:
         # exchanges of a large fleet (io_workers.py).
         device_io = WorkerTransport(settings.device_io_workers, timeout_s=DEVICE_TIMEOUT_S)
     driver = LuxosMinerDriver(clock=clock, transport=device_io)
+    # The ramp limit at the miners: a plan's grid MW over PUE (the dispatcher staggers what it
+    # wakes or clocks up to keep each tick's rise within it).
+    ramp = settings.site_ramp_mw_per_tick
+    rise_w = math.inf if ramp is None else ramp * 1e6 / site.pue
     dispatcher = LoggedDispatcher(
-        SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock), command_log, driver
+        SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock, rise_w),
+        command_log,
+        driver,
     )
     bus = InMemoryBus()
     announce = announcer(bus, asyncio.get_running_loop())
@@ -399,7 +406,9 @@ async def start_live(runtime: Runtime) -> Live:
         clock=clock,
         feed=market_feed(settings, clock.now()),
         market=runtime.platform.market,
-        planner=planner_named(settings.planner, uow, timedelta(seconds=settings.tick_seconds)),
+        planner=planner_named(
+            settings.planner, uow, timedelta(seconds=settings.tick_seconds), ramp
+        ),
         scheduler=SchedulerService(uow, runner, clock, on_change=announce),
         monitor=FleetMonitor(readers, bus),
         recorder=recorder,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -359,3 +360,59 @@ async def test_interruptible_work_is_billed_off_the_real_time_price(site: Site) 
     [line] = invoice["lines"]
     assert "interruptible" in line["description"]
     assert 1.375 <= float(line["amount"]) < 2.75  # at least half the list price, below it
+
+
+class PriceFeed(SpikeFeed):
+    """A market that sits at one price."""
+
+    def __init__(self, clock: ManualClock, price: float) -> None:
+        super().__init__(clock)
+        self.price = price
+
+    def next_snapshot(self) -> MarketSnapshot:
+        return replace(super().next_snapshot(), electricity_usd_per_mwh={"HB_WEST": self.price})
+
+
+@pytest.fixture
+async def ramped_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The breakeven site with a ramp limit of 16 kW a tick: 14.8 kW at the miners (PUE 1.08),
+    room for four wakes of 3,475 W (stock 3,500 W less the 25 W asleep)."""
+    async for running in _live_site(tmp_path, planner="breakeven", site_ramp_mw_per_tick=0.016):
+        yield running
+
+
+async def test_wakes_are_staggered_within_the_site_ramp_limit(ramped_site: Site) -> None:
+    site = ramped_site
+    await _spike_sleeps_every_miner(site)  # a fall in draw is not held back
+    site.live.control._feed = PriceFeed(site.clock, 20.0)
+    woken: list[int] = []
+    for _ in range(3):
+        site.clock.advance(timedelta(minutes=5))
+        await site.live.control.poll()
+        await site.live.settle()
+        outcome = await site.live.control.tick()
+        assert outcome.errors == [] and outcome.plan is not None
+        assert outcome.plan.asic_target({"S21"}) == {"S21": {"stock": 12}}
+        await site.live.dispatcher.delivered()
+        sent = (await site.api.get("/api/v1/dispatch?limit=500", headers=site.admin)).json()
+        woken.append(sum(c["action"] == "wake" for c in sent))
+    assert woken == [4, 8, 12]
+
+
+async def test_the_optimizer_keeps_to_the_site_ramp_limit(tmp_path: Path) -> None:
+    async for site in _live_site(tmp_path, site_ramp_mw_per_tick=0.016):
+        await site.live.control.poll()
+        first = await site.live.control.tick()  # no previous plan: nothing to ramp from
+        assert first.plan is not None
+        site.live.control._feed = SpikeFeed(site.clock)
+        drawn = [first.plan.power_kw * 1.08]
+        for _ in range(3):
+            site.clock.advance(timedelta(minutes=5))
+            outcome = await site.live.control.tick()
+            assert outcome.errors == [] and outcome.plan is not None
+            assert outcome.plan.status == "optimal"
+            drawn.append(outcome.plan.power_kw * 1.08)
+        steps = [before - after for before, after in pairwise(drawn)]
+        assert drawn[0] > 40  # 12 miners at about 3.5 kW each, PUE 1.08
+        assert all(0 < step <= 16.0 + 1e-6 for step in steps[:2]), steps
+        assert drawn[-1] < drawn[0] - 40  # three ticks of the spike: down to the sleepers

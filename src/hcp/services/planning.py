@@ -129,12 +129,17 @@ def _stock_j_per_th(model_name: str) -> float:
     return asic_model(model_name).stock.efficiency_j_per_th
 
 
-def planner_named(name: str, uow: UnitOfWorkFactory, step: timedelta) -> Planner:
-    """The live planner called `name` (`mpc` or `breakeven`) for ticks of `step`."""
+def planner_named(
+    name: str, uow: UnitOfWorkFactory, step: timedelta, ramp_mw_per_step: float | None = None
+) -> Planner:
+    """The live planner called `name` (`mpc` or `breakeven`) for ticks of `step`; the
+    optimizer keeps to the site's ramp limit (the rule of thumb knows none: the dispatcher
+    staggers what it wakes)."""
     if name == RuleOfThumbPlanner.name:
         return RuleOfThumbPlanner()
     if name == OptimizerPlanner.name:
-        return OptimizerPlanner(StoredHistory(uow), MpcPlanSettings(step=step))
+        settings = MpcPlanSettings(step=step, ramp_mw_per_step=ramp_mw_per_step)
+        return OptimizerPlanner(StoredHistory(uow), settings)
     raise ValueError(f"unknown planner {name!r} (known: mpc, breakeven)")
 
 
@@ -218,6 +223,9 @@ class MpcPlanSettings:
     # its work could end, so the plan runs it now unless power is short. A customer who gives
     # a deadline lets the optimizer defer the work into cheaper hours.
     job_slack: timedelta = timedelta(minutes=5)
+    # The site's ramp limit (grid MW per tick, up or down), None for none. It holds from the
+    # previous plan's draw; the first plan has none to hold from.
+    ramp_mw_per_step: float | None = None
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     prices: GpuPriceSheet = DEFAULT_PRICE_SHEET
 
@@ -337,7 +345,8 @@ def live_inputs(
 ) -> SiteInputs:
     """The optimizer's inputs for the interval starting at `snapshot.at` (what each comes
     from: `OptimizerPlanner`)."""
-    spec = site_spec(site, fleet)
+    ramp = settings.ramp_mw_per_step if known.previous is not None else None
+    spec = site_spec(site, fleet, ramp)
     h = settings.horizon_steps
     demand = realtime_demand(known.workloads, spec)
     return SiteInputs(
@@ -358,8 +367,9 @@ def live_inputs(
     )
 
 
-def site_spec(site: Site, fleet: FleetCounts) -> SiteSpec:
-    """The site as the optimizer sees it: its healthy fleet, MW, PUE and real-time contract."""
+def site_spec(site: Site, fleet: FleetCounts, ramp_mw_per_step: float | None = None) -> SiteSpec:
+    """The site as the optimizer sees it: its healthy fleet, MW, PUE, real-time contract and
+    ramp limit."""
     kind = site.contract.get("kind", "rt")
     if kind != "rt":
         raise ValueError(f"site {site.id}: the live planner prices rt contracts only, not {kind}")
@@ -371,6 +381,7 @@ def site_spec(site: Site, fleet: FleetCounts) -> SiteSpec:
         contract=RtContract(float(site.contract.get("adder_usd_per_mwh", 0.0))),
         asics=tuple(AsicFleet(asic_model(m), n) for m, n in fleet.asics.items()),
         gpus=tuple(GpuFleet(gpu_model(m), n) for m, n in fleet.gpus.items()),
+        ramp_mw_per_step=ramp_mw_per_step,
     )
 
 
