@@ -93,7 +93,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     def uow() -> UnitOfWork:
         return SqlUnitOfWork(factory)
 
-    market = MarketService(uow)
+    market = MarketService(uow, clock=clock)
     writer = GroupCommitWriter(uow)
     auth = Authenticator(uow, clock)
     telemetry = TelemetryService(TelemetryStore(engine), clock)
@@ -101,7 +101,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         workloads=WorkloadService(uow, writer, clock),
         auth=auth,
         market=market,
-        fleet=FleetService(uow),
+        fleet=FleetService(uow, clock),
         identity=IdentityService(
             uow, clock, auth, FAST_TEST_HASHER if settings.env == "test" else None
         ),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta
+
 import pytest
 
+from hcp.domain.plans import SitePlan
 from hcp.economics import snapshot_hashprice
 from tests.api.conftest import START, Api
 
@@ -98,3 +102,40 @@ def test_openapi_docs_are_served(api: Api) -> None:
     assert api.client.get("/docs").status_code == 200
     schema = api.client.get("/openapi.json").json()
     assert "/api/v1/workloads" in schema["paths"]
+
+
+def test_data_stored_ahead_of_now_is_not_shown_as_current(api: Api) -> None:
+    """A sped-up run (`hcp up --speed 30`) stores market time hours ahead of the wall clock; a
+    later run at normal speed must show its own present, not that future."""
+    with api.runtime.unit_of_work() as uow:
+        present = uow.market.latest()
+        assert present is not None
+        ahead = START + timedelta(hours=3)
+        uow.market.add(replace(present, at=ahead, btc_usd=1.0), "a sped-up run")
+        uow.plans.add(plan_at(START, "now"))
+        uow.plans.add(plan_at(ahead, "ahead"))
+        uow.commit()
+    prices = api.client.get("/api/v1/prices/current", headers=api.customer).json()
+    assert prices["timestamp"].startswith(START.strftime("%Y-%m-%dT%H:%M"))
+    plan = api.client.get("/api/v1/plan/current", headers=api.admin).json()
+    assert plan["plan_id"] == "plan-now"
+    api.clock.advance(timedelta(hours=3))  # once that time comes, it is the present
+    prices = api.client.get("/api/v1/prices/current", headers=api.customer).json()
+    assert prices["prices"]["btc"]["value"] == 1.0
+    assert (
+        api.client.get("/api/v1/plan/current", headers=api.admin).json()["plan_id"] == "plan-ahead"
+    )
+
+
+def plan_at(start: datetime, name: str) -> SitePlan:
+    return SitePlan(
+        id=f"plan-{name}",
+        site_id="site-west-1",
+        interval_start=start,
+        strategy="breakeven",
+        status="optimal",
+        reason=None,
+        expected_profit_usd=0.0,
+        created_at=start,
+        allocations=(),
+    )

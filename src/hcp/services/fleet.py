@@ -10,7 +10,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import NotFound
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.plans import SitePlan
-from hcp.services.ports import UnitOfWork, UnitOfWorkFactory
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 MINERS_PER_RACK = 40
 
@@ -129,19 +129,22 @@ def _spec_of(model: object) -> dict[str, object]:
 
 
 class FleetService:
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock | None = None) -> None:
         self._uow = uow
+        self._clock = clock
 
     def sites(self) -> list[Site]:
         with self._uow() as uow:
             return uow.fleet.sites()
 
     def current_plan(self, site_id: str | None = None) -> SitePlan:
-        """The newest plan of `site_id` (default: the first site); NotFound before the first."""
+        """The newest plan of `site_id` (default: the first site) up to now when there is a
+        clock (see `MarketService.current`); NotFound before the first."""
+        until = None if self._clock is None else self._clock.now()
         with self._uow() as uow:
             sites = uow.fleet.sites()
             chosen = site_id or (sites[0].id if sites else "")
-            plan = uow.plans.latest(chosen)
+            plan = uow.plans.latest(chosen, until)
         if plan is None:
             raise NotFound("plan", chosen or "(no site)")
         return plan

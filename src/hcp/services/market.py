@@ -14,7 +14,7 @@ from hcp.economics import (
     ProfitabilityRequest,
     calculate_profitability,
 )
-from hcp.services.ports import UnitOfWorkFactory
+from hcp.services.ports import Clock, UnitOfWorkFactory
 
 
 class NoMarketData(HcpError):
@@ -22,9 +22,15 @@ class NoMarketData(HcpError):
 
 
 class MarketService:
-    def __init__(self, uow: UnitOfWorkFactory, sheet: GpuPriceSheet = DEFAULT_PRICE_SHEET) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        sheet: GpuPriceSheet = DEFAULT_PRICE_SHEET,
+        clock: Clock | None = None,
+    ) -> None:
         self._uow = uow
         self._sheet = sheet
+        self._clock = clock
 
     def record(self, snapshot: MarketSnapshot, source: str) -> None:
         with self._uow() as uow:
@@ -32,9 +38,12 @@ class MarketService:
             uow.commit()
 
     def current(self) -> tuple[MarketSnapshot, Site]:
-        """The newest snapshot and the site whose node prices it (the first site)."""
+        """The newest snapshot and the site whose node prices it (the first site). With a
+        clock, the newest up to now: a sped-up run (`hcp up --speed`) stores market time ahead
+        of the wall clock, which a later run must not show as current."""
+        until = None if self._clock is None else self._clock.now()
         with self._uow() as uow:
-            snapshot = uow.market.latest()
+            snapshot = uow.market.latest(until)
             sites = uow.fleet.sites()
         if snapshot is None:
             raise NoMarketData("no market snapshot recorded yet")

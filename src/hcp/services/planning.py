@@ -190,7 +190,7 @@ class StoredHistory:
         with self._uow() as uow:
             # `recent` is oldest first and stops at `limit`: leave room for every interval.
             fresh = uow.market.recent(newest or since, limit=1_000_000)
-            previous = uow.plans.latest(site.id)
+            previous = uow.plans.latest(site.id, until=before)
             workloads = uow.workloads.in_states(OPEN_STATES)
         added = [s for s in fresh if newest is None or s.at > newest]
         self._kept = [s for s in kept if s.at >= since] + added

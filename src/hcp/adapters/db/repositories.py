@@ -640,10 +640,12 @@ class SqlMarket:
             )
         )
 
-    def latest(self) -> MarketSnapshot | None:
+    def latest(self, until: datetime | None = None) -> MarketSnapshot | None:
         query = select(MarketSnapshotRow).order_by(
             MarketSnapshotRow.at.desc(), MarketSnapshotRow.id.desc()
         )
+        if until is not None:
+            query = query.where(MarketSnapshotRow.at <= until)
         row = self._s.scalar(query.limit(1))
         return None if row is None else _snapshot(row)
 
@@ -698,13 +700,15 @@ class SqlPlans:
             for a in plan.allocations
         )
 
-    def latest(self, site_id: str) -> SitePlan | None:
+    def latest(self, site_id: str, until: datetime | None = None) -> SitePlan | None:
         query = (
             select(PlanRow)
             .where(PlanRow.site_id == site_id)
             .order_by(PlanRow.interval_start.desc(), PlanRow.created_at.desc())
             .limit(1)
         )
+        if until is not None:
+            query = query.where(PlanRow.interval_start <= until)
         row = self._s.scalar(query)
         return None if row is None else self._plan(row)
 
