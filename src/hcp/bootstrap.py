@@ -409,7 +409,7 @@ async def start_live(runtime: Runtime) -> Live:
         planner=planner_named(
             settings.planner, uow, timedelta(seconds=settings.tick_seconds), ramp
         ),
-        scheduler=SchedulerService(uow, runner, clock, on_change=announce),
+        scheduler=SchedulerService(uow, runner, clock, on_change=announce, commands=command_log),
         monitor=FleetMonitor(readers, bus),
         recorder=recorder,
         samples=samples,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.workloads import Requirements, WorkloadClass, WorkloadState
 from hcp.scheduling import SchedulingPolicy
+from hcp.services.ports import StoredCommand
 from hcp.services.scheduler import SchedulerService
 from hcp.services.workloads import Submission
 from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
@@ -34,6 +35,7 @@ class World:
     nodes: dict[str, GpuNodeSim]
     scheduler: SchedulerService
     runner: NodeAgentGpuRunner
+    commands: CommandList
 
     async def submit(
         self, kind: WorkloadClass, gpus: int = 1, hours: float = 1.0, checkpointable: bool = False
@@ -52,6 +54,13 @@ class World:
         return w.state
 
 
+class CommandList(list[StoredCommand]):
+    """The GPU command log, in memory."""
+
+    def add(self, commands: Sequence[StoredCommand]) -> None:
+        self.extend(commands)
+
+
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = ManualClock(START)
@@ -68,12 +77,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     client = httpx.AsyncClient(transport=transport)
     runner = NodeAgentGpuRunner(lambda host: f"http://sim/nodes/{host}", client)
     policy = SchedulingPolicy(min_runtime=timedelta(minutes=10))
+    commands = CommandList()
     yield World(
         runtime,
         clock,
         nodes,
-        SchedulerService(runtime.unit_of_work, runner, clock, policy),
+        SchedulerService(runtime.unit_of_work, runner, clock, policy, commands=commands),
         runner,
+        commands,
     )
     await client.aclose()
     runtime.close()
@@ -183,8 +194,19 @@ async def test_realtime_preempts_training_past_its_minimum_runtime(world: World)
     world.clock.advance(timedelta(minutes=15))
     report = await world.scheduler.tick({SITE: 10})
     assert [p.reason.value for p in report.preempted] == ["realtime_demand"]
-    assert report.preempted[0].workload_id in training
+    victim = report.preempted[0].workload_id
+    assert victim in training
     assert world.state(realtime) is WorkloadState.RUNNING
+    # The command log: the victim checkpointed and stopped for the realtime work, then it started.
+    # (one command per GPU node the workload spans)
+    stops = [c for c in world.commands if c.action == "checkpoint+stop"]
+    assert stops and {c.reason.split(" ")[0] for c in stops} == {victim}
+    assert all(
+        c.reason.endswith(f"preempted (realtime_demand, checkpoint) for {realtime}") for c in stops
+    )
+    assert {c.status for c in stops} == {"confirmed"}
+    started = [c.reason.split(" ")[0] for c in world.commands if c.action == "start"]
+    assert started[-1] == realtime and set(started[:-1]) == set(training)
 
 
 async def test_a_gpu_fault_requeues_its_workload(world: World) -> None:

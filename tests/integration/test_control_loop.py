@@ -416,3 +416,34 @@ async def test_the_optimizer_keeps_to_the_site_ramp_limit(tmp_path: Path) -> Non
         assert drawn[0] > 40  # 12 miners at about 3.5 kW each, PUE 1.08
         assert all(0 < step <= 16.0 + 1e-6 for step in steps[:2]), steps
         assert drawn[-1] < drawn[0] - 40  # three ticks of the spike: down to the sleepers
+
+
+async def test_gpu_node_commands_are_in_the_dispatch_log_with_reason_and_answer(site: Site) -> None:
+    await site.live.control.poll()
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 10, None, 1.0))
+    workload = (await site.runtime.platform.workloads.submit(customer, sub)).workload
+    await site.live.control.tick()
+    sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    starts = sorted((c for c in sent if c["action"] == "start"), key=lambda c: c["device_id"])
+    # Ten GPUs on nodes of eight: one start to each of the two nodes, each naming its GPUs.
+    assert [c["device_id"] for c in starts] == [
+        "site-west-1-gpu-node-001",
+        "site-west-1-gpu-node-002",
+    ]
+    assert starts[0]["reason"].startswith(f"{workload.id} (ai_inference_batch, GPUs 0,1,2,")
+    assert starts[1]["reason"].endswith(
+        "GPUs 0,1): placed on site-west-1-gpu-node-001, site-west-1-gpu-node-002"
+    )
+    assert {c["status"] for c in starts} == {"confirmed"}
+
+    site.runtime.platform.workloads.cancel(customer, workload.id)
+    site.clock.advance(timedelta(minutes=5))
+    await site.live.control.tick()
+    node = "site-west-1-gpu-node-002"
+    log = (await site.api.get(f"/api/v1/dispatch?device={node}", headers=site.admin)).json()
+    assert [(c["action"], c["status"]) for c in log] == [
+        ("stop", "confirmed"),
+        ("start", "confirmed"),
+    ]
+    assert log[0]["reason"] == f"{workload.id} (ai_inference_batch, GPUs 0,1): cancelled"

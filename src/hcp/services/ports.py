@@ -225,7 +225,8 @@ class WorkloadWriter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoredCommand:
-    """A dispatch command as stored: what, to which miner, why, and how telemetry judged it."""
+    """A dispatch command as stored: what, to which device, why, and how it was judged (a
+    miner's by telemetry; a GPU node's start, checkpoint or stop by the node agent's answer)."""
 
     id: str
     issued_at: datetime
@@ -239,6 +240,12 @@ class StoredCommand:
     status: str
     outcome_at: datetime | None
     detail: str | None
+
+
+class GpuCommandLog(Protocol):
+    def add(self, commands: Sequence[StoredCommand]) -> None:
+        """Store commands already carried out (sent and answered), in one transaction."""
+        ...
 
 
 class DispatchLogReader(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,7 @@ from hcp.scheduling import (
     WorkloadSpec,
     schedule,
 )
-from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from hcp.services.ports import Clock, GpuCommandLog, StoredCommand, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 DEFAULT_HOURS = 1.0
@@ -122,12 +123,15 @@ class SchedulerService:
         clock: Clock,
         policy: SchedulingPolicy | None = None,
         on_change: Callable[[StateChange], None] = lambda change: None,
+        commands: GpuCommandLog | None = None,
     ) -> None:
         self._uow = uow
         self._runner = runner
         self._clock = clock
         self._policy = policy or SchedulingPolicy()
         self._on_change = on_change
+        self._commands = commands
+        self._sent: list[StoredCommand] = []
         self._open: UnitOfWork | None = None
         self._announce: list[StateChange] = []
         self._busy = asyncio.Lock()  # a follow between ticks never interleaves with a tick
@@ -155,7 +159,12 @@ class SchedulerService:
         transaction, and a workload is marked scheduled before any node is asked to run it.
         """
         async with self._busy:
-            return await self._tick(budgets, follow)
+            try:
+                return await self._tick(budgets, follow)
+            finally:
+                sent, self._sent = self._sent, []
+                if self._commands is not None and sent:
+                    await asyncio.to_thread(self._commands.add, sent)
 
     async def _tick(self, budgets: Mapping[str, int], follow: bool) -> TickReport:
         report = TickReport()
@@ -237,10 +246,14 @@ class SchedulerService:
                 self._writer().workloads.release_gpus(w.id)
 
     async def _stop_ended(self, w: Workload, devices: list[Device], report: TickReport) -> None:
+        issued = self._clock.now()
         try:
             await self._runner.stop(w, devices, checkpoint=False)
         except HcpError as exc:  # the node is gone: its GPUs are free either way
             report.errors.append(f"stop {w.id}: {exc}")
+            self._sent_to_nodes("stop", w, devices, "cancelled", issued, exc)
+        else:
+            self._sent_to_nodes("stop", w, devices, "cancelled", issued)
 
     async def _follow(
         self, active: list[Workload], gpus: Mapping[str, Device], now: datetime, report: TickReport
@@ -291,11 +304,52 @@ class SchedulerService:
         self, w: Workload, p: Preemption, gpus: Mapping[str, Device], report: TickReport
     ) -> float:
         devices = [gpus[g] for g in w.gpu_ids if g in gpus]
+        issued, keep = self._clock.now(), _keeps_work(p) and w.checkpointable
+        action, reason = ("checkpoint+stop" if keep else "stop"), _preemption_reason(p)
         try:
-            return await self._runner.stop(w, devices, checkpoint=_keeps_work(p))
+            resume = await self._runner.stop(w, devices, checkpoint=_keeps_work(p))
         except HcpError as exc:
             report.errors.append(f"stop {w.id}: {exc}")
+            self._sent_to_nodes(action, w, devices, reason, issued, exc)
             return 0.0
+        self._sent_to_nodes(action, w, devices, reason, issued)
+        return resume
+
+    def _sent_to_nodes(
+        self,
+        action: str,
+        w: Workload,
+        devices: Sequence[Device],
+        reason: str,
+        issued: datetime,
+        error: Exception | None = None,
+    ) -> None:
+        """Note one command per GPU node for the command log (`/api/v1/dispatch`), judged by
+        the node agents' answer: the call returned (confirmed) or raised (failed)."""
+        indices: dict[str, list[str]] = {}
+        for d in devices:
+            indices.setdefault(d.rack_id or d.site_id, []).append(
+                (d.address or "").rpartition("/")[2]
+            )
+        answered = self._clock.now()
+        for node, gpus in indices.items():
+            what = f"{w.id} ({w.workload_class.value}, GPUs {','.join(gpus)})"
+            self._sent.append(
+                StoredCommand(
+                    id=f"gpu-{uuid.uuid4().hex}",
+                    issued_at=issued,
+                    device_id=node,
+                    address=node,
+                    action=action,
+                    profile=None,
+                    reason=f"{what}: {reason}",
+                    attempt=1,
+                    confirm_by=None,
+                    status="confirmed" if error is None else "failed",
+                    outcome_at=answered,
+                    detail="the node agent carried it out" if error is None else str(error),
+                )
+            )
 
     def _record_preemption(
         self, w: Workload, p: Preemption, resume: float, now: datetime, report: TickReport
@@ -348,7 +402,10 @@ class SchedulerService:
         starts = [self._runner.start(w, [gpus[g] for g in w.gpu_ids]) for w in scheduled]
         outcomes = await asyncio.gather(*starts, return_exceptions=True)
         with self._writing():
-            for w, outcome in zip(scheduled, outcomes, strict=True):
+            for (_, p), w, outcome in zip(placed, scheduled, outcomes, strict=True):
+                error = outcome if isinstance(outcome, HcpError) else None
+                placement = f"placed on {', '.join(p.nodes)}"
+                self._sent_to_nodes("start", w, [gpus[g] for g in w.gpu_ids], placement, now, error)
                 self._started(w, outcome, now, report)
 
     def _started(self, w: Workload, outcome: object, now: datetime, report: TickReport) -> None:
@@ -424,6 +481,11 @@ class SchedulerService:
         found = self._writer().workloads.get(workload_id)
         assert found is not None
         return found
+
+
+def _preemption_reason(p: Preemption) -> str:
+    reason = f"preempted ({p.reason.value}, {p.action.value})"
+    return reason if p.for_workload_id is None else f"{reason} for {p.for_workload_id}"
 
 
 def _keeps_work(p: Preemption) -> bool:

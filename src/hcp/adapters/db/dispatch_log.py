@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from sqlalchemy import Engine, Update, select, update
 
@@ -63,6 +64,30 @@ class SqlCommandLog:
             attempt=command.attempt,
             confirm_by=command.confirm_by,
             status="sent",
+        )
+
+    def add(self, commands: Sequence[StoredCommand]) -> None:
+        """Store commands already carried out, as they are (GPU nodes' starts and stops)."""
+        if not commands:
+            return
+        with self._sessions() as session, session.begin():
+            session.add_all(self._stored_row(c) for c in commands)
+
+    def _stored_row(self, c: StoredCommand) -> DispatchCommandRow:
+        return DispatchCommandRow(
+            id=c.id,
+            issued_at=c.issued_at,
+            site_id=self._site_id,
+            device_id=c.device_id,
+            address=c.address,
+            action=c.action,
+            profile=c.profile,
+            reason=c.reason,
+            attempt=c.attempt,
+            confirm_by=c.confirm_by,
+            status=c.status,
+            outcome_at=c.outcome_at,
+            detail=c.detail,
         )
 
     def recent(self, limit: int = 100, device_id: str | None = None) -> list[StoredCommand]:

@@ -1,4 +1,5 @@
-"""/api/v1/dispatch: every command sent to a miner, its reason and how telemetry judged it."""
+"""/api/v1/dispatch: every command sent to a device (a miner, or a GPU node for a workload), its
+reason and how it was judged."""
 
 from __future__ import annotations
 
