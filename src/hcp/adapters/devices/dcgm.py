@@ -21,6 +21,7 @@ import httpx
 from hcp.adapters.clock import SystemClock
 from hcp.adapters.devices.errors import DeviceError, DeviceIOError, MalformedReply
 from hcp.adapters.devices.gpu_errors import check_served, transport_errors
+from hcp.adapters.devices.node_agent import new_gpu_node_client, request_retrying_stale
 from hcp.domain.gpu_telemetry import GpuReading
 from hcp.services.ports import Clock
 
@@ -142,7 +143,12 @@ class DcgmScraper:
 
     Each request gets `timeout_s` (connect, read, write and pool). Pass one shared
     `httpx.AsyncClient` (a seam for tests, or to share a pool); without one the scraper opens
-    its own and `aclose()` closes it.
+    its own and `aclose()` closes it, dropping idle connections after
+    `node_agent.KEEPALIVE_EXPIRY_S` (before an exporter would: dcgm-exporter's is 10 s).
+
+    A scrape that breaks because the exporter closed the reused idle connection is sent once
+    more at once (`request_retrying_stale`): a GET of `/metrics` is safe to repeat, and a node
+    is not reported unreachable for a keep-alive race.
     """
 
     def __init__(
@@ -153,9 +159,10 @@ class DcgmScraper:
         max_concurrency: int = 32,
         clock: Clock | None = None,
     ) -> None:
-        limits = httpx.Limits(max_connections=max_concurrency)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(limits=limits)
+        self._client = client or new_gpu_node_client(
+            max_connections=max_concurrency, max_keepalive_connections=None
+        )
         self._timeout = httpx.Timeout(timeout_s)
         self._limiter = asyncio.Semaphore(max_concurrency)
         self._clock: Clock = clock or SystemClock()
@@ -164,7 +171,9 @@ class DcgmScraper:
         """The readings of one node; a DeviceError subclass when it cannot be read."""
         async with self._limiter:
             with transport_errors(target.host):
-                response = await self._client.get(target.url, timeout=self._timeout)
+                response = await request_retrying_stale(
+                    self._client, "GET", target.url, timeout=self._timeout
+                )
         check_served(target.host, response)
         if response.status_code != 200:
             raise DeviceIOError(target.host, f"HTTP {response.status_code} from {target.url}")

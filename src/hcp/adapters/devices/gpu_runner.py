@@ -11,7 +11,7 @@ import httpx
 
 from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.gpu_errors import WorkloadNotFound
-from hcp.adapters.devices.node_agent import NodeAgentClient, WorkloadStatus
+from hcp.adapters.devices.node_agent import NodeAgentClient, WorkloadStatus, new_gpu_node_client
 from hcp.domain.fleet import Device
 from hcp.domain.gpu_telemetry import AgentWorkloadState
 from hcp.domain.workloads import Workload
@@ -66,7 +66,7 @@ class NodeAgentGpuRunner:
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._base_url = base_url
-        self._client = client or httpx.AsyncClient()
+        self._client = client or new_gpu_node_client()
         self._in_flight = asyncio.Semaphore(concurrency)
 
     def _agent(self, host: str) -> NodeAgentClient:

@@ -3,11 +3,17 @@
 The protocol is JSON over HTTP (see `hcp.simulators.gpu.app` for the routes and error codes).
 Refusals become `AgentRejected` subclasses, a node that is down or unreachable a
 `DeviceUnreachable` (`NodeDown` for a 503), an answer that does not fit a `MalformedReply`.
+
+It also holds what every HTTP client of a GPU node (this one and the DCGM scraper) shares about
+keep-alive: idle pooled connections are dropped after `KEEPALIVE_EXPIRY_S`, before a server
+would close them, and `request_retrying_stale` sends a request once more when a server closed
+the reused connection under it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -75,6 +81,87 @@ _REJECTIONS: dict[tuple[int, str | None], type[AgentRejected]] = {
 }
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+KEEPALIVE_EXPIRY_S = 4.0
+"""Seconds a GPU node client keeps an idle pooled connection for reuse. A client must give up
+an idle connection before the server does: a request sent as the server's idle timer fires is
+lost ("Server disconnected without sending a response"). Servers close idle connections after
+5 s (uvicorn, Node.js, Apache), 10 s (dcgm-exporter: a Go net/http server with a 10 s
+ReadTimeout and no IdleTimeout, so Go uses the ReadTimeout), 75 s (nginx; our simulator).
+4 s is under all of them. At a 5 s poll a node's connection is then opened afresh each poll,
+one handshake on the LAN, which costs less than a poll lost; `request_retrying_stale` covers a
+server that closes sooner still."""
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods safe to send twice (RFC 9110 §9.2.2): the GPU clients only ever GET."""
+
+_BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def new_gpu_node_client(
+    *, max_connections: int | None = 100, max_keepalive_connections: int | None = 20
+) -> httpx.AsyncClient:
+    """An httpx client for GPU nodes: httpx's default pool, but idle connections are dropped
+    after `KEEPALIVE_EXPIRY_S`. Share one across a fleet's clients."""
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
+    )
+    return httpx.AsyncClient(limits=limits)
+
+
+class _Trace:
+    """Collects the events httpcore reports of one request (its `trace` extension)."""
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: set[str] = set()
+
+    async def __call__(self, event: str, info: object) -> None:
+        self.events.add(event)
+
+
+def may_retry(method: str, events: Collection[str]) -> bool:
+    """Whether a request whose connection broke (`events`: what httpcore traced of it) may be
+    sent once more at once: only one that went out on a reused keep-alive connection and got
+    no answer, i.e. the server closed that idle connection as the request arrived.
+
+    A GET is sent again: reading twice changes nothing. Any other method is sent again only if
+    its request head never went out whole, since no HTTP server acts on half a request; once
+    the head is out, the server may have read the request and acted before the connection
+    broke, and the client cannot tell. On a fresh connection the break is not keep-alive's
+    doing, and a transport that traces nothing (a mock, ASGI) tells us nothing: no retry.
+    """
+    reused = (
+        "http11.send_request_headers.started" in events
+        and "connection.connect_tcp.started" not in events
+    )
+    if not reused or "http11.receive_response_headers.complete" in events:
+        return False
+    return method in IDEMPOTENT_METHODS or "http11.send_request_headers.complete" not in events
+
+
+async def request_retrying_stale(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """`client.request(method, url, **kwargs)`, sent once more, immediately, when the server
+    closed the reused keep-alive connection under it (see `may_retry`), the way browsers and
+    Go's net/http do. A second failure is raised, as is every other error."""
+    trace = _Trace()
+    try:
+        return await client.request(method, url, extensions={"trace": trace}, **kwargs)
+    except _BROKEN as exc:
+        if not may_retry(method, trace.events):
+            raise
+        log.debug(
+            "%s %s: reused connection closed by the server (%s); sending again", method, url, exc
+        )
+    return await client.request(method, url, **kwargs)
+
+
 _GPUS = pydantic.TypeAdapter(list[GpuStatus])
 _WORKLOAD = pydantic.TypeAdapter(WorkloadStatus)
 _WORKLOADS = pydantic.TypeAdapter(list[WorkloadStatus])
@@ -83,8 +170,16 @@ _WORKLOADS = pydantic.TypeAdapter(list[WorkloadStatus])
 class NodeAgentClient:
     """Talks to the agent of node `host` at `base_url` (routes are `{base_url}/v1/...`).
 
-    Share one `httpx.AsyncClient` across the clients of a fleet; without one the client opens
-    its own and `aclose()` closes it. Every request gets `timeout_s`.
+    Share one `httpx.AsyncClient` across the clients of a fleet (`new_gpu_node_client`);
+    without one the client opens its own and `aclose()` closes it. Every request gets
+    `timeout_s`.
+
+    A GET (`list_gpus`, `status`, `statuses`) that breaks because the node closed the reused
+    idle connection is sent once more (`request_retrying_stale`). `start`, `checkpoint` and
+    `stop` are POSTs and are not: the node may have read one and acted on it before the
+    connection broke, and sending it again could start a workload twice, or checkpoint or
+    stop a state the caller never saw. Such a failure is raised; the caller's next poll reads
+    what the node did. A POST is resent only if its request never left whole.
     """
 
     def __init__(
@@ -98,7 +193,7 @@ class NodeAgentClient:
         self.host = host
         self.base_url = base_url.rstrip("/")
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient()
+        self._client = client or new_gpu_node_client()
         self._timeout = httpx.Timeout(timeout_s)
 
     async def list_gpus(self) -> list[GpuStatus]:
@@ -168,8 +263,8 @@ class NodeAgentClient:
     ) -> Any:
         """Send one request; the decoded JSON of a 2xx answer, else the matching device error."""
         with transport_errors(self.host):
-            response = await self._client.request(
-                method, self.base_url + path, json=json, timeout=self._timeout
+            response = await request_retrying_stale(
+                self._client, method, self.base_url + path, json=json, timeout=self._timeout
             )
         check_served(self.host, response)
         if response.is_success:

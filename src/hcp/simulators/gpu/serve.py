@@ -24,6 +24,14 @@ from hcp.simulators.gpu.node import GpuNodeSim
 
 DCGM_EXPORTER_PORT = 9400  # dcgm-exporter's default listen port
 
+KEEP_ALIVE_S = 75
+"""Seconds the nodes' server keeps an idle connection open (uvicorn's default is 5 s). It must
+be well beyond any poll interval: polls come every 5 s, and a server whose idle timer fires as
+a client reuses the connection loses that request ("Server disconnected without sending a
+response"), so the node looked unreachable every few polls. 75 s is nginx's default; clients
+give up idle connections sooner (`hcp.adapters.devices.node_agent.KEEPALIVE_EXPIRY_S`), so the
+client, never the server, ends an idle connection. Shutdown closes idle connections at once."""
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
@@ -109,6 +117,7 @@ async def serving(
         access_log=False,
         lifespan="off",
         ws="none",
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
