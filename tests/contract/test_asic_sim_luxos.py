@@ -24,6 +24,7 @@ from hcp.adapters.devices.errors import (
     SessionUnavailable,
 )
 from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy, read_all
+from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
 from hcp.domain.devices import AsicModel, AsicProfile
 from hcp.domain.telemetry import AsicReading, MinerState
 from hcp.simulators.asic import (
@@ -206,7 +207,45 @@ async def test_atmset_switches_thermal_management(fleet: AsicFleetSimulator) -> 
     client = client_of(fleet)
     await client.set_atm(True)
     assert fleet.miners[0].atm_enabled
+    assert await client.atm_enabled()
     assert (await client.config())["CONFIG"][0]["IsAtmEnabled"] is True
+
+
+async def test_profileset_is_refused_while_atm_is_on(fleet: AsicFleetSimulator) -> None:
+    client = client_of(fleet)
+    await client.set_atm(True)
+    session = await client._session()
+    with pytest.raises(CommandRejected, match="while ATM is enabled"):
+        await client.command("profileset", session, "eco")
+    assert fleet.miners[0].profile.name == "stock"
+
+
+async def test_set_profile_turns_atm_off_first_when_it_is_on(fleet: AsicFleetSimulator) -> None:
+    client = client_of(fleet)
+    await client.set_atm(True)
+    assert await client.set_profile("eco") == "eco"
+    assert (await client.read()).profile == "eco"
+    # ATM stays off: back on, it would move the profile away from the one asked for.
+    assert not await client.atm_enabled()
+    assert not fleet.miners[0].atm_enabled
+
+
+async def test_the_driver_sets_profiles_on_miners_with_atm_on(fleet: AsicFleetSimulator) -> None:
+    driver = LuxosMinerDriver(retry=FAST)
+    address = "{}:{}".format(*fleet.addresses[1])
+    await driver.client(address).set_atm(True)
+    await driver.set_profile(address, "turbo")
+    [reading] = await driver.read_all([address])
+    assert isinstance(reading, AsicReading) and reading.profile == "turbo"
+    await driver.close()
+
+
+async def test_an_unknown_profile_is_still_refused_with_atm_on(fleet: AsicFleetSimulator) -> None:
+    client = client_of(fleet)
+    await client.set_atm(True)
+    with pytest.raises(CommandRejected, match="Unknown profile"):
+        await client.set_profile("overdrive")
+    assert fleet.miners[0].profile.name == "stock"
 
 
 # --- sessions --------------------------------------------------------------------------------
@@ -541,3 +580,31 @@ async def test_serve_fleet_serves_until_cancelled() -> None:
         await serving
     with pytest.raises(DeviceUnreachable):
         await LuxosClient(host, retry=FAST).read()
+
+
+async def test_serve_fleet_reports_readiness_once_every_miner_listens() -> None:
+    config = uniform_fleet(MODEL, 2, addressing=Addressing.PORTS, first_port=0)
+    ready: asyncio.Future[list[tuple[str, int]]] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        serve_fleet(config, on_ready=lambda fleet: ready.set_result(fleet.addresses))
+    )
+    addresses = await asyncio.wait_for(ready, timeout=10)
+    assert all(port > 0 for _, port in addresses)  # the bound ports, not the configured 0
+    assert (await LuxosClient(*addresses[1], retry=FAST).read()).state is MinerState.MINING
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+
+
+async def test_a_miner_that_cannot_listen_stops_the_whole_fleet_from_starting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        miners = (MinerSimConfig(MODEL, port=0), MinerSimConfig(MODEL, port=port))
+        fleet = AsicFleetSimulator(FleetSimConfig(miners=miners))
+        with pytest.raises(OSError, match="address already in use"):
+            await fleet.start()
+    first = fleet.addresses[0]
+    with pytest.raises(DeviceUnreachable):  # the miner that had started was stopped again
+        await LuxosClient(*first, retry=FAST).read()

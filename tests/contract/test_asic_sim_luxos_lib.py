@@ -8,6 +8,7 @@ Skipped where the package is not installed (it is an optional dev tool, not a de
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -56,12 +57,29 @@ async def test_luxos_reads_version_and_summary(fleet: AsicFleetSimulator) -> Non
     assert summary["GHS 5s"] == pytest.approx(200_000, rel=0.05)
 
 
+async def read(host: str, port: int, command: str) -> dict[str, Any]:
+    """The one entry of `command`'s reply section, read through Luxor's library."""
+    reply = await asyncops.rexec(host, port, command)
+    entry: dict[str, Any] = asyncops.validate(reply, command.upper(), 1, 1)
+    return entry
+
+
 async def test_luxos_curtails_and_wakes_the_miner(fleet: AsicFleetSimulator) -> None:
     host, port = fleet.addresses[0]
     reply = await asyncops.rexec(host, port, "curtail", "sleep")
     assert asyncops.validate(reply, "CURTAIL", 1, 1)["Action"] == "sleep mode"
+    # What luxos itself reads back: asleep, PSU off, sleep power, no hashrate.
+    config = await read(host, port, "config")
+    assert (config["CurtailMode"], config["IsPowerSupplyOn"]) == ("Sleep", False)
+    assert (await read(host, port, "power"))["Watts"] == pytest.approx(20, abs=2)
+    assert (await read(host, port, "summary"))["GHS 5s"] == 0
     assert state_of(fleet) is MinerState.SLEEPING
+
     await asyncops.rexec(host, port, "curtail", "wakeup")
+    config = await read(host, port, "config")
+    assert (config["CurtailMode"], config["IsPowerSupplyOn"]) == ("None", True)
+    assert (await read(host, port, "power"))["Watts"] == pytest.approx(3_500, rel=0.03)
+    assert (await read(host, port, "summary"))["GHS 5s"] == pytest.approx(200_000, rel=0.05)
     assert state_of(fleet) is MinerState.MINING
     # rexec logged off after each command, so the session is free again.
     assert fleet.miners[0].sessions.active(fleet.clock.now()) is None
@@ -71,7 +89,48 @@ async def test_luxos_sets_a_profile(fleet: AsicFleetSimulator) -> None:
     host, port = fleet.addresses[0]
     reply = await asyncops.rexec(host, port, "profileset", "eco")
     assert asyncops.validate(reply, "PROFILE", 1, 1)["Profile"] == "eco"
+    assert (await read(host, port, "config"))["Profile"] == "eco"
+    assert (await read(host, port, "power"))["Watts"] == pytest.approx(2_500, rel=0.03)
+    assert (await read(host, port, "summary"))["GHS 5s"] == pytest.approx(150_000, rel=0.05)
     assert fleet.miners[0].profile.name == "eco"
+
+
+async def test_luxos_sets_and_reads_every_atm_setting(fleet: AsicFleetSimulator) -> None:
+    host, port = fleet.addresses[0]
+    settings = {
+        "enabled": True,
+        "startup_minutes": 20,
+        "post_ramp_minutes": 3,
+        "temp_window": 9,
+        "min_profile": "eco",
+        "max_profile": "stock",
+    }
+    reply = await asyncops.rexec(host, port, "atmset", settings)
+    assert asyncops.validate(reply)["STATUS"][0]["Code"] == 340
+    atm = await read(host, port, "atm")
+    assert atm["Enabled"] is True
+    assert (atm["StartupMinutes"], atm["PostRampMinutes"], atm["TempWindow"]) == (20, 3, 9.0)
+    assert (atm["MinProfile"], atm["MaxProfile"]) == ("eco", "stock")
+    assert (await read(host, port, "config"))["IsAtmEnabled"] is True
+
+    refused = await asyncops.rexec(host, port, "atmset", {"temp_window": "hot"})
+    assert refused["STATUS"][0]["STATUS"] == "E"
+    assert "Invalid temp_window 'hot'" in refused["STATUS"][0]["Msg"]
+    assert (await read(host, port, "atm"))["TempWindow"] == 9.0
+
+
+async def test_luxos_with_atm_lets_a_profile_change_through(fleet: AsicFleetSimulator) -> None:
+    host, port = fleet.addresses[0]
+    await asyncops.rexec(host, port, "atmset", {"enabled": True})
+    refused = await asyncops.rexec(host, port, "profileset", "eco")
+    assert "while ATM is enabled" in refused["STATUS"][0]["Msg"]
+    with pytest.raises(exceptions.MinerMessageError, match="wrong status 'E'"):
+        asyncops.validate(refused, "PROFILE", 1, 1)
+    async with asyncops.with_atm(host, port, False) as was_enabled:
+        assert was_enabled is True
+        await asyncops.rexec(host, port, "profileset", "eco")
+    assert (await read(host, port, "config"))["Profile"] == "eco"
+    assert (await read(host, port, "atm"))["Enabled"] is True  # with_atm put it back
 
 
 async def test_luxos_sees_a_busy_session(fleet: AsicFleetSimulator) -> None:

@@ -111,3 +111,15 @@ async def test_pyasic_set_power_limit_picks_a_profile_in_the_simulator(
     assert await miner.set_power_limit(3_000)
     assert fleet.miners[0].profile.name == "eco"  # the highest preset within 3 kW
     assert (await miner.get_data()).wattage == pytest.approx(2_500, rel=0.03)
+
+
+async def test_pyasic_turns_atm_off_around_a_power_limit_as_luxos_requires(
+    fleet: AsicFleetSimulator,
+) -> None:
+    miner = await miner_at(fleet, 0)
+    await miner.rpc.atmset(enabled=True, temp_window=8)
+    assert await miner.atm_enabled()
+    assert await miner.set_power_limit(4_400)  # refused by profileset unless ATM is off first
+    assert fleet.miners[0].profile.name == "turbo"
+    atm = (await miner.rpc.atm())["ATM"][0]
+    assert atm["Enabled"] is True and atm["TempWindow"] == 8.0  # pyasic turned it back on

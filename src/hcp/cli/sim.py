@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from hcp.simulators.asic import AsicFleetSimulator, Faults, FleetSimConfig
+
+MAX_PORT = 65_535
 
 app = typer.Typer(help="Run a simulator as its own process.", no_args_is_help=True)
 
@@ -20,20 +29,154 @@ def asic(
         False, help="one loopback IP per miner on port 4028 (as pyasic expects)"
     ),
     first_ip: str = typer.Option("127.1.0.1", help="first loopback IP with --ips"),
-    first_port: int = typer.Option(14028, help="first port on 127.0.0.1 without --ips"),
+    first_port: int = typer.Option(
+        14028, help="first port on 127.0.0.1 without --ips (0: any free ports)"
+    ),
+    faults: Path | None = typer.Option(
+        None,
+        dir_okay=False,
+        help="TOML file of faults per miner index or range, e.g. [3] offline = true",
+    ),
 ) -> None:
-    """LuxOS-flavoured CGMiner RPC miners on loopback until interrupted."""
-    from hcp.domain.catalog import asic_model
+    """LuxOS-flavoured CGMiner RPC miners on loopback until interrupted.
+
+    Prints where each miner answers once all listen (miner indexes as --faults uses them).
+    """
     from hcp.simulators.asic import serve_fleet
+
+    config = _fleet_config(count, model, ips, first_ip, first_port, faults)
+    try:
+        asyncio.run(serve_fleet(config, on_ready=lambda fleet: _announce(fleet, model)))
+    except OSError as error:
+        typer.secho(f"hcp: cannot start the simulated miners: {error}", err=True, fg="red")
+        raise typer.Exit(1) from None
+
+
+def _fleet_config(
+    count: int, model: str, ips: bool, first_ip: str, first_port: int, faults: Path | None
+) -> FleetSimConfig:
+    """The fleet the options describe; BadParameter (or a DataError message) before anything
+    starts when they cannot work."""
+    from hcp.domain.catalog import ASIC_MODELS
     from hcp.simulators.asic.config import Addressing, uniform_fleet
 
-    addressing = Addressing.IPS if ips else Addressing.PORTS
-    config = uniform_fleet(
-        asic_model(model), count, addressing=addressing, first_ip=first_ip, first_port=first_port
+    if model not in ASIC_MODELS:
+        known = ", ".join(ASIC_MODELS)
+        raise typer.BadParameter(
+            f"unknown ASIC model {model!r} (known: {known})", param_hint="--model"
+        )
+    if ips:
+        _check_loopback_range(first_ip, count)
+    else:
+        _check_port_range(first_port, count)
+    fault_map = _load_faults(faults, count) if faults is not None else None
+    return uniform_fleet(
+        ASIC_MODELS[model],
+        count,
+        addressing=Addressing.IPS if ips else Addressing.PORTS,
+        first_ip=first_ip,
+        first_port=first_port,
+        faults=fault_map,
     )
-    where = f"{first_ip}.. :4028" if ips else f"127.0.0.1:{first_port}..{first_port + count - 1}"
-    typer.echo(f"{count} simulated {model} miners on {where}")
-    asyncio.run(serve_fleet(config))
+
+
+def _check_port_range(first_port: int, count: int) -> None:
+    if not 0 <= first_port <= MAX_PORT:
+        raise typer.BadParameter(
+            f"{first_port} is not a TCP port (0-{MAX_PORT})", param_hint="--first-port"
+        )
+    last = first_port + count - 1
+    if first_port and last > MAX_PORT:
+        raise typer.BadParameter(
+            f"{count} miners from port {first_port} need ports up to {last}, above {MAX_PORT}; "
+            f"use --first-port {MAX_PORT - count + 1} or lower, 0 for any free ports, or --ips",
+            param_hint="--first-port",
+        )
+
+
+def _check_loopback_range(first_ip: str, count: int) -> None:
+    from hcp.simulators.asic.config import loopback_hosts
+
+    try:
+        address = ipaddress.IPv4Address(first_ip)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{first_ip!r} is not an IPv4 address", param_hint="--first-ip"
+        ) from None
+    if not address.is_loopback:
+        raise typer.BadParameter(
+            f"{first_ip} is not a loopback address (127.x.y.z): simulated miners never "
+            "listen on a real network",
+            param_hint="--first-ip",
+        )
+    try:
+        for _ in loopback_hosts(first_ip, count):
+            pass
+    except ValueError as error:
+        raise typer.BadParameter(
+            f"{count} miners from {first_ip}: {error}", param_hint="--first-ip"
+        ) from None
+
+
+def _load_faults(path: Path, count: int) -> dict[int, Faults]:
+    from hcp.domain.errors import DataError
+    from hcp.simulators.asic.faultfile import load_faults
+
+    try:
+        return load_faults(path, count)
+    except DataError as error:
+        typer.secho(f"hcp: {error}", err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+def _announce(fleet: AsicFleetSimulator, model: str) -> None:
+    """Where each miner answers, now that all listen: runs of miners at consecutive addresses
+    on one line (`miners 0-49: 127.0.0.1:14028-14077`), offline ones marked."""
+    offline = sum(1 for sim in fleet.miners if sim.faults.offline)
+    note = f", {offline} offline" if offline else ""
+    typer.echo(f"{len(fleet.miners)} simulated {model} miners (LuxOS RPC{note}); Ctrl-C stops:")
+    places = [
+        None if sim.faults.offline else address
+        for sim, address in zip(fleet.miners, fleet.addresses, strict=True)
+    ]
+    for first, last in _runs(places):
+        which = f"miner {first}" if first == last else f"miners {first}-{last}"
+        typer.echo(f"  {which}: {_where(places[first], places[last])}")
+
+
+def _runs(places: list[tuple[str, int] | None]) -> Iterator[tuple[int, int]]:
+    """(first, last) index of each run of offline miners, of consecutive ports on one host, or
+    of consecutive IPs on one port."""
+    first, kind = 0, None
+    for i in range(1, len(places) + 1):
+        step = _step(places[i - 1], places[i]) if i < len(places) else None
+        if step is not None and kind in (None, step):
+            kind = step
+            continue
+        yield first, i - 1
+        first, kind = i, None
+
+
+def _step(previous: tuple[str, int] | None, current: tuple[str, int] | None) -> str | None:
+    """How `current` follows `previous`: "offline" both, "port" next, "ip" next, or not (None)."""
+    if previous is None or current is None:
+        return "offline" if previous is None and current is None else None
+    host, port = previous
+    if current == (host, port + 1):
+        return "port"
+    if current == (str(ipaddress.ip_address(host) + 1), port):
+        return "ip"
+    return None
+
+
+def _where(first: tuple[str, int] | None, last: tuple[str, int] | None) -> str:
+    if first is None or last is None:
+        return "offline (nothing listens)"
+    if first == last:
+        return f"{first[0]}:{first[1]}"
+    if first[0] == last[0]:
+        return f"{first[0]}:{first[1]}-{last[1]}"
+    return f"{first[0]}-{last[0]}, port {first[1]}"
 
 
 @app.command()

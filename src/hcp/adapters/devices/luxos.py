@@ -140,9 +140,38 @@ class LuxosClient:
         if (name is None) == (watts is None):
             raise ValueError("give exactly one of a profile name or watts")
         selector = name if name is not None else f"{round(watts or 0)}W"
-        reply = await self._privileged("profileset", selector)
+        try:
+            reply = await self._privileged("profileset", selector)
+        except SessionUnavailable:
+            raise
+        except CommandRejected:
+            if not await self._atm_was_in_the_way():
+                raise
+            reply = await self._privileged("profileset", selector)
         applied = translate.first(self.device, reply, "PROFILE").get("Profile")
         return str(applied) if applied is not None else selector
+
+    async def _atm_was_in_the_way(self) -> bool:
+        """After a refused `profileset`: if ATM is on, turn it off and say so (True).
+
+        LuxOS refuses `profileset` while ATM is enabled. ATM stays off afterwards: turned back
+        on, it would step the profile up and down by temperature, away from the one asked for,
+        and the dispatcher (which confirms profiles from telemetry) would fight it. The boards'
+        overtemperature protection (`tempctrl`) still applies.
+        """
+        try:
+            if not await self.atm_enabled():
+                return False
+        except DeviceError:
+            return False  # no ATM to read: the refusal stands as it was
+        log.warning("%s: ATM is on and blocks profile changes; turning it off", self.device)
+        await self.set_atm(False)
+        return True
+
+    async def atm_enabled(self) -> bool:
+        """Whether LuxOS's Advanced Thermal Management is on."""
+        entry = translate.first(self.device, await self.command("atm"), "ATM")
+        return entry.get("Enabled") is True
 
     async def set_atm(self, enabled: bool) -> None:
         """Turn LuxOS's Advanced Thermal Management on or off."""

@@ -8,12 +8,13 @@ from hcp.simulators.asic.config import (
     loopback_hosts,
     uniform_fleet,
 )
-from hcp.simulators.asic.miner import MinerSim
+from hcp.simulators.asic.miner import AtmSettings, MinerSim
 from hcp.simulators.asic.server import AsicFleetSimulator, MinerServer, serve_fleet
 
 __all__ = [
     "Addressing",
     "AsicFleetSimulator",
+    "AtmSettings",
     "Faults",
     "FleetSimConfig",
     "MinerServer",

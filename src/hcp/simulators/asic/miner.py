@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from datetime import datetime
 
 from hcp.domain.devices import AsicProfile
@@ -28,6 +29,26 @@ REJECT_RATIO = 0.003
 REJECT_RATIO_HOT = 0.03
 
 
+@dataclass(frozen=True, slots=True)
+class AtmSettings:
+    """LuxOS's Advanced Thermal Management configuration, as `atmset` sets and `atm` reports it.
+
+    ATM steps the profile down when the boards come within `temp_window` °C of `Hot`, and back
+    up when they cool, between `min_profile` ("" = unbounded) and `max_profile`; it waits
+    `startup_minutes` after boot and `post_ramp_minutes` after a ramp. The simulator stores and
+    reports these settings (and refuses `profileset` while ATM is on, as LuxOS does) but does
+    not move profiles by itself.
+    """
+
+    enabled: bool = False
+    startup_minutes: int = 15
+    post_ramp_minutes: int = 15
+    temp_window: float = 5.0
+    min_profile: str = ""
+    max_profile: str = ""
+    """A profile name; MinerSim starts with the model's stock profile here."""
+
+
 class MinerSim:
     """The state and physics of one simulated LuxOS miner, driven by its `AsicModel`.
 
@@ -40,7 +61,7 @@ class MinerSim:
         self.model = config.model
         self.faults = config.faults
         self.profile = self.model.profile(config.profile or self.model.stock_profile)
-        self.atm_enabled = False
+        self.atm = AtmSettings(max_profile=self.model.stock_profile)
         self.sessions = SessionTable(config.session_timeout_s, random.Random(config.seed + 7919))
         self._rng = random.Random(config.seed)
         self._booted_s = self._t = start.timestamp()
@@ -78,6 +99,13 @@ class MinerSim:
         self._sample()
         return profile
 
+    def set_atm(self, settings: AtmSettings) -> None:
+        """Replace the ATM configuration (profile names must be the model's hashing ones)."""
+        for name in (settings.min_profile, settings.max_profile):
+            if name and name not in {p.name for p in self.hashing_profiles()}:
+                raise KeyError(f"{name!r} is not a hashing profile of {self.model.name}")
+        self.atm = settings
+
     def set_faults(self, faults: Faults, now: datetime) -> None:
         """Inject (or clear) faults from `now` on."""
         self.step(now)
@@ -88,6 +116,20 @@ class MinerSim:
         """The profiles `profileset` accepts, lowest power first (sleep is curtail's job)."""
         hashing = (p for p in self.model.profiles if p.hashrate_ths > 0)
         return tuple(sorted(hashing, key=lambda p: p.power_w))
+
+    def profile_step(self, name: str) -> int:
+        """How many hashing profiles `name` sits above (+) or below (-) the stock one, as the
+        `profiles` reply numbers them (ValueError when it is not a hashing profile)."""
+        names = [p.name for p in self.hashing_profiles()]
+        return names.index(name) - names.index(self.model.stock_profile)
+
+    def profile_at_step(self, step: int) -> AsicProfile:
+        """The hashing profile `step` places from the stock one (KeyError beyond the list)."""
+        profiles = self.hashing_profiles()
+        index = [p.name for p in profiles].index(self.model.stock_profile) + step
+        if not 0 <= index < len(profiles):
+            raise KeyError(f"no profile at step {step:+d}")
+        return profiles[index]
 
     def profile_within(self, watts: float) -> AsicProfile:
         """The highest-power hashing profile drawing at most `watts`, else the lowest one."""
@@ -158,6 +200,10 @@ class MinerSim:
     def now(self) -> float:
         """The simulated instant of the last step, in Unix seconds."""
         return self._t
+
+    @property
+    def atm_enabled(self) -> bool:
+        return self.atm.enabled
 
     @property
     def state(self) -> MinerState:

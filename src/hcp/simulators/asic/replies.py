@@ -304,12 +304,20 @@ def fans(sim: MinerSim) -> Section:
 
 
 def atm(sim: MinerSim) -> Section:
+    settings = sim.atm
     entry = {
-        "Enabled": sim.atm_enabled,
-        "MaxProfile": sim.model.stock.name,
-        "MinProfile": "",
-        "PostRampMinutes": 15,
-        "StartupMinutes": 15,
-        "TempWindow": 5.0,
+        "Enabled": settings.enabled,
+        "MaxProfile": settings.max_profile,
+        "MaxProfileStep": _step(sim, settings.max_profile),
+        "MinProfile": settings.min_profile,
+        "MinProfileStep": _step(sim, settings.min_profile),
+        "PostRampMinutes": settings.post_ramp_minutes,
+        "StartupMinutes": settings.startup_minutes,
+        "TempWindow": settings.temp_window,
     }
     return Section(339, "ATM configuration values", {"ATM": [entry]})
+
+
+def _step(sim: MinerSim, name: str) -> str:
+    """A profile's step from the stock one as a string ("0", "1", "-2"); "" for none."""
+    return str(sim.profile_step(name)) if name else ""

@@ -7,6 +7,7 @@ Commands that change the miner take a session id as their first parameter (LuxOS
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import orjson
 
 from hcp.simulators.asic import replies
 from hcp.simulators.asic.miner import MinerSim
-from hcp.simulators.asic.replies import Payload, Section
+from hcp.simulators.asic.replies import HOT_C, Payload, Section
 
 CODE_INVALID_COMMAND = 14
 CODE_INVALID_JSON = 23
@@ -26,9 +27,14 @@ CODE_SESSION_BUSY = 402
 CODE_INVALID_SESSION = 403  # ours
 CODE_INVALID_PARAMETER = 404  # ours
 CODE_UNKNOWN_PROFILE = 405  # ours
+CODE_ATM_ENABLED = 406  # ours
+"""`profileset` while ATM is on: LuxOS refuses it (ATM owns the profile until turned off)."""
 
 _WATTS = re.compile(r"^(\d+(?:\.\d+)?)(W|kW)$")
-_ATM_KEYS = {
+_STEP = re.compile(r"^[+-][0-9]+$")
+_INTEGER = re.compile(r"^[0-9]{1,9}$")
+_NUMBER = re.compile(r"^[0-9]{1,9}(?:\.[0-9]{1,9})?$")
+ATM_KEYS = (
     "enabled",
     "startup_minutes",
     "post_ramp_minutes",
@@ -36,7 +42,10 @@ _ATM_KEYS = {
     "min_profile",
     "max_profile",
     "prevent_oc",
-}
+)
+"""What `atmset` takes (LuxOS API docs); `prevent_oc` is not stored, it acts on turning off."""
+MAX_ATM_MINUTES = 65_535
+"""Upper bound of `startup_minutes` and `post_ramp_minutes` (ours: LuxOS documents none)."""
 
 
 class CommandError(Exception):
@@ -143,6 +152,11 @@ def curtail(sim: MinerSim, args: list[str], now: datetime) -> Section:
 
 def profileset(sim: MinerSim, args: list[str], now: datetime) -> Section:
     rest = _in_session(sim, args, now)
+    if sim.atm.enabled:
+        raise CommandError(
+            CODE_ATM_ENABLED,
+            "Cannot set profile while ATM is enabled; disable it first (atmset enabled=false)",
+        )
     # LuxOS still accepts the old form `session,board,profile`; the board is ignored.
     if len(rest) > 1 and rest[0] in {"0", "1", "2", "3"}:
         rest = rest[1:]
@@ -158,34 +172,100 @@ def profileset(sim: MinerSim, args: list[str], now: datetime) -> Section:
 
 
 def _profile_name(sim: MinerSim, selector: str) -> str:
-    """A profile named outright, or picked by power: `3000W` or `3kW` (highest within it)."""
+    """A profile named outright, picked by power (`3000W` or `3kW`: the highest within it), or
+    by its step from the stock profile (`+1`, `-2`), as the `profiles` reply numbers them."""
     match = _WATTS.match(selector)
-    if match is None:
-        return selector
-    watts = float(match.group(1)) * (1000 if match.group(2) == "kW" else 1)
-    return sim.profile_within(watts).name
+    if match is not None:
+        watts = float(match.group(1)) * (1000 if match.group(2) == "kW" else 1)
+        return sim.profile_within(watts).name
+    if _STEP.match(selector):
+        try:
+            return sim.profile_at_step(int(selector)).name
+        except KeyError:
+            raise CommandError(CODE_UNKNOWN_PROFILE, f"No profile at step {selector}") from None
+    return selector
 
 
 def atmset(sim: MinerSim, args: list[str], now: datetime) -> Section:
+    """Change the ATM keys given (any subset, any order); one bad key or value refuses the
+    whole command and changes nothing."""
     settings = dict(_key_value(item) for item in _in_session(sim, args, now))
     if not settings:
         raise CommandError(CODE_INVALID_PARAMETER, "No ATM settings given")
-    if "enabled" in settings:
-        sim.atm_enabled = _boolean(settings["enabled"])
+    current = sim.atm
+    changes: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key in ("enabled", "prevent_oc"):
+            changes[key] = _boolean(key, value)
+        elif key in ("startup_minutes", "post_ramp_minutes"):
+            changes[key] = _minutes(key, value)
+        elif key == "temp_window":
+            changes[key] = _temp_window(value)
+        else:
+            changes[key] = _atm_profile(sim, key, value)
+    prevent_oc = bool(changes.pop("prevent_oc", False))
+    updated = dataclasses.replace(current, **changes)
+    if updated.min_profile and _power(sim, updated.min_profile) > _power(sim, updated.max_profile):
+        raise CommandError(
+            CODE_INVALID_PARAMETER,
+            f"min_profile {updated.min_profile!r} is above max_profile {updated.max_profile!r}",
+        )
+    sim.set_atm(updated)
+    turned_off = current.enabled and not updated.enabled
+    if turned_off and prevent_oc and sim.profile.power_w > sim.model.stock.power_w:
+        sim.set_profile(sim.model.stock_profile, now)  # no overclock left behind by ATM
     return Section(340, "Advanced Thermal Management configuration updated")
 
 
 def _key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
-    if not sep or key not in _ATM_KEYS:
-        raise CommandError(CODE_INVALID_PARAMETER, f"Invalid ATM setting {item!r}")
+    if not sep:
+        raise CommandError(CODE_INVALID_PARAMETER, f"Invalid ATM setting {item!r} (key=value)")
+    if key not in ATM_KEYS:
+        keys = ", ".join(ATM_KEYS)
+        raise CommandError(CODE_INVALID_PARAMETER, f"Unknown ATM key {key!r} (keys: {keys})")
     return key, value
 
 
-def _boolean(value: str) -> bool:
+def _invalid(key: str, value: str, expected: str) -> CommandError:
+    return CommandError(CODE_INVALID_PARAMETER, f"Invalid {key} {value!r}: expected {expected}")
+
+
+def _boolean(key: str, value: str) -> bool:
     if value not in ("true", "false"):
-        raise CommandError(CODE_INVALID_PARAMETER, f"Expected true or false, got {value!r}")
+        raise _invalid(key, value, "true or false")
     return value == "true"
+
+
+def _minutes(key: str, value: str) -> int:
+    if not _INTEGER.match(value) or int(value) > MAX_ATM_MINUTES:
+        raise _invalid(key, value, f"whole minutes from 0 to {MAX_ATM_MINUTES}")
+    return int(value)
+
+
+def _temp_window(value: str) -> float:
+    if not _NUMBER.match(value) or float(value) > HOT_C:
+        raise _invalid("temp_window", value, f"°C from 0 to {HOT_C:g} (the Hot temperature)")
+    return float(value)
+
+
+def _atm_profile(sim: MinerSim, key: str, value: str) -> str:
+    """A hashing profile by name or by step (+1, -2); empty only for min_profile (unbounded)."""
+    if not value and key == "min_profile":
+        return ""
+    names = [p.name for p in sim.hashing_profiles()]
+    if _STEP.match(value):
+        try:
+            return sim.profile_at_step(int(value)).name
+        except KeyError:
+            raise _invalid(key, value, f"a step within the profiles list ({len(names)})") from None
+    if value not in names:
+        raise _invalid(key, value, f"a profile ({', '.join(names)}) or a step (+1, -2)")
+    return value
+
+
+def _power(sim: MinerSim, name: str) -> float:
+    return sim.model.profile(name).power_w
 
 
 QUERIES: dict[str, Callable[[MinerSim], Section]] = {

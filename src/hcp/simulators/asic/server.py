@@ -19,6 +19,7 @@ import logging
 import resource
 import socket
 import struct
+from collections.abc import Callable
 from types import TracebackType
 from typing import cast
 
@@ -184,9 +185,15 @@ class AsicFleetSimulator:
         return [server.address for server in self._servers]
 
     async def start(self) -> None:
-        """Start every miner that is not offline."""
+        """Start every miner that is not offline; if one cannot listen (OSError), none does."""
         raise_fd_limit(len(self._servers))
-        await asyncio.gather(*(server.start() for server in self._servers))
+        started = await asyncio.gather(
+            *(server.start() for server in self._servers), return_exceptions=True
+        )
+        failure = next((r for r in started if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await self.stop()
+            raise failure
 
     async def stop(self) -> None:
         await asyncio.gather(*(server.stop() for server in self._servers))
@@ -227,8 +234,15 @@ def raise_fd_limit(miners: int) -> None:
         log.warning("open-file limit %d is low for %d simulated miners", ceiling, miners)
 
 
-async def serve_fleet(config: FleetSimConfig, clock: Clock | None = None) -> None:
-    """Serve every miner of `config` until cancelled (the body of `hcp sim asic`)."""
+async def serve_fleet(
+    config: FleetSimConfig,
+    clock: Clock | None = None,
+    on_ready: Callable[[AsicFleetSimulator], None] | None = None,
+) -> None:
+    """Serve every miner of `config` until cancelled (the body of `hcp sim asic`);
+    `on_ready` is called once every miner listens, e.g. to print the bound addresses."""
     async with AsicFleetSimulator(config, clock) as fleet:
         log.info("serving %d simulated LuxOS miners", len(fleet.miners))
+        if on_ready is not None:
+            on_ready(fleet)
         await asyncio.Event().wait()
