@@ -26,6 +26,7 @@ from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
 from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
 from hcp.adapters.devices.io_workers import WorkerTransport
 from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S, LuxosMinerDriver
+from hcp.adapters.devices.site_file import ExternalSite, load_device_file
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import DEMO_KEYS_FILE, Settings
@@ -282,10 +283,10 @@ def market_feed(settings: Settings, start: datetime) -> MarketFeed:
 
 @dataclass
 class Live:
-    """The running simulated site and control loop of `hcp up`."""
+    """The running site (simulated, or devices elsewhere) and control loop of `hcp up`."""
 
     control: ControlLoop
-    site: SimulatedSite
+    site: SimulatedSite | ExternalSite
     bus: InMemoryBus
     runner: NodeAgentGpuRunner
     gpu_reader: DcgmFleetReader
@@ -360,7 +361,11 @@ async def start_live(runtime: Runtime) -> Live:
         devices = unit.fleet.devices(site_id=settings.site_id)
     if site is None:
         raise RuntimeError(f"site {settings.site_id} is not provisioned; run prepare() first")
-    simulated = SimulatedSite(devices, clock)
+    simulated: SimulatedSite | ExternalSite
+    if settings.devices_file is None:
+        simulated = SimulatedSite(devices, clock)
+    else:
+        simulated = ExternalSite(devices, load_device_file(settings.devices_file))
     addresses = await simulated.start()
     with uow() as unit:
         unit.fleet.set_addresses({d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()})

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     site_gpus: int = Field(10, ge=0)
     site_gpu_model: str = "H100 SXM"
     site_gpus_per_node: int = Field(8, ge=1)
+    devices_file: Path | None = Field(
+        None, description="where the site's devices answer (TOML); unset: hcp up simulates them"
+    )
     site_ramp_mw_per_tick: float | None = Field(
         None, gt=0, description="largest rise or fall of grid draw from one tick to the next"
     )

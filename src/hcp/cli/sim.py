@@ -184,14 +184,30 @@ def gpu(
     nodes: int = typer.Option(2, min=1, help="GPU nodes"),
     gpus_per_node: int = typer.Option(8, min=1),
     model: str = typer.Option("H100 SXM", help="GPU model from the catalog"),
-    port: int = typer.Option(9400, help="one port for every node: /nodes/{host}/metrics, /v1/..."),
+    port: int = typer.Option(
+        9400, min=1, max=65535, help="one port for every node: /nodes/{host}/metrics, /v1/..."
+    ),
+    prefix: str = typer.Option(
+        "gpu-node",
+        help="nodes are named PREFIX-001, PREFIX-002, ...; hcp up's site names its nodes "
+        "SITE_ID-gpu-node (e.g. site-west-1-gpu-node), which HCP_DEVICES_FILE points at",
+    ),
 ) -> None:
     """GPU nodes (DCGM-exporter metrics and node-agent API) on 127.0.0.1 until interrupted."""
-    from hcp.domain.catalog import gpu_model
+    from hcp.domain.catalog import GPU_MODELS
     from hcp.simulators.gpu import GpuSimConfig, serve_nodes
 
-    config = GpuSimConfig.uniform(gpu_model(model), nodes, gpus_per_node, port=port)
-    typer.echo(f"{nodes} nodes × {gpus_per_node} {model} on http://127.0.0.1:{port}/nodes/<host>")
+    if model not in GPU_MODELS:
+        known = ", ".join(GPU_MODELS)
+        raise typer.BadParameter(
+            f"unknown GPU model {model!r} (known: {known})", param_hint="--model"
+        )
+    config = GpuSimConfig.uniform(GPU_MODELS[model], nodes, gpus_per_node, prefix=prefix, port=port)
+    first, last = config.nodes[0].hostname, config.nodes[-1].hostname
+    typer.echo(
+        f"{nodes} nodes × {gpus_per_node} {model} ({first}..{last}) on "
+        f"http://127.0.0.1:{port}/nodes/<node>"
+    )
     asyncio.run(serve_nodes(config))
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 
 from hcp.adapters.devices.gpu_runner import split_address
+from hcp.adapters.devices.site_file import SiteAddresses
 from hcp.domain.catalog import asic_model, gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
@@ -17,17 +17,6 @@ from hcp.simulators.asic import AsicFleetSimulator
 from hcp.simulators.asic.config import FleetSimConfig, MinerSimConfig
 from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
 from hcp.simulators.gpu.serve import serving
-
-
-@dataclass(frozen=True, slots=True)
-class SiteAddresses:
-    """Where each simulated device answers: ASICs by device id, GPU nodes by hostname."""
-
-    asics: dict[str, tuple[str, int]]
-    gpu_base_url: str
-
-    def node_url(self, host: str) -> str:
-        return f"{self.gpu_base_url}/nodes/{host}"
 
 
 class SimulatedSite:
@@ -63,7 +52,7 @@ class SimulatedSite:
             serving(build_fleet_app(self.nodes.values()), port=0)
         )
         asics = {d.id: addr for d, addr in zip(self._asics, self.asic_fleet.addresses, strict=True)}
-        return SiteAddresses(asics, server.base_url)
+        return SiteAddresses(asics, f"{server.base_url}/nodes/{{node}}")
 
     async def stop(self) -> None:
         await self._stack.aclose()
