@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hcp.backtest.demand import Demand
@@ -17,8 +17,8 @@ from hcp.domain.workloads import WorkloadClass
 from hcp.optimizer.inputs import AsicFleet, GpuFleet, PpaContract, RtContract, SiteNow, SiteSpec
 from hcp.optimizer.lp import CompiledLp
 from hcp.optimizer.plan import SolveStatus
-from hcp.optimizer.solver import LpResult
-from hcp.optimizer.strategies import STRATEGY_NAMES, Mpc, Terms
+from hcp.optimizer.solver import HighsSolver, LpResult
+from hcp.optimizer.strategies import STRATEGY_NAMES, Mpc, Oracle, Terms
 from hcp.optimizer.world import Job, MarketArrays, view_at
 
 S21, H100 = asic_model("S21"), gpu_model("H100 SXM")
@@ -178,9 +178,35 @@ def small_worlds(draw: st.DrawFn) -> Setup:
     return replace(world, sites=(site,), market=market(prices, draw(st.floats(0.02, 0.3))))
 
 
+class Unsolved(Exception):
+    """The oracle's program was not solved to optimality."""
+
+
+class SolvedOrOut(HighsSolver):
+    """HiGHS that raises Unsolved rather than let the oracle fall back and solve again."""
+
+    def solve(self, lp: CompiledLp) -> LpResult:
+        result = super().solve(lp)
+        if result.status is not SolveStatus.OPTIMAL:
+            raise Unsolved(result.reason)
+        return result
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_worlds())
 def test_the_oracle_earns_at_least_as_much_as_every_other_strategy(world: Setup) -> None:
-    profits = {name: run(world, name).ledger.profit_usd for name in STRATEGY_NAMES}
+    """The bound holds for an oracle solved to optimality. Whole-miner programs of this size
+    mostly solve in milliseconds, but HiGHS's branch and cut has a long tail: of 2,342 worlds
+    drawn, three took over 2 s and one 10 s, and one run of this test took 260 s. A world
+    whose oracle is not solved within 10 s is set aside, not waited for."""
+    oracle = Oracle(world.foresight(), world.terms, solver=SolvedOrOut(time_limit_s=10.0))
+    try:
+        solved = run_backtest(world, oracle)
+    except Unsolved:
+        assume(False)
+    profits = {
+        name: run(world, name).ledger.profit_usd for name in STRATEGY_NAMES if name != "oracle"
+    }
+    profits["oracle"] = solved.ledger.profit_usd
     for name, profit in profits.items():
         assert profits["oracle"] >= profit - 1e-6 * abs(profit) - 1e-6, (name, profits)
