@@ -9,13 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hcp.adapters.clock import ManualClock
-from hcp.domain.errors import ValidationError
-from hcp.domain.status import UNREACHABLE, DeviceStatus
+from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import NotFound, ValidationError
+from hcp.domain.fleet import Device
+from hcp.domain.gpu_telemetry import GpuReading
+from hcp.domain.status import UNREACHABLE, DeviceStatus, gpu_status
 from hcp.domain.telemetry import Point, Resolution, RetentionPolicy, Sample
-from hcp.services.events import ASIC_METRICS, Event
-from hcp.services.monitor import status_payload
+from hcp.services.events import ASIC_METRICS, GPU_METRICS, Event
+from hcp.services.monitor import status_of, status_payload
 from hcp.services.telemetry import (
     MAX_POINTS,
+    DeviceKinds,
     Maintenance,
     SampleBuffer,
     TelemetryRecorder,
@@ -188,6 +192,23 @@ def test_a_status_becomes_samples_and_unmeasured_values_are_left_out() -> None:
     ]
 
 
+def test_a_gpu_records_its_utilisation_and_no_hashrate() -> None:
+    reading = GpuReading(
+        "node-1", 0, "GPU-1", "H100 SXM", NOW, 87.0, 690.0, 61.0, 70_000, 11_000, 0
+    )
+    status = gpu_status("site-gpu-00001", reading, NOW)
+    assert {s.metric: s.value for s in status_samples(status)} == {
+        "reachable": 1.0,
+        "healthy": 1.0,
+        "power_w": 690.0,
+        "temperature_c": 61.0,
+        "util_pct": 87.0,
+    }
+    # ... as the bus carries it to the recorder
+    event = Event(GPU_METRICS, status.device_id, NOW, status_payload(status))
+    assert status_of(event) == status
+
+
 async def test_the_recorder_batches_bus_events_into_writes(store: RecordingStore) -> None:
     clock = ManualClock(NOW)
     service = TelemetryService(store, clock)
@@ -201,3 +222,108 @@ async def test_the_recorder_batches_bus_events_into_writes(store: RecordingStore
     assert await recorder.flush() == 5
     assert await recorder.flush() == 0
     assert len(store.calls) == 2
+
+
+def test_a_first_stretch_shorter_than_a_step_is_one_point_from_the_window_start(
+    service: TelemetryService, store: RecordingStore
+) -> None:
+    start = NOW - HOUR + timedelta(seconds=30)  # 11:00:30: minute rollups from 11:01
+    series = service.series("m1", "power_w", start, NOW, timedelta(minutes=5))
+    first = NOW - HOUR + timedelta(minutes=5)
+    assert store.calls == [
+        ("query", "m1", "power_w", first - timedelta(minutes=4), first, timedelta(minutes=1)),
+        ("query", "m1", "power_w", first, NOW, timedelta(minutes=5)),
+    ]
+    assert [p.at for p in series.points] == [first - timedelta(minutes=4), first]
+    assert series.points[0].at >= start
+
+
+def test_points_merge_weighted_by_their_sample_counts(store: RecordingStore) -> None:
+    class TwoPoints(RecordingStore):
+        def query(
+            self, device_id: str, metric: str, start: datetime, end: datetime, step: timedelta
+        ) -> list[Point]:
+            return [Point(start, 1.0, 0.0, 2.0, 3), Point(start, 5.0, 4.0, 9.0, 1)]
+
+    service = TelemetryService(TwoPoints(), ManualClock(NOW))
+    start = NOW - timedelta(seconds=45)
+    series = service.series("m1", "power_w", start, NOW, timedelta(seconds=30))
+    assert series.points[0] == Point(start, 2.0, 0.0, 9.0, 4)
+
+
+@pytest.mark.parametrize(
+    ("start", "step", "points"),
+    [
+        (NOW - HOUR, timedelta(minutes=1), 60),
+        (NOW - HOUR + timedelta(seconds=30), timedelta(minutes=5), 1 + 11),  # 11:01-11:05
+        (NOW - HOUR, timedelta(days=999_999_999), 1),
+        (NOW - timedelta(seconds=30), timedelta(seconds=30), 1),
+        (NOW - timedelta(seconds=30), timedelta(days=1), 0),  # no whole hour rollup within
+    ],
+)
+def test_points_over_a_window(start: datetime, step: timedelta, points: int) -> None:
+    assert point_count(start, NOW, step) == points
+    if points == 0:
+        with pytest.raises(ValidationError, match="none lies within") as raised:
+            check_query("m1", "power_w", start, NOW, step)
+        assert raised.value.field == "step"
+
+
+KINDS = {"m1": DeviceKind.ASIC, "g1": DeviceKind.GPU}
+
+
+@pytest.mark.parametrize(
+    ("device", "metric", "error", "field"),
+    [
+        ("m1", "voltage", ValidationError, "metric"),
+        ("nope", "voltage", ValidationError, "metric"),  # a bad name first: it needs no lookup
+        ("nope", "power_w", NotFound, None),
+        ("g1", "hashrate_ths", ValidationError, "metric"),
+    ],
+)
+def test_with_the_fleet_at_hand_a_query_names_an_existing_device_and_its_metric(
+    service: TelemetryService,
+    store: RecordingStore,
+    device: str,
+    metric: str,
+    error: type[Exception],
+    field: str | None,
+) -> None:
+    with pytest.raises(error) as raised:
+        service.series(device, metric, kind_of=KINDS.get)
+    assert getattr(raised.value, "field", None) == field
+    assert store.calls == []
+    for device_id, metric_name in (("m1", "hashrate_ths"), ("g1", "temperature_c")):
+        service.series(device_id, metric_name, kind_of=KINDS.get)
+    service.series("anything", "voltage")  # without the fleet, as the dashboard reads
+
+
+def test_device_kinds_are_read_once_and_again_for_an_unknown_id_when_stale() -> None:
+    reads: list[float] = []
+    now = [100.0]
+    fleet = [Device("m1", "s", None, "S21", DeviceKind.ASIC, "mining", NOW)]
+
+    def devices() -> list[Device]:
+        reads.append(now[0])
+        return list(fleet)
+
+    kinds = DeviceKinds(devices, refresh_s=5.0, monotonic=lambda: now[0])
+    assert kinds.kind_of("m1") is DeviceKind.ASIC
+    assert kinds.kind_of("m1") is DeviceKind.ASIC
+    fleet.append(Device("g1", "s", None, "H100", DeviceKind.GPU, "idle", NOW))
+    assert kinds.kind_of("g1") is None  # read 0 s ago: not again yet
+    now[0] += 5.0
+    assert kinds.kind_of("g1") is DeviceKind.GPU
+    assert kinds.kind_of("m1") is DeviceKind.ASIC
+    assert reads == [100.0, 105.0]
+
+
+async def test_the_recorder_keeps_each_devices_newest_problems(store: RecordingStore) -> None:
+    clock = ManualClock(NOW)
+    service = TelemetryService(store, clock)
+    recorder = TelemetryRecorder(service, clock)
+    assert service.problems(MINING.device_id) is None
+    sick = DeviceStatus("site-asic-00001", "mining", False, NOW, problems=("board 2 dead",))
+    for status in (MINING, sick):
+        await recorder.handle(Event(ASIC_METRICS, status.device_id, NOW, status_payload(status)))
+    assert service.problems("site-asic-00001") == (NOW, ("board 2 dead",))

@@ -24,6 +24,8 @@ class DeviceStatus:
     hashrate_ths: float = 0.0
     temperature_c: float | None = None
     problems: tuple[str, ...] = ()
+    util_pct: float | None = None
+    """A GPU's utilisation; None for a miner (whose work is its hashrate)."""
 
 
 def asic_status(
@@ -61,4 +63,5 @@ def gpu_status(
         power_w=reading.power_w,
         temperature_c=reading.temp_c,
         problems=problems,
+        util_pct=reading.util_pct,
     )

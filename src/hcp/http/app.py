@@ -23,6 +23,7 @@ from hcp.http.routes import (
     workloads,
 )
 from hcp.services.platform import Platform
+from hcp.services.telemetry import DeviceKinds
 
 DESCRIPTION = """HCP decides what each megawatt of a bitcoin-mining site does: mine, serve AI
 workloads, rent GPUs, or curtail. Every `/api/v1` call needs an API key:
@@ -44,6 +45,8 @@ def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAP
     http_metrics = HttpMetrics(registry)
     app.state.platform = platform
     app.state.registry = registry
+    # Which devices exist, and of what kind: /telemetry checks each query against it.
+    app.state.device_kinds = DeviceKinds(lambda: platform.fleet.devices())
     install_error_handlers(app)
     app.include_router(health.router)
     for module in (workloads, market, operations, plans, identity, billing, telemetry, dispatch):

@@ -9,10 +9,20 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hcp.domain.devices import DeviceKind
+from hcp.domain.status import UNREACHABLE
+from hcp.domain.telemetry import MinerState
 from hcp.economics import snapshot_hashprice
 from hcp.services.platform import Platform
 
 log = logging.getLogger(__name__)
+
+DEVICE_STATES: dict[DeviceKind, tuple[str, ...]] = {
+    DeviceKind.ASIC: (*(state.value for state in MinerState), UNREACHABLE),
+    DeviceKind.GPU: ("busy", "idle", UNREACHABLE),  # as `hcp.domain.status.gpu_status` says
+}
+"""Every state a device of each kind can be in: each is reported, 0 when no device is in it
+(a series that vanishes at 0 reads as "no data" in Prometheus, not as none)."""
 
 
 class PlatformCollector(Collector):
@@ -47,12 +57,12 @@ class PlatformCollector(Collector):
         power = GaugeMetricFamily(
             "hcp_fleet_power_w", "Last reported wall power, W", labels=["kind"]
         )
-        counts: dict[tuple[str, str], int] = {}
-        watts: dict[str, float] = {}
+        counts = {(k.value, state): 0 for k, states in DEVICE_STATES.items() for state in states}
+        watts = {kind.value: 0.0 for kind in DeviceKind}
         hashrate = 0.0
         for d in self._platform.fleet.devices():
-            counts[(d.kind.value, d.state)] = counts.get((d.kind.value, d.state), 0) + 1
-            watts[d.kind.value] = watts.get(d.kind.value, 0.0) + d.power_w
+            counts[d.kind.value, d.state] = counts.get((d.kind.value, d.state), 0) + 1
+            watts[d.kind.value] += d.power_w
             hashrate += d.hashrate_ths
         for (kind, state), n in sorted(counts.items()):
             devices.add_metric([kind, state], n)

@@ -152,6 +152,13 @@ class DeviceOut(BaseModel):
     power_w: float
     hashrate_ths: float
     updated_at: datetime
+    problems: list[str] = Field(
+        description="What was wrong at `updated_at`, in words (e.g. `unreachable: cannot "
+        "connect (...)`, `board 2 dead`, `overheating: 97 °C >= 90 °C`, `XID 48`); empty when "
+        "healthy. An API server that does not poll the fleet itself (`hcp api`) knows only "
+        "`unreachable` or `unhealthy`.",
+        examples=[["board 2 dead"]],
+    )
 
 
 class ResourcesOut(BaseModel):

@@ -60,7 +60,7 @@ DEVICE_METRICS: Mapping[DeviceKind, tuple[tuple[str, str, str], ...]] = {
     DeviceKind.GPU: (
         ("util_pct", "Utilisation", "%"),
         ("power_w", "Power", "W"),
-        ("temp_c", "Temperature", "°C"),
+        ("temperature_c", "Temperature", "°C"),
     ),
 }
 

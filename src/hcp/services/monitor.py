@@ -39,6 +39,7 @@ def status_of(event: Event) -> DeviceStatus:
         hashrate_ths=float(p.get("hashrate_ths") or 0.0),
         temperature_c=p.get("temperature_c"),
         problems=tuple(p.get("problems") or ()),
+        util_pct=None if p.get("util_pct") is None else float(p["util_pct"]),
     )
 
 

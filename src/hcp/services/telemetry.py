@@ -1,26 +1,32 @@
 """Telemetry use cases: record samples in batches (from the fleet topics of the bus), keep the
-store rolled up and trimmed, and read one series back at a chosen step, with the query checked
-before the store sees it."""
+store rolled up and trimmed, read one series back at a chosen step, with the query checked
+before the store sees it, and remember the problems of each device's newest status."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from hcp.billing import PowerSample
-from hcp.domain.errors import ValidationError
+from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import NotFound, ValidationError
+from hcp.domain.fleet import Device
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.telemetry import (
+    EPOCH,
     Point,
     Resolution,
     RetentionPolicy,
     Sample,
     effective_step_ms,
     floor_ms,
+    from_epoch_ms,
     resolution_for,
     to_epoch_ms,
 )
@@ -34,6 +40,14 @@ DEFAULT_STEP = timedelta(minutes=1)
 DEFAULT_WINDOW = timedelta(hours=1)
 _STEP = re.compile(r"(\d{1,9})([smhd]?)")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_ONE_MS = timedelta(milliseconds=1)
+
+RECORDED_METRICS: Mapping[DeviceKind, tuple[str, ...]] = {
+    DeviceKind.ASIC: ("reachable", "healthy", "power_w", "hashrate_ths", "temperature_c"),
+    DeviceKind.GPU: ("reachable", "healthy", "power_w", "util_pct", "temperature_c"),
+}
+"""The metrics the platform records for each kind of device (see `status_samples`)."""
+_ANY_METRIC = tuple(dict.fromkeys(m for metrics in RECORDED_METRICS.values() for m in metrics))
 
 
 class TelemetryStorePort(Protocol):
@@ -107,7 +121,9 @@ def check_query(
     device_id: str, metric: str, start: datetime, end: datetime, step: timedelta
 ) -> None:
     """ValidationError naming the first bad field: names of 1-64 characters, `from` before
-    `to`, a step of whole seconds, and at most MAX_POINTS points over the window."""
+    `to`, a step of whole seconds, a window holding at least one whole bucket of what the step
+    reads (see `Buckets`), and at most MAX_POINTS points over the window. A step longer than
+    the window is allowed: its one point covers the window."""
     for name, value in (("device", device_id), ("metric", metric)):
         if not 0 < len(value) <= MAX_NAME:
             raise ValidationError(name, f"must be 1-{MAX_NAME} characters")
@@ -117,18 +133,87 @@ def check_query(
         raise ValidationError("to", f"must be after from ({start.isoformat()})")
     if step < timedelta(seconds=1) or step % timedelta(seconds=1):
         raise ValidationError("step", "must be a whole number of seconds, at least 1")
-    points = point_count(start, end, step)
-    if points > MAX_POINTS:
+    buckets = Buckets.over(start, end, step)
+    if buckets.lo >= buckets.hi:
+        rollup = resolution_for(step).value
         raise ValidationError(
-            "step", f"{points} points over this window; at most {MAX_POINTS}: widen the step"
+            "step",
+            f"a step of a minute or more reads whole {rollup} rollups and none lies within "
+            f"[from, to): widen the window or take a shorter step",
+        )
+    if buckets.count > MAX_POINTS:
+        raise ValidationError(
+            "step",
+            f"{buckets.count} points over this window; at most {MAX_POINTS}: widen the step",
         )
 
 
+def check_metric(metric: str, kind: DeviceKind | None = None) -> None:
+    """ValidationError naming `metric` unless the platform records it (for `kind`, if given)."""
+    known = RECORDED_METRICS[kind] if kind is not None else _ANY_METRIC
+    if metric in known:
+        return
+    if kind is not None and metric in _ANY_METRIC:
+        message = f"a {kind.value} device does not report {metric}; it reports {', '.join(known)}"
+    else:
+        message = f"unknown metric {metric!r}; the metrics are {', '.join(_ANY_METRIC)}"
+    raise ValidationError("metric", message)
+
+
 def point_count(start: datetime, end: datetime, step: timedelta) -> int:
-    """Buckets the store's query spans: from `start` rounded down to a step to `end`."""
-    step_ms = effective_step_ms(step)
-    span_ms = to_epoch_ms(end) - floor_ms(to_epoch_ms(start), step_ms)
-    return -(-span_ms // step_ms)
+    """How many points a query over [start, end) at `step` may answer (see `Buckets`)."""
+    return Buckets.over(start, end, step).count
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """How a window [start, end) is read at one step, in epoch ms: no point covers time
+    outside the window.
+
+    The store keeps buckets `width_ms` wide (1 ms for raw samples, else 1-minute or 1-hour
+    rollups), and only those wholly inside the window are read: [lo, hi). Points are aligned to
+    multiples of the step (since the epoch): whole steps from `first`, the first multiple at or
+    after `lo`, up to `hi` (the last one cut short there); the stretch [lo, first) before them,
+    shorter than a step, is one more point, starting at `lo`. A step longer than the window
+    (even 999999999d) thus gives one or two points that together cover the window."""
+
+    step_ms: int
+    width_ms: int
+    lo: int
+    hi: int
+    first: int
+
+    @classmethod
+    def over(cls, start: datetime, end: datetime, step: timedelta) -> Buckets:
+        step_ms = effective_step_ms(step)
+        width = resolution_for(step).width_ms
+        start_ms = -(-(start - EPOCH) // _ONE_MS)  # rounded up: no sample before `start`
+        lo = _ceil_ms(start_ms, width)
+        return cls(step_ms, width, lo, floor_ms(to_epoch_ms(end), width), _ceil_ms(lo, step_ms))
+
+    @property
+    def head_end(self) -> int:
+        """Where the stretch before the first whole step ends (`lo` when there is none)."""
+        return max(self.lo, min(self.first, self.hi))
+
+    @property
+    def count(self) -> int:
+        """The most points the window can give (buckets without data are left out)."""
+        if self.lo >= self.hi:
+            return 0
+        head = 1 if self.head_end > self.lo else 0
+        return head + max(0, -(-(self.hi - self.first) // self.step_ms))
+
+
+def _ceil_ms(ms: int, width_ms: int) -> int:
+    return -(-ms // width_ms) * width_ms
+
+
+def _merged(points: Sequence[Point], at: datetime) -> Point:
+    """Many points as one starting at `at`: the mean weighted by their sample counts."""
+    count = sum(p.count for p in points)
+    total = sum(p.avg * p.count for p in points)
+    return Point(at, total / count, min(p.min for p in points), max(p.max for p in points), count)
 
 
 class TelemetryService:
@@ -141,6 +226,8 @@ class TelemetryService:
         self._store = store
         self._clock = clock
         self._policy = policy or RetentionPolicy()
+        # Written on the event loop, read by request threads one key at a time.
+        self._problems: dict[str, tuple[datetime, tuple[str, ...]]] = {}
 
     def record(self, samples: Iterable[Sample]) -> None:
         """Store one batch of samples (one transaction: batch them, see SampleBuffer)."""
@@ -159,14 +246,46 @@ class TelemetryService:
         start: datetime | None = None,
         end: datetime | None = None,
         step: timedelta = DEFAULT_STEP,
+        kind_of: Callable[[str], DeviceKind | None] | None = None,
     ) -> TelemetrySeries:
-        """One series over [start, end) (default: the last hour), a point per `step`."""
+        """One series over [start, end) (default: the last hour), a point per `step`; no point
+        covers time outside the window (see `Buckets`).
+
+        With `kind_of` (a device id's kind, None for no such device) the metric must be one the
+        platform records (else ValidationError), of a device that exists (else NotFound), for
+        its kind (else ValidationError); without it any name is read (an unknown one is empty).
+        """
         end = end or self._clock.now()
         start = start or end - DEFAULT_WINDOW
         check_query(device_id, metric, start, end, step)
-        points = self._store.query(device_id, metric, start, end, step)
-        step_s = effective_step_ms(step) // 1000
+        if kind_of is not None:
+            check_metric(metric)
+            kind = kind_of(device_id)
+            if kind is None:
+                raise NotFound("device", device_id)
+            check_metric(metric, kind)
+        buckets = Buckets.over(start, end, step)
+        points: list[Point] = []
+        if buckets.head_end > buckets.lo:
+            lo, head_end = from_epoch_ms(buckets.lo), from_epoch_ms(buckets.head_end)
+            width = timedelta(milliseconds=buckets.width_ms)
+            head = self._store.query(device_id, metric, lo, head_end, width)
+            if head:
+                points.append(_merged(head, lo))
+        if buckets.first < buckets.hi:  # `first` may lie past any datetime: compare in ms
+            first, hi = from_epoch_ms(buckets.first), from_epoch_ms(buckets.hi)
+            points.extend(self._store.query(device_id, metric, first, hi, step))
+        step_s = buckets.step_ms // 1000
         return TelemetrySeries(device_id, metric, step_s, resolution_for(step), points)
+
+    def observe(self, status: DeviceStatus) -> None:
+        """Note the problems of a device's newest status (the recorder passes on each one)."""
+        self._problems[status.device_id] = (status.at, status.problems)
+
+    def problems(self, device_id: str) -> tuple[datetime, tuple[str, ...]] | None:
+        """(at, problems) of the newest status of `device_id` seen by `observe`, or None: only
+        the process that polls the fleet (`hcp up`) sees statuses, not an API replica."""
+        return self._problems.get(device_id)
 
     def latest(
         self, device_ids: Sequence[str] | None = None
@@ -211,19 +330,20 @@ class SampleBuffer:
 
 def status_samples(status: DeviceStatus) -> list[Sample]:
     """The samples of one device status as the fleet topics carry it: `reachable` and `healthy`
-    (1.0 or 0.0) always; power W, hashrate TH/s and temperature °C only from a device that
-    answered (an unreachable one reports zeros that were never measured)."""
+    (1.0 or 0.0) always; power W, temperature °C and a miner's hashrate TH/s or a GPU's
+    utilisation % only from a device that answered (an unreachable one reports zeros that
+    were never measured)."""
     reachable = status.state != UNREACHABLE
     values: dict[str, float | None] = {
         "reachable": float(reachable),
         "healthy": float(status.healthy),
     }
     if reachable:
-        values |= {
-            "power_w": status.power_w,
-            "hashrate_ths": status.hashrate_ths,
-            "temperature_c": status.temperature_c,
-        }
+        values |= {"power_w": status.power_w, "temperature_c": status.temperature_c}
+        if status.util_pct is None:
+            values["hashrate_ths"] = status.hashrate_ths  # a miner
+        else:
+            values["util_pct"] = status.util_pct  # a GPU: it has no hashrate to record
     at, device = status.at, status.device_id
     return [Sample(device, metric, at, v) for metric, v in values.items() if v is not None]
 
@@ -241,7 +361,9 @@ class TelemetryRecorder:
         self._buffer = buffer or SampleBuffer()
 
     async def handle(self, event: Event) -> None:
-        batch = self._buffer.add(status_samples(status_of(event)), self._clock.now())
+        status = status_of(event)
+        self._service.observe(status)
+        batch = self._buffer.add(status_samples(status), self._clock.now())
         if batch:
             await asyncio.to_thread(self._service.record, batch)
 
@@ -251,3 +373,35 @@ class TelemetryRecorder:
         if batch:
             await asyncio.to_thread(self._service.record, batch)
         return len(batch)
+
+
+class DeviceKinds:
+    """Device id -> kind, for checking telemetry queries: read from the fleet on first use, and
+    again when asked for an id it does not hold, at most once every `refresh_s` seconds (a
+    device never changes kind; reading every device for each query would cost more than the
+    query, 0.1 s at 11,000 devices)."""
+
+    def __init__(
+        self,
+        devices: Callable[[], Iterable[Device]],
+        refresh_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._devices = devices
+        self._refresh_s = refresh_s
+        self._monotonic = monotonic
+        self._kinds: dict[str, DeviceKind] | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def kind_of(self, device_id: str) -> DeviceKind | None:
+        kinds = self._kinds
+        if kinds is not None and device_id in kinds:
+            return kinds[device_id]
+        with self._lock:  # one read of the fleet at a time, by whichever request needs it
+            kinds = self._kinds
+            stale = self._monotonic() - self._read_at >= self._refresh_s
+            if kinds is None or (device_id not in kinds and stale):
+                kinds = {d.id: d.kind for d in self._devices()}
+                self._kinds, self._read_at = kinds, self._monotonic()
+            return kinds.get(device_id)

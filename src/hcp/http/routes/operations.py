@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query
 
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
+from hcp.domain.status import UNREACHABLE
 from hcp.http.deps import CurrentPrincipal, PlatformDep, StaffPrincipal
 from hcp.http.schemas import DeviceOut, QueueDepthOut, ResourcesOut, SiteOut
+from hcp.services.telemetry import TelemetryService
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -34,10 +36,11 @@ def resources(
     kind: DeviceKind | None = None,
     state: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ResourcesOut:
-    """Every stored device with its last known state, filtered by site, kind and state."""
+    """Every stored device with its last known state, filtered by site, kind and state, and
+    the problems of that state in words (`problems`, empty when healthy)."""
     devices = platform.fleet.devices(site_id=site, kind=kind, state=state)
     return ResourcesOut(
-        resources=[_device_out(d) for d in devices],
+        resources=[_device_out(d, problems_of(d, platform.telemetry)) for d in devices],
         total=len(devices),
         by_kind=dict(Counter(d.kind.value for d in devices)),
         by_state=dict(Counter(d.state for d in devices)),
@@ -60,7 +63,19 @@ def sites(platform: PlatformDep, _caller: StaffPrincipal) -> list[SiteOut]:
     ]
 
 
-def _device_out(d: Device) -> DeviceOut:
+def problems_of(d: Device, telemetry: TelemetryService) -> list[str]:
+    """The problems of the status `d` was stored from, as the poll found them when this process
+    polls the fleet; else (an API replica, or a status written since) what the stored state
+    says: `unreachable` or `unhealthy`."""
+    seen = telemetry.problems(d.id)
+    if seen is not None and seen[0] == d.updated_at:
+        return list(seen[1])
+    if d.state == UNREACHABLE:
+        return ["unreachable"]
+    return [] if d.healthy else ["unhealthy"]
+
+
+def _device_out(d: Device, problems: list[str]) -> DeviceOut:
     return DeviceOut(
         device_id=d.id,
         kind=d.kind.value,
@@ -74,4 +89,5 @@ def _device_out(d: Device) -> DeviceOut:
         power_w=d.power_w,
         hashrate_ths=d.hashrate_ths,
         updated_at=d.updated_at,
+        problems=problems,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
 from hcp.domain.telemetry import Point
 from hcp.http.deps import PlatformDep, StaffPrincipal
-from hcp.services.telemetry import parse_step
+from hcp.services.telemetry import DeviceKinds, parse_step
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 
@@ -31,10 +31,17 @@ class TelemetryOut(BaseModel):
     points: list[TelemetryPointOut]
 
 
+def get_device_kinds(request: Request) -> DeviceKinds:
+    """The app's cache of device kinds (`create_app` makes it)."""
+    kinds: DeviceKinds = request.app.state.device_kinds
+    return kinds
+
+
 @router.get("/telemetry", response_model=TelemetryOut)
 def telemetry(
     platform: PlatformDep,
     _caller: StaffPrincipal,
+    kinds: Annotated[DeviceKinds, Depends(get_device_kinds)],
     device: Annotated[str, Query(min_length=1, max_length=64)],
     metric: Annotated[str, Query(min_length=1, max_length=64, examples=["power_w"])],
     start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
@@ -43,12 +50,23 @@ def telemetry(
 ) -> TelemetryOut:
     """One metric of one device over [from, to) (default: the last hour), a point per step.
 
-    `step` in seconds or with a unit (`90`, `60s`, `5m`, `1h`). Under a minute it reads raw
-    samples, under an hour 1-minute rollups, else 1-hour rollups, rounded up to whole buckets
-    (`step_seconds` says what was used); `from` is rounded down to a step boundary. Each point:
-    the bucket's start, mean, min, max and sample count; buckets without data are left out.
+    Metrics: `reachable` and `healthy` (1 or 0), `power_w`, `temperature_c`, and for miners
+    `hashrate_ths`. An unknown device answers 404; an unknown metric, or one the device's kind
+    does not report, 422.
+
+    `step` in seconds or with a unit (`90`, `60s`, `5m`, `1h`, `1d`). Under a minute it reads
+    raw samples, under an hour 1-minute rollups, else 1-hour rollups, and only whole ones
+    within [from, to); the step is rounded up to whole rollups (`step_seconds` says what was
+    used). Points start at multiples of the step, except the first: a stretch shorter than a
+    step between `from` and the first multiple is a point of its own. No point covers time
+    outside [from, to): a step longer than the window (`999999999d` too) covers the window
+    with one point, or two where a multiple of the step falls inside it.
+    Each point: its start, mean, min, max and sample count; points without data are left out.
+    At most 10,000 points.
     """
-    series = platform.telemetry.series(device, metric, start, end, parse_step(step))
+    series = platform.telemetry.series(
+        device, metric, start, end, parse_step(step), kind_of=kinds.kind_of
+    )
     return TelemetryOut(
         device=series.device_id,
         metric=series.metric,
