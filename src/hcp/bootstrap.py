@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,30 +168,34 @@ class FleetMismatch(HcpError):
     """The stored site holds more or other devices than the fleet size asked for."""
 
 
-def prepare(runtime: Runtime, *, fleet_asked: bool = False) -> dict[str, str] | None:
+def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> dict[str, str] | None:
     """Migrate, provision the simulated site (a stored one grows to the settings), and on
     first start create the demo keys.
 
-    A stored site with more or other devices than the settings ask for is kept as it is, with
-    a warning; with `fleet_asked` (the user gave the size on the command line) that is a
-    FleetMismatch instead, raised before anything is written.
+    `fleet_asked` holds the kinds whose count the user gave on the command line. A stored
+    site with more devices of another kind keeps them; with more of a kind asked for, or
+    other models, or GPUs laid out otherwise, it is kept as it is, with a warning, or with
+    `fleet_asked` a FleetMismatch, raised before anything is written.
     Returns the new keys ({"admin": ..., "customer": ...}) when they were created now.
     """
     upgrade(runtime.engine)
     now = runtime.clock.now()
     spec = site_spec(runtime.settings)
+    unasked = [kind for kind in DeviceKind if kind not in fleet_asked]
     with runtime.unit_of_work() as uow:
-        change = provision_site(uow, spec, now)
+        change = provision_site(uow, spec, now, keep_larger=unasked)
         if change.kept is not None:
             message = (
                 f"the database holds site {spec.site.id} with {change.kept}; a site is not "
-                "shrunk (its devices have history): use another database (HCP_DATABASE_URL) "
-                "for a smaller site"
+                "shrunk or rearranged (its devices have history): use another database "
+                "(HCP_DATABASE_URL) for that site"
             )
             if fleet_asked:
                 raise FleetMismatch(message)
             log.warning("%s; keeping the stored site", message)
-        elif change.added and not change.created:
+        if change.larger is not None:
+            log.warning("site %s keeps the stored %s", spec.site.id, change.larger)
+        if change.added and not change.created:
             log.info("site %s: %d devices added to the stored site", spec.site.id, change.added)
         uow.commit()
     return _ensure_demo_keys(runtime, now)

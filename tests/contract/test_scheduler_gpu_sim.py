@@ -252,3 +252,31 @@ async def test_stored_gpu_quotas_cap_a_customer(world: World) -> None:
     report = await world.scheduler.tick({SITE: 10})
     assert sorted(report.started) == sorted(ids[:2])
     assert world.state(ids[2]) is WorkloadState.QUEUED
+
+
+class FlakyLog(CommandList):
+    """A command log whose first write fails (a locked database)."""
+
+    failures = 1
+
+    def add(self, commands: Sequence[StoredCommand]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database is locked")
+        super().add(commands)
+
+
+async def test_a_command_log_that_fails_a_write_loses_neither_the_tick_nor_the_commands(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = FlakyLog()
+    scheduler = SchedulerService(
+        world.runtime.unit_of_work, world.runner, world.clock, commands=flaky
+    )
+    first = await world.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2)
+    report = await scheduler.tick({SITE: 10})
+    assert report.started == [first]  # the tick's report survives the failed write
+    assert "storing 1 GPU node commands failed" in caplog.text and flaky == []
+    second = await world.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2)
+    await scheduler.tick({SITE: 10})
+    assert [c.reason.split(" ")[0] for c in flaky] == [first, second]

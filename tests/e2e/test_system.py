@@ -236,3 +236,21 @@ def test_up_on_a_taken_port_names_it_and_writes_nothing(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "in use" in result.stderr
     assert not (tmp_path / "var" / "hcp.db").exists()  # it stopped before migrating
+
+
+def test_up_with_a_bad_devices_file_names_it_and_writes_nothing(tmp_path: Path) -> None:
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[asics]\naddresses = ["10.0.0.1"]\n')
+    env = {
+        **os.environ,
+        "HCP_PORT": str(free_port()),
+        "HCP_VAR_DIR": str(tmp_path / "var"),
+        "HCP_DEVICES_FILE": str(devices),
+    }
+    result = subprocess.run(
+        [str(HCP), "up"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"hcp: {devices}:2: asics.addresses: expected 'host:port'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "hcp.db").exists()

@@ -12,10 +12,15 @@ import pytest
 
 from hcp import bootstrap
 from hcp.adapters.clock import ManualClock
+from hcp.domain.devices import DeviceKind
 from tests.api.conftest import START, make_settings
 
+BOTH = (DeviceKind.ASIC, DeviceKind.GPU)
 
-def prepared(tmp_path: Path, *, fleet_asked: bool = False, **sizes: object) -> Counter[str]:
+
+def prepared(
+    tmp_path: Path, *, fleet_asked: tuple[DeviceKind, ...] = (), **sizes: object
+) -> Counter[str]:
     """Prepare the database under `tmp_path` for a site of `sizes`; the stored devices by kind
     and the racks they sit in, counted."""
     settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", **sizes)
@@ -35,18 +40,18 @@ def prepared(tmp_path: Path, *, fleet_asked: bool = False, **sizes: object) -> C
 def test_a_stored_site_grows_to_the_size_asked(tmp_path: Path) -> None:
     first = prepared(tmp_path, site_asics=50, site_gpus=10)
     assert (first["asic"], first["gpu"], first["racks"]) == (50, 10, 2 + 2)
-    grown = prepared(tmp_path, fleet_asked=True, site_asics=130, site_gpus=20)
+    grown = prepared(tmp_path, fleet_asked=BOTH, site_asics=130, site_gpus=20)
     # 130 miners fill 4 racks of 40 (the second, half full before, filled up); 20 GPUs 3 nodes.
     assert (grown["asic"], grown["gpu"], grown["racks"]) == (130, 20, 4 + 3)
     assert grown["ids"] == 150
-    again = prepared(tmp_path, fleet_asked=True, site_asics=130, site_gpus=20)
+    again = prepared(tmp_path, fleet_asked=BOTH, site_asics=130, site_gpus=20)
     assert again == grown
 
 
 def test_a_smaller_fleet_asked_on_the_command_line_is_refused(tmp_path: Path) -> None:
     prepared(tmp_path, site_asics=50, site_gpus=10)
     with pytest.raises(bootstrap.FleetMismatch) as caught:
-        prepared(tmp_path, fleet_asked=True, site_asics=80, site_gpus=3)
+        prepared(tmp_path, fleet_asked=BOTH, site_asics=80, site_gpus=3)
     assert "holds site site-west-1 with 10 GPUs (H100 SXM) where 3 H100 SXM are asked" in str(
         caught.value
     )
@@ -62,11 +67,28 @@ def test_a_smaller_fleet_from_the_settings_keeps_the_stored_site(
     with caplog.at_level(logging.WARNING, logger="hcp.bootstrap"):
         kept = prepared(tmp_path, site_asics=5, site_gpus=10)
     assert (kept["asic"], kept["gpu"]) == (50, 10)
-    assert "50 ASICs (S21) where 5 S21 are asked" in caplog.text
-    assert "keeping the stored site" in caplog.text
+    assert "keeps the stored 50 ASICs (S21), more than the 5 of the settings" in caplog.text
 
 
 def test_another_model_is_not_mixed_into_a_stored_site(tmp_path: Path) -> None:
     prepared(tmp_path, site_asics=10, site_gpus=0)
     with pytest.raises(bootstrap.FleetMismatch, match=r"10 ASICs \(S21\) where 20 S19 XP"):
-        prepared(tmp_path, fleet_asked=True, site_asics=20, site_gpus=0, site_asic_model="S19 XP")
+        prepared(tmp_path, fleet_asked=BOTH, site_asics=20, site_gpus=0, site_asic_model="S19 XP")
+
+
+def test_a_kind_not_asked_for_keeps_its_larger_stored_count(tmp_path: Path) -> None:
+    """`hcp up --gpus 20`, then `hcp up --asics 100`: the 20 GPUs stay (the settings' 10 was
+    not asked for), and the miners grow."""
+    prepared(tmp_path, fleet_asked=(DeviceKind.GPU,), site_asics=50, site_gpus=20)
+    grown = prepared(tmp_path, fleet_asked=(DeviceKind.ASIC,), site_asics=100, site_gpus=10)
+    assert (grown["asic"], grown["gpu"]) == (100, 20)
+
+
+def test_gpus_are_not_laid_out_anew_on_a_stored_site(tmp_path: Path) -> None:
+    """Four GPUs a node asked of a site stored with eight a node would move stored GPUs to
+    other nodes (and give new ones indexes their node's simulator lacks): refused."""
+    prepared(tmp_path, site_asics=0, site_gpus=10)
+    with pytest.raises(bootstrap.FleetMismatch, match="GPUs sit up to 8 to a node where 4 per"):
+        prepared(tmp_path, fleet_asked=BOTH, site_asics=0, site_gpus=20, site_gpus_per_node=4)
+    grown = prepared(tmp_path, fleet_asked=BOTH, site_asics=0, site_gpus=20)
+    assert (grown["gpu"], grown["racks"]) == (20, 3)

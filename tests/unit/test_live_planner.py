@@ -250,9 +250,12 @@ def test_the_state_is_what_the_previous_plan_ran_within_the_healthy_fleet() -> N
         Allocation("H100 SXM", GPU_WORKLOADS, 2, 1.4),
     )
     previous = SitePlan("p", SITE.id, T - STEP, "mpc", "optimal", None, 1.0, T - STEP, rows)
-    state = site_state(previous, site_spec(SITE, FleetCounts({"S21": 2}, {"H100 SXM": 4})))
+    state = site_state(previous, site_spec(SITE, FleetCounts({"S21": 2}, {"H100 SXM": 8})))
     assert state.asics["S21"].on == 2
     assert state.grid_mw == pytest.approx(11.925 * 1.08 / 1000)
+    # With 4 GPUs, 2 miners at turbo (4,370 W) and 4 GPUs busy draw at most 11.54 kW: that.
+    fewer = site_state(previous, site_spec(SITE, FleetCounts({"S21": 2}, {"H100 SXM": 4})))
+    assert fewer.grid_mw == pytest.approx((2 * 4.37 + 4 * 0.7) * 1.08 / 1000)
     first = site_state(None, site_spec(SITE, FLEET))
     assert first.grid_mw == 0.0 and first.asics["S21"].on == 0
 
@@ -311,3 +314,43 @@ def test_the_optimizer_is_the_default_live_planner(monkeypatch: pytest.MonkeyPat
 
 def no_store() -> UnitOfWork:
     raise AssertionError("choosing a planner reads nothing")
+
+
+def _plan_with(on: int, at: datetime) -> SitePlan:
+    """A previous plan with `on` S21s at stock for the interval starting `at`."""
+    allocations = (Allocation("S21", "stock", on, on * 3.5),)
+    return SitePlan("p0", SITE.id, at, "mpc", "optimal", None, 0.0, at, allocations)
+
+
+def test_the_ramp_holds_from_a_draw_the_site_can_still_reach() -> None:
+    """The last plan ran 40 miners (151 kW); 36 have since turned unhealthy, or the limit fell
+    to 50 kW. The ramp (16 kW a tick) then holds from what can be drawn now, not from 151 kW,
+    which no plan could come within 16 kW of (infeasible, then the breakeven fallback)."""
+    settings = MpcPlanSettings(step=STEP, ramp_mw_per_step=0.016)
+    history = FakeHistory(days_of(20.0), previous=_plan_with(40, T - STEP))
+    few = FleetCounts({"S21": 4}, {"H100 SXM": 4})
+    plan = OptimizerPlanner(history, settings).plan(SITE, few, snapshot(T, 20.0), T)
+    assert plan.status == "optimal" and plan.power_kw == pytest.approx(4 * 3.5 + 4 * 0.7, rel=0.3)
+    small = replace(SITE, capacity_mw=0.05)
+    many = FleetCounts({"S21": 40}, {"H100 SXM": 4})
+    plan = OptimizerPlanner(history, settings).plan(small, many, snapshot(T, 20.0), T)
+    assert plan.status == "optimal" and plan.power_kw * SITE.pue <= 50.0 + 1e-6
+
+
+def test_a_plan_from_before_a_pause_sets_no_ramp() -> None:
+    """After a restart the site's draw is not what a plan of hours ago left: no ramp from it."""
+    settings = MpcPlanSettings(step=STEP, ramp_mw_per_step=0.001)
+    fleet = FleetCounts({"S21": 40}, {"H100 SXM": 4})
+    old = FakeHistory(days_of(20.0), previous=_plan_with(0, T - 3 * STEP))
+    plan = OptimizerPlanner(old, settings).plan(
+        replace(SITE, capacity_mw=1.0), fleet, snapshot(T, 20.0), T
+    )
+    assert plan.status == "optimal" and plan.power_kw > 100  # every miner at once: no ramp
+    last = FakeHistory(days_of(20.0), previous=_plan_with(0, T - STEP))
+    plan = OptimizerPlanner(last, settings).plan(
+        replace(SITE, capacity_mw=1.0), fleet, snapshot(T, 20.0), T
+    )
+    assert (
+        plan.status == "optimal"
+        and plan.power_kw * SITE.pue <= 40 * 25 / 1000 * SITE.pue + 1.0 + 1e-6
+    )

@@ -128,7 +128,7 @@ def test_the_default_window_is_the_last_hour_in_minute_steps(client: TestClient)
         ({"device": ""}, "device"),
         ({"metric": "voltage"}, "metric"),  # no device reports it
         ({"device": "gpu-1", "metric": "hashrate_ths"}, "metric"),  # GPUs do not hash
-        # A minute step reads whole minute rollups, and none lies within 40 s.
+        # A minute step reads whole minute rollups, and none has closed within 40 s.
         ({"step": "1m", "from": "2025-06-01T12:00:10Z", "to": "2025-06-01T12:00:50Z"}, "step"),
     ],
 )

@@ -264,7 +264,7 @@ def test_points_merge_weighted_by_their_sample_counts(store: RecordingStore) -> 
 def test_points_over_a_window(start: datetime, step: timedelta, points: int) -> None:
     assert point_count(start, NOW, step) == points
     if points == 0:
-        with pytest.raises(ValidationError, match="none lies within") as raised:
+        with pytest.raises(ValidationError, match="none has closed within") as raised:
             check_query("m1", "power_w", start, NOW, step)
         assert raised.value.field == "step"
 
@@ -327,3 +327,13 @@ async def test_the_recorder_keeps_each_devices_newest_problems(store: RecordingS
     for status in (MINING, sick):
         await recorder.handle(Event(ASIC_METRICS, status.device_id, NOW, status_payload(status)))
     assert service.problems("site-asic-00001") == (NOW, ("board 2 dead",))
+
+
+def test_an_hour_step_over_the_last_hour_reads_the_last_closed_hour() -> None:
+    """The default window (the last hour) at a 1-hour step holds no whole hour unless `now`
+    is on the hour: it reads the hour that holds `from`, closed by `to`; a window shorter
+    than an hour still gets none."""
+    end = datetime(2025, 6, 1, 12, 17, tzinfo=UTC)
+    assert point_count(end - timedelta(hours=1), end, timedelta(hours=1)) == 1
+    assert point_count(end - timedelta(hours=1), end, timedelta(days=999_999_999)) == 1
+    assert point_count(end - timedelta(minutes=59), end, timedelta(hours=1)) == 0

@@ -14,9 +14,12 @@ import uvicorn
 
 from hcp import bootstrap
 from hcp.adapters.clock import ScaledClock, SystemClock
+from hcp.adapters.devices.site_file import load_device_file
 from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
 from hcp.config import DEMO_KEYS_FILE, Settings
+from hcp.domain.devices import DeviceKind
+from hcp.domain.errors import DataError
 from hcp.http.app import create_app
 
 
@@ -30,6 +33,12 @@ def serve_platform(
     """`hcp up`: migrate, provision the simulated site, serve API + simulation."""
     settings = load_settings(host=host, port=port, site_asics=asics, site_gpus=gpus)
     _configure_logging(settings)
+    if settings.devices_file is not None:
+        try:  # before anything starts: a mistake there stops hcp up with its file and line
+            load_device_file(settings.devices_file)
+        except DataError as error:
+            typer.secho(f"hcp: {error}", err=True, fg="red")
+            raise typer.Exit(1) from None
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
     with _listening(settings) as listeners:
@@ -37,14 +46,20 @@ def serve_platform(
         runtime = bootstrap.build(settings, clock)
         try:
             try:
-                keys = bootstrap.prepare(runtime, fleet_asked=asics is not None or gpus is not None)
+                asked = {DeviceKind.ASIC: asics, DeviceKind.GPU: gpus}
+                fleet_asked = [kind for kind, count in asked.items() if count is not None]
+                keys = bootstrap.prepare(runtime, fleet_asked=fleet_asked)
             except bootstrap.FleetMismatch as error:
                 typer.secho(f"hcp: {error}", err=True, fg="red")
                 raise typer.Exit(1) from None
             _announce(settings, keys)
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()
-            run_on_uvloop(_serve_live(runtime, speed, listeners))
+            try:
+                run_on_uvloop(_serve_live(runtime, speed, listeners))
+            except DataError as error:  # the devices file does not fit the stored site
+                typer.secho(f"hcp: {error}", err=True, fg="red")
+                raise typer.Exit(1) from None
         finally:
             runtime.close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from hcp.domain.catalog import asic_model, gpu_model
@@ -73,55 +75,89 @@ def plan_devices(spec: SiteSpec, now: datetime) -> tuple[list[Rack], list[Device
 
 @dataclass(frozen=True, slots=True)
 class Provisioning:
-    """What `provision_site` did: created the site, added the devices a stored site lacked, or
-    left a stored site that holds more or other devices than asked as it was (`kept` says
-    how: shrinking a site would drop devices that have history)."""
+    """What `provision_site` did: created the site, or added the devices a stored site
+    lacked, keeping the larger stored count of a kind it was told to (`larger` says which);
+    or left a stored site that holds more or other devices than asked, or lays its GPUs out
+    otherwise, as it was (`kept` says how: shrinking a site would drop devices with history,
+    and moving GPUs between nodes would break the ones running work)."""
 
     created: bool = False
     added: int = 0
     kept: str | None = None
+    larger: str | None = None
 
 
-def provision_site(uow: UnitOfWork, spec: SiteSpec, now: datetime) -> Provisioning:
-    """Store the site, its racks and devices; a stored site grows to the spec (not committed)."""
+def provision_site(
+    uow: UnitOfWork, spec: SiteSpec, now: datetime, keep_larger: Collection[DeviceKind] = ()
+) -> Provisioning:
+    """Store the site, its racks and devices; a stored site grows to the spec (not committed).
+    A stored count above the spec's is kept for the kinds in `keep_larger`, and refused
+    (`kept`) for the others."""
     asic, gpu = asic_model(spec.asic_model), gpu_model(spec.gpu_model)
     uow.fleet.ensure_model(asic.name, DeviceKind.ASIC, asic.manufacturer, _spec_of(asic))
     uow.fleet.ensure_model(gpu.name, DeviceKind.GPU, "NVIDIA", _spec_of(gpu))
-    racks, devices = plan_devices(spec, now)
     if uow.fleet.site(spec.site.id) is None:
+        racks, devices = plan_devices(spec, now)
         uow.fleet.add_site(spec.site)
         for rack in racks:
             uow.fleet.add_rack(rack)
         uow.fleet.add_devices(devices)
         return Provisioning(created=True, added=len(devices))
     stored = uow.fleet.devices(site_id=spec.site.id)
-    kept = _beyond_spec(spec, stored)
-    if kept is not None:
-        return Provisioning(kept=kept)
+    spec, larger, beyond = _reconcile(spec, stored, keep_larger)
+    racks, devices = plan_devices(spec, now)
+    beyond += _moved_gpus(spec, stored, devices)
+    if beyond:
+        return Provisioning(kept="; ".join(beyond))
     rack_ids, device_ids = {d.rack_id for d in stored}, {d.id for d in stored}
     for rack in racks:
         if rack.id not in rack_ids:
             uow.fleet.add_rack(rack)
     added = [d for d in devices if d.id not in device_ids]
     uow.fleet.add_devices(added)
-    return Provisioning(added=len(added))
+    return Provisioning(added=len(added), larger="; ".join(larger) or None)
 
 
-def _beyond_spec(spec: SiteSpec, stored: list[Device]) -> str | None:
-    """How the stored devices go beyond what `spec` asks (more, or another model); None when
-    the spec only asks for as many or more of the same."""
+def _reconcile(
+    spec: SiteSpec, stored: list[Device], keep_larger: Collection[DeviceKind]
+) -> tuple[SiteSpec, list[str], list[str]]:
+    """The spec with the stored counts kept where `keep_larger` allows; what was kept so; and
+    how the stored devices go beyond the spec otherwise (more of a kind, or another model)."""
     asked = {
         DeviceKind.ASIC: (spec.asic_model, spec.asics),
         DeviceKind.GPU: (spec.gpu_model, spec.gpus),
     }
-    beyond = []
+    larger, beyond = [], []
     for kind, (model, count) in asked.items():
         have = [d for d in stored if d.kind is kind]
         models = sorted({d.model_name for d in have})
-        if len(have) > count or any(m != model for m in models):
-            held = f"{len(have)} {kind.value.upper()}s ({', '.join(models)})"
+        held = f"{len(have)} {kind.value.upper()}s ({', '.join(models)})"
+        if any(m != model for m in models):
             beyond.append(f"{held} where {count} {model} are asked")
-    return "; ".join(beyond) or None
+        elif len(have) > count and kind in keep_larger:
+            larger.append(f"{held}, more than the {count} of the settings")
+            if kind is DeviceKind.ASIC:
+                spec = replace(spec, asics=len(have))
+            else:
+                spec = replace(spec, gpus=len(have))
+        elif len(have) > count:
+            beyond.append(f"{held} where {count} {model} are asked")
+    return spec, larger, beyond
+
+
+def _moved_gpus(spec: SiteSpec, stored: list[Device], planned: list[Device]) -> list[str]:
+    """The stored GPUs that `spec` would place on other nodes or indexes (its GPUs per node
+    differ from the stored layout's)."""
+    where = {d.id: (d.rack_id, d.address) for d in planned}
+    moved = [
+        d for d in stored if d.kind is DeviceKind.GPU and where.get(d.id) != (d.rack_id, d.address)
+    ]
+    if not moved:
+        return []
+    per_node = max(Counter(d.rack_id for d in stored if d.kind is DeviceKind.GPU).values())
+    return [
+        f"its GPUs sit up to {per_node} to a node where {spec.gpus_per_node} per node are asked"
+    ]
 
 
 def _spec_of(model: object) -> dict[str, object]:

@@ -52,6 +52,9 @@ from hcp.optimizer.inputs import (
     SiteSpec,
     SiteState,
 )
+from hcp.optimizer.inputs import (
+    grid_mw as grid_mw_of,
+)
 from hcp.optimizer.plan import GpuUse, SiteAllocation, SolveStatus
 from hcp.optimizer.planner import plan_site
 from hcp.optimizer.solver import HighsSolver, Solver
@@ -192,7 +195,9 @@ class StoredHistory:
             fresh = uow.market.recent(newest or since, limit=1_000_000)
             previous = uow.plans.latest(site.id, until=before)
             workloads = uow.workloads.in_states(OPEN_STATES)
-        added = [s for s in fresh if newest is None or s.at > newest]
+        # Nothing from `before` on: a sped-up run may have stored market time ahead of this
+        # one, and the cache must not move past what this run has reached.
+        added = [s for s in fresh if (newest is None or s.at > newest) and s.at < before]
         self._kept = [s for s in kept if s.at >= since] + added
         self._kept_since = since
         return PlanningHistory(
@@ -345,13 +350,16 @@ def live_inputs(
 ) -> SiteInputs:
     """The optimizer's inputs for the interval starting at `snapshot.at` (what each comes
     from: `OptimizerPlanner`)."""
-    ramp = settings.ramp_mw_per_step if known.previous is not None else None
-    spec = site_spec(site, fleet, ramp)
+    previous = known.previous
+    # The ramp holds from the previous plan's draw, if it is the last tick's: after a pause
+    # (a restart, say) the site's draw is not what that plan left.
+    recent = previous is not None and previous.interval_start >= snapshot.at - 2 * settings.step
+    spec = site_spec(site, fleet, settings.ramp_mw_per_step if recent else None)
     h = settings.horizon_steps
     demand = realtime_demand(known.workloads, spec)
     return SiteInputs(
         site=spec,
-        state=site_state(known.previous, spec),
+        state=site_state(previous, spec),
         step_hours=settings.step / _HOUR,
         electricity_usd_per_mwh=electricity_forecast(known.snapshots, snapshot, site, settings),
         hashprice_usd_per_ths_day=np.full(h, snapshot_hashprice(snapshot)),
@@ -393,8 +401,20 @@ def site_state(previous: SitePlan | None, spec: SiteSpec) -> SiteState:
         if a.use != SLEEP:
             on[a.device_model] += a.count
     asics = {f.model.name: AsicState(min(on[f.model.name], f.count)) for f in spec.asics}
-    grid_mw = 0.0 if previous is None else previous.power_kw * spec.pue / 1000
-    return SiteState(grid_mw, asics)
+    if previous is None:
+        return SiteState(0.0, asics)
+    return SiteState(_reachable_mw(previous.power_kw * spec.pue / 1000, spec), asics)
+
+
+def _reachable_mw(grid_mw: float, spec: SiteSpec) -> float:
+    """`grid_mw` within what the site can draw now: from every healthy miner asleep to its
+    MW limit or everything at full power. A plan made for more devices than are healthy now,
+    or for a larger limit, would otherwise put the ramp's window out of reach (infeasible)."""
+    asleep_w = sum(f.model.sleep_power_w * f.count for f in spec.asics)
+    full_w = sum(max(p.power_w for p in f.model.profiles) * f.count for f in spec.asics)
+    full_w += sum(f.model.busy_power_w * f.count for f in spec.gpus)
+    low, high = grid_mw_of(asleep_w, spec.pue), grid_mw_of(full_w, spec.pue)
+    return min(max(grid_mw, low), min(high, spec.capacity_mw))
 
 
 def electricity_forecast(

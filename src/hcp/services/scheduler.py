@@ -162,9 +162,21 @@ class SchedulerService:
             try:
                 return await self._tick(budgets, follow)
             finally:
-                sent, self._sent = self._sent, []
-                if self._commands is not None and sent:
-                    await asyncio.to_thread(self._commands.add, sent)
+                await self._log_sent()
+
+    async def _log_sent(self) -> None:
+        """Store the tick's node commands in the command log. A write that fails is logged and
+        the commands kept for the next tick's write: the tick itself has happened."""
+        if self._commands is None or not self._sent:
+            self._sent.clear()
+            return
+        sent = list(self._sent)
+        try:
+            await asyncio.to_thread(self._commands.add, sent)
+        except Exception:
+            log.exception("storing %d GPU node commands failed; trying again next tick", len(sent))
+            return
+        del self._sent[: len(sent)]
 
     async def _tick(self, budgets: Mapping[str, int], follow: bool) -> TickReport:
         report = TickReport()
@@ -322,10 +334,12 @@ class SchedulerService:
         devices: Sequence[Device],
         reason: str,
         issued: datetime,
-        error: Exception | None = None,
+        error: BaseException | None = None,
     ) -> None:
         """Note one command per GPU node for the command log (`/api/v1/dispatch`), judged by
-        the node agents' answer: the call returned (confirmed) or raised (failed)."""
+        the node agents' answer: the call returned (confirmed) or raised (failed). A call
+        spans the workload's nodes, so a failure on one marks all of them failed, each
+        naming the node that failed in its detail."""
         indices: dict[str, list[str]] = {}
         for d in devices:
             indices.setdefault(d.rack_id or d.site_id, []).append(
@@ -347,7 +361,7 @@ class SchedulerService:
                     confirm_by=None,
                     status="confirmed" if error is None else "failed",
                     outcome_at=answered,
-                    detail="the node agent carried it out" if error is None else str(error),
+                    detail=_answer(error),
                 )
             )
 
@@ -403,7 +417,7 @@ class SchedulerService:
         outcomes = await asyncio.gather(*starts, return_exceptions=True)
         with self._writing():
             for (_, p), w, outcome in zip(placed, scheduled, outcomes, strict=True):
-                error = outcome if isinstance(outcome, HcpError) else None
+                error = outcome if isinstance(outcome, BaseException) else None
                 placement = f"placed on {', '.join(p.nodes)}"
                 self._sent_to_nodes("start", w, [gpus[g] for g in w.gpu_ids], placement, now, error)
                 self._started(w, outcome, now, report)
@@ -481,6 +495,14 @@ class SchedulerService:
         found = self._writer().workloads.get(workload_id)
         assert found is not None
         return found
+
+
+def _answer(error: BaseException | None) -> str:
+    """What a node's answer says of a command: carried out, or the error (its type when it
+    says nothing)."""
+    if error is None:
+        return "the node agent carried it out"
+    return str(error) or repr(error)
 
 
 def _preemption_reason(p: Preemption) -> str:

@@ -138,8 +138,8 @@ def check_query(
         rollup = resolution_for(step).value
         raise ValidationError(
             "step",
-            f"a step of a minute or more reads whole {rollup} rollups and none lies within "
-            f"[from, to): widen the window or take a shorter step",
+            f"a step of a minute or more reads whole {rollup} rollups and none has closed "
+            f"within [from, to): widen the window or take a shorter step",
         )
     if buckets.count > MAX_POINTS:
         raise ValidationError(
@@ -168,7 +168,9 @@ def point_count(start: datetime, end: datetime, step: timedelta) -> int:
 @dataclass(frozen=True, slots=True)
 class Buckets:
     """How a window [start, end) is read at one step, in epoch ms: no point covers time
-    outside the window.
+    outside the window, except that a window at least one rollup wide but holding no whole
+    one reads the rollup that holds `start` (a 1-hour step over the last hour gives the last
+    closed hour).
 
     The store keeps buckets `width_ms` wide (1 ms for raw samples, else 1-minute or 1-hour
     rollups), and only those wholly inside the window are read: [lo, hi). Points are aligned to
@@ -188,8 +190,12 @@ class Buckets:
         step_ms = effective_step_ms(step)
         width = resolution_for(step).width_ms
         start_ms = -(-(start - EPOCH) // _ONE_MS)  # rounded up: no sample before `start`
-        lo = _ceil_ms(start_ms, width)
-        return cls(step_ms, width, lo, floor_ms(to_epoch_ms(end), width), _ceil_ms(lo, step_ms))
+        lo, hi = _ceil_ms(start_ms, width), floor_ms(to_epoch_ms(end), width)
+        if lo >= hi and to_epoch_ms(end) - start_ms >= width:
+            # A window a rollup wide holds no whole one unless aligned (an hour's step over the
+            # last hour, say): the rollup that holds `start`, closed by `end`, rather than none.
+            lo = floor_ms(start_ms, width)
+        return cls(step_ms, width, lo, hi, _ceil_ms(lo, step_ms))
 
     @property
     def head_end(self) -> int:
