@@ -195,6 +195,8 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
             log.warning("%s; keeping the stored site", message)
         if change.larger is not None:
             log.warning("site %s keeps the stored %s", spec.site.id, change.larger)
+        if change.changed is not None:
+            log.info("site %s now has %s", spec.site.id, change.changed)
         if change.added and not change.created:
             log.info("site %s: %d devices added to the stored site", spec.site.id, change.added)
         uow.commit()

@@ -92,3 +92,20 @@ def test_gpus_are_not_laid_out_anew_on_a_stored_site(tmp_path: Path) -> None:
         prepared(tmp_path, fleet_asked=BOTH, site_asics=0, site_gpus=20, site_gpus_per_node=4)
     grown = prepared(tmp_path, fleet_asked=BOTH, site_asics=0, site_gpus=20)
     assert (grown["gpu"], grown["racks"]) == (20, 3)
+
+
+def test_the_site_settings_reach_a_stored_site(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prepared(tmp_path, site_asics=5, site_gpus=0)
+    with caplog.at_level(logging.INFO, logger="hcp.bootstrap"):
+        prepared(tmp_path, site_asics=5, site_gpus=0, site_capacity_mw=2.5, site_pue=1.2)
+    assert "now has capacity_mw 1.0 -> 2.5, pue 1.08 -> 1.2" in caplog.text
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        with runtime.unit_of_work() as uow:
+            site = uow.fleet.site(settings.site_id)
+    finally:
+        runtime.close()
+    assert site is not None and (site.capacity_mw, site.pue) == (2.5, 1.2)

@@ -85,6 +85,8 @@ class Provisioning:
     added: int = 0
     kept: str | None = None
     larger: str | None = None
+    changed: str | None = None
+    """The site's own settings (name, node, MW limit, PUE) changed to the spec's."""
 
 
 def provision_site(
@@ -103,6 +105,7 @@ def provision_site(
             uow.fleet.add_rack(rack)
         uow.fleet.add_devices(devices)
         return Provisioning(created=True, added=len(devices))
+    changed = _site_changes(uow.fleet.site(spec.site.id), spec.site)
     stored = uow.fleet.devices(site_id=spec.site.id)
     spec, larger, beyond = _reconcile(spec, stored, keep_larger)
     racks, devices = plan_devices(spec, now)
@@ -115,7 +118,23 @@ def provision_site(
             uow.fleet.add_rack(rack)
     added = [d for d in devices if d.id not in device_ids]
     uow.fleet.add_devices(added)
-    return Provisioning(added=len(added), larger="; ".join(larger) or None)
+    if changed:
+        uow.fleet.update_site(spec.site)
+    return Provisioning(
+        added=len(added), larger="; ".join(larger) or None, changed=", ".join(changed) or None
+    )
+
+
+def _site_changes(stored: Site | None, asked: Site) -> list[str]:
+    """What of the stored site's name, node, MW limit and PUE the settings change."""
+    if stored is None:
+        return []
+    fields = ("name", "node", "capacity_mw", "pue")
+    return [
+        f"{f} {getattr(stored, f)} -> {getattr(asked, f)}"
+        for f in fields
+        if getattr(stored, f) != getattr(asked, f)
+    ]
 
 
 def _reconcile(

@@ -116,6 +116,10 @@ class SessionRepository(Protocol):
 
 class FleetRepository(Protocol):
     def add_site(self, site: Site) -> None: ...
+    def update_site(self, site: Site) -> None:
+        """Set a stored site's name, node, MW limit and PUE to `site`'s (its contract stays)."""
+        ...
+
     def add_rack(self, rack: Rack) -> None: ...
     def ensure_model(
         self, name: str, kind: DeviceKind, manufacturer: str, spec: dict[str, Any]

@@ -37,7 +37,7 @@ from hcp.adapters.db.tables import (
 from hcp.billing import EnergySource, Invoice, InvoiceLine, Tier, UsageRecord
 from hcp.billing.rounding import round_money, round_price, round_quantity
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import Conflict
+from hcp.domain.errors import Conflict, NotFound
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
@@ -509,6 +509,17 @@ class SqlFleet:
 
     def sites(self) -> list[Site]:
         return [_site(r) for r in self._s.scalars(select(SiteRow).order_by(SiteRow.id))]
+
+    def update_site(self, site: Site) -> None:
+        row = self._s.get(SiteRow, site.id)
+        if row is None:
+            raise NotFound("site", site.id)
+        row.name, row.node, row.capacity_mw, row.pue = (
+            site.name,
+            site.node,
+            site.capacity_mw,
+            site.pue,
+        )
 
     def site(self, site_id: str) -> Site | None:
         row = self._s.get(SiteRow, site_id)
