@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import TEST_SECRET
 from tests.ports import free_port
+from tests.processes import stop
 
 ROOT = Path(__file__).parents[2]
 HCP = Path(sys.executable).with_name("hcp")
@@ -111,11 +112,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         keys = json.loads((tmp / "var" / "demo-keys.json").read_text())
         yield Site(url, keys)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from tests.processes import stop
 
 from hcp.adapters.devices.errors import (
     DeviceConnectionReset,
@@ -59,12 +60,7 @@ def simulator(*args: str) -> Iterator[tuple[str, list[Address | None]]]:
             places.extend(_places(_next_line(process, lines)))
         yield header, places
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         reader.join(timeout=5)
         if process.stdout is not None:
             process.stdout.close()

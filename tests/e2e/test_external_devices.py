@@ -21,6 +21,7 @@ from hcp.domain.errors import DataError
 from tests.api.conftest import START, make_settings
 from tests.contract.test_asic_sim_cli import HCP, simulator
 from tests.ports import free_port
+from tests.processes import stop
 
 NODES = "site-west-1-gpu-node"
 
@@ -59,8 +60,7 @@ def gpu_nodes(port: int) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/nodes/{{node}}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 async def start_platform(

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.ports import free_port
+from tests.processes import stop
 
 ROOT = Path(__file__).parents[2]
 HCP = Path(sys.executable).with_name("hcp")
@@ -69,11 +70,7 @@ def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     process = start(env, tmp_path / "hcp.log")
     running = Platform(f"http://127.0.0.1:{port}", env, tmp_path / "var", process)
     yield running
-    running.process.terminate()
-    try:
-        running.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        running.process.kill()
+    stop(running.process)
 
 
 def test_seed_system_test_passes_all_11_checks(platform: Platform) -> None:

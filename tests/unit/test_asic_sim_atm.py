@@ -3,39 +3,16 @@ reports it, bad keys and values are refused, and `profileset` is refused while A
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.unit.test_asic_sim_physics import ask, quiet_miner
 
-from hcp.domain.devices import AsicModel, AsicProfile
-from hcp.simulators.asic import MinerSim, MinerSimConfig, rpc
-
-MODEL = AsicModel(
-    name="S21",
-    manufacturer="Bitmain",
-    profiles=(
-        AsicProfile("eco", hashrate_ths=150.0, power_w=2_500.0),
-        AsicProfile("stock", hashrate_ths=200.0, power_w=3_500.0),
-        AsicProfile("turbo", hashrate_ths=230.0, power_w=4_300.0),
-    ),
-    stock_profile="stock",
-    sleep_power_w=20.0,
-    wake_seconds=120.0,
-)
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def ask(sim: MinerSim, command: str, parameter: str | None = None) -> Any:
-    body: dict[str, str] = {"command": command}
-    if parameter is not None:
-        body["parameter"] = parameter
-    return rpc.answer(sim, json.dumps(body).encode(), T0)
+from hcp.simulators.asic import MinerSim, rpc
 
 
 def logged_on() -> tuple[MinerSim, str]:
-    sim = MinerSim(MinerSimConfig(MODEL, noise=0.0), T0)
+    sim = quiet_miner()
     return sim, ask(sim, "logon")["SESSION"][0]["SessionID"]
 
 

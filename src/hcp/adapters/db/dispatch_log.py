@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from sqlalchemy import Engine, Update, select, update
 
@@ -73,22 +74,8 @@ class SqlCommandLog:
         with self._sessions() as session, session.begin():
             session.add_all(self._stored_row(c) for c in commands)
 
-    def _stored_row(self, c: StoredCommand) -> DispatchCommandRow:
-        return DispatchCommandRow(
-            id=c.id,
-            issued_at=c.issued_at,
-            site_id=self._site_id,
-            device_id=c.device_id,
-            address=c.address,
-            action=c.action,
-            profile=c.profile,
-            reason=c.reason,
-            attempt=c.attempt,
-            confirm_by=c.confirm_by,
-            status=c.status,
-            outcome_at=c.outcome_at,
-            detail=c.detail,
-        )
+    def _stored_row(self, command: StoredCommand) -> DispatchCommandRow:
+        return DispatchCommandRow(site_id=self._site_id, **asdict(command))
 
     def recent(self, limit: int = 100, device_id: str | None = None) -> list[StoredCommand]:
         """Newest first."""

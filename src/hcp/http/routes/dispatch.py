@@ -36,7 +36,8 @@ def dispatch_log(
     device: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CommandOut]:
-    """Recent miner commands, newest first: sent, then confirmed or failed by telemetry."""
+    """Recent commands, newest first: a miner's sent, then confirmed or failed by telemetry;
+    a GPU node's judged by the node agent's answer."""
     return [
         CommandOut(
             command_id=c.id,
