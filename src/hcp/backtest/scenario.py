@@ -268,7 +268,7 @@ def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | Non
 def _check_sleep_fits(table: TomlTable, site: SiteSpec) -> None:
     """A sleeping miner still draws power: a site whose miners, all asleep, draw more than its
     MW could never keep to its limit, whatever a strategy decided."""
-    asleep_mw = grid_mw(sum(f.model.sleep_power_w * f.count for f in site.asics), site.pue)
+    asleep_mw = grid_mw(site.asleep_w, site.pue)
     if asleep_mw > site.capacity_mw:
         message = (
             f"{site.capacity_mw} MW is less than the site's miners draw asleep "

@@ -73,6 +73,11 @@ class SiteSpec:
         """The GPU families present at this site, in fleet order."""
         return tuple(dict.fromkeys(g.model.family for g in self.gpus))
 
+    @property
+    def asleep_w(self) -> float:
+        """IT watts of every miner asleep: the least the site draws."""
+        return sum(f.model.sleep_power_w * f.count for f in self.asics)
+
 
 @dataclass(frozen=True, slots=True)
 class AsicState:

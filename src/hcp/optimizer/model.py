@@ -184,17 +184,16 @@ def define_gpu_count(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
 def define_site_power_limit(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
     """Grid MW = PUE × (miners by profile + sleeping miners + busy GPUs) <= the site's MW."""
     mw_per_w = grid_mw(1.0, x.site.pue)
-    columns, coefs, sleep_w = [v.power.grid], [1.0], 0.0
+    columns, coefs = [v.power.grid], [1.0]
     for fleet in x.site.asics:
         model, profiles = fleet.model, v.asic.profiles[fleet.model.name]
         for row, profile in zip(profiles, model.profiles, strict=True):
             columns.append(row)
             coefs.append(-(profile.power_w - model.sleep_power_w) * mw_per_w)
-        sleep_w += model.sleep_power_w * fleet.count
     for gpu_fleet in x.site.gpus:
         columns.append(v.gpu.busy[gpu_fleet.model.name])
         coefs.append(-gpu_fleet.model.busy_power_w * mw_per_w)
-    sleep_mw = sleep_w * mw_per_w
+    sleep_mw = x.site.asleep_w * mw_per_w
     lp.add_rows(np.column_stack(columns), coefs, sleep_mw, sleep_mw)
     lp.tighten(v.power.grid, upper=x.site.capacity_mw)
 

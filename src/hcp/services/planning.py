@@ -410,10 +410,9 @@ def _reachable_mw(grid_mw: float, spec: SiteSpec) -> float:
     """`grid_mw` within what the site can draw now: from every healthy miner asleep to its
     MW limit or everything at full power. A plan made for more devices than are healthy now,
     or for a larger limit, would otherwise put the ramp's window out of reach (infeasible)."""
-    asleep_w = sum(f.model.sleep_power_w * f.count for f in spec.asics)
     full_w = sum(max(p.power_w for p in f.model.profiles) * f.count for f in spec.asics)
     full_w += sum(f.model.busy_power_w * f.count for f in spec.gpus)
-    low, high = grid_mw_of(asleep_w, spec.pue), grid_mw_of(full_w, spec.pue)
+    low, high = grid_mw_of(spec.asleep_w, spec.pue), grid_mw_of(full_w, spec.pue)
     return min(max(grid_mw, low), min(high, spec.capacity_mw))
 
 
