@@ -69,7 +69,7 @@ def load_market_series(
     end: datetime | None = None,
     step: timedelta | None = None,
     day_ahead: Path | None = None,
-    gpu_spot: Mapping[str, float | GpuSpotCsv] | Sequence[GpuSpotCsv] = (),
+    gpu_spot: Mapping[str, float] | Sequence[GpuSpotCsv] = (),
     max_fill_steps: int = 0,
     max_fill_days: int = 3,
     finer_steps: bool = True,
@@ -81,10 +81,10 @@ def load_market_series(
     own and may be a divisor (each price held) or a multiple (time-weighted mean) of it.
     `bitcoin`: the daily file, broadcast by UTC date. `day_ahead`: the hourly day-ahead file
     (every settlement point in it, NaN where it has no price). `gpu_spot`: a constant USD/GPU-h
-    per family or a `GpuSpotCsv` source (a mapping by family), or `GpuSpotCsv` sources.
-    `max_fill_steps` counts native electricity steps. `finer_steps=False` refuses a `step`
-    finer than the electricity file's: a backtest must, since each price held over the
-    sub-steps would show a decision the price of the interval it is in.
+    per family, or `GpuSpotCsv` sources. `max_fill_steps` counts native electricity steps.
+    `finer_steps=False` refuses a `step` finer than the electricity file's: a backtest must,
+    since each price held over the sub-steps would show a decision the price of the interval
+    it is in.
     """
     if max_fill_steps < 0:
         raise ValueError(f"max_fill_steps must be ≥ 0, got {max_fill_steps}")
@@ -210,20 +210,15 @@ def _day_ahead(path: Path, window: _Window) -> tuple[dict[str, FloatArray], list
 
 
 def _gpu_spot(
-    gpu_spot: Mapping[str, float | GpuSpotCsv] | Sequence[GpuSpotCsv], window: _Window
+    gpu_spot: Mapping[str, float] | Sequence[GpuSpotCsv], window: _Window
 ) -> tuple[dict[str, FloatArray], list[Repair]]:
     """GPU spot prices per family on the window, from constants or CSV sources."""
     if isinstance(gpu_spot, Mapping):
-        sources = list(gpu_spot.items())
-    else:
-        sources = [(source.family, source) for source in gpu_spot]
+        return {family: np.full(window.n, float(p)) for family, p in gpu_spot.items()}, []
     prices, repairs = {}, []
-    for family, source in sources:
-        if isinstance(source, GpuSpotCsv):
-            prices[family], more = gpu_spot_on_intervals(source, window.starts, window.end_s)
-            repairs += more
-        else:
-            prices[family] = np.full(window.n, float(source))
+    for source in gpu_spot:
+        prices[source.family], more = gpu_spot_on_intervals(source, window.starts, window.end_s)
+        repairs += more
     return prices, repairs
 
 
