@@ -327,9 +327,10 @@ class LoggedDispatcher:
         plan: SitePlan,
         latest: dict[str, DeviceStatus],
         devices: Sequence[Device] | None = None,
+        others_added_w: float = 0.0,
     ) -> None:
         try:
-            await self.site.dispatch(plan, latest, devices)
+            await self.site.dispatch(plan, latest, devices, others_added_w)
         finally:
             await asyncio.to_thread(self._log.flush)
         self._logged = asyncio.create_task(self._log_delivery())

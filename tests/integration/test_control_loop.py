@@ -399,6 +399,33 @@ async def test_wakes_are_staggered_within_the_site_ramp_limit(ramped_site: Site)
     assert woken == [4, 8, 12]
 
 
+async def test_gpus_started_in_a_tick_take_their_rise_out_of_the_miners_ramp(
+    ramped_site: Site,
+) -> None:
+    site = ramped_site
+    await _spike_sleeps_every_miner(site)
+    site.live.control._feed = PriceFeed(site.clock, 20.0)
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 2, None, 1.0))
+    await site.runtime.platform.workloads.submit(customer, sub)
+    woken: list[int] = []
+    added_w: list[float] = []
+    for _ in range(2):
+        site.clock.advance(timedelta(minutes=5))
+        await site.live.control.poll()
+        await site.live.settle()
+        outcome = await site.live.control.tick()
+        assert outcome.errors == [] and outcome.scheduling is not None
+        added_w.append(outcome.scheduling.power_added_w)
+        await site.live.dispatcher.delivered()
+        sent = (await site.api.get("/api/v1/dispatch?limit=500", headers=site.admin)).json()
+        woken.append(sum(c["action"] == "wake" for c in sent))
+    # Two H100 SXM going from idle (70 W) to busy (700 W) add 1,260 W: of the 14.8 kW the
+    # miners may add in a tick, 13.55 kW are left, room for three wakes of 3,475 W, not four.
+    assert added_w == [1260.0, 0.0]
+    assert woken == [3, 7]
+
+
 async def test_the_optimizer_keeps_to_the_site_ramp_limit(tmp_path: Path) -> None:
     async for site in _live_site(tmp_path, site_ramp_mw_per_tick=0.016):
         await site.live.control.poll()

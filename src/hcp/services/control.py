@@ -37,9 +37,12 @@ class AsicDispatcher(Protocol):
         plan: SitePlan,
         latest: dict[str, DeviceStatus],
         devices: Sequence[Device] | None = None,
+        others_added_w: float = 0.0,
     ) -> None:
         """Move the site's miners towards `plan`; `devices` is the site's fleet as this tick
-        read it (read again when not given)."""
+        read it (read again when not given); `others_added_w` is the power other devices
+        (GPUs) were just ordered to add this tick, which the miners' rise must leave room for
+        within the site's ramp."""
         ...
 
     async def confirm(self, latest: dict[str, DeviceStatus]) -> None:
@@ -128,7 +131,10 @@ class ControlLoop:
         if plan is not None and dispatcher is not None:
             latest = self._monitor.latest
             fleet = devices or None
-            await self._step(out, "dispatch", lambda: dispatcher.dispatch(plan, latest, fleet))
+            gpus_w = out.scheduling.power_added_w if out.scheduling is not None else 0.0
+            await self._step(
+                out, "dispatch", lambda: dispatcher.dispatch(plan, latest, fleet, gpus_w)
+            )
         if self._billing is not None:
             # The time since the last tick ran at the previous interval's price.
             in_force = self._price_in_force

@@ -242,17 +242,21 @@ class SiteDispatcher:
         plan: SitePlan,
         latest: Mapping[str, DeviceStatus],
         devices: Sequence[Device] | None = None,
+        others_added_w: float = 0.0,
     ) -> None:
         """Confirm what is in flight, then move the site's miners towards `plan`. `devices`
-        is the site's fleet when the caller has just read it (else it is read here). Returns
-        once the commands are planned and logged; they are sent in the background."""
+        is the site's fleet when the caller has just read it (else it is read here);
+        `others_added_w` is the power the GPUs were ordered to add this tick, which comes off
+        the miners' share of the ramp (power they give back adds nothing to it: sleeps are
+        never held back, and a rise is only ever deferred). Returns once the commands are
+        planned and logged; they are sent in the background."""
         await self.delivered()  # the last tick's commands are out before new ones are planned
         if devices is None:
             devices = await asyncio.to_thread(self._devices_of, plan.site_id)
         miners = [miner_view(d, latest.get(d.id)) for d in devices if _managed(d, plan.site_id)]
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
-        planned = self.dispatcher.plan(self.target(plan), miners, now)
+        planned = self.dispatcher.plan(self.target(plan, others_added_w), miners, now)
         self._delivery = asyncio.create_task(self.dispatcher.send(planned, now))
         self._delivery.add_done_callback(_log_failure)
 
@@ -275,11 +279,13 @@ class SiteDispatcher:
         readings = (reading_of(latest.get(d), address) for d, address in in_flight.items())
         return await self.dispatcher.confirm([r for r in readings if r], self._clock.now())
 
-    def target(self, plan: SitePlan) -> AsicTarget:
+    def target(self, plan: SitePlan, others_added_w: float = 0.0) -> AsicTarget:
+        """What the miners should run, with what is left of the ramp after `others_added_w`."""
         at = plan.interval_start.strftime("%Y-%m-%dT%H:%MZ")
         reason = f"plan {at} ({plan.strategy}): {plan.reason or plan.status}"
         running = plan.asic_target(set(ASIC_MODELS))
-        return AsicTarget(running, self.max_power_increase_w, reason)
+        rise_w = max(0.0, self.max_power_increase_w - max(0.0, others_added_w))
+        return AsicTarget(running, rise_w, reason)
 
     def _devices_of(self, site_id: str) -> list[Device]:
         with self._uow() as uow:

@@ -87,6 +87,16 @@ class TickReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    power_added_w: float = 0.0
+    """What the GPUs this tick started add to the site's draw (busy over idle, W at the
+    devices), less what the GPUs it stopped give back: the dispatcher keeps the miners' rise
+    within what is left of the site's ramp."""
+
+
+def busy_rise_w(devices: Sequence[Device]) -> float:
+    """How much more `devices` (GPUs) draw busy than idle, in W."""
+    models = [gpu_model(d.model_name) for d in devices]
+    return sum(m.busy_power_w - m.idle_power_w for m in models)
 
 
 def spec_of(w: Workload) -> WorkloadSpec:
@@ -325,6 +335,7 @@ class SchedulerService:
             self._sent_to_nodes(action, w, devices, reason, issued, exc)
             return 0.0
         self._sent_to_nodes(action, w, devices, reason, issued)
+        report.power_added_w -= busy_rise_w(devices)
         return resume
 
     def _sent_to_nodes(
@@ -419,8 +430,11 @@ class SchedulerService:
             for (_, p), w, outcome in zip(placed, scheduled, outcomes, strict=True):
                 error = outcome if isinstance(outcome, BaseException) else None
                 placement = f"placed on {', '.join(p.nodes)}"
-                self._sent_to_nodes("start", w, [gpus[g] for g in w.gpu_ids], placement, now, error)
+                devices = [gpus[g] for g in w.gpu_ids]
+                self._sent_to_nodes("start", w, devices, placement, now, error)
                 self._started(w, outcome, now, report)
+                if error is None:
+                    report.power_added_w += busy_rise_w(devices)
 
     def _started(self, w: Workload, outcome: object, now: datetime, report: TickReport) -> None:
         if isinstance(outcome, HcpError):
