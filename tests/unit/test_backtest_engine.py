@@ -18,7 +18,7 @@ from hcp.optimizer.inputs import AsicFleet, GpuFleet, PpaContract, RtContract, S
 from hcp.optimizer.lp import CompiledLp
 from hcp.optimizer.plan import SolveStatus
 from hcp.optimizer.solver import HighsSolver, LpResult
-from hcp.optimizer.strategies import STRATEGY_NAMES, Mpc, Oracle, Terms
+from hcp.optimizer.strategies import STRATEGY_NAMES, Mpc, Oracle, OracleSettings, Terms
 from hcp.optimizer.world import Job, MarketArrays, view_at
 
 S21, H100 = asic_model("S21"), gpu_model("H100 SXM")
@@ -210,3 +210,49 @@ def test_the_oracle_earns_at_least_as_much_as_every_other_strategy(world: Setup)
     profits["oracle"] = solved.ledger.profit_usd
     for name, profit in profits.items():
         assert profits["oracle"] >= profit - 1e-6 * abs(profit) - 1e-6, (name, profits)
+
+
+class CountingSolver(HighsSolver):
+    """HiGHS that counts its solves and can fail the first `fail_first` of them."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        super().__init__()
+        self.solves = 0
+        self.fail_first = fail_first
+
+    def solve(self, lp: CompiledLp) -> LpResult:
+        self.solves += 1
+        if self.solves <= self.fail_first:
+            return LpResult(SolveStatus.FAILED, "time limit reached (test)")
+        return super().solve(lp)
+
+
+def two_days() -> Setup:
+    """200 intervals of 15 minutes with a daily price swing and a spike."""
+    prices = [40.0 + 30.0 * np.sin(t / 96 * 2 * np.pi) for t in range(200)]
+    prices[120:124] = [3000.0] * 4
+    return setup(prices)
+
+
+def test_an_lp_oracle_solves_the_whole_window_in_one_program() -> None:
+    world, solver = two_days(), CountingSolver()
+    oracle = Oracle(world.foresight(), world.terms, OracleSettings(integer=False), solver)
+    result = run_backtest(world, oracle)
+    assert solver.solves == 1 and result.ledger.fallbacks == 0
+    # Intervals 120-123 cost $3,000/MWh: the ramp down starts before (trace index = t - 1).
+    asic = result.trace.mw["asic"]
+    assert asic[118] < asic[117] and max(asic[120:123]) < 0.001
+
+
+def test_a_milp_oracle_goes_by_chunks_and_so_does_an_lp_whose_whole_window_failed() -> None:
+    world = two_days()
+    day = OracleSettings(integer=True, milp_chunk_hours=24.0, overlap_hours=6.0)
+    solver = CountingSolver()
+    run_backtest(world, Oracle(world.foresight(), world.terms, day, solver))
+    assert solver.solves == 3  # intervals 1, 97 and 193 each start a day's chunk
+
+    lp = replace(day, integer=False)
+    solver = CountingSolver(fail_first=1)
+    result = run_backtest(world, Oracle(world.foresight(), world.terms, lp, solver))
+    # The whole window fails at interval 1 (a safe plan), then chunks from 2, 98 and 194.
+    assert solver.solves == 4 and result.ledger.fallbacks == 1

@@ -5,8 +5,9 @@
   their breakeven; GPUs serve demand.
 - `mpc`: a rolling-horizon LP over a forecast made only of information available now; the
   first interval of each plan is applied.
-- `oracle`: perfect foresight, the upper bound: LPs over long chunks of the window with the
-  real prices, demand and future jobs (solved as MILPs, whole devices, when fleets are small).
+- `oracle`: perfect foresight, the upper bound: one LP over the whole window with the real
+  prices, demand and future jobs (MILPs over week-long chunks, whole devices, when fleets are
+  small).
 
 Every decision is made dispatchable by the caller, so all four live under the same limits.
 """
@@ -220,12 +221,19 @@ def _first_intervals(plans: Mapping[str, Plan], view: DecisionView, i: int) -> D
 
 @dataclass(frozen=True, slots=True)
 class OracleSettings:
-    """Chunks of `chunk_hours` solved with `overlap_hours` more of foresight (the overlap is
-    re-planned by the next chunk). `integer`: whole devices (MILP); None decides by size:
-    MILP when no fleet of the site has more than `integer_up_to` devices, where rounding an
-    LP would cost a visible share of the profit."""
+    """`integer`: whole devices (MILP); None decides by size: MILP when no fleet of the site
+    has more than `integer_up_to` devices, where rounding an LP would cost a visible share of
+    the profit.
 
-    chunk_hours: float = 168.0
+    An LP covers the whole window in one program (`chunk_hours` None), so that its profit
+    bounds every strategy's: a year of 15-minute steps at 30 MW is about 50 s and 4.3 GB
+    (`make bench-economics`). A MILP is solved in chunks of `milp_chunk_hours`, each with
+    `overlap_hours` more of foresight (re-planned by the next chunk): branch and cut over a
+    year of whole devices is out of reach. A `chunk_hours` chunks an LP too, and so does a
+    whole-window solve that fails (the solver's time limit): the rest goes by MILP chunks."""
+
+    chunk_hours: float | None = None
+    milp_chunk_hours: float = 168.0
     overlap_hours: float = 48.0
     integer: bool | None = None
     integer_up_to: int = 200
@@ -249,17 +257,28 @@ class Oracle:
         self.solver = solver or HighsSolver()
         self._releases = [job.release for job in foresight.jobs]
         self._start = 0
+        self._chunk = 0  # intervals the current plan is followed for, from _start
         self._plans: dict[str, Plan] = {}
+        self._whole_window = False  # the current plan covers the rest of the window
+        self._whole_window_failed = False
 
     def decide(self, view: DecisionView) -> Decision:
-        """The allocation of interval t from the current chunk's plan (solving a new chunk
-        from the sites' actual state when t leaves the chunk or the last solve failed)."""
-        chunk = self._steps(self.settings.chunk_hours, view.step_hours)
+        """The allocation of interval t from the current plan: one of the rest of the window,
+        or of the current chunk (a new one is solved from the sites' actual state when t leaves
+        the chunk, or when the last solve failed)."""
         failed = not all(plan.ok for plan in self._plans.values())
-        if not self._plans or failed or view.t >= self._start + chunk:
-            self._start = view.t
-            horizon = chunk + self._steps(self.settings.overlap_hours, view.step_hours)
-            horizon = min(horizon, len(self.foresight.market) - view.t)
+        if failed and self._whole_window:
+            self._whole_window_failed = True  # not tried again: the rest goes in chunks
+        left = len(self.foresight.market) - view.t
+        hours = self._chunk_hours(view)
+        if hours is None:
+            chunk, overlap = left, 0
+        else:
+            chunk = self._steps(hours, view.step_hours)
+            overlap = self._steps(self.settings.overlap_hours, view.step_hours)
+        if not self._plans or failed or view.t >= self._start + self._chunk:
+            self._start, self._chunk, self._whole_window = view.t, chunk, hours is None
+            horizon = min(chunk + overlap, left)
             self._plans = {
                 name: plan_site(self._inputs(view, now, horizon), self.solver)
                 for name, now in view.sites.items()
@@ -269,6 +288,12 @@ class Oracle:
     @staticmethod
     def _steps(hours: float, step_hours: float) -> int:
         return max(1, round(hours / step_hours))
+
+    def _chunk_hours(self, view: DecisionView) -> float | None:
+        """The chunk length in hours; None: the rest of the window in one program."""
+        if self._whole_window_failed or any(self._integer(n) for n in view.sites.values()):
+            return self.settings.milp_chunk_hours
+        return self.settings.chunk_hours
 
     def _inputs(self, view: DecisionView, now: SiteNow, horizon: int) -> SiteInputs:
         market, window = self.foresight.market, slice(view.t, view.t + horizon)
