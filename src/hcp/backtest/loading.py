@@ -17,10 +17,10 @@ from hcp.adapters.market.simulated import simulate_series
 from hcp.backtest.demand import generate_demand
 from hcp.backtest.engine import Setup
 from hcp.backtest.scenario import ReplayMarket, Scenario, SimulatedMarket
-from hcp.backtest.tomlfile import key_lines
 from hcp.domain.errors import DataError
 from hcp.domain.market import MarketSeries
 from hcp.optimizer.world import MarketArrays
+from hcp.tomlfile import key_lines
 
 
 def load_market(scenario: Scenario) -> MarketSeries:

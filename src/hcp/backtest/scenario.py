@@ -17,7 +17,6 @@ from pathlib import Path
 from hcp.adapters.market.gpu_spot import GpuSpotCsv
 from hcp.adapters.market.simulated import MarketSimulatorConfig
 from hcp.backtest.demand import DemandSpec, JobArrivals, RealtimeProfile
-from hcp.backtest.tomlfile import TomlTable, load_toml
 from hcp.domain.catalog import ASIC_MODELS, GPU_MODELS
 from hcp.domain.errors import ValidationError
 from hcp.domain.workloads import WorkloadClass
@@ -32,6 +31,7 @@ from hcp.optimizer.inputs import (
     grid_mw,
 )
 from hcp.optimizer.strategies import Terms
+from hcp.tomlfile import TomlTable, load_toml
 
 _BATCH, _TRAINING = WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING
 _REALTIME = WorkloadClass.AI_INFERENCE_REALTIME

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hcp.backtest.tomlfile import TomlTable, load_toml
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import DataError
 from hcp.domain.fleet import Device
+from hcp.tomlfile import TomlTable, load_toml
 
 NODE = "{node}"
 

@@ -27,8 +27,8 @@ import math
 import re
 from pathlib import Path
 
-from hcp.backtest.tomlfile import TomlTable, load_toml
 from hcp.simulators.asic.config import BOARDS, Faults
+from hcp.tomlfile import TomlTable, load_toml
 
 FAULT_KEYS = tuple(field.name for field in dataclasses.fields(Faults))
 _SELECTOR = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
