@@ -26,7 +26,7 @@ from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
 from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
 from hcp.adapters.devices.io_workers import WorkerTransport
 from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S, LuxosMinerDriver
-from hcp.adapters.devices.site_file import ExternalSite, load_device_file
+from hcp.adapters.devices.site_file import DeviceFile, ExternalSite, load_device_file
 from hcp.adapters.group_commit import GroupCommitWriter
 from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 from hcp.config import DEMO_KEYS_FILE, Settings
@@ -360,8 +360,9 @@ class LoggedDispatcher:
             await asyncio.to_thread(self._log.flush)
 
 
-async def start_live(runtime: Runtime) -> Live:
-    """Start the simulators for the stored fleet and wire the control loop to them."""
+async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) -> Live:
+    """Start the simulators for the stored fleet, or reach the devices of the settings'
+    devices file (`device_file`: that file already read), and wire the control loop to them."""
     settings, clock, uow = runtime.settings, runtime.clock, runtime.unit_of_work
     with uow() as unit:
         site = unit.fleet.site(settings.site_id)
@@ -372,7 +373,8 @@ async def start_live(runtime: Runtime) -> Live:
     if settings.devices_file is None:
         simulated = SimulatedSite(devices, clock)
     else:
-        simulated = ExternalSite(devices, load_device_file(settings.devices_file))
+        addressed = device_file or load_device_file(settings.devices_file)
+        simulated = ExternalSite(devices, addressed)
     addresses = await simulated.start()
     with uow() as unit:
         unit.fleet.set_addresses({d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()})

@@ -14,7 +14,7 @@ import uvicorn
 
 from hcp import bootstrap
 from hcp.adapters.clock import ScaledClock, SystemClock
-from hcp.adapters.devices.site_file import load_device_file
+from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
 from hcp.config import DEMO_KEYS_FILE, Settings
@@ -33,9 +33,10 @@ def serve_platform(
     """`hcp up`: migrate, provision the simulated site, serve API + simulation."""
     settings = load_settings(host=host, port=port, site_asics=asics, site_gpus=gpus)
     _configure_logging(settings)
+    device_file = None
     if settings.devices_file is not None:
         try:  # before anything starts: a mistake there stops hcp up with its file and line
-            load_device_file(settings.devices_file)
+            device_file = load_device_file(settings.devices_file)
         except DataError as error:
             typer.secho(f"hcp: {error}", err=True, fg="red")
             raise typer.Exit(1) from None
@@ -56,7 +57,7 @@ def serve_platform(
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()
             try:
-                run_on_uvloop(_serve_live(runtime, speed, listeners))
+                run_on_uvloop(_serve_live(runtime, speed, listeners, device_file))
             except DataError as error:  # the devices file does not fit the stored site
                 typer.secho(f"hcp: {error}", err=True, fg="red")
                 raise typer.Exit(1) from None
@@ -143,9 +144,12 @@ def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
 
 
 async def _serve_live(
-    runtime: bootstrap.Runtime, speed: float, listeners: list[socket.socket]
+    runtime: bootstrap.Runtime,
+    speed: float,
+    listeners: list[socket.socket],
+    device_file: DeviceFile | None = None,
 ) -> None:
-    live = await bootstrap.start_live(runtime)
+    live = await bootstrap.start_live(runtime, device_file)
     # The simulated site, drivers and control loop live as long as the process too: out of
     # the GC's passes, a full collection walks 0.04 s instead of 0.2 s at 10,000 miners.
     gc.collect()
