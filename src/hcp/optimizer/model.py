@@ -47,12 +47,22 @@ class GpuVariables:
 
 
 @dataclass(frozen=True, slots=True)
+class JobGpus:
+    """GPUs of one model per job and interval, only where the job may run (its window, its
+    family): column `cols[k]` is job `job[k]` (index into `inputs.jobs`) in interval `t[k]`.
+    Sparse: a year of jobs is thousands of jobs, each runnable for hours or days of it."""
+
+    cols: IntArray
+    job: IntArray
+    t: IntArray
+
+
+@dataclass(frozen=True, slots=True)
 class JobVariables:
-    """Per GPU model: GPUs per job (rows, in `inputs.jobs` order) and interval (columns); -1
-    where the job may not run (outside its window or family). Per job: its work left undone
+    """Per GPU model: GPUs per job and interval (`JobGpus`). Per job: its work left undone
     (GPU-intervals) by its deadline or the horizon's end."""
 
-    gpus: Mapping[str, IntArray]
+    gpus: Mapping[str, JobGpus]
     shortfall: IntArray
 
 
@@ -137,19 +147,18 @@ def define_gpu_use_variables(lp: LinearProgram, x: SiteInputs) -> GpuVariables:
 def define_job_variables(lp: LinearProgram, x: SiteInputs) -> JobVariables:
     """GPUs per model, job and interval where the job may run (its window, its family), up to
     its GPU count; and each job's shortfall."""
-    interval = np.arange(x.horizon)
-    release = np.array([job.release for job in x.jobs], dtype=np.int64).reshape(-1, 1)
-    deadline = np.array([job.deadline for job in x.jobs], dtype=np.int64).reshape(-1, 1)
-    runnable = (interval >= release) & (interval < deadline)
-    cap = np.array([float(job.max_gpus) for job in x.jobs]).reshape(-1, 1)
+    first = np.clip([job.release for job in x.jobs], 0, x.horizon).astype(np.int64)
+    end = np.clip([job.deadline for job in x.jobs], 0, x.horizon).astype(np.int64)
+    cap = np.array([float(job.max_gpus) for job in x.jobs])
     gpus = {}
     for fleet in x.site.gpus:
         fits = np.array([job.family == fleet.model.family for job in x.jobs], dtype=bool)
-        where = runnable & fits.reshape(-1, 1)
-        cols = np.full(where.shape, -1, dtype=np.int64)
-        upper = np.broadcast_to(cap, where.shape)[where]
-        cols[where] = lp.add_variables(int(where.sum()), 0, upper, x.integer)
-        gpus[fleet.model.name] = cols
+        lengths = np.where(fits, np.maximum(end - first, 0), 0)
+        job = np.repeat(np.arange(len(x.jobs)), lengths)
+        # interval of each entry: its job's first, plus its place within that job's run
+        t = first[job] + np.arange(len(job)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        cols = lp.add_variables(len(job), 0, cap[job], x.integer)
+        gpus[fleet.model.name] = JobGpus(cols, job, t)
     remaining = np.array([float(job.remaining_gpu_steps) for job in x.jobs])
     return JobVariables(gpus, lp.add_variables(len(x.jobs), 0, remaining))
 
@@ -174,11 +183,10 @@ def define_asic_count(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
 def define_gpu_count(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
     """Busy GPUs = realtime + spot + jobs, at most the GPUs of the model."""
     for name, busy in v.gpu.busy.items():
+        columns = np.column_stack([busy, v.gpu.realtime[name], v.gpu.spot[name]])
+        rows = lp.add_rows(columns, [1.0, -1.0, -1.0], 0.0, 0.0)
         jobs = v.jobs.gpus[name]
-        columns = np.column_stack([busy, v.gpu.realtime[name], v.gpu.spot[name], jobs.T])
-        coefs = np.full(columns.shape[1], -1.0)
-        coefs[0] = 1.0
-        lp.add_rows(columns, coefs, 0.0, 0.0)
+        lp.add_terms(rows[jobs.t], jobs.cols, -1.0)
 
 
 def define_site_power_limit(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
@@ -267,16 +275,20 @@ def define_deadline_energy(lp: LinearProgram, x: SiteInputs, v: Variables) -> No
     if not x.jobs:
         return
     by_model = list(v.jobs.gpus.values())
-    if len(by_model) > 1:
-        together = np.stack([g.ravel() for g in by_model], axis=1)
-        cap = np.repeat([float(job.max_gpus) for job in x.jobs], x.horizon)
-        used = (together >= 0).any(axis=1)
-        lp.add_rows(together[used], 1.0, -INF, cap[used])
-    work = np.concatenate(by_model, axis=1) if by_model else np.zeros((len(x.jobs), 0), int)
-    remaining = np.array([float(job.remaining_gpu_steps) for job in x.jobs])
-    lp.add_rows(work, 1.0, -INF, remaining)
-    needed = np.array([_work_needed(x, job) for job in x.jobs])
-    lp.add_rows(np.column_stack([work, v.jobs.shortfall]), 1.0, needed)
+    cols = np.concatenate([g.cols for g in by_model]) if by_model else np.zeros(0, np.int64)
+    job = np.concatenate([g.job for g in by_model]) if by_model else np.zeros(0, np.int64)
+    if len(by_model) > 1:  # a job's GPUs of every model together, in each interval
+        t = np.concatenate([g.t for g in by_model])
+        places, place = np.unique(job * x.horizon + t, return_inverse=True)
+        cap = np.array([float(j.max_gpus) for j in x.jobs])[places // x.horizon]
+        rows = lp.add_rows(np.full((len(places), 1), -1), 1.0, -INF, cap)
+        lp.add_terms(rows[place], cols, 1.0)
+    remaining = np.array([float(j.remaining_gpu_steps) for j in x.jobs])
+    rows = lp.add_rows(np.full((len(x.jobs), 1), -1), 1.0, -INF, remaining)
+    lp.add_terms(rows[job], cols, 1.0)
+    needed = np.array([_work_needed(x, j) for j in x.jobs])
+    rows = lp.add_rows(v.jobs.shortfall.reshape(-1, 1), 1.0, needed)
+    lp.add_terms(rows[job], cols, 1.0)
 
 
 def _work_needed(x: SiteInputs, job: JobInputs) -> float:
@@ -324,9 +336,9 @@ def _add_gpu_revenue(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
         lp.add_objective(v.gpu.spot[name], spot * hours)
         realtime = x.realtime_price_usd_per_gpu_hour.get(family, 0.0)
         lp.add_objective(v.gpu.realtime[name], realtime * hours)
-    job_price = np.array([job.price_usd_per_gpu_hour for job in x.jobs]).reshape(-1, 1)
-    for cols in v.jobs.gpus.values():
-        lp.add_objective(cols, np.broadcast_to(job_price * hours, cols.shape))
+    job_price = np.array([job.price_usd_per_gpu_hour for job in x.jobs])
+    for jobs in v.jobs.gpus.values():
+        lp.add_objective(jobs.cols, job_price[jobs.job] * hours)
 
 
 def _add_penalties(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from hcp.domain.market import FloatArray
 from hcp.optimizer.checks import check_inputs
 from hcp.optimizer.inputs import SiteInputs
-from hcp.optimizer.model import SiteModel, build_model
+from hcp.optimizer.model import JobGpus, SiteModel, build_model
 from hcp.optimizer.plan import Plan, Schedule, SolveStatus
 from hcp.optimizer.solver import Solver
 
@@ -42,10 +42,7 @@ def read_schedule(model: SiteModel, values: FloatArray) -> Schedule:
         )
         for fleet in x.site.asics
     }
-    jobs = {
-        name: {job.job_id: padded[cols[j]] for j, job in enumerate(x.jobs)}
-        for name, cols in v.jobs.gpus.items()
-    }
+    jobs = {name: _jobs_by_interval(x, gpus, padded) for name, gpus in v.jobs.gpus.items()}
     grid = padded[v.power.grid]
     sold = np.zeros(x.horizon) if v.power.sell is None else padded[v.power.sell]
     return Schedule(
@@ -57,3 +54,12 @@ def read_schedule(model: SiteModel, values: FloatArray) -> Schedule:
         grid_mw=grid,
         sellback_mw=sold,
     )
+
+
+def _jobs_by_interval(x: SiteInputs, gpus: JobGpus, padded: FloatArray) -> list[dict[str, float]]:
+    """GPUs of one model per job, for each interval of the horizon: only the jobs given some."""
+    by_interval: list[dict[str, float]] = [{} for _ in range(x.horizon)]
+    values = padded[gpus.cols]
+    for k in np.flatnonzero(values > 0):
+        by_interval[gpus.t[k]][x.jobs[gpus.job[k]].job_id] = float(values[k])
+    return by_interval
