@@ -226,7 +226,7 @@ class OracleSettings:
     the profit.
 
     An LP covers the whole window in one program (`chunk_hours` None), so that its profit
-    bounds every strategy's: a year of 15-minute steps at 30 MW is about 50 s and 4.3 GB
+    bounds every strategy's: a year of 15-minute steps at 30 MW is about 20 s and 1 GB
     (`make bench-economics`). A MILP is solved in chunks of `milp_chunk_hours`, each with
     `overlap_hours` more of foresight (re-planned by the next chunk): branch and cut over a
     year of whole devices is out of reach. A `chunk_hours` chunks an LP too, and so does a
