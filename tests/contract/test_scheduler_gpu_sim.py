@@ -169,11 +169,17 @@ async def test_one_poll_follows_a_gang_across_nodes_and_reports_what_each_node_s
 async def test_a_lower_budget_sheds_training_before_batch(world: World) -> None:
     training = [await world.submit(WorkloadClass.AI_TRAINING, hours=5) for _ in range(5)]
     batch = [await world.submit(WorkloadClass.AI_INFERENCE_BATCH, hours=5) for _ in range(5)]
-    await world.scheduler.tick({SITE: 10})
+    started = await world.scheduler.tick({SITE: 10})
     world.clock.advance(timedelta(minutes=30))
     report = await world.scheduler.tick({SITE: 6})
     shed = {p.workload_id for p in report.preempted}
     assert len(shed) == 4 and shed <= set(training)
+    # What the site's draw moves by in each tick (busy over idle per GPU): ten started,
+    # four stopped.
+    model = gpu_model(world.runtime.settings.site_gpu_model)
+    rise_w = model.busy_power_w - model.idle_power_w
+    assert started.power_added_w == {SITE: pytest.approx(10 * rise_w)}
+    assert report.power_added_w == {SITE: pytest.approx(-4 * rise_w)}
     assert all(world.state(w) is WorkloadState.RUNNING for w in batch)
     with world.runtime.unit_of_work() as uow:
         records = uow.workloads.preemptions()
@@ -232,6 +238,7 @@ async def test_cancelling_a_running_workload_stops_it_and_frees_its_gpus(world: 
     waiting = await world.submit(WorkloadClass.AI_TRAINING, gpus=8, hours=1)
     report = await world.scheduler.tick({SITE: 10})
     assert report.started == [waiting] and report.errors == []
+    assert report.power_added_w == {SITE: pytest.approx(0.0)}  # eight stopped, eight started
     busy = [g.workload_id for n in world.nodes.values() for g in n.sample() if g.workload_id]
     assert len(busy) == 8 and all(w.startswith(waiting) for w in busy)
     with world.runtime.unit_of_work() as uow:

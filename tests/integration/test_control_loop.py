@@ -416,7 +416,7 @@ async def test_gpus_started_in_a_tick_take_their_rise_out_of_the_miners_ramp(
         await site.live.settle()
         outcome = await site.live.control.tick()
         assert outcome.errors == [] and outcome.scheduling is not None
-        added_w.append(outcome.scheduling.power_added_w)
+        added_w.append(outcome.scheduling.power_added_w.get(site.live.control.site.id, 0.0))
         await site.live.dispatcher.delivered()
         sent = (await site.api.get("/api/v1/dispatch?limit=500", headers=site.admin)).json()
         woken.append(sum(c["action"] == "wake" for c in sent))

@@ -173,3 +173,31 @@ def test_an_impossible_state_is_reported_infeasible() -> None:
     plan = solve(inputs([20.0], site=site, state=SiteState(5.0, {"S21": AsicState(10)})))
     assert plan.status == SolveStatus.INFEASIBLE
     assert plan.reason
+
+
+def test_a_job_runs_on_any_model_of_its_family_only_in_its_window_and_up_to_its_gpus() -> None:
+    batch, training = WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING
+    l40s, pcie = gpu_model("L40S"), gpu_model("H100 PCIe")
+    site = replace(SITE, gpus=(GpuFleet(H100, 2), GpuFleet(pcie, 2), GpuFleet(l40s, 2)))
+    jobs = (
+        JobInputs("early", batch, "H100", 3, 6, -2, 2, 5.0),  # released before the horizon
+        JobInputs("l40s", batch, "L40S", 2, 2, 1, 3, 5.0),  # another family, between them
+        JobInputs("late", training, "H100", 3, 100, 3, 99, 5.0),  # due after the horizon
+        JobInputs("gone", batch, "H100", 1, 1, -5, 0, 5.0),  # due before it: never runs
+    )
+    plan = solve(inputs([20.0] * 5, site=site, jobs=jobs))
+    assert plan.status == SolveStatus.OPTIMAL
+
+    def gpus(job: str, i: int) -> float:
+        use = plan.allocation(i).gpus
+        return sum(u.batch.get(job, 0.0) + u.training.get(job, 0.0) for u in use.values())
+
+    # Four H100s (two SXM, two PCIe) but three at most per job: "early" holds three of
+    # them in its two intervals, across both models, and "late" three in its two.
+    assert [gpus("early", i) for i in range(5)] == pytest.approx([3, 3, 0, 0, 0])
+    assert [gpus("late", i) for i in range(5)] == pytest.approx([0, 0, 0, 3, 3])
+    assert sum(gpus("l40s", i) for i in range(5)) == pytest.approx(2)
+    assert gpus("l40s", 0) == gpus("l40s", 3) == gpus("l40s", 4) == 0
+    assert all(gpus("gone", i) == 0 for i in range(5))
+    l40s_use = [plan.allocation(i).gpus["L40S"] for i in range(5)]
+    assert all("early" not in u.batch and "late" not in u.training for u in l40s_use)

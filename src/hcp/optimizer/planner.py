@@ -31,24 +31,24 @@ def plan_site(inputs: SiteInputs, solver: Solver) -> Plan:
 def read_schedule(model: SiteModel, values: FloatArray) -> Schedule:
     """The solution `values` of `model` as a Schedule (tiny negative round-off removed)."""
     v, x = model.v, model.inputs
-    padded = np.append(np.maximum(values, 0.0), 0.0)  # column -1 (no variable) reads 0
+    solved = np.maximum(values, 0.0)
     asics = {
         fleet.model.name: dict(
             zip(
                 (p.name for p in fleet.model.profiles),
-                padded[v.asic.profiles[fleet.model.name]],
+                solved[v.asic.profiles[fleet.model.name]],
                 strict=True,
             )
         )
         for fleet in x.site.asics
     }
-    jobs = {name: _jobs_by_interval(x, gpus, padded) for name, gpus in v.jobs.gpus.items()}
-    grid = padded[v.power.grid]
-    sold = np.zeros(x.horizon) if v.power.sell is None else padded[v.power.sell]
+    jobs = {name: _jobs_by_interval(x, gpus, solved) for name, gpus in v.jobs.gpus.items()}
+    grid = solved[v.power.grid]
+    sold = np.zeros(x.horizon) if v.power.sell is None else solved[v.power.sell]
     return Schedule(
         asics=asics,
-        realtime={name: padded[cols] for name, cols in v.gpu.realtime.items()},
-        spot={name: padded[cols] for name, cols in v.gpu.spot.items()},
+        realtime={name: solved[cols] for name, cols in v.gpu.realtime.items()},
+        spot={name: solved[cols] for name, cols in v.gpu.spot.items()},
         jobs=jobs,
         job_classes={job.job_id: job.workload_class for job in x.jobs},
         grid_mw=grid,
@@ -56,10 +56,10 @@ def read_schedule(model: SiteModel, values: FloatArray) -> Schedule:
     )
 
 
-def _jobs_by_interval(x: SiteInputs, gpus: JobGpus, padded: FloatArray) -> list[dict[str, float]]:
+def _jobs_by_interval(x: SiteInputs, gpus: JobGpus, solved: FloatArray) -> list[dict[str, float]]:
     """GPUs of one model per job, for each interval of the horizon: only the jobs given some."""
     by_interval: list[dict[str, float]] = [{} for _ in range(x.horizon)]
-    values = padded[gpus.cols]
+    values = solved[gpus.cols]
     for k in np.flatnonzero(values > 0):
         by_interval[gpus.t[k]][x.jobs[gpus.job[k]].job_id] = float(values[k])
     return by_interval

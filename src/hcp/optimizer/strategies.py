@@ -225,12 +225,14 @@ class OracleSettings:
     has more than `integer_up_to` devices, where rounding an LP would cost a visible share of
     the profit.
 
-    An LP covers the whole window in one program (`chunk_hours` None), so that its profit
-    bounds every strategy's: a year of 15-minute steps at 30 MW is about 20 s and 1 GB
-    (`make bench-economics`). A MILP is solved in chunks of `milp_chunk_hours`, each with
-    `overlap_hours` more of foresight (re-planned by the next chunk): branch and cut over a
-    year of whole devices is out of reach. A `chunk_hours` chunks an LP too, and so does a
-    whole-window solve that fails (the solver's time limit): the rest goes by MILP chunks."""
+    LPs cover the whole window in one program (`chunk_hours` None), so that the profit bounds
+    every strategy's: a year of 15-minute steps at 30 MW is about 20 s and 1 GB (`make
+    bench-economics`). The plan is then followed to the end, each interval made dispatchable
+    from the sites' actual state. With a MILP at any site, every site goes by chunks of
+    `milp_chunk_hours`, each with `overlap_hours` more of foresight (re-planned by the next
+    chunk): branch and cut over a year of whole devices is out of reach. So does an LP whose
+    whole-window solve failed (the solver's time limit), from that interval on. A
+    `chunk_hours` chunks LPs as well."""
 
     chunk_hours: float | None = None
     milp_chunk_hours: float = 168.0
@@ -259,7 +261,6 @@ class Oracle:
         self._start = 0
         self._chunk = 0  # intervals the current plan is followed for, from _start
         self._plans: dict[str, Plan] = {}
-        self._whole_window = False  # the current plan covers the rest of the window
         self._whole_window_failed = False
 
     def decide(self, view: DecisionView) -> Decision:
@@ -267,8 +268,13 @@ class Oracle:
         or of the current chunk (a new one is solved from the sites' actual state when t leaves
         the chunk, or when the last solve failed)."""
         failed = not all(plan.ok for plan in self._plans.values())
-        if failed and self._whole_window:
-            self._whole_window_failed = True  # not tried again: the rest goes in chunks
+        if not self._plans or failed or view.t >= self._start + self._chunk:
+            self._solve_from(view)
+        return _first_intervals(self._plans, view, view.t - self._start)
+
+    def _solve_from(self, view: DecisionView) -> None:
+        """Plan every site from interval t: the rest of the window, or a chunk (at once, in
+        chunks, when the rest of the window in one program fails)."""
         left = len(self.foresight.market) - view.t
         hours = self._chunk_hours(view)
         if hours is None:
@@ -276,14 +282,15 @@ class Oracle:
         else:
             chunk = self._steps(hours, view.step_hours)
             overlap = self._steps(self.settings.overlap_hours, view.step_hours)
-        if not self._plans or failed or view.t >= self._start + self._chunk:
-            self._start, self._chunk, self._whole_window = view.t, chunk, hours is None
-            horizon = min(chunk + overlap, left)
-            self._plans = {
-                name: plan_site(self._inputs(view, now, horizon), self.solver)
-                for name, now in view.sites.items()
-            }
-        return _first_intervals(self._plans, view, view.t - self._start)
+        self._start, self._chunk = view.t, chunk
+        horizon = min(chunk + overlap, left)
+        self._plans = {
+            name: plan_site(self._inputs(view, now, horizon), self.solver)
+            for name, now in view.sites.items()
+        }
+        if hours is None and not all(plan.ok for plan in self._plans.values()):
+            self._whole_window_failed = True  # not tried again: the rest goes in chunks
+            self._solve_from(view)
 
     @staticmethod
     def _steps(hours: float, step_hours: float) -> int:

@@ -131,7 +131,8 @@ class ControlLoop:
         if plan is not None and dispatcher is not None:
             latest = self._monitor.latest
             fleet = devices or None
-            gpus_w = out.scheduling.power_added_w if out.scheduling is not None else 0.0
+            added = out.scheduling.power_added_w if out.scheduling is not None else {}
+            gpus_w = added.get(self.site.id, 0.0)
             await self._step(
                 out, "dispatch", lambda: dispatcher.dispatch(plan, latest, fleet, gpus_w)
             )

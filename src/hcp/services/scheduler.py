@@ -87,16 +87,18 @@ class TickReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    power_added_w: float = 0.0
-    """What the GPUs this tick started add to the site's draw (busy over idle, W at the
-    devices), less what the GPUs it stopped give back: the dispatcher keeps the miners' rise
-    within what is left of the site's ramp."""
+    power_added_w: dict[str, float] = field(default_factory=dict)
+    """Per site: what the GPUs this tick started add to the draw (busy over idle, W at the
+    devices), less what the GPUs it stopped (preempted or cancelled) give back. Work that
+    ended on its own is not counted: no order of this tick's changed that draw. The
+    dispatcher keeps the miners' rise within what is left of the site's ramp."""
 
-
-def busy_rise_w(devices: Sequence[Device]) -> float:
-    """How much more `devices` (GPUs) draw busy than idle, in W."""
-    models = [gpu_model(d.model_name) for d in devices]
-    return sum(m.busy_power_w - m.idle_power_w for m in models)
+    def add_power(self, devices: Sequence[Device], sign: float) -> None:
+        """Count `devices` (GPUs) going busy (`sign` 1) or idle (-1) in this tick."""
+        for d in devices:
+            model = gpu_model(d.model_name)
+            rise = sign * (model.busy_power_w - model.idle_power_w)
+            self.power_added_w[d.site_id] = self.power_added_w.get(d.site_id, 0.0) + rise
 
 
 def spec_of(w: Workload) -> WorkloadSpec:
@@ -276,6 +278,7 @@ class SchedulerService:
             self._sent_to_nodes("stop", w, devices, "cancelled", issued, exc)
         else:
             self._sent_to_nodes("stop", w, devices, "cancelled", issued)
+            report.add_power(devices, -1.0)
 
     async def _follow(
         self, active: list[Workload], gpus: Mapping[str, Device], now: datetime, report: TickReport
@@ -335,7 +338,7 @@ class SchedulerService:
             self._sent_to_nodes(action, w, devices, reason, issued, exc)
             return 0.0
         self._sent_to_nodes(action, w, devices, reason, issued)
-        report.power_added_w -= busy_rise_w(devices)
+        report.add_power(devices, -1.0)
         return resume
 
     def _sent_to_nodes(
@@ -434,7 +437,7 @@ class SchedulerService:
                 self._sent_to_nodes("start", w, devices, placement, now, error)
                 self._started(w, outcome, now, report)
                 if error is None:
-                    report.power_added_w += busy_rise_w(devices)
+                    report.add_power(devices, 1.0)
 
     def _started(self, w: Workload, outcome: object, now: datetime, report: TickReport) -> None:
         if isinstance(outcome, HcpError):
