@@ -49,9 +49,12 @@ class LinearProgram:
         self.num_cols = 0
         self.num_rows = 0
         self.offset = 0.0
-        self._lower: list[FloatArray] = []
-        self._upper: list[FloatArray] = []
-        self._integer: list[npt.NDArray[np.bool_]] = []
+        # Per block of columns: its size, whether integer, and each bound as a scalar or an
+        # array (expanded once, in compile: a rolling horizon builds many small programs).
+        self._sizes: list[int] = []
+        self._integer: list[bool] = []
+        self._lower: list[float | FloatArray] = []
+        self._upper: list[float | FloatArray] = []
         self._rows: list[IntArray] = []
         self._cols: list[IntArray] = []
         self._values: list[FloatArray] = []
@@ -70,10 +73,13 @@ class LinearProgram:
     ) -> IntArray:
         """New columns with bounds broadcast to `shape`; returns their indices in that shape."""
         size = shape if isinstance(shape, int) else math.prod(shape)
-        index = np.arange(self.num_cols, self.num_cols + size).reshape(shape)
-        self._lower.append(_spread(lower, index.shape))
-        self._upper.append(_spread(upper, index.shape))
-        self._integer.append(np.full(size, integer))
+        index = np.arange(self.num_cols, self.num_cols + size)
+        if not isinstance(shape, int):
+            index = index.reshape(shape)
+        self._sizes.append(size)
+        self._integer.append(integer)
+        self._lower.append(_bound(lower, index.shape))
+        self._upper.append(_bound(upper, index.shape))
         self.num_cols += size
         return index
 
@@ -97,8 +103,7 @@ class LinearProgram:
         count, terms = columns.shape
         rows = np.arange(self.num_rows, self.num_rows + count)
         coefs = np.asarray(coefficients, dtype=np.float64)
-        per_term = coefs.shape == (terms,)
-        values = np.tile(coefs, count) if per_term else _spread(coefs, columns.shape)
+        values = _spread(coefs, columns.shape)  # per term (one per column), or rows × terms
         self._add_entries(np.repeat(rows, terms), columns.ravel(), values)
         self._row_lower.append(_spread(lower, count))
         self._row_upper.append(_spread(upper, count))
@@ -107,11 +112,13 @@ class LinearProgram:
 
     def add_terms(self, rows: npt.ArrayLike, columns: npt.ArrayLike, coefs: npt.ArrayLike) -> None:
         """Add coefficient `coefs` of column `columns` to existing rows `rows` (all broadcast)."""
-        r, c, v = np.broadcast_arrays(
-            np.asarray(rows, dtype=np.int64),
-            np.asarray(columns, dtype=np.int64),
-            np.asarray(coefs, dtype=np.float64),
-        )
+        r = np.asarray(rows, dtype=np.int64)
+        c = np.asarray(columns, dtype=np.int64)
+        v = np.asarray(coefs, dtype=np.float64)
+        if r.shape == c.shape and v.ndim == 0:  # the usual case, without broadcast_arrays' cost
+            self._add_entries(r.ravel(), c.ravel(), np.full(c.size, float(v)))
+            return
+        r, c, v = np.broadcast_arrays(r, c, v)
         self._add_entries(r.ravel(), c.ravel(), v.ravel())
 
     def _add_entries(self, rows: IntArray, cols: IntArray, values: FloatArray) -> None:
@@ -125,10 +132,8 @@ class LinearProgram:
     def add_objective(self, columns: npt.ArrayLike, coefs: npt.ArrayLike) -> None:
         """Add `coefs` (USD per unit) to the objective coefficients of `columns`."""
         cols = np.asarray(columns, dtype=np.int64)
-        values = np.asarray(coefs, dtype=np.float64)
-        if values.shape != cols.shape:
-            values = np.broadcast_to(values, cols.shape)
-        cols, values = cols.ravel(), values.ravel()
+        values = _spread(coefs, cols.shape)
+        cols = cols.ravel()
         if cols.size and cols.min() < 0:
             cols, values = cols[cols >= 0], values[cols >= 0]
         self._cost_cols.append(cols)
@@ -138,7 +143,7 @@ class LinearProgram:
         """The program in array form, ready for a solver."""
         n = self.num_cols
         cost = np.bincount(_ints(self._cost_cols), _floats(self._cost_values), minlength=n)
-        lower, upper = _floats(self._lower), _floats(self._upper)
+        lower, upper = _expand(self._lower, self._sizes), _expand(self._upper, self._sizes)
         for cols, lows, highs in self._tightened:
             lower[cols] = np.maximum(lower[cols], lows)
             upper[cols] = np.minimum(upper[cols], highs)
@@ -146,7 +151,7 @@ class LinearProgram:
         order = np.argsort(cols, kind="stable")
         start = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(cols, minlength=n), out=start[1:])
-        integer = np.concatenate(self._integer) if self._integer else np.zeros(0, dtype=bool)
+        integer = np.repeat(np.array(self._integer, dtype=bool), self._sizes)
         return CompiledLp(
             cost.astype(np.float64),
             self.offset,
@@ -169,7 +174,27 @@ def _spread(value: npt.ArrayLike, shape: int | tuple[int, ...]) -> FloatArray:
         return np.full(size, float(array))
     if array.size == size and array.shape in (shape, (size,)):
         return array.ravel().copy()
-    return np.broadcast_to(array, shape).ravel().copy()
+    spread = np.empty(shape)
+    spread[...] = array  # broadcast (an assignment: a third of np.broadcast_to's cost)
+    return spread.ravel()
+
+
+def _bound(value: npt.ArrayLike, shape: tuple[int, ...]) -> float | FloatArray:
+    """A bound as given: a scalar stays a float, anything else is spread to `shape`."""
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else _spread(array, shape)
+
+
+def _expand(bounds: list[float | FloatArray], sizes: list[int]) -> FloatArray:
+    """Every block's bound, one value per column: scalars repeated, arrays in place."""
+    scalars = [b if isinstance(b, float) else 0.0 for b in bounds]
+    out = np.repeat(np.array(scalars, dtype=np.float64), sizes)
+    start = 0
+    for bound, size in zip(bounds, sizes, strict=True):
+        if not isinstance(bound, float):
+            out[start : start + size] = bound
+        start += size
+    return out
 
 
 def _ints(parts: list[IntArray]) -> IntArray:
