@@ -53,8 +53,11 @@ def same_time_profile(history: FloatArray, steps_per_day: int, count: int, days:
     positions = n + np.arange(count)
     lags = steps_per_day * np.arange(1, days + 1)
     index = positions[np.newaxis, :] - lags[:, np.newaxis]
+    if index[-1, 0] >= 0 and index[0, -1] < n:  # every day held (all but the first weeks)
+        full: FloatArray = history[index].sum(axis=0) / days
+        return full
     valid = (index >= 0) & (index < n)
-    values = np.where(valid, history[np.clip(index, 0, n - 1)], 0.0)
+    values = np.where(valid, history[np.where(valid, index, 0)], 0.0)
     counts = valid.sum(axis=0)
     mean: FloatArray = np.where(counts > 0, values.sum(axis=0) / np.maximum(counts, 1), history[-1])
     return mean
