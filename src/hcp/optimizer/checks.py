@@ -52,9 +52,10 @@ def _check_series(x: SiteInputs) -> list[Problem]:
 def _check_array(name: str, values: FloatArray, horizon: int) -> Problem | None:
     if len(values) != horizon:
         return Problem(name, f"has {len(values)} values for a horizon of {horizon}")
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        return Problem(name, f"not a finite number at interval {int(bad[0])}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        return Problem(name, f"not a finite number at interval {first}")
     if name.startswith(("realtime_gpus", "hashprice")) and np.any(values < 0):
         return Problem(name, "must be >= 0")
     return None

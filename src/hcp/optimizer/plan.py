@@ -4,7 +4,7 @@ each use. Solve outcomes are values (`SolveStatus`), never exceptions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -73,13 +73,13 @@ class SiteAllocation:
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """A solved horizon as arrays, one value per interval: miners per model and profile, GPUs
-    per model in realtime and spot use, grid and sell-back MW; and per GPU model and interval,
-    the GPUs of each job given some."""
+    per model in realtime and spot use, grid and sell-back MW; and per GPU model and interval
+    (only those with any), the GPUs of each job given some."""
 
     asics: Mapping[str, Mapping[str, FloatArray]]
     realtime: Mapping[str, FloatArray]
     spot: Mapping[str, FloatArray]
-    jobs: Mapping[str, Sequence[Mapping[str, float]]]
+    jobs: Mapping[str, Mapping[int, Mapping[str, float]]]
     job_classes: Mapping[str, WorkloadClass]
     grid_mw: FloatArray
     sellback_mw: FloatArray
@@ -92,8 +92,7 @@ class Schedule:
         return SiteAllocation(site, asics, gpus, grid, sold)
 
     def _gpu_use(self, model: str, i: int) -> GpuUse:
-        by_interval = self.jobs.get(model)
-        jobs = dict(by_interval[i]) if by_interval is not None else {}
+        jobs = dict(self.jobs.get(model, {}).get(i, {}))
         batch = {j: n for j, n in jobs.items() if self.job_classes[j] != WorkloadClass.AI_TRAINING}
         training = {j: n for j, n in jobs.items() if j not in batch}
         return GpuUse(float(self.realtime[model][i]), float(self.spot[model][i]), batch, training)

@@ -56,10 +56,15 @@ def read_schedule(model: SiteModel, values: FloatArray) -> Schedule:
     )
 
 
-def _jobs_by_interval(x: SiteInputs, gpus: JobGpus, solved: FloatArray) -> list[dict[str, float]]:
-    """GPUs of one model per job, for each interval of the horizon: only the jobs given some."""
-    by_interval: list[dict[str, float]] = [{} for _ in range(x.horizon)]
+def _jobs_by_interval(
+    x: SiteInputs, gpus: JobGpus, solved: FloatArray
+) -> dict[int, dict[str, float]]:
+    """GPUs of one model per job, by interval: only the intervals and jobs given some."""
+    by_interval: dict[int, dict[str, float]] = {}
     values = solved[gpus.cols]
-    for k in np.flatnonzero(values > 0):
-        by_interval[gpus.t[k]][x.jobs[gpus.job[k]].job_id] = float(values[k])
+    given = values > 0
+    for t, j, n in zip(
+        gpus.t[given].tolist(), gpus.job[given].tolist(), values[given].tolist(), strict=True
+    ):
+        by_interval.setdefault(t, {})[x.jobs[j].job_id] = n
     return by_interval
