@@ -20,6 +20,7 @@ from hcp.domain.identity import Principal, Role
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.workloads import Requirements, WorkloadClass
 from hcp.http.app import create_app
+from hcp.services.control import TickOutcome
 from hcp.services.events import WORKLOAD_EVENTS, Event
 from hcp.services.planning import StoredHistory
 from hcp.services.workloads import Submission
@@ -381,21 +382,28 @@ async def ramped_site(tmp_path: Path) -> AsyncIterator[Site]:
         yield running
 
 
+async def _tick_after_a_poll(site: Site) -> tuple[TickOutcome, int]:
+    """Five minutes on: a poll, a tick, its commands sent; the tick and the wakes sent so far."""
+    site.clock.advance(timedelta(minutes=5))
+    await site.live.control.poll()
+    await site.live.settle()
+    outcome = await site.live.control.tick()
+    assert outcome.errors == []
+    await site.live.dispatcher.delivered()
+    sent = (await site.api.get("/api/v1/dispatch?limit=500", headers=site.admin)).json()
+    return outcome, sum(c["action"] == "wake" for c in sent)
+
+
 async def test_wakes_are_staggered_within_the_site_ramp_limit(ramped_site: Site) -> None:
     site = ramped_site
     await _spike_sleeps_every_miner(site)  # a fall in draw is not held back
     site.live.control._feed = PriceFeed(site.clock, 20.0)
     woken: list[int] = []
     for _ in range(3):
-        site.clock.advance(timedelta(minutes=5))
-        await site.live.control.poll()
-        await site.live.settle()
-        outcome = await site.live.control.tick()
-        assert outcome.errors == [] and outcome.plan is not None
+        outcome, wakes = await _tick_after_a_poll(site)
+        assert outcome.plan is not None
         assert outcome.plan.asic_target({"S21"}) == {"S21": {"stock": 12}}
-        await site.live.dispatcher.delivered()
-        sent = (await site.api.get("/api/v1/dispatch?limit=500", headers=site.admin)).json()
-        woken.append(sum(c["action"] == "wake" for c in sent))
+        woken.append(wakes)
     assert woken == [4, 8, 12]
 
 
@@ -411,15 +419,10 @@ async def test_gpus_started_in_a_tick_take_their_rise_out_of_the_miners_ramp(
     woken: list[int] = []
     added_w: list[float] = []
     for _ in range(2):
-        site.clock.advance(timedelta(minutes=5))
-        await site.live.control.poll()
-        await site.live.settle()
-        outcome = await site.live.control.tick()
-        assert outcome.errors == [] and outcome.scheduling is not None
+        outcome, wakes = await _tick_after_a_poll(site)
+        assert outcome.scheduling is not None
         added_w.append(outcome.scheduling.power_added_w.get(site.live.control.site.id, 0.0))
-        await site.live.dispatcher.delivered()
-        sent = (await site.api.get("/api/v1/dispatch?limit=500", headers=site.admin)).json()
-        woken.append(sum(c["action"] == "wake" for c in sent))
+        woken.append(wakes)
     # Two H100 SXM going from idle (70 W) to busy (700 W) add 1,260 W: of the 14.8 kW the
     # miners may add in a tick, 13.55 kW are left, room for three wakes of 3,475 W, not four.
     assert added_w == [1260.0, 0.0]
