@@ -270,15 +270,8 @@ class SchedulerService:
                 self._writer().workloads.release_gpus(w.id)
 
     async def _stop_ended(self, w: Workload, devices: list[Device], report: TickReport) -> None:
-        issued = self._clock.now()
-        try:
-            await self._runner.stop(w, devices, checkpoint=False)
-        except HcpError as exc:  # the node is gone: its GPUs are free either way
-            report.errors.append(f"stop {w.id}: {exc}")
-            self._sent_to_nodes("stop", w, devices, "cancelled", issued, exc)
-        else:
-            self._sent_to_nodes("stop", w, devices, "cancelled", issued)
-            report.add_power(devices, -1.0)
+        # A node that fails the stop is gone: its GPUs are free either way.
+        await self._stop_on_nodes(w, devices, report, "stop", "cancelled", checkpoint=False)
 
     async def _follow(
         self, active: list[Workload], gpus: Mapping[str, Device], now: datetime, report: TickReport
@@ -329,14 +322,36 @@ class SchedulerService:
         self, w: Workload, p: Preemption, gpus: Mapping[str, Device], report: TickReport
     ) -> float:
         devices = [gpus[g] for g in w.gpu_ids if g in gpus]
-        issued, keep = self._clock.now(), _keeps_work(p) and w.checkpointable
-        action, reason = ("checkpoint+stop" if keep else "stop"), _preemption_reason(p)
+        keep = _keeps_work(p) and w.checkpointable
+        action = "checkpoint+stop" if keep else "stop"
+        reason = _preemption_reason(p)
+        if p.for_workload_id is not None:
+            reason = f"{reason} for {p.for_workload_id}"
+        resume = await self._stop_on_nodes(
+            w, devices, report, action, reason, checkpoint=_keeps_work(p)
+        )
+        return 0.0 if resume is None else resume
+
+    async def _stop_on_nodes(
+        self,
+        w: Workload,
+        devices: Sequence[Device],
+        report: TickReport,
+        action: str,
+        reason: str,
+        *,
+        checkpoint: bool,
+    ) -> float | None:
+        """Ask `w`'s nodes to stop it (checkpointing first when asked) and note the command as
+        they answered: the progress to resume from, or None when a node failed the stop (the
+        error is in the report, and the GPUs count as still drawing)."""
+        issued = self._clock.now()
         try:
-            resume = await self._runner.stop(w, devices, checkpoint=_keeps_work(p))
+            resume = await self._runner.stop(w, devices, checkpoint=checkpoint)
         except HcpError as exc:
             report.errors.append(f"stop {w.id}: {exc}")
             self._sent_to_nodes(action, w, devices, reason, issued, exc)
-            return 0.0
+            return None
         self._sent_to_nodes(action, w, devices, reason, issued)
         report.add_power(devices, -1.0)
         return resume
@@ -392,7 +407,7 @@ class SchedulerService:
             p.for_workload_id,
         )
         self._writer().workloads.add_preemption(record)
-        reason = f"preempted ({p.reason.value}, {p.action.value})"
+        reason = _preemption_reason(p)
         if p.action is PreemptionAction.FAIL:
             self._fail(w, reason, now, report)
         else:
@@ -523,8 +538,7 @@ def _answer(error: BaseException | None) -> str:
 
 
 def _preemption_reason(p: Preemption) -> str:
-    reason = f"preempted ({p.reason.value}, {p.action.value})"
-    return reason if p.for_workload_id is None else f"{reason} for {p.for_workload_id}"
+    return f"preempted ({p.reason.value}, {p.action.value})"
 
 
 def _keeps_work(p: Preemption) -> bool:
