@@ -98,14 +98,15 @@ def provision_site(
     asic, gpu = asic_model(spec.asic_model), gpu_model(spec.gpu_model)
     uow.fleet.ensure_model(asic.name, DeviceKind.ASIC, asic.manufacturer, _spec_of(asic))
     uow.fleet.ensure_model(gpu.name, DeviceKind.GPU, "NVIDIA", _spec_of(gpu))
-    if uow.fleet.site(spec.site.id) is None:
+    stored_site = uow.fleet.site(spec.site.id)
+    if stored_site is None:
         racks, devices = plan_devices(spec, now)
         uow.fleet.add_site(spec.site)
         for rack in racks:
             uow.fleet.add_rack(rack)
         uow.fleet.add_devices(devices)
         return Provisioning(created=True, added=len(devices))
-    changed = _site_changes(uow.fleet.site(spec.site.id), spec.site)
+    changed = _site_changes(stored_site, spec.site)
     stored = uow.fleet.devices(site_id=spec.site.id)
     spec, larger, beyond = _reconcile(spec, stored, keep_larger)
     racks, devices = plan_devices(spec, now)
@@ -125,10 +126,8 @@ def provision_site(
     )
 
 
-def _site_changes(stored: Site | None, asked: Site) -> list[str]:
+def _site_changes(stored: Site, asked: Site) -> list[str]:
     """What of the stored site's name, node, MW limit and PUE the settings change."""
-    if stored is None:
-        return []
     fields = ("name", "node", "capacity_mw", "pue")
     return [
         f"{f} {getattr(stored, f)} -> {getattr(asked, f)}"
