@@ -47,6 +47,11 @@ class HighsSolver:
     `mip_rel_gap` is the relative optimality gap accepted for a MILP; `time_limit_s` bounds one
     solve (a solve stopped by it reports FAILED). `presolve=False` suits many small programs
     solved in a row (a rolling horizon): presolving them costs more than it saves.
+
+    HiGHS runs on one thread: its dual simplex is serial anyway, and with the thread count
+    left to HiGHS (0) each run of the rolling horizon's 8-interval programs took 0.18 ms
+    instead of 0.14 ms, for the same solutions. HiGHS keeps one thread pool per process, set
+    by the first run, so every instance must ask for the same count: all go through here.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class HighsSolver:
     ) -> None:
         self._highs = highspy.Highs()  # type: ignore[no-untyped-call]
         self._highs.setOptionValue("output_flag", False)
+        self._highs.setOptionValue("threads", 1)
         self._highs.setOptionValue("presolve", "choose" if presolve else "off")
         self._highs.setOptionValue("mip_rel_gap", mip_rel_gap)
         self._highs.setOptionValue("time_limit", time_limit_s)
