@@ -4,6 +4,11 @@ maximise cost·x + offset subject to row_lower <= A x <= row_upper and lower <= 
 Variables and rows are added in blocks (numpy arrays of column indices), so a model over a
 horizon is written once per kind of constraint, not once per interval. A column index of -1
 in a row block means "no variable here" and is skipped.
+
+A program built `with_matrix=False` records everything but the constraint matrix, for a
+caller that knows the matrix is that of a program compiled before (a rolling horizon, whose
+programs differ far more often in their data than in their structure): `compile(matrix=...)`
+takes it from there.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ class CompiledLp:
 class LinearProgram:
     """Columns, rows and objective being added block by block; `compile()` when done."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_matrix: bool = True) -> None:
+        self.with_matrix = with_matrix
         self.num_cols = 0
         self.num_rows = 0
         self.offset = 0.0
@@ -58,8 +64,9 @@ class LinearProgram:
         self._rows: list[IntArray] = []
         self._cols: list[IntArray] = []
         self._values: list[FloatArray] = []
-        self._row_lower: list[FloatArray] = []
-        self._row_upper: list[FloatArray] = []
+        self._row_sizes: list[int] = []  # per block of rows, its bounds as for columns
+        self._row_lower: list[float | FloatArray] = []
+        self._row_upper: list[float | FloatArray] = []
         self._cost_cols: list[IntArray] = []
         self._cost_values: list[FloatArray] = []
         self._tightened: list[tuple[IntArray, FloatArray, FloatArray]] = []
@@ -99,19 +106,23 @@ class LinearProgram:
     ) -> IntArray:
         """One row per line of `columns` (shape rows × terms; a 1-D array is one row), each
         term's coefficient from `coefficients` (scalar, per term, or rows × terms)."""
-        columns = np.atleast_2d(columns)
-        count, terms = columns.shape
+        count = 1 if columns.ndim == 1 else len(columns)
         rows = np.arange(self.num_rows, self.num_rows + count)
-        coefs = np.asarray(coefficients, dtype=np.float64)
-        values = _spread(coefs, columns.shape)  # per term (one per column), or rows × terms
-        self._add_entries(np.repeat(rows, terms), columns.ravel(), values)
-        self._row_lower.append(_spread(lower, count))
-        self._row_upper.append(_spread(upper, count))
+        if self.with_matrix:
+            columns = np.atleast_2d(columns)
+            coefs = np.asarray(coefficients, dtype=np.float64)
+            values = _spread(coefs, columns.shape)  # per term (one per column), or rows × terms
+            self._add_entries(np.repeat(rows, columns.shape[1]), columns.ravel(), values)
+        self._row_sizes.append(count)
+        self._row_lower.append(_bound(lower, (count,)))
+        self._row_upper.append(_bound(upper, (count,)))
         self.num_rows += count
         return rows
 
     def add_terms(self, rows: npt.ArrayLike, columns: npt.ArrayLike, coefs: npt.ArrayLike) -> None:
         """Add coefficient `coefs` of column `columns` to existing rows `rows` (all broadcast)."""
+        if not self.with_matrix:
+            return
         r = np.asarray(rows, dtype=np.int64)
         c = np.asarray(columns, dtype=np.int64)
         v = np.asarray(coefs, dtype=np.float64)
@@ -139,31 +150,44 @@ class LinearProgram:
         self._cost_cols.append(cols)
         self._cost_values.append(values)
 
-    def compile(self) -> CompiledLp:
-        """The program in array form, ready for a solver."""
+    def compile(self, matrix: CompiledLp | None = None) -> CompiledLp:
+        """The program in array form, ready for a solver; its constraint matrix is taken from
+        `matrix` where given (required without one of its own: see `with_matrix`)."""
         n = self.num_cols
         cost = np.bincount(_ints(self._cost_cols), _floats(self._cost_values), minlength=n)
         lower, upper = _expand(self._lower, self._sizes), _expand(self._upper, self._sizes)
         for cols, lows, highs in self._tightened:
             lower[cols] = np.maximum(lower[cols], lows)
             upper[cols] = np.minimum(upper[cols], highs)
-        rows, cols, values = _ints(self._rows), _ints(self._cols), _floats(self._values)
-        order = np.argsort(cols, kind="stable")
-        start = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(cols, minlength=n), out=start[1:])
         integer = np.repeat(np.array(self._integer, dtype=bool), self._sizes)
+        if matrix is None:
+            start, index, value = self._matrix()
+        elif matrix.shape == (self.num_rows, n):
+            start, index, value = matrix.start, matrix.index, matrix.value
+        else:
+            raise ValueError(f"matrix of {matrix.shape} for a program of {(self.num_rows, n)}")
         return CompiledLp(
             cost.astype(np.float64),
             self.offset,
             lower,
             upper,
             integer,
-            _floats(self._row_lower),
-            _floats(self._row_upper),
+            _expand(self._row_lower, self._row_sizes),
+            _expand(self._row_upper, self._row_sizes),
             start,
-            rows[order],
-            values[order],
+            index,
+            value,
         )
+
+    def _matrix(self) -> tuple[IntArray, IntArray, FloatArray]:
+        """The entries added, in compressed-column form: start, row index, value."""
+        if not self.with_matrix:
+            raise ValueError("this program was built without its matrix: compile(matrix=...)")
+        rows, cols, values = _ints(self._rows), _ints(self._cols), _floats(self._values)
+        order = np.argsort(cols, kind="stable")
+        start = np.zeros(self.num_cols + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cols, minlength=self.num_cols), out=start[1:])
+        return start, rows[order], values[order]
 
 
 def _spread(value: npt.ArrayLike, shape: int | tuple[int, ...]) -> FloatArray:
@@ -181,6 +205,8 @@ def _spread(value: npt.ArrayLike, shape: int | tuple[int, ...]) -> FloatArray:
 
 def _bound(value: npt.ArrayLike, shape: tuple[int, ...]) -> float | FloatArray:
     """A bound as given: a scalar stays a float, anything else is spread to `shape`."""
+    if isinstance(value, float | int):
+        return float(value)
     array = np.asarray(value, dtype=np.float64)
     return float(array) if array.ndim == 0 else _spread(array, shape)
 

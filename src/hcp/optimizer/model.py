@@ -91,9 +91,11 @@ class SiteModel:
     v: Variables
 
 
-def build_model(inputs: SiteInputs) -> SiteModel:
-    """The LP of one site over the horizon of `inputs` (check them first: `check_inputs`)."""
-    lp = LinearProgram()
+def build_model(inputs: SiteInputs, with_matrix: bool = True) -> SiteModel:
+    """The LP of one site over the horizon of `inputs` (check them first: `check_inputs`);
+    `with_matrix=False` leaves out the constraint matrix, which depends only on
+    `structure_of(inputs)` (see `LinearProgram`)."""
+    lp = LinearProgram(with_matrix)
     v = Variables(
         asic=define_asic_profile_variables(lp, inputs),
         gpu=define_gpu_use_variables(lp, inputs),
@@ -110,6 +112,19 @@ def build_model(inputs: SiteInputs) -> SiteModel:
     define_sellback(lp, inputs, v)
     define_profit_objective(lp, inputs, v)
     return SiteModel(inputs, lp, v)
+
+
+def structure_of(x: SiteInputs) -> tuple[object, ...]:
+    """What the variables, rows and constraint matrix of `x`'s model depend on: the site (its
+    devices, profiles, PUE, contract, ramp and minimum times), the horizon, and each job's
+    family and the intervals of the horizon it may run in. Everything else in the inputs
+    (prices, state, demand, work left, caps) only sets bounds and costs, so two inputs of
+    equal structure have the same matrix (a test checks it on random inputs)."""
+    h = x.horizon
+    windows = tuple(
+        (job.family, min(max(job.release, 0), h), min(max(job.deadline, 0), h)) for job in x.jobs
+    )
+    return x.site, h, windows
 
 
 def has_switching(inputs: SiteInputs) -> bool:

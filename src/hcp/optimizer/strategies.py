@@ -26,7 +26,7 @@ from hcp.economics import DEFAULT_POOL_FEE, breakeven_usd_per_mwh
 from hcp.optimizer.forecast import ForecastSettings, carry_forward, forecast_electricity
 from hcp.optimizer.inputs import JobInputs, PpaContract, SiteInputs, SiteNow
 from hcp.optimizer.plan import GpuUse, Plan, SiteAllocation, SolveStatus
-from hcp.optimizer.planner import plan_site
+from hcp.optimizer.planner import MatrixCache, plan_site
 from hcp.optimizer.solver import HighsSolver, Solver
 from hcp.optimizer.world import DecisionView, Foresight, Job
 
@@ -166,11 +166,14 @@ class Mpc:
         self.terms = terms
         self.settings = settings or MpcSettings()
         self.solver = solver or HighsSolver(presolve=False)
+        self._matrices: dict[str, MatrixCache] = {}
 
     def decide(self, view: DecisionView) -> Decision:
         """Solve each site on the forecast; a site whose solve fails gets the safe plan."""
         plans = {
-            name: plan_site(self._inputs(view, now), self.solver)
+            name: plan_site(
+                self._inputs(view, now), self.solver, self._matrices.setdefault(name, MatrixCache())
+            )
             for name, now in view.sites.items()
         }
         return _first_intervals(plans, view, 0)
