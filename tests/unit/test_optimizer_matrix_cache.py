@@ -1,11 +1,13 @@
 """The rolling horizon's matrix cache: two inputs of the same structure (`structure_of`) have the
 same constraint matrix, whatever their data, and a program compiled with a cached matrix is the
-program a fresh build gives, array for array."""
+program a fresh build gives, array for array. And the solver's one-thread HiGHS."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import fields, replace
 
+import highspy
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +28,9 @@ from hcp.optimizer.inputs import (
 )
 from hcp.optimizer.lp import CompiledLp
 from hcp.optimizer.model import build_model, structure_of
+from hcp.optimizer.plan import SolveStatus
 from hcp.optimizer.planner import MatrixCache
+from hcp.optimizer.solver import HighsSolver, LpResult
 
 CLASSES = (WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING)
 
@@ -174,9 +178,11 @@ def test_the_cache_rebuilds_only_the_data_while_the_structure_stays() -> None:
     x = small_site(4)
     cache = MatrixCache()
     first, _ = cache.build(x)
-    again, _ = cache.build(replace(x, electricity_usd_per_mwh=np.full(4, 900.0)))
+    again, program = cache.build(replace(x, electricity_usd_per_mwh=np.full(4, 900.0)))
     longer, _ = cache.build(small_site(5))
     assert first.lp.with_matrix and not again.lp.with_matrix and longer.lp.with_matrix
+    with pytest.raises(ValueError, match="read-only"):  # shared by the programs of a structure
+        program.value[0] = 2.0
 
 
 def test_a_program_without_its_matrix_needs_one_of_its_shape() -> None:
@@ -187,3 +193,26 @@ def test_a_program_without_its_matrix_needs_one_of_its_shape() -> None:
     longer = build_model(small_site(4)).lp.compile()
     with pytest.raises(ValueError, match="matrix of"):
         bare.compile(matrix=longer)
+
+
+def test_a_run_highs_refuses_comes_back_failed_with_its_reason() -> None:
+    """HiGHS refuses a run asking for another thread count than its thread's first run set up
+    (here a plain Highs with two threads, in a thread of its own so that nothing else in the
+    test process shares that scheduler): the solve says so instead of "Not Set"."""
+    results: list[LpResult] = []
+    program = build_model(small_site(2)).lp.compile()
+
+    def on_a_fresh_thread() -> None:
+        other = highspy.Highs()  # type: ignore[no-untyped-call]
+        other.setOptionValue("output_flag", False)
+        other.setOptionValue("threads", 2)
+        other.addVar(0.0, 1.0)
+        other.run()
+        results.append(HighsSolver().solve(program))
+
+    thread = threading.Thread(target=on_a_fresh_thread)
+    thread.start()
+    thread.join()
+    assert results[0].status is SolveStatus.FAILED
+    assert "refused" in results[0].reason
+    assert HighsSolver().solve(program).status is SolveStatus.OPTIMAL  # this thread: one

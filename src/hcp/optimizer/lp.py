@@ -106,13 +106,16 @@ class LinearProgram:
     ) -> IntArray:
         """One row per line of `columns` (shape rows × terms; a 1-D array is one row), each
         term's coefficient from `coefficients` (scalar, per term, or rows × terms)."""
-        count = 1 if columns.ndim == 1 else len(columns)
+        if not isinstance(columns, np.ndarray) or columns.ndim != 2:
+            columns = np.atleast_2d(columns)  # one row (1-D), a list, a scalar
+            if columns.ndim != 2:
+                raise ValueError(f"columns must be rows × terms, not of shape {columns.shape}")
+        count, terms = columns.shape
         rows = np.arange(self.num_rows, self.num_rows + count)
         if self.with_matrix:
-            columns = np.atleast_2d(columns)
             coefs = np.asarray(coefficients, dtype=np.float64)
             values = _spread(coefs, columns.shape)  # per term (one per column), or rows × terms
-            self._add_entries(np.repeat(rows, columns.shape[1]), columns.ravel(), values)
+            self._add_entries(np.repeat(rows, terms), columns.ravel(), values)
         self._row_sizes.append(count)
         self._row_lower.append(_bound(lower, (count,)))
         self._row_upper.append(_bound(upper, (count,)))
@@ -203,7 +206,7 @@ def _spread(value: npt.ArrayLike, shape: int | tuple[int, ...]) -> FloatArray:
     return spread.ravel()
 
 
-def _bound(value: npt.ArrayLike, shape: tuple[int, ...]) -> float | FloatArray:
+def _bound(value: float | npt.ArrayLike, shape: tuple[int, ...]) -> float | FloatArray:
     """A bound as given: a scalar stays a float, anything else is spread to `shape`."""
     if isinstance(value, float | int):
         return float(value)

@@ -30,8 +30,11 @@ class MatrixCache:
             model = build_model(inputs, with_matrix=False)
             return model, model.lp.compile(matrix=self._last)
         model = build_model(inputs)
-        self._structure, self._last = structure, model.lp.compile()
-        return model, self._last
+        lp = model.lp.compile()
+        for shared in (lp.start, lp.index, lp.value):  # every later program of it shares them
+            shared.setflags(write=False)
+        self._structure, self._last = structure, lp
+        return model, lp
 
 
 def plan_site(inputs: SiteInputs, solver: Solver, matrices: MatrixCache | None = None) -> Plan:

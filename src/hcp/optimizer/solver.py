@@ -7,6 +7,7 @@ start, which HiGHS checks and drops if it does not fit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +17,8 @@ import numpy as np
 from hcp.domain.market import FloatArray
 from hcp.optimizer.lp import CompiledLp
 from hcp.optimizer.plan import SolveStatus
+
+log = logging.getLogger(__name__)
 
 _MODEL_STATUS = {
     highspy.HighsModelStatus.kOptimal: SolveStatus.OPTIMAL,
@@ -50,8 +53,9 @@ class HighsSolver:
 
     HiGHS runs on one thread: its dual simplex is serial anyway, and with the thread count
     left to HiGHS (0) each run of the rolling horizon's 8-interval programs took 0.18 ms
-    instead of 0.14 ms, for the same solutions. HiGHS keeps one thread pool per process, set
-    by the first run, so every instance must ask for the same count: all go through here.
+    instead of 0.14 ms, for the same solutions. HiGHS sets up its scheduler on a thread's
+    first run and refuses a later run there that asks for another count: every solve in this
+    package goes through here, and a refused run comes back FAILED with HiGHS's reason.
     """
 
     def __init__(
@@ -72,7 +76,10 @@ class HighsSolver:
         warm = not lp.integer.any()
         if warm and self._basis is not None and self._basis[0] == lp.shape:
             highs.setBasis(self._basis[1])
-        highs.run()
+        if highs.run() == highspy.HighsStatus.kError:
+            self._basis = None
+            log.error("HiGHS refused to run a program of %d rows × %d columns", *lp.shape)
+            return LpResult(SolveStatus.FAILED, "HiGHS refused to run (an error before solving)")
         status = _MODEL_STATUS.get(highs.getModelStatus(), SolveStatus.FAILED)
         reason = highs.modelStatusToString(highs.getModelStatus())
         if status != SolveStatus.OPTIMAL:
