@@ -266,7 +266,9 @@ def test_a_job_is_its_work_left_due_at_its_deadline_or_as_soon_as_possible() -> 
     half_done = replace(running, progress=0.25)
     job = job_of(half_done, "H100", now, knobs)
     assert job.remaining_gpu_steps == 72  # 4 GPUs x 1.5 h left / (1/12 h)
-    assert job.deadline == 19  # 1.5 h of work + one step of slack, in five-minute steps
+    # 1.5 h of work + one step of slack, in five-minute steps, + the 2 h deadline margin (it
+    # guards a customer's deadline; a job without one keeps its one step of slack)
+    assert job.deadline == 18 + 1 + 24
     assert (job.max_gpus, job.release, job.price_usd_per_gpu_hour) == (4, 0, 2.75)
     due = replace(running, deadline=T + timedelta(hours=1))
     assert job_of(due, "H100", now, knobs).deadline == 12
@@ -288,6 +290,7 @@ def test_demand_counts_realtime_gpus_and_jobs_this_site_can_run() -> None:
     assert [(j.job_id, j.family) for j in inputs.jobs] == [("any", "H100")]
     assert inputs.hashprice_usd_per_ths_day[0] == pytest.approx(0.0427, abs=1e-4)
     assert inputs.gpu_spot_usd_per_gpu_hour["H100"] == pytest.approx(np.full(24, 2.2))
+    assert inputs.deadline_margin_steps == 24  # two hours of five-minute steps
 
 
 def test_short_ticks_keep_the_program_and_the_history_small() -> None:

@@ -128,6 +128,17 @@ def test_a_job_due_inside_the_horizon_waits_for_cheap_power() -> None:
     assert used == pytest.approx([0.0, 0.0, 2.0])
 
 
+def test_a_deadline_margin_brings_deferred_work_into_the_horizon() -> None:
+    # Due at interval 8 with 10 GPU-intervals left on at most 2 GPUs: past a 6-interval
+    # horizon its GPUs could still do 4, so at 9000 USD/MWh a plan does only the 6 it must.
+    # A margin of one interval leaves it 2 after the horizon, of two or more none.
+    job = JobInputs("t1", WorkloadClass.AI_TRAINING, "H100", 2, 10, 0, 8, 2.25)
+    for margin, must in ((0, 6.0), (1, 8.0), (2, 10.0), (5, 10.0)):
+        plan = solve(inputs([9000.0] * 6, jobs=(job,), deadline_margin_steps=margin))
+        done = sum(plan.allocation(i).gpus["H100 SXM"].training.get("t1", 0.0) for i in range(6))
+        assert done == pytest.approx(must), margin
+
+
 def test_work_that_cannot_fit_is_charged_the_penalty() -> None:
     job = JobInputs("t1", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, 2, 2.25)
     plan = solve(inputs([20.0, 20.0], jobs=(job,)))

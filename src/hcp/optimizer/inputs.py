@@ -119,7 +119,10 @@ class SiteInputs:
 
     `realtime_gpus` is realtime inference demand in GPUs per family. With `final` the horizon
     ends the accounting window: jobs due later carry no end-of-horizon obligation. `integer`
-    asks for whole device counts (a MILP) instead of the LP relaxation.
+    asks for whole device counts (a MILP) instead of the LP relaxation. A rolling plan counts
+    on finishing each job `deadline_margin_steps` intervals before its deadline: the work it
+    leaves past the horizon is what the job's full GPU count could do by then, so GPUs taken
+    later by realtime demand or other jobs cost a margin, not the deadline.
     """
 
     site: SiteSpec
@@ -135,6 +138,7 @@ class SiteInputs:
     pool_fee: float = DEFAULT_POOL_FEE
     final: bool = False
     integer: bool = False
+    deadline_margin_steps: int = 0
 
     @property
     def horizon(self) -> int:

@@ -311,13 +311,16 @@ def define_deadline_energy(lp: LinearProgram, x: SiteInputs, v: Variables) -> No
 
 
 def _work_needed(x: SiteInputs, job: JobInputs) -> float:
-    """GPU-intervals of `job` that must be done inside the horizon to avoid a shortfall."""
+    """GPU-intervals of `job` that must be done inside the horizon to avoid a shortfall: all
+    of it when due inside; else what its GPUs could not do after the horizon and before its
+    deadline, less the margin (`deadline_margin_steps`)."""
     after = job.deadline - x.horizon
     if after <= 0:
         return float(job.remaining_gpu_steps)
     if x.final:
         return 0.0
-    return float(max(0, job.remaining_gpu_steps - job.max_gpus * after))
+    later = max(after - x.deadline_margin_steps, 0)
+    return float(max(0, job.remaining_gpu_steps - job.max_gpus * later))
 
 
 def define_sellback(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:

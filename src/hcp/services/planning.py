@@ -228,6 +228,8 @@ class MpcPlanSettings:
     # its work could end, so the plan runs it now unless power is short. A customer who gives
     # a deadline lets the optimizer defer the work into cheaper hours.
     job_slack: timedelta = timedelta(minutes=5)
+    # Each plan counts on finishing a job this long before its deadline (see MpcSettings).
+    deadline_margin: timedelta = timedelta(hours=MpcSettings().deadline_margin_hours)
     # The site's ramp limit (grid MW per tick, up or down), None for none. It holds from the
     # previous plan's draw; the first plan has none to hold from.
     ramp_mw_per_step: float | None = None
@@ -372,6 +374,7 @@ def live_inputs(
         jobs=open_jobs(known.workloads, spec, snapshot, settings),
         sla_penalty_usd_per_gpu_hour=settings.sla_penalty_usd_per_gpu_hour,
         pool_fee=settings.pool_fee,
+        deadline_margin_steps=round(settings.deadline_margin / settings.step),
     )
 
 
@@ -496,12 +499,14 @@ def job_of(
 ) -> JobInputs:
     """`workload` as a job released now: GPU-intervals of work left from its estimated hours
     and progress (at least one while it is open), due at its deadline or, without one,
-    `job_slack` after its work could end; paid the price sheet's price of its class (the
-    spot price for a family the sheet does not list)."""
+    `job_slack` after its work could end (and the deadline margin after that: the margin
+    guards a customer's deadline, it does not shorten the slack); paid the price sheet's
+    price of its class (the spot price for a family the sheet does not list)."""
     req, at, spot = workload.requirements, snapshot.at, snapshot.gpu_spot(family)
     hours_left = (req.estimated_hours or DEFAULT_HOURS) * (1 - min(max(workload.progress, 0), 1))
     work = math.ceil(req.gpu_count * hours_left / (settings.step / _HOUR) - 1e-9)
-    due = workload.deadline or at + hours_left * _HOUR + settings.job_slack
+    slack = settings.job_slack + settings.deadline_margin
+    due = workload.deadline or at + hours_left * _HOUR + slack
     return JobInputs(
         job_id=workload.id,
         workload_class=workload.workload_class,
