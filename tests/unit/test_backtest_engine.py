@@ -1,9 +1,11 @@
-"""The replay engine and the strategies on tiny worlds: accounting, the information rule,
-fallbacks, deadlines, and the oracle as the upper bound of every strategy."""
+"""The replay engine and the strategies on tiny worlds: accounting, the information rule (prices
+and bitcoin figures), fallbacks, deadlines, and the oracle as the upper bound of every
+strategy."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -13,7 +15,9 @@ from hypothesis import strategies as st
 from hcp.backtest.demand import Demand
 from hcp.backtest.engine import Setup, initial_state, make_strategy, run_backtest
 from hcp.domain.catalog import asic_model, gpu_model
+from hcp.domain.market import MarketSeries
 from hcp.domain.workloads import WorkloadClass
+from hcp.economics import hashprice_usd_per_ths_day
 from hcp.optimizer.inputs import AsicFleet, GpuFleet, PpaContract, RtContract, SiteNow, SiteSpec
 from hcp.optimizer.lp import CompiledLp
 from hcp.optimizer.plan import SolveStatus
@@ -46,6 +50,7 @@ def market(prices: list[float], hashprice: float = 0.05, spot: float = 2.0) -> M
         electricity_usd_per_mwh={"N": np.array(prices, dtype=float)},
         day_ahead_usd_per_mwh={},
         hashprice_usd_per_ths_day=np.full(n, hashprice),
+        hashprice_known_usd_per_ths_day=np.full(n, hashprice),
         gpu_spot_usd_per_gpu_hour={"H100": np.full(n, spot)},
     )
 
@@ -96,6 +101,36 @@ def test_a_decision_never_depends_on_prices_from_its_own_interval_on() -> None:
         changed = replace(world, market=market(later))
         after = make_strategy(name, changed).decide(view_at(changed.market, 3, now))
         assert before == after, name
+
+
+def test_a_decision_knows_a_days_fees_and_difficulty_only_the_day_after() -> None:
+    """2024-04-20: the halving, and 1,257.7 BTC of fees (the Runes launch) against 116.9 the
+    day before. Mining earns the day's figures; a decision that day knows the day before's,
+    at the day's opening BTC price and the subsidy of the moment (3.125 BTC after 00:09)."""
+    hour = timedelta(hours=1)
+    start = datetime(2024, 4, 19, tzinfo=UTC)
+    day = np.repeat([0, 1], 24)
+    series = MarketSeries(
+        start,
+        hour,
+        {"N": np.full(48, 30.0)},
+        btc_usd=np.array([63_507.69, 63_823.55])[day],
+        difficulty=np.array([86.3886e12, 86.3886e12 + 1e9])[day],
+        fees_btc_per_day=np.array([116.94, 1_257.72])[day],
+    )
+    arrays = MarketArrays.from_series(series)
+    noon = 36  # 2024-04-20 12:00 UTC
+    at = datetime(2024, 4, 20, 12, tzinfo=UTC)
+    earned = hashprice_usd_per_ths_day(86.3886e12 + 1e9, 1_257.72, 63_823.55, at)
+    known = hashprice_usd_per_ths_day(86.3886e12, 116.94, 63_823.55, at)
+    assert arrays.hashprice_usd_per_ths_day[noon] == pytest.approx(earned)
+    assert arrays.hashprice_known_usd_per_ths_day[noon] == pytest.approx(known)
+    assert known < earned / 2  # the fees were most of that day's revenue
+    view = view_at(arrays, noon + 1, {})
+    assert view.hashprice_usd_per_ths_day[-1] == pytest.approx(known)
+    assert arrays.hashprice_known_usd_per_ths_day[:24] == pytest.approx(
+        arrays.hashprice_usd_per_ths_day[:24]  # the first day has no day before: warm-up
+    )
 
 
 def test_a_job_that_cannot_finish_is_a_missed_deadline_with_its_penalty() -> None:

@@ -26,13 +26,20 @@ _DAY_S = 86_400
 class MarketArrays:
     """Prices per interval: interval starts (UTC epoch seconds), real-time and day-ahead
     electricity per node (USD/MWh; day-ahead NaN where unknown), hashprice (USD/TH/s/day)
-    and GPU spot per family (USD/GPU-hour)."""
+    and GPU spot per family (USD/GPU-hour).
+
+    `hashprice_usd_per_ths_day` is what mining earned in the interval (the day's difficulty,
+    fees and BTC price); `hashprice_known_usd_per_ths_day` what a decision at the interval
+    can know of it: a day's fees are a total known only when the day ends, and its difficulty
+    may change during it, so both come from the day before, with the BTC price of the day's
+    opening and the block subsidy of the moment."""
 
     seconds: IntArray
     step_seconds: int
     electricity_usd_per_mwh: Mapping[str, FloatArray]
     day_ahead_usd_per_mwh: Mapping[str, FloatArray]
     hashprice_usd_per_ths_day: FloatArray
+    hashprice_known_usd_per_ths_day: FloatArray
     gpu_spot_usd_per_gpu_hour: Mapping[str, FloatArray]
 
     @classmethod
@@ -41,12 +48,21 @@ class MarketArrays:
         step_s = series.step // timedelta(seconds=1)
         start_s = int(series.start.timestamp())
         seconds = start_s + np.arange(len(series), dtype=np.int64) * step_s
+        day = max(1, _DAY_S // step_s)
         return cls(
             seconds=seconds,
             step_seconds=step_s,
             electricity_usd_per_mwh=dict(series.electricity_usd_per_mwh),
             day_ahead_usd_per_mwh=dict(series.day_ahead_usd_per_mwh),
-            hashprice_usd_per_ths_day=_hashprice(series, seconds),
+            hashprice_usd_per_ths_day=_hashprice(
+                series.difficulty, series.fees_btc_per_day, series.btc_usd, seconds
+            ),
+            hashprice_known_usd_per_ths_day=_hashprice(
+                _day_before(series.difficulty, day),
+                _day_before(series.fees_btc_per_day, day),
+                series.btc_usd,
+                seconds,
+            ),
             gpu_spot_usd_per_gpu_hour=dict(series.gpu_spot_usd_per_gpu_hour),
         )
 
@@ -62,12 +78,14 @@ class MarketArrays:
         return max(1, _DAY_S // self.step_seconds)
 
 
-def _hashprice(series: MarketSeries, seconds: IntArray) -> FloatArray:
-    """Hashprice per interval, from the interval's daily bitcoin figures and its subsidy."""
+def _hashprice(
+    difficulty: FloatArray, fees_btc_per_day: FloatArray, btc_usd: FloatArray, seconds: IntArray
+) -> FloatArray:
+    """Hashprice per interval, from bitcoin figures per interval and the interval's subsidy."""
     columns = zip(
-        series.difficulty.tolist(),
-        series.fees_btc_per_day.tolist(),
-        series.btc_usd.tolist(),
+        difficulty.tolist(),
+        fees_btc_per_day.tolist(),
+        btc_usd.tolist(),
         seconds.tolist(),
         strict=True,
     )
@@ -77,6 +95,12 @@ def _hashprice(series: MarketSeries, seconds: IntArray) -> FloatArray:
             for d, f, b, at_s in columns
         ]
     )
+
+
+def _day_before(values: FloatArray, day: int) -> FloatArray:
+    """Each interval's value of 24 hours before (`day` intervals). The series' first day has
+    none before it and keeps its own: warm-up, which no strategy decides."""
+    return np.concatenate([values[:day], values[:-day]])[: len(values)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +137,10 @@ class Foresight:
 
 @dataclass(frozen=True, slots=True)
 class DecisionView:
-    """What is known when interval `t` is decided: real-time prices, hashprice and GPU spot of
-    intervals before t only; day-ahead prices from t as far as they are published (NaN where
-    the market has none); each site's state, demand now and open jobs."""
+    """What is known when interval `t` is decided: real-time prices, hashprice as then known
+    (`MarketArrays.hashprice_known_usd_per_ths_day`) and GPU spot of intervals before t only;
+    day-ahead prices from t as far as they are published (NaN where the market has none); each
+    site's state, demand now and open jobs."""
 
     t: int
     step_hours: float
@@ -136,7 +161,7 @@ def view_at(market: MarketArrays, t: int, sites: Mapping[str, SiteNow]) -> Decis
         steps_per_day=market.steps_per_day,
         sites=sites,
         electricity_usd_per_mwh={k: v[:t] for k, v in market.electricity_usd_per_mwh.items()},
-        hashprice_usd_per_ths_day=market.hashprice_usd_per_ths_day[:t],
+        hashprice_usd_per_ths_day=market.hashprice_known_usd_per_ths_day[:t],
         gpu_spot_usd_per_gpu_hour={k: v[:t] for k, v in market.gpu_spot_usd_per_gpu_hour.items()},
         day_ahead_usd_per_mwh={k: v[t:lead] for k, v in market.day_ahead_usd_per_mwh.items()},
     )
