@@ -143,6 +143,30 @@ async def test_the_fleet_poll_follows_running_work_and_a_tick_just_after_does_no
     assert scheduler.followed_at == site.clock.now()
 
 
+class _BrokenPlanner:
+    name = "broken"
+
+    def plan(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("planner down")
+
+
+async def test_a_tick_without_a_plan_keeps_the_customers_work_running(site: Site) -> None:
+    await site.live.control.poll()
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_REALTIME, Requirements("H100", 4, None, None))
+    submitted = await site.runtime.platform.workloads.submit(customer, sub)
+    outcome = await site.live.control.tick()
+    assert outcome.scheduling is not None and outcome.scheduling.started == [submitted.workload.id]
+
+    site.live.control._planner = _BrokenPlanner()  # type: ignore[assignment]
+    site.clock.advance(timedelta(minutes=5))
+    outcome = await site.live.control.tick()
+    assert outcome.plan is None and any("planner down" in e for e in outcome.errors)
+    assert outcome.scheduling is not None and outcome.scheduling.preempted == []
+    held = (await site.api.get("/api/v1/allocations", headers=site.admin)).json()["workloads"]
+    assert [len(w["gpu_ids"]) for w in held] == [4]
+
+
 async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> None:
     await site.live.site.asic_fleet.set_faults(3, Faults(offline=True))
     await site.live.site.asic_fleet.set_faults(5, Faults(malformed_replies=True))

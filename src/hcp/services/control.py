@@ -112,6 +112,7 @@ class ControlLoop:
         self._metered_until = clock.now()
         self._price_in_force: float | None = None  # USD/MWh of the interval being metered
         self.last: TickOutcome | None = None
+        self._last_gpu_budget = 0  # GPUs the last plan allowed customers (none before one)
 
     async def tick(self) -> TickOutcome:
         """Advance the market one interval, plan it, schedule GPUs, dispatch miners."""
@@ -122,7 +123,7 @@ class ControlLoop:
         if snapshot is not None:
             # One read of the fleet serves the plan and the dispatch.
             out.plan = await self._step(out, "plan", lambda: self._plan(snapshot, devices))
-        budget = out.plan.gpu_budget() if out.plan is not None else 0
+        budget = self._gpu_budget(out.plan)
         follow = not self._followed_recently()
         out.scheduling = await self._step(
             out, "schedule", lambda: self._scheduler.tick({self.site.id: budget}, follow)
@@ -144,6 +145,14 @@ class ControlLoop:
                 self._price_in_force = snapshot.electricity(self.site.node)
         self.last = out
         return out
+
+    def _gpu_budget(self, plan: SitePlan | None) -> int:
+        """GPUs the scheduler may keep busy: the plan's, or the last plan's when this tick has
+        none (its market or plan step failed). A failed step must not shed the customers'
+        work; the miners, which give power up first, then keep their last commands too."""
+        if plan is not None:
+            self._last_gpu_budget = plan.gpu_budget()
+        return self._last_gpu_budget
 
     async def _meter(self, price: float | None) -> int:
         """Bill the time since the last metering (a rerun of the same interval adds nothing)."""
