@@ -421,7 +421,12 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
         feed=market_feed(settings, clock.now()),
         market=runtime.platform.market,
         planner=planner_named(
-            settings.planner, uow, timedelta(seconds=settings.tick_seconds), ramp
+            settings.planner,
+            uow,
+            timedelta(seconds=settings.tick_seconds),
+            ramp,
+            timedelta(minutes=settings.site_min_on_minutes),
+            timedelta(minutes=settings.site_min_off_minutes),
         ),
         scheduler=SchedulerService(uow, runner, clock, on_change=announce, commands=command_log),
         monitor=FleetMonitor(readers, bus),

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     site_ramp_mw_per_tick: float | None = Field(
         None, gt=0, description="largest rise or fall of grid draw from one tick to the next"
     )
+    site_min_on_minutes: float = Field(
+        0.0, ge=0, description="a miner the optimizer wakes stays on at least this long"
+    )
+    site_min_off_minutes: float = Field(
+        0.0, ge=0, description="a miner the optimizer puts to sleep stays asleep this long"
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
@@ -254,6 +254,28 @@ async def test_stored_history_reads_each_snapshot_once_and_only_before_the_inter
     later = history.read(site, at[1], at[5])
     assert [s.at for s in later.snapshots] == at[1:5]
     assert later.previous is None and later.workloads == []
+
+
+async def test_stored_history_gives_the_plans_the_minimum_on_time_looks_back_on(
+    mpc_site: Site,
+) -> None:
+    await mpc_site.live.control.poll()
+    starts = []
+    for _ in range(3):
+        outcome = await mpc_site.live.control.tick()
+        assert outcome.plan is not None
+        starts.append(outcome.plan.interval_start)
+        mpc_site.clock.advance(timedelta(minutes=5))
+    history = StoredHistory(mpc_site.runtime.unit_of_work)
+    site = stored_site(mpc_site.runtime)
+
+    def recent(plans_since: datetime | None) -> list[datetime]:
+        known = history.read(site, starts[0], starts[2], plans_since)
+        return [p.interval_start for p in known.recent_plans]
+
+    assert recent(starts[0]) == starts[:2]  # oldest first, none from the interval planned
+    assert recent(starts[1]) == starts[1:2]
+    assert recent(None) == []
 
 
 def store(runtime: bootstrap.Runtime, snapshots: list[MarketSnapshot]) -> None:

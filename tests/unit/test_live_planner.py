@@ -18,6 +18,7 @@ from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import GPU_OFF, GPU_SPOT, GPU_WORKLOADS, SLEEP, Allocation, SitePlan
 from hcp.domain.workloads import Requirements, Workload, WorkloadClass, WorkloadState
 from hcp.optimizer.forecast import ForecastSettings
+from hcp.optimizer.inputs import AsicState, SiteState
 from hcp.optimizer.lp import CompiledLp
 from hcp.optimizer.plan import SolveStatus
 from hcp.optimizer.solver import LpResult
@@ -34,6 +35,7 @@ from hcp.services.planning import (
     price_grid,
     site_spec,
     site_state,
+    with_recent_switches,
 )
 from hcp.services.ports import UnitOfWork
 
@@ -80,16 +82,25 @@ class FakeHistory:
         snapshots: Sequence[MarketSnapshot] = (),
         workloads: Sequence[Workload] = (),
         previous: SitePlan | None = None,
+        plans: Sequence[SitePlan] = (),
     ) -> None:
         self.snapshots, self.workloads, self.previous = snapshots, workloads, previous
+        self.plans = plans
+        self.plans_since: datetime | None = None
 
-    def read(self, site: Site, since: datetime, before: datetime) -> PlanningHistory:
+    def read(
+        self, site: Site, since: datetime, before: datetime, plans_since: datetime | None = None
+    ) -> PlanningHistory:
         kept = [s for s in self.snapshots if since <= s.at < before]
-        return PlanningHistory(kept, self.previous, self.workloads)
+        self.plans_since = plans_since
+        recent = [p for p in self.plans if plans_since and plans_since <= p.interval_start < before]
+        return PlanningHistory(kept, self.previous, self.workloads, recent)
 
 
 class BrokenHistory:
-    def read(self, site: Site, since: datetime, before: datetime) -> PlanningHistory:
+    def read(
+        self, site: Site, since: datetime, before: datetime, plans_since: datetime | None = None
+    ) -> PlanningHistory:
         raise RuntimeError("database is locked")
 
 
@@ -311,6 +322,9 @@ def test_the_optimizer_is_the_default_live_planner(monkeypatch: pytest.MonkeyPat
     assert Settings().planner == "mpc"
     assert planner_named("mpc", no_store, STEP).name == "mpc"
     assert planner_named("breakeven", no_store, STEP).name == "breakeven"
+    locked = planner_named("mpc", no_store, STEP, None, timedelta(minutes=15), timedelta(0))
+    assert isinstance(locked, OptimizerPlanner)
+    assert (locked.settings.min_on_steps, locked.settings.min_off_steps) == (3, 1)
     with pytest.raises(ValueError, match="unknown planner 'oracle'"):
         planner_named("oracle", no_store, STEP)
 
@@ -357,3 +371,33 @@ def test_a_plan_from_before_a_pause_sets_no_ramp() -> None:
         plan.status == "optimal"
         and plan.power_kw * SITE.pue <= 40 * 25 / 1000 * SITE.pue + 1.0 + 1e-6
     )
+
+
+def test_miners_woken_by_recent_plans_stay_on_through_the_minimum_on_time() -> None:
+    """Minimum on time 15 minutes (three 5-minute ticks): 4 miners woken for the interval
+    before this one stay on through a price spike; woken three intervals ago, they may sleep."""
+    settings = MpcPlanSettings(step=STEP, min_on=timedelta(minutes=15))
+    woken_last_tick = [_plan_with(0, T - 2 * STEP), _plan_with(4, T - STEP)]
+    history = FakeHistory(days_of(20.0), previous=woken_last_tick[-1], plans=woken_last_tick)
+    plan = OptimizerPlanner(history, settings).plan(SITE, FLEET, snapshot(T, 5_000.0), T)
+    assert history.plans_since == T - 2 * STEP  # the two intervals the lock still counts
+    assert plan.status == "optimal" and counts(plan, "S21").get(SLEEP, 0) == 0
+
+    woken_before = [_plan_with(0, T - 4 * STEP), *(_plan_with(4, T - k * STEP) for k in (3, 2, 1))]
+    history = FakeHistory(days_of(20.0), previous=woken_before[-1], plans=woken_before)
+    plan = OptimizerPlanner(history, settings).plan(SITE, FLEET, snapshot(T, 5_000.0), T)
+    assert plan.status == "optimal" and counts(plan, "S21") == {SLEEP: 4}
+
+
+def test_recent_switches_come_from_consecutive_plans_and_a_pause_switched_none() -> None:
+    spec = replace(site_spec(SITE, FleetCounts({"S21": 10}, {})), min_on_steps=4, min_off_steps=3)
+    state = SiteState(0.0, {"S21": AsicState(6)})
+    plans = [_plan_with(2, T - 4 * STEP), _plan_with(8, T - 3 * STEP), _plan_with(6, T - STEP)]
+    switched = with_recent_switches(state, plans, spec, T, STEP)
+    # T-3: 2 -> 8 (6 woken); T-2: no plan (a pause); T-1: no plan just before it, so none
+    assert switched.asics["S21"] == AsicState(6, recent_ups=(6, 0, 0), recent_downs=(0, 0))
+    plans = [_plan_with(8, T - 2 * STEP), _plan_with(6, T - STEP)]
+    switched = with_recent_switches(state, plans, spec, T, STEP)
+    assert switched.asics["S21"] == AsicState(6, recent_ups=(0, 0, 0), recent_downs=(0, 2))
+    no_lock = replace(spec, min_on_steps=1, min_off_steps=1)
+    assert with_recent_switches(state, plans, no_lock, T, STEP) is state

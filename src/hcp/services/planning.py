@@ -51,6 +51,7 @@ from hcp.optimizer.inputs import (
     SiteNow,
     SiteSpec,
     SiteState,
+    keep_last,
 )
 from hcp.optimizer.inputs import (
     grid_mw as grid_mw_of,
@@ -133,15 +134,22 @@ def _stock_j_per_th(model_name: str) -> float:
 
 
 def planner_named(
-    name: str, uow: UnitOfWorkFactory, step: timedelta, ramp_mw_per_step: float | None = None
+    name: str,
+    uow: UnitOfWorkFactory,
+    step: timedelta,
+    ramp_mw_per_step: float | None = None,
+    min_on: timedelta = timedelta(0),
+    min_off: timedelta = timedelta(0),
 ) -> Planner:
     """The live planner called `name` (`mpc` or `breakeven`) for ticks of `step`; the
-    optimizer keeps to the site's ramp limit (the rule of thumb knows none: the dispatcher
-    staggers what it wakes)."""
+    optimizer keeps to the site's ramp limit and its miners' minimum on/off time (the rule of
+    thumb knows neither: the dispatcher staggers what it wakes)."""
     if name == RuleOfThumbPlanner.name:
         return RuleOfThumbPlanner()
     if name == OptimizerPlanner.name:
-        settings = MpcPlanSettings(step=step, ramp_mw_per_step=ramp_mw_per_step)
+        settings = MpcPlanSettings(
+            step=step, ramp_mw_per_step=ramp_mw_per_step, min_on=min_on, min_off=min_off
+        )
         return OptimizerPlanner(StoredHistory(uow), settings)
     raise ValueError(f"unknown planner {name!r} (known: mpc, breakeven)")
 
@@ -159,16 +167,21 @@ _REALTIME = WorkloadClass.AI_INFERENCE_REALTIME
 @dataclass(frozen=True, slots=True)
 class PlanningHistory:
     """What the store knows when an interval is planned: market snapshots (oldest first), the
-    site's previous plan, and the customer workloads queued, scheduled or running."""
+    site's previous plan, the customer workloads queued, scheduled or running, and the site's
+    recent plans (oldest first; what the minimum on/off time looks back on)."""
 
     snapshots: Sequence[MarketSnapshot]
     previous: SitePlan | None
     workloads: Sequence[Workload]
+    recent_plans: Sequence[SitePlan] = ()
 
 
 class HistorySource(Protocol):
-    def read(self, site: Site, since: datetime, before: datetime) -> PlanningHistory:
-        """Snapshots in [since, before), the site's latest plan, its open workloads."""
+    def read(
+        self, site: Site, since: datetime, before: datetime, plans_since: datetime | None = None
+    ) -> PlanningHistory:
+        """Snapshots in [since, before), the site's latest plan, its open workloads, and its
+        plans of intervals in [plans_since, before) when `plans_since` is given."""
         ...
 
 
@@ -185,16 +198,22 @@ class StoredHistory:
         self._kept: list[MarketSnapshot] = []
         self._kept_since: datetime | None = None
 
-    def read(self, site: Site, since: datetime, before: datetime) -> PlanningHistory:
-        """Snapshots in [since, before), the site's latest plan, its open workloads."""
+    def read(
+        self, site: Site, since: datetime, before: datetime, plans_since: datetime | None = None
+    ) -> PlanningHistory:
+        """Snapshots in [since, before), the site's latest plan, its open workloads, and its
+        plans of intervals in [plans_since, before) when `plans_since` is given."""
         covered = self._kept_since is not None and self._kept_since <= since
         kept = self._kept if covered else []
         newest = kept[-1].at if kept else None
+        recent: list[SitePlan] = []
         with self._uow() as uow:
             # `recent` is oldest first and stops at `limit`: leave room for every interval.
             fresh = uow.market.recent(newest or since, limit=1_000_000)
             previous = uow.plans.latest(site.id, until=before)
             workloads = uow.workloads.in_states(OPEN_STATES)
+            if plans_since is not None:
+                recent = uow.plans.recent(site.id, since=plans_since)
         # Nothing from `before` on: a sped-up run may have stored market time ahead of this
         # one, and the cache must not move past what this run has reached.
         added = [s for s in fresh if (newest is None or s.at > newest) and s.at < before]
@@ -204,6 +223,7 @@ class StoredHistory:
             [s for s in self._kept if s.at < before],
             previous,
             [w for w in workloads if w.site_id in (None, site.id)],
+            [p for p in recent if p.interval_start < before],
         )
 
 
@@ -233,6 +253,10 @@ class MpcPlanSettings:
     # The site's ramp limit (grid MW per tick, up or down), None for none. It holds from the
     # previous plan's draw; the first plan has none to hold from.
     ramp_mw_per_step: float | None = None
+    # A miner woken stays on, and one put to sleep stays asleep, at least this long (0: no
+    # minimum), counting the wakes and sleeps of the site's recent plans.
+    min_on: timedelta = timedelta(0)
+    min_off: timedelta = timedelta(0)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     prices: GpuPriceSheet = DEFAULT_PRICE_SHEET
 
@@ -250,6 +274,14 @@ class MpcPlanSettings:
     @property
     def steps_per_day(self) -> int:
         return max(1, round(timedelta(days=1) / self.step))
+
+    @property
+    def min_on_steps(self) -> int:
+        return max(1, math.ceil(self.min_on / self.step - 1e-9))
+
+    @property
+    def min_off_steps(self) -> int:
+        return max(1, math.ceil(self.min_off / self.step - 1e-9))
 
 
 class OptimizerPlanner:
@@ -304,7 +336,9 @@ class OptimizerPlanner:
 
     def _inputs(self, site: Site, fleet: FleetCounts, snapshot: MarketSnapshot) -> SiteInputs:
         since = snapshot.at - self.settings.history_steps * self.settings.step
-        known = self.history.read(site, since, snapshot.at)
+        switches = max(self.settings.min_on_steps, self.settings.min_off_steps) - 1
+        plans_since = snapshot.at - switches * self.settings.step if switches else None
+        known = self.history.read(site, since, snapshot.at, plans_since)
         return live_inputs(site, fleet, snapshot, known, self.settings)
 
     def _site_plan(
@@ -357,11 +391,13 @@ def live_inputs(
     # (a restart, say) the site's draw is not what that plan left.
     recent = previous is not None and previous.interval_start >= snapshot.at - 2 * settings.step
     spec = site_spec(site, fleet, settings.ramp_mw_per_step if recent else None)
+    spec = replace(spec, min_on_steps=settings.min_on_steps, min_off_steps=settings.min_off_steps)
     h = settings.horizon_steps
     demand = realtime_demand(known.workloads, spec)
+    state = site_state(previous, spec)
     return SiteInputs(
         site=spec,
-        state=site_state(previous, spec),
+        state=with_recent_switches(state, known.recent_plans, spec, snapshot.at, settings.step),
         step_hours=settings.step / _HOUR,
         electricity_usd_per_mwh=electricity_forecast(known.snapshots, snapshot, site, settings),
         hashprice_usd_per_ths_day=np.full(h, snapshot_hashprice(snapshot)),
@@ -399,14 +435,48 @@ def site_spec(site: Site, fleet: FleetCounts, ramp_mw_per_step: float | None = N
 def site_state(previous: SitePlan | None, spec: SiteSpec) -> SiteState:
     """Miners hashing per model (within today's healthy fleet) and grid MW as the previous
     plan left them; all asleep and no draw without one."""
-    on: Counter[str] = Counter()
-    for a in previous.allocations if previous is not None else ():
-        if a.use != SLEEP:
-            on[a.device_model] += a.count
+    on = _hashing(previous) if previous is not None else Counter[str]()
     asics = {f.model.name: AsicState(min(on[f.model.name], f.count)) for f in spec.asics}
     if previous is None:
         return SiteState(0.0, asics)
     return SiteState(_reachable_mw(previous.power_kw * spec.pue / 1000, spec), asics)
+
+
+def with_recent_switches(
+    state: SiteState, plans: Sequence[SitePlan], spec: SiteSpec, now: datetime, step: timedelta
+) -> SiteState:
+    """`state` with the miners woken and put to sleep in each of the intervals before `now`
+    that the minimum on/off time still counts, from the site's `plans` (oldest first): the
+    change of miners hashing from each plan to the one before it. An interval without a plan
+    (a pause) switched none."""
+    steps = max(spec.min_on_steps, spec.min_off_steps) - 1
+    if steps == 0:
+        return state
+    hashing = {p.interval_start: _hashing(p) for p in plans}
+    asics = {}
+    for fleet in spec.asics:
+        name, ups, downs = fleet.model.name, [], []
+        for k in range(steps, 0, -1):  # the interval k steps before now, oldest first
+            at = now - k * step
+            after, before = hashing.get(at), hashing.get(at - step)
+            change = 0 if after is None or before is None else after[name] - before[name]
+            ups.append(max(change, 0))
+            downs.append(max(-change, 0))
+        asics[name] = replace(
+            state.asics[name],
+            recent_ups=keep_last(tuple(ups), spec.min_on_steps - 1),
+            recent_downs=keep_last(tuple(downs), spec.min_off_steps - 1),
+        )
+    return replace(state, asics=asics)
+
+
+def _hashing(plan: SitePlan) -> Counter[str]:
+    """Devices not asleep per model in `plan` (for miners: those hashing, in any profile)."""
+    counts: Counter[str] = Counter()
+    for a in plan.allocations:
+        if a.use != SLEEP:
+            counts[a.device_model] += a.count
+    return counts
 
 
 def _reachable_mw(grid_mw: float, spec: SiteSpec) -> float:
