@@ -106,6 +106,21 @@ def test_the_files_load_into_warm_up_and_window(folder: Path) -> None:
     assert np.all(setup.market.gpu_spot_usd_per_gpu_hour["H100"] == 2.0)
 
 
+def test_a_warm_up_the_data_cannot_hold_is_shortened_with_a_warning(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = scenario_text().replace("warmup_days = 1", "warmup_days = 3")  # data from the 1st
+    scenario = load_scenario(scenario_at(folder, text))
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.first == 96  # the one day there is
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "192 × warm-up intervals before the market data starts: warm-up shortened to the 96"
+        in message
+        for message in warned
+    ), warned
+
+
 def test_a_day_ahead_node_that_the_file_lacks_is_named_at_its_line(folder: Path) -> None:
     market = 'day_ahead = "da.csv"'
     typo = scenario_text(market=market, site='day_ahead_node = "HB_HUBAGV"')

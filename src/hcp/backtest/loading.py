@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hcp.adapters.market.csvtable import report
+from hcp.adapters.market.csvtable import Repair, report
 from hcp.adapters.market.gpu_spot import GpuSpotCsv, gpu_spot_on_intervals
 from hcp.adapters.market.replay import load_market_series
 from hcp.adapters.market.simulated import simulate_series
@@ -43,6 +43,12 @@ def load_market(scenario: Scenario) -> MarketSeries:
         raise scenario_error(scenario, "window", message)
     if market.day_ahead is not None:
         _check_day_ahead_nodes(scenario, market.day_ahead, series)
+    if start > first:
+        held = (scenario.start - start) // scenario.step
+        missing = (start - first) // scenario.step
+        what = "warm-up intervals before the market data starts"
+        how = f"warm-up shortened to the {held} it holds (the forecasts see less history)"
+        report([Repair(str(scenario.path), what, how, missing)])
     return _with_spot_files(series.window(start, scenario.end), market)
 
 
