@@ -8,6 +8,7 @@ the line that sets it, and `TomlTable` reads typed values and reports unknown ke
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Iterator
@@ -131,8 +132,11 @@ class TomlTable:
         minimum: float | None = None,
         above: float | None = None,
     ) -> float:
-        """A float (`minimum` inclusive, `above` exclusive bounds)."""
+        """A finite float (`minimum` inclusive, `above` exclusive bounds): TOML's `inf` and
+        `nan` are refused, as no setting means anything by them."""
         value = self.get(key, float, default)
+        if not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, got {value}")
         if minimum is not None and value < minimum:
             raise self.error(key, f"must be >= {minimum}, got {value}")
         if above is not None and value <= above:
@@ -147,10 +151,12 @@ class TomlTable:
         return value
 
     def range(self, key: str, minimum: float = 0.0) -> tuple[float, float]:
-        """A [low, high] pair of numbers with minimum <= low <= high."""
+        """A [low, high] pair of finite numbers with minimum <= low <= high."""
         value = self.get(key, list)
         if len(value) != 2 or not all(_is_number(v) for v in value):
             raise self.error(key, f"expected [low, high], got {value!r}")
+        if not all(math.isfinite(v) for v in value):
+            raise self.error(key, f"expected finite numbers, got {value!r}")
         low, high = float(value[0]), float(value[1])
         if not minimum <= low <= high:
             raise self.error(key, f"expected {minimum} <= low <= high, got {value!r}")

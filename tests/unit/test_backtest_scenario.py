@@ -73,6 +73,28 @@ def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
         ("gpus = [2, 8]", "gpus = [8, 2]", ":56: sites[0].demand.batch.gpus: expected 1.0 <="),
         ("end = 2025-03-10", "end = 2025-03-01", ":10: window.end: must be after start"),
         ("mean_price_usd_per_mwh", "mean_prize", ":19: market.simulator.mean_prize: not a"),
+        ("capacity_mw = 2.0", "capacity_mw = inf", ":29: sites[0].capacity_mw: must be a finite"),
+        (
+            "sla_penalty_usd_per_gpu_hour = 10.0",
+            "sla_penalty_usd_per_gpu_hour = nan",
+            ":6: sla_penalty_usd_per_gpu_hour: must be a finite number, got nan",
+        ),
+        (
+            "mean_price_usd_per_mwh = 45.0",
+            "mean_price_usd_per_mwh = nan",
+            ":19: market.simulator.mean_price_usd_per_mwh: must be a finite number",
+        ),
+        ("H100 = 2.20", "H100 = inf", ":24: market.gpu_spot_usd_per_gpu_hour.H100: must be a fin"),
+        ("ramp_mw_per_step = 1.0", "ramp_mw_per_step = inf", ":31: sites[0].ramp_mw_per_step"),
+        ("hours = [1.0, 4.0]", "hours = [1.0, inf]", ":57: sites[0].demand.batch.hours: expected"),
+        (
+            "step_minutes = 15",
+            "step_minutes = 0.001",
+            ":11: window.step_minutes: must be a whole number of seconds (at least 1 s): "
+            "0.001 minutes is 0.06 s",
+        ),
+        ("step_minutes = 15", "step_minutes = 1e-9", ":11: window.step_minutes: must be a whole"),
+        ("step_minutes = 15", "step_minutes = 1e15", ":11: window.step_minutes: too large"),
         (
             "deadline_hours = [48.0, 96.0]",
             "deadline_hours = [48.0, 96.0]\nprice_usd_per_gpu_hour = 3.0",
@@ -88,6 +110,16 @@ def test_mistakes_are_reported_with_file_line_and_key(
     with pytest.raises(DataError) as caught:
         load_scenario(path)
     assert str(caught.value).startswith(str(path)) and where in str(caught.value)
+
+
+def test_a_site_without_a_ramp_limit_has_none(tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL.replace("ramp_mw_per_step = 1.0\n", ""))
+    assert load_scenario(path).sites[0].ramp_mw_per_step is None
+
+
+def test_a_step_of_whole_seconds_under_a_minute_is_taken(tmp_path: Path) -> None:
+    text = SMALL.replace("step_minutes = 15", "step_minutes = 0.5")
+    assert load_scenario(write(tmp_path, text)).step == timedelta(seconds=30)
 
 
 def test_a_toml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:

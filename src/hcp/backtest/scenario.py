@@ -36,6 +36,7 @@ from hcp.tomlfile import TomlTable, load_toml
 _BATCH, _TRAINING = WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING
 _REALTIME = WorkloadClass.AI_INFERENCE_REALTIME
 _KEYS = {_REALTIME: "realtime", _BATCH: "batch", _TRAINING: "training"}
+_SECOND = timedelta(seconds=1)
 # The simulator settings a scenario may override (all numbers; nodes come from the sites).
 _SIMULATOR_NUMBERS = ", ".join(
     f.name
@@ -135,7 +136,7 @@ def _required_table(table: TomlTable, key: str) -> TomlTable:
 
 def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]:
     start, end = table.datetime("start"), table.datetime("end")
-    step = timedelta(minutes=table.number("step_minutes", above=0.0))
+    step = _step(table)
     warmup = timedelta(days=table.number("warmup_days", 7.0, minimum=0.0))
     if end <= start:
         raise table.error("end", f"must be after start ({start.isoformat()})")
@@ -145,6 +146,20 @@ def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]
         raise table.error("end", f"end − start is not a whole number of {step} steps")
     table.finish()
     return start, end, step, warmup
+
+
+def _step(table: TomlTable) -> timedelta:
+    """`step_minutes` as a step: the markets step in whole seconds, at least one."""
+    minutes = table.number("step_minutes", above=0.0)
+    try:
+        step = timedelta(minutes=minutes)
+    except OverflowError:
+        raise table.error("step_minutes", f"too large, got {minutes}") from None
+    if step < _SECOND or step % _SECOND:
+        seconds = f"{minutes} minutes is {step.total_seconds():g} s"
+        message = f"must be a whole number of seconds (at least 1 s): {seconds}"
+        raise table.error("step_minutes", message)
+    return step
 
 
 def _market(table: TomlTable, sites: tuple[SiteSpec, ...]) -> ReplayMarket | SimulatedMarket:
@@ -251,18 +266,21 @@ def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | Non
         contract=_contract(_required_table(table, "contract")),
         asics=asics,
         gpus=gpus,
-        ramp_mw_per_step=table.number("ramp_mw_per_step", math.inf, above=0.0),
+        ramp_mw_per_step=_optional_number(table, "ramp_mw_per_step", above=0.0),
         min_on_steps=_steps(table.number("min_on_minutes", 0.0, minimum=0.0), step),
         min_off_steps=_steps(table.number("min_off_minutes", 0.0, minimum=0.0), step),
         day_ahead_node=table.optional("day_ahead_node", str),
     )
-    if site.ramp_mw_per_step == math.inf:
-        site = dataclasses.replace(site, ramp_mw_per_step=None)
     _check_sleep_fits(table, site)
     demand_table = table.table("demand")
     demand = None if demand_table is None else _demand(demand_table, site)
     table.finish()
     return site, demand
+
+
+def _optional_number(table: TomlTable, key: str, *, above: float) -> float | None:
+    """The number at `key` (> `above`), None when absent (no limit)."""
+    return table.number(key, above=above) if table.has(key) else None
 
 
 def _check_sleep_fits(table: TomlTable, site: SiteSpec) -> None:
