@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -75,3 +76,49 @@ def test_a_bad_scenario_exits_2_naming_the_file_line_and_key(tmp_path: Path) -> 
     assert result.exit_code == 2
     assert f"{path}:30: sites[0].pue: must be >= 1.0" in result.stderr
     assert result.stdout == ""
+
+
+def never_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    def replay(*args: object) -> None:
+        raise AssertionError("replayed before checking --report")
+
+    monkeypatch.setattr("hcp.cli.backtest.run_with_progress", replay)
+
+
+def test_a_report_folder_where_a_file_is_fails_before_the_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    never_replay(monkeypatch)
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    for folder, reason in ((taken, "Not a directory"), (taken / "below", "Not a directory")):
+        result = CliRunner().invoke(app(), [str(one_day(tmp_path)), "--report", str(folder)])
+        assert result.exit_code == 2, result.output
+        assert f"hcp: --report {folder}: cannot write the report: {reason}" in result.stderr
+    (tmp_path / "busy" / "report.html").mkdir(parents=True)
+    result = CliRunner().invoke(app(), [str(one_day(tmp_path)), "--report", str(tmp_path / "busy")])
+    assert result.exit_code == 2 and "Is a directory" in result.stderr
+
+
+def test_the_report_shows_sell_back_under_a_ppa(tmp_path: Path) -> None:
+    """At 150 USD/MWh on average, selling the committed MW back beats mining with them."""
+    text = (
+        one_day(tmp_path)
+        .read_text()
+        .replace("mean_price_usd_per_mwh = 45.0", "mean_price_usd_per_mwh = 150.0")
+        .replace(
+            'kind = "rt"\nadder_usd_per_mwh = 4.0',
+            'kind = "ppa"\nprice_usd_per_mwh = 30.0\ncommitted_mw = 2.0',
+        )
+    )
+    path = tmp_path / "ppa.toml"
+    path.write_text(text)
+    folder = tmp_path / "report"
+    args = [str(path), "--json", "--strategy", "breakeven", "--report", str(folder)]
+    result = CliRunner().invoke(app(), args)
+    assert result.exit_code == 0, result.output
+    sold = json.loads(result.stdout)["sellback_revenue_usd"]
+    assert sold > 1_000
+    page = (folder / "report.html").read_text()
+    assert "<th>sell-back</th>" in page and f"<td>{sold:,.0f}</td>" in page
+    assert "sold back</text>" in page  # the MW chart's legend

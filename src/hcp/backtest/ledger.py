@@ -17,6 +17,8 @@ from hcp.optimizer.strategies import Terms
 from hcp.optimizer.world import MarketArrays
 
 USES = ("asic", "realtime", "batch", "training", "spot")
+SOLD = "sellback"
+"""The trace's series of MW sold back (a PPA's committed MW left unused), beside the USES."""
 _KW_PER_MW = 1_000.0
 
 
@@ -75,7 +77,8 @@ class Ledger:
 @dataclass(frozen=True, slots=True)
 class Trace:
     """Per decided interval: its start (UTC epoch seconds), grid MW by use (all sites, PUE
-    included), the profit in USD and the real-time price per node. Filled in place."""
+    included) and MW sold back (`SOLD`), the profit in USD and the real-time price per node.
+    Filled in place."""
 
     seconds: IntArray
     mw: Mapping[str, FloatArray]
@@ -88,7 +91,7 @@ class Trace:
         """A zeroed trace for the intervals of `market` from `first`."""
         n = len(market) - first
         prices = {node: v[first:] for node, v in market.electricity_usd_per_mwh.items()}
-        mw = {use: np.zeros(n) for use in USES}
+        mw = {use: np.zeros(n) for use in (*USES, SOLD)}
         return cls(market.seconds[first:], mw, np.zeros(n), first, prices)
 
 
@@ -126,6 +129,7 @@ def settle(
     trace.profit_usd[i] += money.profit
     for use, mw in mw_by_use(allocation, now.site).items():
         trace.mw[use][i] += mw
+    trace.mw[SOLD][i] += allocation.sellback_mw
 
 
 def interval_money(

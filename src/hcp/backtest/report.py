@@ -4,7 +4,9 @@ profit per strategy. Long windows are drawn from bucket means (at most `_POINTS`
 
 from __future__ import annotations
 
+import errno
 import html
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hcp.backtest.engine import Result
-from hcp.backtest.ledger import USES
+from hcp.backtest.ledger import SOLD, USES
 from hcp.domain.market import FloatArray
 from hcp.optimizer.lp import IntArray
 
@@ -25,14 +27,36 @@ _USE_LABELS = {
     "batch": "GPU batch",
     "training": "GPU training",
     "spot": "GPU spot",
+    SOLD: "sold back",
 }
 
 
-def write_report(folder: Path, title: str, results: Sequence[Result]) -> Path:
-    """Write `report.html` for `results` (one per strategy, same window) into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+def report_path(folder: Path) -> Path:
+    """Create `folder` (and its parents) and check that `report.html` can be written there;
+    its path. OSError when it cannot: call it before a long replay, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the folder should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)) from None
     path = folder / "report.html"
-    path.write_text(render_report(title, results), encoding="utf-8")
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    return path
+
+
+def write_report(folder: Path, title: str, results: Sequence[Result]) -> Path:
+    """Write `report.html` for `results` (one per strategy, same window) into `folder`, whole
+    or not at all: the page goes to a temporary file that then replaces `report.html`."""
+    path = report_path(folder)
+    page = render_report(title, results)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -46,12 +70,16 @@ def render_report(title: str, results: Sequence[Result]) -> str:
         line_chart(trace.seconds, dict(trace.prices), "USD/MWh"),
         "<h2>Cumulative profit</h2>",
         line_chart(
-            trace.seconds, {r.strategy: np.cumsum(r.trace.profit_usd) for r in results}, "USD"
+            trace.seconds,
+            {r.strategy: np.cumsum(r.trace.profit_usd) for r in results},
+            "USD",
+            running_total=True,
         ),
     ]
     for result in results:
-        sections.append(f"<h2>Grid MW per use: {html.escape(result.strategy)}</h2>")
-        uses = {_USE_LABELS[u]: result.trace.mw[u] for u in USES}
+        sections.append(f"<h2>Grid MW per use, and sold back: {html.escape(result.strategy)}</h2>")
+        shown = (*USES, SOLD) if result.trace.mw[SOLD].any() else USES  # SOLD: PPAs only
+        uses = {_USE_LABELS[u]: result.trace.mw[u] for u in shown}
         sections.append(stacked_chart(result.trace.seconds, uses, "MW"))
     style = "body{font-family:sans-serif;margin:2em;max-width:960px}td,th{padding:4px 10px}"
     return (
@@ -65,7 +93,8 @@ def results_table(results: Sequence[Result]) -> str:
     oracle = next((r.ledger.profit_usd for r in results if r.strategy == "oracle"), None)
     head = (
         "<tr><th>strategy</th><th>profit USD</th><th>share of oracle</th><th>mining</th>"
-        "<th>GPU</th><th>energy</th><th>SLA penalties</th><th>deadlines missed</th></tr>"
+        "<th>GPU</th><th>sell-back</th><th>energy</th><th>SLA penalties</th>"
+        "<th>deadlines missed</th></tr>"
     )
     rows = []
     for r in results:
@@ -77,6 +106,7 @@ def results_table(results: Sequence[Result]) -> str:
             share,
             f"{money.mining_revenue_usd:,.0f}",
             f"{money.gpu_revenue_usd:,.0f}",
+            f"{money.sellback_revenue_usd:,.0f}",
             f"{money.energy_cost_usd:,.0f}",
             f"{money.sla_penalty_usd:,.0f}",
             str(money.deadlines_missed),
@@ -85,17 +115,28 @@ def results_table(results: Sequence[Result]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _buckets(seconds: IntArray, values: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(times, values) reduced to at most `_POINTS` bucket means."""
+def _buckets(
+    seconds: IntArray, values: FloatArray, *, running_total: bool = False
+) -> tuple[FloatArray, FloatArray]:
+    """(times, values) reduced to at most `_POINTS` buckets, the last one possibly shorter:
+    each bucket's mean at its first time; for a running total its last value at its last time,
+    so that the line ends at the total."""
     size = max(1, -(-len(values) // _POINTS))
-    count = len(values) // size * size
-    times = seconds[:count].reshape(-1, size)[:, 0].astype(float)
-    return times, values[:count].reshape(-1, size).mean(axis=1)
+    starts = np.arange(0, len(values), size)
+    ends = np.append(starts[1:], len(values))
+    if running_total:
+        return seconds[ends - 1].astype(float), values[ends - 1]
+    return seconds[starts].astype(float), np.add.reduceat(values, starts) / (ends - starts)
 
 
-def line_chart(seconds: IntArray, series: Mapping[str, FloatArray], unit: str) -> str:
-    """An SVG chart with one line per series."""
-    reduced = {name: _buckets(seconds, values) for name, values in series.items()}
+def line_chart(
+    seconds: IntArray, series: Mapping[str, FloatArray], unit: str, *, running_total: bool = False
+) -> str:
+    """An SVG chart with one line per series (`running_total`: cumulative series)."""
+    reduced = {
+        name: _buckets(seconds, values, running_total=running_total)
+        for name, values in series.items()
+    }
     lows = [float(v.min()) for _, v in reduced.values()]
     highs = [float(v.max()) for _, v in reduced.values()]
     frame = _Frame(seconds, min(lows, default=0.0), max(highs, default=1.0), unit)

@@ -6,8 +6,9 @@ bar and, with `--json`, the share-of-oracle table go to stderr so stdout stays p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import orjson
 import typer
@@ -19,9 +20,9 @@ from hcp.backtest.console import (
     route_solver_banner_to_stderr,
     run_with_progress,
 )
-from hcp.backtest.engine import Setup
+from hcp.backtest.engine import Result, Setup
 from hcp.backtest.loading import load_market, setup_for
-from hcp.backtest.report import write_report
+from hcp.backtest.report import report_path, write_report
 from hcp.backtest.scenario import load_scenario
 from hcp.domain.errors import DataError
 
@@ -42,6 +43,8 @@ def backtest(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--strategy") from None
     setup, title = _load(scenario)
+    if report is not None:
+        _check_report_folder(report)
     route_solver_banner_to_stderr()
     results = run_with_progress(setup, names)
     shares = share_of_oracle(results)
@@ -52,7 +55,7 @@ def backtest(
     if not json_output or len(results) > 1:
         console(stderr=json_output).print(results_table(title, results, shares))
     if report is not None:
-        path = write_report(report, title, results)
+        path = _write_report(report, title, results)
         console(stderr=True).print(f"report: {path}")
 
 
@@ -63,3 +66,27 @@ def _load(path: Path) -> tuple[Setup, str]:
     except DataError as exc:
         typer.secho(f"hcp: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None
+
+
+def _check_report_folder(folder: Path) -> None:
+    """Create the --report folder now, so that a bad one fails before the replay, not after."""
+    try:
+        report_path(folder)
+    except OSError as exc:
+        _report_failed(folder, exc)
+
+
+def _write_report(folder: Path, title: str, results: Sequence[Result]) -> Path:
+    """Write the report of `results` into the --report folder; its path."""
+    try:
+        return write_report(folder, title, results)
+    except OSError as exc:
+        _report_failed(folder, exc)
+
+
+def _report_failed(folder: Path, exc: OSError) -> NoReturn:
+    """Exit 2 with what stopped the report (no such folder, a file in the way, no permission)."""
+    where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != folder else ""
+    message = f"hcp: --report {folder}: cannot write the report: {exc.strerror or exc}{where}"
+    typer.secho(message, err=True, fg="red")
+    raise typer.Exit(2) from None
