@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -303,14 +305,43 @@ async def test_an_expired_session_lets_another_client_in(
     assert fleet.miners[0].state is MinerState.WAKING
 
 
+class RecordingTransport:
+    """TCP that keeps each request and the reply it got, both decoded."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self._tcp = TcpTransport(timeout_s=1.0)
+
+    async def exchange(self, host: str, port: int, request: bytes) -> bytes:
+        raw = await self._tcp.exchange(host, port, request)
+        reply = cgminer.decode_reply(f"{host}:{port}", raw)
+        self.exchanges.append((json.loads(request), reply))
+        return raw
+
+
 async def test_logoff_after_expiry_is_quiet(
     fleet: AsicFleetSimulator, clock: FastForwardClock
 ) -> None:
-    client = client_of(fleet)
+    """LuxOS dropped the idle session: the miner refuses its logoff as an invalid session, the
+    client takes that as given back (no error), and the miner is free for the next logon and
+    otherwise as it was. A second logoff holds nothing and sends nothing."""
+    recording, (host, port), miner = RecordingTransport(), fleet.addresses[0], fleet.miners[0]
+    client = LuxosClient(host, port, retry=FAST, transport=recording, clock=fleet.clock)
     await client.curtail_sleep()
+    expired = miner.sessions.active(clock.now())
     clock.advance(61)
+    sent = len(recording.exchanges)
     await client.logoff()
     await client.logoff()  # nothing held: nothing to do
+    [(request, reply)] = recording.exchanges[sent:]
+    assert request == {"command": "logoff", "parameter": expired}
+    status = reply["STATUS"][0]
+    assert (status["STATUS"], status["Code"], status["Msg"]) == ("E", 403, "Invalid session id")
+    assert miner.sessions.active(clock.now()) is None
+    logon = await client_of(fleet).command("logon")  # another tool gets in at once
+    assert logon["STATUS"][0]["Code"] == 316
+    assert miner.sessions.active(clock.now()) == logon["SESSION"][0]["SessionID"] != expired
+    assert miner.state is MinerState.SLEEPING and miner.profile.name == "stock"
 
 
 async def test_session_idle_expiry_is_configurable(clock: FastForwardClock) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import time
@@ -15,8 +16,14 @@ import typer
 
 if TYPE_CHECKING:
     from hcp.simulators.asic import AsicFleetSimulator, Faults, FleetSimConfig
+    from hcp.simulators.gpu import GpuSimConfig
 
 MAX_PORT = 65_535
+_PORT_PROBLEMS = {
+    errno.EADDRINUSE: "is already in use",
+    errno.EACCES: "may not be listened on by this user",
+}
+"""Why a port cannot be listened on, for the failures that another --port fixes."""
 
 app = typer.Typer(help="Run a simulator as its own process.", no_args_is_help=True)
 
@@ -194,8 +201,21 @@ def gpu(
     ),
 ) -> None:
     """GPU nodes (DCGM-exporter metrics and node-agent API) on 127.0.0.1 until interrupted."""
+    config = _gpu_config(model, nodes, gpus_per_node, prefix, port)
+    first, last = config.nodes[0].hostname, config.nodes[-1].hostname
+    typer.echo(
+        f"{nodes} nodes × {gpus_per_node} {model} ({first}..{last}) on "
+        f"http://127.0.0.1:{port}/nodes/<node>"
+    )
+    _serve_gpu_nodes(config)
+
+
+def _gpu_config(model: str, nodes: int, gpus_per_node: int, prefix: str, port: int) -> GpuSimConfig:
+    """The GPU nodes the options describe; BadParameter before anything starts when they
+    cannot work (an unknown model, a prefix that makes invalid node names)."""
     from hcp.domain.catalog import GPU_MODELS
-    from hcp.simulators.gpu import GpuSimConfig, serve_nodes
+    from hcp.domain.errors import ValidationError
+    from hcp.simulators.gpu import GpuSimConfig, build_nodes
 
     if model not in GPU_MODELS:
         known = ", ".join(GPU_MODELS)
@@ -203,12 +223,32 @@ def gpu(
             f"unknown GPU model {model!r} (known: {known})", param_hint="--model"
         )
     config = GpuSimConfig.uniform(GPU_MODELS[model], nodes, gpus_per_node, prefix=prefix, port=port)
-    first, last = config.nodes[0].hostname, config.nodes[-1].hostname
-    typer.echo(
-        f"{nodes} nodes × {gpus_per_node} {model} ({first}..{last}) on "
-        f"http://127.0.0.1:{port}/nodes/<node>"
-    )
-    asyncio.run(serve_nodes(config))
+    try:
+        build_nodes(config)  # the nodes check their names as they will when served
+    except ValidationError as error:
+        raise typer.BadParameter(
+            f"{prefix!r} makes node names like {config.nodes[-1].hostname!r}, and a node name "
+            f"must be {error.message}",
+            param_hint="--prefix",
+        ) from None
+    return config
+
+
+def _serve_gpu_nodes(config: GpuSimConfig) -> None:
+    """Serve `config` until interrupted; a port that cannot be listened on is a bad --port, any
+    other failure to start is reported as `hcp sim asic` reports it."""
+    from hcp.simulators.gpu import serve_nodes
+
+    try:
+        asyncio.run(serve_nodes(config))
+    except OSError as error:
+        problem = _PORT_PROBLEMS.get(error.errno or 0)
+        if problem is None:
+            typer.secho(f"hcp: cannot start the simulated GPU nodes: {error}", err=True, fg="red")
+            raise typer.Exit(1) from None
+        raise typer.BadParameter(
+            f"{config.host}:{config.port} {problem}; choose another port", param_hint="--port"
+        ) from None
 
 
 @app.command()
@@ -222,7 +262,7 @@ def market(
     """Print one market snapshot per interval as a JSON line (seeded, reproducible)."""
     from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 
-    step = timedelta(minutes=step_minutes)
+    step = _market_step(step_minutes)
     feed = SimulatedMarketFeed(
         MarketSimulatorConfig(nodes=(node,)), start=datetime.now(UTC), step=step, seed=seed
     )
@@ -241,3 +281,19 @@ def market(
         produced += 1
         if count == 0 or produced < count:
             time.sleep(step.total_seconds() / speed)
+
+
+def _market_step(minutes: float) -> timedelta:
+    """--step-minutes as a step; BadParameter unless it is a whole number of seconds (the
+    simulated market's steps)."""
+    try:
+        step = timedelta(minutes=minutes)
+    except (OverflowError, ValueError):
+        raise typer.BadParameter(f"{minutes} is not a step", param_hint="--step-minutes") from None
+    if step % timedelta(seconds=1):
+        raise typer.BadParameter(
+            f"{minutes} minutes is {step.total_seconds():g} s: the simulated market steps in "
+            "whole seconds",
+            param_hint="--step-minutes",
+        )
+    return step
