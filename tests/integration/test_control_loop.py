@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -165,6 +166,40 @@ async def test_a_tick_without_a_plan_keeps_the_customers_work_running(site: Site
     assert outcome.scheduling is not None and outcome.scheduling.preempted == []
     held = (await site.api.get("/api/v1/allocations", headers=site.admin)).json()["workloads"]
     assert [len(w["gpu_ids"]) for w in held] == [4]
+
+
+class _RecordingPlanner:
+    """The site's planner, keeping the site each plan was made for."""
+
+    def __init__(self, planner: Any) -> None:
+        self.planner, self.name, self.sites = planner, planner.name, []
+
+    def plan(self, site: FleetSite, *args: Any) -> Any:
+        self.sites.append(site)
+        return self.planner.plan(site, *args)
+
+
+async def test_miners_that_stop_answering_keep_their_last_power_out_of_the_plan(
+    site: Site,
+) -> None:
+    """An unreachable miner may well still hash: the plan gets the site's MW less what it drew
+    when it last answered, so that the two together stay within the limit."""
+    control = site.live.control
+    recording = _RecordingPlanner(control._planner)
+    control._planner = recording  # type: ignore[assignment]
+    await control.poll()
+    await control.tick()
+    for index in (3, 4):
+        await site.live.site.asic_fleet.set_faults(index, Faults(offline=True))
+    await control.poll()
+    answers = control._monitor.last_answers
+    silent = [s.device_id for s in control._monitor.latest.values() if s.state == "unreachable"]
+    held_w = sum(answers[d].power_w for d in silent)
+    assert len(silent) == 2 and held_w > 2 * 3_000  # both were hashing at stock
+    site.clock.advance(timedelta(minutes=5))
+    await control.tick()
+    full, reduced = recording.sites[0], recording.sites[1]
+    assert reduced.capacity_mw == pytest.approx(full.capacity_mw - held_w * full.pue / 1e6)
 
 
 async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> None:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -17,7 +17,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Site
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import SitePlan
-from hcp.domain.status import DeviceStatus
+from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.services.billing import BillingService
 from hcp.services.events import PRICE_DATA, Event, EventBus
 from hcp.services.market import MarketService
@@ -71,6 +71,22 @@ def healthy_counts(devices: list[Device], latest: dict[str, DeviceStatus]) -> Fl
             continue
         (asics if d.kind is DeviceKind.ASIC else gpus)[d.model_name] += 1
     return FleetCounts(dict(asics), dict(gpus))
+
+
+def unmanaged_watts(
+    devices: list[Device], latest: dict[str, DeviceStatus], answers: dict[str, DeviceStatus]
+) -> float:
+    """W drawn, as far as known, by the miners a plan cannot count on (`healthy_counts` leaves
+    them out): an unhealthy one draws what it reads; an unreachable one may well still hash,
+    so it is taken at what it drew when it last answered (nothing if it never did)."""
+    watts = 0.0
+    for d in devices:
+        status = latest.get(d.id)
+        if d.kind is not DeviceKind.ASIC or status is None or status.healthy:
+            continue
+        known = status if status.state != UNREACHABLE else answers.get(d.id)
+        watts += known.power_w if known is not None else 0.0
+    return watts
 
 
 class ControlLoop:
@@ -220,10 +236,17 @@ class ControlLoop:
     async def _plan(self, snapshot: MarketSnapshot, devices: list[Device]) -> SitePlan:
         """Plan the interval of `snapshot`; fills `devices` with the site's fleet as read."""
         devices.extend(await asyncio.to_thread(self._site_devices))
-        counts = healthy_counts(devices, self._monitor.latest)
+        latest = self._monitor.latest
+        counts = healthy_counts(devices, latest)
+        # Miners left out of the plan still draw power: the plan gets what is left of the MW.
+        held_w = unmanaged_watts(devices, latest, self._monitor.last_answers)
+        site = self.site
+        if held_w > 0:
+            left_mw = max(site.capacity_mw - held_w * site.pue / 1e6, 0.0)
+            site = replace(site, capacity_mw=left_mw)
         # The solve is CPU work: keep it off the event loop so the API answers meanwhile.
         plan = await asyncio.to_thread(
-            self._planner.plan, self.site, counts, snapshot, self._clock.now()
+            self._planner.plan, site, counts, snapshot, self._clock.now()
         )
         with self._uow() as uow:
             uow.plans.add(plan)

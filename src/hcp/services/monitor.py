@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from hcp.domain.status import DeviceStatus
+from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.services.events import Event, EventBus
 from hcp.services.ports import UnitOfWorkFactory
 
@@ -50,6 +50,8 @@ class FleetMonitor:
         self._readers = readers
         self._bus = bus
         self.latest: dict[str, DeviceStatus] = {}
+        # Each device's last status with an answer in it: what an unreachable one last drew.
+        self.last_answers: dict[str, DeviceStatus] = {}
 
     async def poll(self) -> list[DeviceStatus]:
         """One sweep of the whole fleet; unreachable devices come back as such, never raise."""
@@ -59,6 +61,8 @@ class FleetMonitor:
         for topic, statuses in zip(topics, sweeps, strict=True):
             for status in statuses:
                 self.latest[status.device_id] = status
+                if status.state != UNREACHABLE:
+                    self.last_answers[status.device_id] = status
                 events.append(Event(topic, status.device_id, status.at, status_payload(status)))
         await self._bus.publish_many(events)
         return [s for sweep in sweeps for s in sweep]
