@@ -146,6 +146,30 @@ def test_miners_at_a_wanted_profile_keep_it_and_the_fewest_are_reassigned() -> N
     assert {c.from_profile for c in plan.commands} == {"stock"}
 
 
+def test_a_curtailment_keeps_the_most_efficient_miner_even_at_an_unwanted_profile() -> None:
+    """m000 runs turbo at 10 % better J/TH than m001 at stock; one stock place is wanted: m000
+    moves to stock and m001 sleeps (keeping m001's profile would sleep the better miner)."""
+    fleet = [miner(0, profile="turbo", ratio=0.9), miner(1, profile="stock")]
+    plan = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW)
+    actions = by_action(plan)
+    assert actions[Action.SLEEP] == ["m001"] and actions[Action.PROFILE] == ["m000"]
+    [change] = [c for c in plan.commands if c.action is Action.PROFILE]
+    assert (change.from_profile, change.profile) == ("turbo", "stock")
+
+
+def test_as_many_places_as_miners_hashing_wakes_or_sleeps_none_of_them() -> None:
+    """Measured efficiencies are noisy: a sleeping miner measured better last time does not
+    swap places with a hashing one while the count stays the same."""
+    better_asleep = reading("127.0.0.2:4028", j_per_th_ratio=0.8)
+    fleet = [
+        miner(0, ratio=1.1),
+        miner(1, ratio=1.2),
+        miner(2, MinerState.SLEEPING, last_mining=better_asleep),
+    ]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert plan.commands == ()
+
+
 def test_a_sleeping_miner_wakes_into_the_wanted_profile() -> None:
     fleet = [miner(0, MinerState.SLEEPING, profile="stock")]
     (command,) = plan_commands(target({"S21": {"eco": 1}}), fleet, NOW).commands

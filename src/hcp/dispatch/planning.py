@@ -1,15 +1,16 @@
 """Which miners sleep, wake or change profile so that each model runs what the target wants.
 
 Per model: miners without telemetry, in a degradation, or out of attempts get no work (one that
-still hashes fills a place of the target, since it draws power whatever we say); unhealthy
-miners are put to sleep. The others keep what they do when it is wanted (fewest changes), the
-most efficient first; open places go to running miners first (a profile change), then to
-sleeping ones (a wake), most efficient first; whoever is left sleeps, so the least efficient
-sleep first. A miner that strayed from its confirmed command ranks last, so it is the first put
-back. Sleeps and profile cuts are always sent; increases (wakes, profile raises) are admitted in
-order while they fit in the tick's ramp limit beside the increases already ordered within the
-ramp window (a miner raised in the window is not raised again in it), and the rest wait for a
-later tick. A miner whose command is in flight and still wanted gets nothing new until that
+still hashes fills a place of the target, since it draws power whatever we say); unhealthy miners
+are put to sleep. Of the others, those that hash are the most efficient of the miners hashing now
+when there are fewer places than them, else all of those and the most efficient sleeping ones (a
+wake): the least efficient sleep first, and a count that stays the same swaps nobody. They keep what
+they do when it is wanted (fewest changes); the open places go to them in rank order, hashing ones
+first (a profile change). A miner that strayed from its confirmed command ranks last, so it is the
+first put back. Sleeps and profile cuts are always sent; increases (wakes, profile raises) are
+admitted in order while they fit in the tick's ramp limit beside the increases already ordered
+within the ramp window (a miner raised in the window is not raised again in it), and the rest wait
+for a later tick. A miner whose command is in flight and still wanted gets nothing new until that
 command's deadline passes.
 """
 
@@ -216,19 +217,25 @@ def fit(
 def assign(
     places: Mapping[str, int], ranked: Sequence[MinerView], currents: Mapping[str, Slot]
 ) -> dict[str, Slot]:
-    """Each miner's goal: ranked miners (best first) keep a wanted profile while places last;
-    the open places go to running miners, then to sleeping ones, in rank order; the rest sleep."""
+    """Each miner's goal. Who hashes: with fewer places than miners hashing now, the best
+    ranked of those; with more, all of them and the best ranked sleeping ones. So the least
+    efficient sleep first, and a count that does not change wakes or sleeps nobody (measured
+    efficiencies are noisy). Of those, a miner keeps a wanted profile while places last (fewest
+    changes); the open places go to the others, hashing ones first, in rank order; the rest
+    sleep."""
+    hashing = [m for m in ranked if currents[m.device_id] is not None]
+    asleep = [m for m in ranked if currents[m.device_id] is None]
+    chosen = (hashing + asleep)[: sum(places.values())]
     open_places = dict(places)
-    goals: dict[str, Slot] = {}
+    goals: dict[str, Slot] = dict.fromkeys((m.device_id for m in ranked), None)
     movers: list[str] = []
-    for miner in ranked:
+    for miner in chosen:
         slot = currents[miner.device_id]
         if slot is not None and open_places.get(slot, 0) > 0:
             open_places[slot] -= 1
             goals[miner.device_id] = slot
         else:
             movers.append(miner.device_id)
-    movers.sort(key=lambda device_id: currents[device_id] is None)  # stable: ranks kept
     free = (name for name, count in open_places.items() for _ in range(count))
     for device_id in movers:
         goals[device_id] = next(free, None)
