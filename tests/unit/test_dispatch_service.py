@@ -85,6 +85,18 @@ async def test_telemetry_confirms_the_commands_and_the_log_shows_it() -> None:
     assert again.plan.commands == ()
 
 
+async def test_a_command_replaced_before_telemetry_settled_it_is_logged_superseded() -> None:
+    log = InMemoryCommandLog()
+    dispatcher = Dispatcher(FakeDriver(), log)
+    await dispatcher.tick(CURTAIL, [miner(0)], NOW)
+    wake = AsicTarget({"S21": {"stock": 1}}, reason=REASON)  # the target changed meanwhile
+    await dispatcher.tick(wake, [miner(0)], LATER)
+    sleep, woken = sorted(log.recent(device_id="m000"), key=lambda r: r.command.issued_at)
+    assert sleep.outcome is not None and sleep.outcome.status is OutcomeStatus.SUPERSEDED
+    assert sleep.outcome.detail == f"superseded by {woken.command.id} before telemetry settled it"
+    assert woken.outcome is None and dispatcher.pending() == [woken.command]
+
+
 async def test_a_device_error_marks_the_miner_degraded_and_the_tick_goes_on() -> None:
     broken = {"127.0.0.1:4028": MalformedReply("127.0.0.1:4028", "reply is not JSON")}
     driver, log = FakeDriver(broken), InMemoryCommandLog()

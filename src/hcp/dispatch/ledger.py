@@ -51,8 +51,11 @@ class Ledger:
         """Every command sent and not yet confirmed or failed."""
         return [m.pending for m in self._memory.values() if m.pending is not None]
 
-    def sent(self, command: Command) -> None:
-        self._memory.setdefault(command.device_id, Memory()).pending = command
+    def sent(self, command: Command) -> Command | None:
+        """`command` is in flight; the one it replaces, unsettled, if any (it is superseded)."""
+        memory = self._memory.setdefault(command.device_id, Memory())
+        replaced, memory.pending = memory.pending, command
+        return replaced if replaced is not None and replaced.id != command.id else None
 
     def not_delivered(self, command: Command) -> None:
         """The command never reached the miner: a failed try, retried by the next plan."""

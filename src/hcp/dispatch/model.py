@@ -128,6 +128,7 @@ class OutcomeStatus(StrEnum):
     CONFIRMED = "confirmed"
     IN_PROGRESS = "in_progress"
     FAILED = "failed"
+    SUPERSEDED = "superseded"  # a newer command to the same miner went before telemetry settled it
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,10 @@ class Dispatcher:
             detail = f"not delivered: {error}"
             self.log.record_outcome(CommandOutcome(command, OutcomeStatus.FAILED, now, detail))
             return command.device_id, str(error)
-        self.ledger.sent(command)
+        replaced = self.ledger.sent(command)
+        if replaced is not None:  # settled in the log, or it would read "sent" for ever
+            detail = f"superseded by {command.id} before telemetry settled it"
+            self.log.record_outcome(CommandOutcome(replaced, OutcomeStatus.SUPERSEDED, now, detail))
         return None
 
     async def _deliver(self, command: Command) -> None:
