@@ -192,6 +192,16 @@ def test_a_status_becomes_samples_and_unmeasured_values_are_left_out() -> None:
     ]
 
 
+def test_an_xid_a_program_raised_leaves_the_gpu_healthy_and_others_do_not() -> None:
+    """DCGM keeps reporting the last Xid: 13 (a graphics engine exception in the user's
+    program) failed the work, not the GPU; 48 (a double-bit ECC error) needs a reset."""
+    for xid, healthy in ((0, True), (13, True), (31, True), (48, False), (79, False)):
+        reading = GpuReading("node-1", 0, "GPU-1", "H100 SXM", NOW, 0.0, 70.0, 40.0, 0, 81_000, xid)
+        status = gpu_status("site-gpu-00001", reading, NOW)
+        assert status.healthy is healthy, xid
+        assert status.problems == (() if healthy else (f"XID {xid}",))
+
+
 def test_a_gpu_records_its_utilisation_and_no_hashrate() -> None:
     reading = GpuReading(
         "node-1", 0, "GPU-1", "H100 SXM", NOW, 87.0, 690.0, 61.0, 70_000, 11_000, 0

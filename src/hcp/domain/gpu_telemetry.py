@@ -33,6 +33,11 @@ class AgentWorkloadState(StrEnum):
         return self is not AgentWorkloadState.RUNNING
 
 
+APPLICATION_XIDS = frozenset({13, 31, 43})
+"""Xids a user's program raises (a graphics engine exception, a GPU memory page fault, a
+stopped kernel): its work fails, the GPU itself is fine (NVIDIA's Xid catalog)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GpuReading:
     """One GPU at one instant: utilisation %, power W, temperature °C, framebuffer MiB, last XID.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hcp.domain.gpu_telemetry import GpuReading
+from hcp.domain.gpu_telemetry import APPLICATION_XIDS, GpuReading
 from hcp.domain.telemetry import AsicReading
 
 UNREACHABLE = "unreachable"
@@ -54,7 +54,9 @@ def gpu_status(
     if reading is None:
         return DeviceStatus(device_id, UNREACHABLE, False, at, problems=(error or "not reported",))
     busy = reading.util_pct > 0 or reading.fb_used_mib > 0
-    problems = (f"XID {reading.xid_errors}",) if reading.xid_errors else ()
+    # The last Xid stays reported after it: one a user's program raised leaves the GPU usable.
+    xid = reading.xid_errors
+    problems = (f"XID {xid}",) if xid and xid not in APPLICATION_XIDS else ()
     return DeviceStatus(
         device_id,
         "busy" if busy else "idle",

@@ -4,9 +4,9 @@
 `serve_nodes` serves a whole fleet on one loopback port under `/nodes/{hostname}`.
 """
 
+from hcp.domain.gpu_telemetry import APPLICATION_XIDS
 from hcp.simulators.gpu.app import build_fleet_app, build_node_app
 from hcp.simulators.gpu.node import (
-    APPLICATION_XIDS,
     DEFAULT_FAULT_XID,
     XID_FALLEN_OFF_BUS,
     DuplicateWorkload,

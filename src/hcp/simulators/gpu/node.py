@@ -19,12 +19,11 @@ from datetime import datetime, timedelta
 from hcp.adapters.clock import SystemClock
 from hcp.domain.devices import GpuModel
 from hcp.domain.errors import Conflict, HcpError, InvalidTransition, NotFound, ValidationError
-from hcp.domain.gpu_telemetry import AgentWorkloadState, GpuHealth
+from hcp.domain.gpu_telemetry import APPLICATION_XIDS, AgentWorkloadState, GpuHealth
 from hcp.services.ports import Clock
 
 # Xids whose documented immediate action is "restart the application" (NVIDIA Xid catalog): the
 # workload dies, the GPU stays usable. Any other Xid leaves the GPU unhealthy until reset.
-APPLICATION_XIDS = frozenset({13, 31, 43})
 XID_FALLEN_OFF_BUS = 79
 DEFAULT_FAULT_XID = 48  # double-bit ECC error: the GPU needs a reset
 
