@@ -140,6 +140,8 @@ def test_a_job_that_cannot_finish_is_a_missed_deadline_with_its_penalty() -> Non
     assert result.ledger.deadlines_missed == 1
     assert result.ledger.deadline_shortfall_gpu_hours == pytest.approx(56 * 0.25)
     assert result.ledger.sla_penalty_usd == pytest.approx(56 * 0.25 * 10.0)
+    # the trace (what the report's cumulative profit sums) carries the penalty too
+    assert float(result.trace.profit_usd.sum()) == pytest.approx(result.ledger.profit_usd)
 
 
 def test_under_a_ppa_unused_committed_power_is_sold_back_at_real_time() -> None:

@@ -175,7 +175,8 @@ class _Replay:
                 del self.open_jobs[job_id]
             elif open_job.job.deadline <= t + 1:
                 hours = self.setup.market.step_hours
-                self.ledger.miss_deadline(open_job.remaining, hours, self.setup.terms)
+                penalty = self.ledger.miss_deadline(open_job.remaining, hours, self.setup.terms)
+                self.trace.profit_usd[t - self.trace.first] -= penalty  # as the ledger's
                 del self.open_jobs[job_id]
 
 

@@ -57,12 +57,15 @@ class Ledger:
         self.sla_penalty_usd += money.penalty
         self.realtime_unserved_gpu_hours += money.unserved_gpus * hours
 
-    def miss_deadline(self, remaining_gpu_steps: int, step_hours: float, terms: Terms) -> None:
-        """A job reached its deadline with work left: count it and charge the penalty."""
+    def miss_deadline(self, remaining_gpu_steps: int, step_hours: float, terms: Terms) -> float:
+        """A job reached its deadline with work left: count it and charge the penalty (USD,
+        returned for the trace of the interval it falls in)."""
         hours = remaining_gpu_steps * step_hours
+        penalty = gpu_revenue_usd(1.0, hours, terms.sla_penalty_usd_per_gpu_hour)
         self.deadlines_missed += 1
         self.deadline_shortfall_gpu_hours += hours
-        self.sla_penalty_usd += gpu_revenue_usd(1.0, hours, terms.sla_penalty_usd_per_gpu_hour)
+        self.sla_penalty_usd += penalty
+        return penalty
 
     def summary(self) -> dict[str, object]:
         """Every total, profit included, as plain JSON-ready values."""
