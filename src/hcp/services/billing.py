@@ -3,6 +3,7 @@ and show customers their own usage and invoices only."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from hcp.domain.identity import Principal
 from hcp.domain.workloads import StateChange, Workload, WorkloadClass, WorkloadEvent
 from hcp.services.ports import Clock, UnitOfWorkFactory
 
+log = logging.getLogger(__name__)
+
 _RUN_ENDS = frozenset(
     {WorkloadEvent.PREEMPT, WorkloadEvent.COMPLETE, WorkloadEvent.FAIL, WorkloadEvent.CANCEL}
 )
@@ -45,7 +48,11 @@ def runs_of(w: Workload, history: Sequence[StateChange], family: str) -> list[Ru
         if change.event is WorkloadEvent.START:
             started = change.at
         elif change.event in _RUN_ENDS and started is not None:
-            runs.append(_run(w, family, gpu_ids, started, change.at))
+            if change.at >= started:
+                runs.append(_run(w, family, gpu_ids, started, change.at))
+            else:  # platform time went back (a restart after a sped-up run): nothing to bill
+                span = f"from {started.isoformat()} to {change.at.isoformat()}"
+                log.warning("workload %s: a run %s ends before it starts; not billed", w.id, span)
             started = None
     if started is not None:
         runs.append(_run(w, family, gpu_ids, started, None))
