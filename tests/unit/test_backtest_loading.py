@@ -154,6 +154,9 @@ def test_a_window_outside_the_files_names_them_and_the_window(folder: Path) -> N
     text = scenario_text().replace("end = 2024-01-04", "end = 2024-01-05")
     message = error_loading(scenario_at(folder, text))
     assert f"scenario.toml:4: window: the market data ({folder / 'rt.csv'}) covers" in message
+    # half a day of data before the window: a decision would lack the day before's bitcoin
+    early = scenario_text().replace("start = 2024-01-02T00", "start = 2024-01-01T12")
+    assert "needs it all and at least a day before it" in error_loading(scenario_at(folder, early))
 
 
 SPOT_FILE = """[market.gpu_spot_usd_per_gpu_hour.H100]

@@ -87,6 +87,7 @@ def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
         ("H100 = 2.20", "H100 = inf", ":24: market.gpu_spot_usd_per_gpu_hour.H100: must be a fin"),
         ("ramp_mw_per_step = 1.0", "ramp_mw_per_step = inf", ":31: sites[0].ramp_mw_per_step"),
         ("hours = [1.0, 4.0]", "hours = [1.0, inf]", ":57: sites[0].demand.batch.hours: expected"),
+        ("warmup_days = 3", "warmup_days = 0.5", ":12: window.warmup_days: must be at least one"),
         (
             "step_minutes = 15",
             "step_minutes = 0.001",

@@ -33,12 +33,13 @@ def load_market(scenario: Scenario) -> MarketSeries:
     parts = [_replay_file(scenario, market, path) for path in market.electricity]
     series = _concatenate(scenario.path, parts)
     start = max(first, series.start)
-    if start > scenario.start - scenario.step or series.end < scenario.end:
+    # A decision needs a past, and the day before's bitcoin figures (`MarketArrays`).
+    if start > scenario.start - max(scenario.step, timedelta(days=1)) or series.end < scenario.end:
         files = ", ".join(str(path) for path in market.electricity)
         message = (
             f"the market data ({files}) covers {series.start.isoformat()}.."
             f"{series.end.isoformat()}; the window {scenario.start.isoformat()}.."
-            f"{scenario.end.isoformat()} needs it all and at least one interval before it"
+            f"{scenario.end.isoformat()} needs it all and at least a day before it"
         )
         raise scenario_error(scenario, "window", message)
     if market.day_ahead is not None:

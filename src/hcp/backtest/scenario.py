@@ -37,6 +37,7 @@ _BATCH, _TRAINING = WorkloadClass.AI_INFERENCE_BATCH, WorkloadClass.AI_TRAINING
 _REALTIME = WorkloadClass.AI_INFERENCE_REALTIME
 _KEYS = {_REALTIME: "realtime", _BATCH: "batch", _TRAINING: "training"}
 _SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 # The simulator settings a scenario may override (all numbers; nodes come from the sites).
 _SIMULATOR_NUMBERS = ", ".join(
     f.name
@@ -140,8 +141,9 @@ def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]
     warmup = timedelta(days=table.number("warmup_days", 7.0, minimum=0.0))
     if end <= start:
         raise table.error("end", f"must be after start ({start.isoformat()})")
-    if warmup < step:
-        raise table.error("warmup_days", "must cover at least one step: decisions need a past")
+    if warmup < max(step, _DAY):
+        message = "must be at least one day: a decision knows the day before's bitcoin figures"
+        raise table.error("warmup_days", message)
     if (end - start) % step:
         raise table.error("end", f"end − start is not a whole number of {step} steps")
     table.finish()
