@@ -7,7 +7,6 @@ Paths in the file are relative to the file.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +28,7 @@ from hcp.optimizer.inputs import (
     RtContract,
     SiteSpec,
     grid_mw,
+    steps_covering,
 )
 from hcp.optimizer.strategies import Terms
 from hcp.tomlfile import TomlTable, load_toml
@@ -269,8 +269,12 @@ def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | Non
         asics=asics,
         gpus=gpus,
         ramp_mw_per_step=_optional_number(table, "ramp_mw_per_step", above=0.0),
-        min_on_steps=_steps(table.number("min_on_minutes", 0.0, minimum=0.0), step),
-        min_off_steps=_steps(table.number("min_off_minutes", 0.0, minimum=0.0), step),
+        min_on_steps=steps_covering(
+            timedelta(minutes=table.number("min_on_minutes", 0.0, minimum=0.0)), step
+        ),
+        min_off_steps=steps_covering(
+            timedelta(minutes=table.number("min_off_minutes", 0.0, minimum=0.0)), step
+        ),
         day_ahead_node=table.optional("day_ahead_node", str),
     )
     _check_sleep_fits(table, site)
@@ -298,8 +302,7 @@ def _check_sleep_fits(table: TomlTable, site: SiteSpec) -> None:
 
 
 def _steps(minutes: float, step: timedelta) -> int:
-    """Whole steps covering `minutes` (at least one)."""
-    return max(1, math.ceil(timedelta(minutes=minutes) / step - 1e-9))
+    return steps_covering(timedelta(minutes=minutes), step)
 
 
 def _fleet(table: TomlTable) -> tuple[tuple[AsicFleet, ...], tuple[GpuFleet, ...]]:

@@ -4,8 +4,10 @@ being decided)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from hcp.domain.devices import AsicModel, GpuModel
 from hcp.domain.market import FloatArray
@@ -165,6 +167,11 @@ class SiteNow:
         locked_on = sum(keep_last(state.recent_ups, self.site.min_on_steps - 1))
         locked_off = sum(keep_last(state.recent_downs, self.site.min_off_steps - 1))
         return locked_on, fleet.count - locked_off
+
+
+def steps_covering(duration: timedelta, step: timedelta) -> int:
+    """Whole steps covering `duration` (at least one): a minimum on or off time in steps."""
+    return max(1, math.ceil(duration / step - 1e-9))
 
 
 def keep_last(values: tuple[int, ...], n: int) -> tuple[int, ...]:

@@ -48,7 +48,6 @@ class MarketArrays:
         step_s = series.step // timedelta(seconds=1)
         start_s = int(series.start.timestamp())
         seconds = start_s + np.arange(len(series), dtype=np.int64) * step_s
-        day = max(1, _DAY_S // step_s)
         return cls(
             seconds=seconds,
             step_seconds=step_s,
@@ -58,8 +57,8 @@ class MarketArrays:
                 series.difficulty, series.fees_btc_per_day, series.btc_usd, seconds
             ),
             hashprice_known_usd_per_ths_day=_hashprice(
-                _day_before(series.difficulty, day),
-                _day_before(series.fees_btc_per_day, day),
+                _day_before(series.difficulty, _steps_per_day(step_s)),
+                _day_before(series.fees_btc_per_day, _steps_per_day(step_s)),
                 series.btc_usd,
                 seconds,
             ),
@@ -75,7 +74,11 @@ class MarketArrays:
 
     @property
     def steps_per_day(self) -> int:
-        return max(1, _DAY_S // self.step_seconds)
+        return _steps_per_day(self.step_seconds)
+
+
+def _steps_per_day(step_seconds: int) -> int:
+    return max(1, _DAY_S // step_seconds)
 
 
 def _hashprice(

@@ -52,6 +52,7 @@ from hcp.optimizer.inputs import (
     SiteSpec,
     SiteState,
     keep_last,
+    steps_covering,
 )
 from hcp.optimizer.inputs import (
     grid_mw as grid_mw_of,
@@ -277,11 +278,11 @@ class MpcPlanSettings:
 
     @property
     def min_on_steps(self) -> int:
-        return max(1, math.ceil(self.min_on / self.step - 1e-9))
+        return steps_covering(self.min_on, self.step)
 
     @property
     def min_off_steps(self) -> int:
-        return max(1, math.ceil(self.min_off / self.step - 1e-9))
+        return steps_covering(self.min_off, self.step)
 
 
 class OptimizerPlanner:
