@@ -15,6 +15,7 @@ from hcp.dispatch import (
     DispatchPlan,
     DispatchPolicy,
     MinerView,
+    Trouble,
     plan_commands,
 )
 from hcp.dispatch.planning import confirm_within
@@ -223,6 +224,21 @@ def test_an_unhealthy_miner_that_hashes_is_put_to_sleep() -> None:
     (command,) = plan.commands
     assert command.action is Action.SLEEP
     assert command.reason.startswith("unhealthy: overheating")
+
+
+def test_a_miner_held_asleep_after_a_spell_is_passed_over_and_an_awake_one_is_slept() -> None:
+    trouble = Trouble("overheating: 97 °C >= 90 °C", NOW - timedelta(minutes=4))
+    held = replace(miner(0, MinerState.SLEEPING, ratio=0.8), trouble=trouble)
+    woken_meanwhile = replace(miner(1), trouble=trouble)
+    fleet = [held, woken_meanwhile, miner(2, MinerState.SLEEPING)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert by_action(plan) == {Action.SLEEP: ["m001"], Action.WAKE: ["m002"], Action.PROFILE: []}
+    assert plan.shortfall == {"S21": 1}
+    assert plan.unhealthy["m000"] == (
+        "held asleep until 2025-06-01T12:06:00+00:00 (last: overheating: 97 °C >= 90 °C)"
+    )
+    later = plan_commands(target({"S21": {"stock": 1}}), [held], NOW + timedelta(minutes=7))
+    assert by_action(later)[Action.WAKE] == ["m000"]
 
 
 def test_a_degraded_miner_that_still_hashes_takes_a_place_of_the_target() -> None:

@@ -274,3 +274,30 @@ def test_a_status_of_an_unreachable_miner_is_no_reading() -> None:
     assert reading_of(None, "127.0.0.1:4028") is None
     back = reading_of(status(0), "127.0.0.1:4028")
     assert back is not None and back.state is MinerState.MINING and back.device == "127.0.0.1:4028"
+
+
+async def test_an_overheated_miner_is_held_asleep_longer_after_each_trip() -> None:
+    """It cools asleep and reads healthy within minutes; woken at once it would overheat again
+    every few ticks. Held 10 minutes after the first spell, 20 after the second."""
+    dispatcher = Dispatcher(FakeDriver(), InMemoryCommandLog())
+    run = AsicTarget({"S21": {"stock": 1}}, reason=REASON)
+    hot = ("overheating: 97 °C >= 90 °C",)
+
+    async def tick(minutes: float, state: MinerState, problems: tuple[str, ...] = ()) -> str:
+        at = NOW + timedelta(minutes=minutes)
+        polled = reading("127.0.0.0:4028", state, problems=problems, at=at)
+        report = await dispatcher.tick(run, [replace(miner(0), reading=polled)], at)
+        await dispatcher.confirm([polled], at)
+        actions = [c.action.value for c in report.plan.commands]
+        return ",".join(actions) or report.plan.unhealthy.get("m000", "")
+
+    assert await tick(0, MinerState.MINING, hot) == "sleep"
+    held = await tick(5, MinerState.SLEEPING)
+    assert held.startswith("held asleep until 2025-06-01T12:10:00") and "overheating" in held
+    assert await tick(11, MinerState.SLEEPING) == "wake"
+    assert await tick(20, MinerState.MINING, hot) == "sleep"
+    assert await tick(21, MinerState.SLEEPING, hot) == hot[0]  # still hot: the spell goes on
+    assert (await tick(35, MinerState.SLEEPING)).startswith(
+        "held asleep until 2025-06-01T12:41:00+00:00 (trip 2, "
+    )
+    assert await tick(42, MinerState.SLEEPING) == "wake"

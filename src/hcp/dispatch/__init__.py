@@ -15,6 +15,7 @@ from hcp.dispatch.model import (
     MinerView,
     OutcomeStatus,
     Slot,
+    Trouble,
 )
 from hcp.dispatch.planning import plan_commands
 
@@ -31,6 +32,7 @@ __all__ = [
     "MinerView",
     "OutcomeStatus",
     "Slot",
+    "Trouble",
     "confirm",
     "plan_commands",
 ]

@@ -1,12 +1,20 @@
 """The dispatcher's memory between ticks, per miner: the command in flight, the last confirmed
-and last failed one, a degradation, and the last reading taken while mining. No I/O."""
+and last failed one, a degradation, the last reading taken while mining, and its latest spell of
+unhealthy readings. No I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from hcp.dispatch.model import Command, CommandOutcome, Degradation, MinerView, OutcomeStatus
+from hcp.dispatch.model import (
+    Command,
+    CommandOutcome,
+    Degradation,
+    MinerView,
+    OutcomeStatus,
+    Trouble,
+)
 from hcp.domain.telemetry import AsicReading
 
 
@@ -19,6 +27,12 @@ class Memory:
     failed: Command | None = None
     degraded_until: datetime | None = None
     last_mining: AsicReading | None = None
+    trouble: Trouble | None = None
+    troubled: bool = False  # the last reading was unhealthy: a spell is going on
+
+
+TRIP_MEMORY = timedelta(days=1)
+"""A spell of unhealthy readings that starts within this of the last one is one more trip."""
 
 
 class Ledger:
@@ -31,8 +45,13 @@ class Ledger:
     def observe(self, miner: MinerView) -> MinerView:
         """`miner` (identity and reading, from the caller) with what the ledger remembers."""
         memory = self._memory.setdefault(miner.device_id, Memory())
-        if miner.reading is not None and miner.reading.mining:
-            memory.last_mining = miner.reading
+        reading = miner.reading
+        if reading is not None:
+            if reading.mining:
+                memory.last_mining = reading
+            if reading.problems:
+                _note_trouble(memory, reading)
+            memory.troubled = bool(reading.problems)
         # Built field by field: `dataclasses.replace` costs several times more, for every
         # miner on every tick.
         return MinerView(
@@ -45,6 +64,7 @@ class Ledger:
             failed=memory.failed,
             degraded_until=memory.degraded_until,
             last_mining=memory.last_mining,
+            trouble=memory.trouble,
         )
 
     def pending(self) -> list[Command]:
@@ -80,3 +100,15 @@ class Ledger:
         memory = self._memory.setdefault(degradation.device_id, Memory())
         memory.degraded_until = degradation.until
         memory.failed = memory.pending = None
+
+
+def _note_trouble(memory: Memory, reading: AsicReading) -> None:
+    """An unhealthy reading: the spell goes on, or a new one starts (a trip, counted on from
+    the last spell when that was seen within `TRIP_MEMORY`)."""
+    problems = "; ".join(reading.problems)
+    last = memory.trouble
+    if last is not None and memory.troubled:
+        memory.trouble = Trouble(problems, max(last.last_seen, reading.at), last.trips)
+        return
+    recent = last is not None and reading.at - last.last_seen <= TRIP_MEMORY
+    memory.trouble = Trouble(problems, reading.at, last.trips + 1 if recent and last else 1)

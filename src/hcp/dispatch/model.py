@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -103,14 +103,28 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class Trouble:
+    """A miner's latest spell of unhealthy readings: what was wrong, the last reading that
+    showed it, and how many spells (`trips`) it has had with no more than a day between them.
+
+    A miner put to sleep for overheating cools down, reads healthy, is woken, and overheats
+    again; the dispatcher holds it asleep for a while after each spell (`held_until`), twice as
+    long after each trip, so it does not cycle every few ticks."""
+
+    problems: str
+    last_seen: datetime
+    trips: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class MinerView:
     """What the dispatcher knows of one miner now.
 
     `reading` is the last poll (None when the miner did not answer it). The rest is the
     dispatcher's own memory: the command in flight (`pending`), the last one telemetry confirmed,
     the last one that failed (cleared once confirmed or when the miner is degraded), until when
-    the miner is degraded, and the last reading taken while it was mining (its measured
-    efficiency while it sleeps).
+    the miner is degraded, the last reading taken while it was mining (its measured
+    efficiency while it sleeps), and its latest spell of unhealthy readings (`trouble`).
     """
 
     device_id: str
@@ -122,6 +136,7 @@ class MinerView:
     failed: Command | None = None
     degraded_until: datetime | None = None
     last_mining: AsicReading | None = None
+    trouble: Trouble | None = None
 
 
 class OutcomeStatus(StrEnum):
@@ -155,6 +170,8 @@ class DispatchPolicy:
     miner is degraded (gets no work) for `degraded_cooldown_s`. A miner reads as asleep at up to
     (1 + `sleep_power_tolerance`) x its model's sleep power. Increases issued within
     `ramp_window_s` before now share the tick's ramp budget (0: only those issued at `now`).
+    A miner that read unhealthy stays asleep `unhealthy_hold_s` after its last unhealthy reading,
+    doubled for each further trip (`Trouble.trips`), up to `unhealthy_hold_max_s`.
     """
 
     poll_interval_s: float = 30.0
@@ -164,12 +181,22 @@ class DispatchPolicy:
     degraded_cooldown_s: float = 1_800.0
     sleep_power_tolerance: float = 0.25
     ramp_window_s: float = 0.0
+    unhealthy_hold_s: float = 600.0
+    unhealthy_hold_max_s: float = 14_400.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValidationError("max_attempts", "must be at least 1")
         if self.poll_interval_s <= 0 or self.confirm_polls < 1:
             raise ValidationError("poll_interval_s", "polls must be positive")
+        if not 0 <= self.unhealthy_hold_s <= self.unhealthy_hold_max_s:
+            raise ValidationError("unhealthy_hold_s", "must be >= 0 and <= unhealthy_hold_max_s")
+
+    def held_until(self, trouble: Trouble) -> datetime:
+        """Until when a miner with `trouble` is kept asleep (it may hash again from then)."""
+        doublings = min(trouble.trips - 1, 32)  # far past any cap; keeps the float finite
+        hold = min(self.unhealthy_hold_s * 2**doublings, self.unhealthy_hold_max_s)
+        return trouble.last_seen + timedelta(seconds=hold)
 
 
 DEFAULT_POLICY = DispatchPolicy()

@@ -2,11 +2,13 @@
 
 Per model: miners without telemetry, in a degradation, or out of attempts get no work (one that
 still hashes fills a place of the target, since it draws power whatever we say); unhealthy miners
-are put to sleep. Of the others, those that hash are the most efficient of the miners hashing now
-when there are fewer places than them, else all of those and the most efficient sleeping ones (a
-wake): the least efficient sleep first, and a count that stays the same swaps nobody. They keep what
-they do when it is wanted (fewest changes); the open places go to them in rank order, hashing ones
-first (a profile change). A miner that strayed from its confirmed command ranks last, so it is the
+are put to sleep, and held asleep for a while after they read healthy again, twice as long after
+each further trip (an overheated miner cools asleep, and would overheat again if woken at once).
+Of the others, those that hash are the most efficient of the miners hashing now when there are
+fewer places than them, else all of those and the most efficient sleeping ones (a wake): the
+least efficient sleep first, and a count that stays the same swaps nobody. They keep what they do
+when it is wanted (fewest changes); the open places go to them in rank order, hashing ones first
+(a profile change). A miner that strayed from its confirmed command ranks last, so it is the
 first put back. Sleeps and profile cuts are always sent; increases (wakes, profile raises) are
 admitted in order while they fit in the tick's ramp limit beside the increases already ordered
 within the ramp window (a miner raised in the window is not raised again in it), and the rest wait
@@ -141,9 +143,24 @@ def _sort(miners: Sequence[MinerView], now: datetime, policy: DispatchPolicy) ->
         elif miner.reading is not None and not miner.reading.healthy:
             sorting.unhealthy[miner.device_id] = "; ".join(miner.reading.problems)
             _sleep_unhealthy(miner, now, sorting)
+        elif (held := _held_because(miner, now, policy)) is not None:
+            sorting.unhealthy[miner.device_id] = held
+            _sleep_unhealthy(miner, now, sorting)
         else:
             sorting.available.append(miner)
     return sorting
+
+
+def _held_because(miner: MinerView, now: datetime, policy: DispatchPolicy) -> str | None:
+    """Why a miner that reads healthy is still kept asleep: it read unhealthy too recently."""
+    trouble = miner.trouble
+    if trouble is None:
+        return None
+    until = policy.held_until(trouble)
+    if now >= until:
+        return None
+    trip = f"trip {trouble.trips}, " if trouble.trips > 1 else ""
+    return f"held asleep until {until.isoformat()} ({trip}last: {trouble.problems})"
 
 
 def _degraded_because(
