@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from hcp.adapters.bus.memory import InMemoryBus
-from hcp.adapters.clock import SystemClock
+from hcp.adapters.clock import ScaledClock, SystemClock
 from hcp.adapters.db.dispatch_log import SqlCommandLog
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
@@ -179,8 +179,9 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
     Returns the new keys ({"admin": ..., "customer": ...}) when they were created now.
     """
     upgrade(runtime.engine)
-    now = runtime.clock.now()
     spec = site_spec(runtime.settings)
+    _resume_platform_time(runtime, spec.site.id)
+    now = runtime.clock.now()
     unasked = [kind for kind in DeviceKind if kind not in fleet_asked]
     with runtime.unit_of_work() as uow:
         change = provision_site(uow, spec, now, keep_larger=unasked)
@@ -201,6 +202,33 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
             log.info("site %s: %d devices added to the stored site", spec.site.id, change.added)
         uow.commit()
     return _ensure_demo_keys(runtime, now)
+
+
+def _resume_platform_time(runtime: Runtime, site_id: str) -> None:
+    """A scaled clock (`hcp up`) carries on from the newest market interval and plan the store
+    holds when they are ahead of it: after a `--speed` run, platform time is ahead of the wall,
+    and starting behind it would meter usage that ends before it starts and plan intervals
+    already planned. The gap is logged."""
+    clock = runtime.clock
+    if not isinstance(clock, ScaledClock):
+        return
+    with runtime.unit_of_work() as uow:
+        snapshot, plan = uow.market.latest(), uow.plans.latest(site_id)
+    stored = [
+        *([snapshot.at] if snapshot is not None else []),
+        *([plan.created_at] if plan is not None else []),
+    ]
+    if not stored:
+        return
+    newest, now = max(stored), clock.now()
+    if newest > now:
+        clock.resume_at(newest)
+        log.warning(
+            "platform time resumes at %s, the newest stored record, %s ahead of the clock "
+            "(an earlier run was sped up)",
+            newest.isoformat(),
+            newest - now,
+        )
 
 
 def _ensure_demo_keys(runtime: Runtime, now: datetime) -> dict[str, str] | None:

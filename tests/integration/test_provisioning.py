@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from hcp import bootstrap
-from hcp.adapters.clock import ManualClock
+from hcp.adapters.clock import ManualClock, ScaledClock
 from hcp.domain.devices import DeviceKind
+from hcp.domain.plans import SitePlan
 from tests.api.conftest import START, make_settings
 
 BOTH = (DeviceKind.ASIC, DeviceKind.GPU)
@@ -109,3 +111,47 @@ def test_the_site_settings_reach_a_stored_site(
     finally:
         runtime.close()
     assert site is not None and (site.capacity_mw, site.pue) == (2.5, 1.2)
+
+
+def _store_plan(runtime: bootstrap.Runtime, site_id: str, created_at: datetime) -> None:
+    plan = SitePlan("plan-ahead", site_id, created_at, "heuristic", "optimal", None, 0.0,
+                    created_at, ())  # fmt: skip
+    with runtime.unit_of_work() as uow:
+        uow.plans.add(plan)
+        uow.commit()
+
+
+def test_platform_time_resumes_at_the_stored_history_after_a_sped_up_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`hcp up --speed 60` left plans days ahead of the wall; the next start carries on from
+    them instead of metering and planning behind its own history."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    first = bootstrap.build(settings, ScaledClock(60.0))
+    try:
+        bootstrap.prepare(first)
+        ahead = first.clock.now() + timedelta(days=3)
+        _store_plan(first, settings.site_id, ahead)
+    finally:
+        first.close()
+    clock = ScaledClock(1.0)
+    second = bootstrap.build(settings, clock)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hcp.bootstrap"):
+            bootstrap.prepare(second)
+    finally:
+        second.close()
+    assert ahead <= clock.now() < ahead + timedelta(seconds=30)
+    assert f"platform time resumes at {ahead.isoformat()}" in caplog.text
+
+
+def test_platform_time_stays_with_the_wall_when_the_history_is_behind(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    runtime = bootstrap.build(settings, ScaledClock(1.0))
+    try:
+        bootstrap.prepare(runtime)
+        _store_plan(runtime, settings.site_id, datetime.now(UTC) - timedelta(hours=1))
+        bootstrap.prepare(runtime)
+        assert abs(runtime.clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+    finally:
+        runtime.close()

@@ -28,7 +28,8 @@ class ManualClock:
 
 class ScaledClock:
     """Wall time sped up `speed` times from `start` (demonstrations: `hcp up --speed 60`
-    lives an hour of market and fleet time per minute)."""
+    lives an hour of market and fleet time per minute). At speed 1 it is the wall clock, moved
+    forward by `resume_at` when the store's history is ahead of it."""
 
     def __init__(self, speed: float, start: datetime | None = None) -> None:
         if speed <= 0:
@@ -40,3 +41,10 @@ class ScaledClock:
     def now(self) -> datetime:
         elapsed = time.monotonic() - self._wall_origin
         return self._origin + timedelta(seconds=elapsed * self.speed)
+
+    def resume_at(self, moment: datetime) -> None:
+        """Carry on from `moment` if it is ahead of now; never move back. A platform restarted
+        after a sped-up run resumes at its stored history, not behind it."""
+        ahead = moment - self.now()
+        if ahead > timedelta(0):
+            self._origin += ahead

@@ -13,7 +13,7 @@ import typer
 import uvicorn
 
 from hcp import bootstrap
-from hcp.adapters.clock import ScaledClock, SystemClock
+from hcp.adapters.clock import ScaledClock
 from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
@@ -43,7 +43,7 @@ def serve_platform(
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
     with _listening(settings) as listeners:
-        clock = ScaledClock(speed) if speed != 1.0 else SystemClock()
+        clock = ScaledClock(speed)  # resumes at the stored history if that is ahead
         runtime = bootstrap.build(settings, clock)
         try:
             try:
