@@ -191,7 +191,8 @@ async def test_polling_as_the_server_drops_idle_connections_loses_no_poll() -> N
         assert all(s.state != UNREACHABLE for s in statuses)
     # The race was run: requests were lost on reused connections, and resent on fresh ones.
     assert server.dropped and all(d.reused for d in server.dropped)
-    assert len(server.seen) == 2 * 5 + len(server.dropped)
+    # Per poll: the reader's scrape and its agent's GPU list, and the agent client's list.
+    assert len(server.seen) == 3 * 5 + len(server.dropped)
 
 
 # -- what is sent once more ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from hcp.adapters.clock import ManualClock
@@ -16,12 +17,13 @@ from hcp.adapters.devices.dcgm import DcgmScraper, DcgmSweep, DcgmTarget
 from hcp.adapters.devices.errors import DeviceError, DeviceUnreachable
 from hcp.adapters.devices.fleet_readers import (
     DcgmFleetReader,
+    GpuHealthReader,
     LuxosFleetReader,
     Transitions,
     condition,
 )
 from hcp.adapters.devices.luxos import LuxosClient
-from hcp.domain.gpu_telemetry import GpuReading
+from hcp.domain.gpu_telemetry import GpuHealth, GpuReading
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
 
@@ -146,6 +148,17 @@ class ScriptedScraper:
         pass
 
 
+@dataclass
+class SilentAgents:
+    """No node agent answers: health rests on DCGM alone."""
+
+    async def read(self, hosts: Sequence[str]) -> dict[str, dict[int, GpuHealth]]:
+        return {}
+
+    async def aclose(self) -> None:
+        pass
+
+
 def gpu(index: int, xid: int = 0) -> GpuReading:
     return GpuReading("node-1", index, f"GPU-{index}", "H100", NOW, 0.0, 80.0, 40.0, 0, 80_000, xid)
 
@@ -165,7 +178,11 @@ async def test_the_dcgm_reader_says_why_a_gpu_is_unreachable_and_logs_it_once(
     )
     gpus = {("node-1", 0): "g0", ("node-1", 1): "g1"}
     reader = DcgmFleetReader(
-        gpus, lambda host: f"http://{host}", ManualClock(NOW), scraper=_as_scraper(scraper)
+        gpus,
+        lambda host: f"http://{host}",
+        ManualClock(NOW),
+        scraper=_as_scraper(scraper),
+        agents=_as_agents(SilentAgents()),
     )
     first = await reader.read()
     assert [s.problems for s in first] == [("XID 48",), ("unreachable: fell off the bus",)]
@@ -182,5 +199,73 @@ async def test_the_dcgm_reader_says_why_a_gpu_is_unreachable_and_logs_it_once(
     ]
 
 
+def agent_answers(health: list[dict[int, str] | None]) -> httpx.AsyncClient:
+    """A client whose node agent lists its GPUs with each poll's `health` by index in turn
+    (None: it is down)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/nodes/node-1/v1/gpus"
+        poll = health.pop(0)
+        if poll is None:
+            return httpx.Response(503, json={"detail": "node is down", "code": "node_down"})
+        gpus = [agent_gpu(index, value) for index, value in poll.items()]
+        return httpx.Response(200, json={"hostname": "node-1", "model": "H100", "gpus": gpus})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+
+
+def agent_gpu(index: int, health: str) -> dict[str, object]:
+    lost = health == GpuHealth.LOST
+    return {
+        "index": index,
+        "uuid": f"GPU-{index}",
+        "health": health,
+        "workload_id": None,
+        **dict.fromkeys(("util_pct", "power_w", "temp_c"), None if lost else 0.0),
+        **dict.fromkeys(("fb_used_mib", "fb_free_mib"), None if lost else 0),
+        "last_xid": 79,
+        "xid_count": 1,
+    }
+
+
+async def test_the_node_agent_decides_a_gpus_health_and_dcgm_stands_in_when_it_is_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, LOGGER)
+    scraper = ScriptedScraper([DcgmSweep((gpu(0, xid=79), gpu(1), gpu(2, xid=13)), {})] * 4)
+    agents = agent_answers(
+        [
+            {0: "unhealthy", 1: "healthy", 2: "lost"},  # DCGM reads a GPU the agent calls lost
+            {0: "healthy", 1: "healthy", 2: "healthy"},  # GPU 0 reset; Xid 79 still its last
+            None,
+            {0: "healthy", 1: "healthy"},  # the agent does not list GPU 2
+        ]
+    )
+    gpus = {("node-1", 0): "g0", ("node-1", 1): "g1", ("node-1", 2): "g2"}
+    url = "http://sim/nodes/{}".format
+    reader = DcgmFleetReader(
+        gpus, url, ManualClock(NOW), _as_scraper(scraper), GpuHealthReader(url, agents)
+    )
+    polls = [[(s.healthy, s.problems) for s in await reader.read()] for _ in range(4)]
+    await agents.aclose()
+
+    assert polls[0] == [
+        (False, ("XID 79", "node agent: unhealthy")),
+        (True, ()),
+        (False, ("node agent: lost",)),
+    ]
+    assert polls[1] == [(True, ()), (True, ()), (True, ())]
+    assert polls[2] == [(False, ("XID 79",)), (True, ()), (True, ())]  # DCGM's rule
+    assert polls[3] == [(True, ()), (True, ()), (True, ())]
+    (silent, back) = [line for line in logged(caplog) if line[1].startswith("node agents")]
+    assert silent[0] == "WARNING" and silent[1].startswith("node agents did not answer (node-1:")
+    assert silent[1].endswith("): their GPUs' health rests on DCGM's last Xid")
+    assert back == ("INFO", "node agents answer again: node-1")
+
+
 def _as_scraper(scraper: ScriptedScraper) -> DcgmScraper:
     return scraper  # type: ignore[return-value]
+
+
+def _as_agents(agents: SilentAgents) -> GpuHealthReader:
+    return agents  # type: ignore[return-value]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hcp.domain.gpu_telemetry import APPLICATION_XIDS, GpuReading
+from hcp.domain.gpu_telemetry import APPLICATION_XIDS, GpuHealth, GpuReading
 from hcp.domain.telemetry import AsicReading
 
 UNREACHABLE = "unreachable"
@@ -48,15 +48,19 @@ def asic_status(
 
 
 def gpu_status(
-    device_id: str, reading: GpuReading | None, at: datetime, error: str = ""
+    device_id: str,
+    reading: GpuReading | None,
+    at: datetime,
+    error: str = "",
+    agent: GpuHealth | None = None,
 ) -> DeviceStatus:
-    """A GPU's status: busy when it draws work, idle otherwise; missing from its node = lost."""
+    """A GPU's status: busy when it draws work, idle otherwise; missing from its node = lost.
+    Healthy as `gpu_problems` says, from the reading's last Xid and the node agent's `agent`
+    health (None: the agent was not asked, or did not answer)."""
     if reading is None:
         return DeviceStatus(device_id, UNREACHABLE, False, at, problems=(error or "not reported",))
     busy = reading.util_pct > 0 or reading.fb_used_mib > 0
-    # The last Xid stays reported after it: one a user's program raised leaves the GPU usable.
-    xid = reading.xid_errors
-    problems = (f"XID {xid}",) if xid and xid not in APPLICATION_XIDS else ()
+    problems = gpu_problems(reading.xid_errors, agent)
     return DeviceStatus(
         device_id,
         "busy" if busy else "idle",
@@ -67,3 +71,18 @@ def gpu_status(
         problems=problems,
         util_pct=reading.util_pct,
     )
+
+
+def gpu_problems(last_xid: int, agent: GpuHealth | None) -> tuple[str, ...]:
+    """Why a GPU may not be given work (empty: it may), from DCGM's `last_xid` (0 = none) and
+    its node agent's health now (None when the agent could not be asked).
+
+    DCGM keeps reporting the last Xid after a reset has cleared it, so the agent decides: a GPU
+    it calls healthy is, whatever Xid came before. Without its word, an Xid other than one a
+    user's program raises (`APPLICATION_XIDS`) counts against the GPU."""
+    xid = (f"XID {last_xid}",) if last_xid and last_xid not in APPLICATION_XIDS else ()
+    if agent is None:
+        return xid
+    if agent is GpuHealth.HEALTHY:
+        return ()
+    return (*xid, f"node agent: {agent.value}")

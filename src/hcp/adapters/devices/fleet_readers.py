@@ -1,6 +1,7 @@
-"""Read a whole fleet by device id: LuxOS miners over TCP, GPU nodes by their DCGM exporters.
-A device that stops answering, or answers with problems, is logged once when that starts and
-once when it ends (`Transitions`), not on every poll."""
+"""Read a whole fleet by device id: LuxOS miners over TCP, GPU nodes by their DCGM exporters
+and, for each GPU's health, their node agents. A device that stops answering, or answers with
+problems, is logged once when that starts and once when it ends (`Transitions`), not on every
+poll."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+import httpx
+
 from hcp.adapters.devices.cgminer import Transport
 from hcp.adapters.devices.dcgm import DcgmScraper, DcgmTarget
 from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy, read_all
 from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S
+from hcp.adapters.devices.node_agent import NodeAgentClient, new_gpu_node_client
+from hcp.domain.gpu_telemetry import GpuHealth
 from hcp.domain.status import UNREACHABLE, DeviceStatus, asic_status, gpu_status
 from hcp.domain.telemetry import MinerState
 from hcp.services.ports import Clock
@@ -122,8 +127,67 @@ class LuxosFleetReader:
         return statuses
 
 
+class GpuHealthReader:
+    """Each node agent's word on its GPUs' health: one `GET /v1/gpus` per node and poll, at
+    most `concurrency` at a time, each within `timeout_s`. A node whose agent does not answer
+    is left out (its GPUs' health then rests on DCGM's last Xid); that is logged when it starts
+    and when the agent answers again."""
+
+    def __init__(
+        self,
+        node_url: Callable[[str], str],
+        client: httpx.AsyncClient | None = None,
+        *,
+        timeout_s: float = 2.0,
+        concurrency: int = 32,
+    ) -> None:
+        self._node_url = node_url
+        self._owns_client = client is None
+        self._client = client or new_gpu_node_client(
+            max_connections=concurrency, max_keepalive_connections=None
+        )
+        self._timeout_s = timeout_s
+        self._limiter = asyncio.Semaphore(concurrency)
+        self._silent: set[str] = set()  # nodes whose agent did not answer the last poll
+
+    async def read(self, hosts: Sequence[str]) -> dict[str, dict[int, GpuHealth]]:
+        """Health by node and GPU index, for the nodes whose agent answered."""
+        answers = await asyncio.gather(*(self._ask(host) for host in hosts))
+        by_host = dict(zip(hosts, answers, strict=True))
+        self._note_silent({h: a for h, a in by_host.items() if isinstance(a, DeviceError)})
+        return {h: a for h, a in by_host.items() if isinstance(a, dict)}
+
+    def _note_silent(self, failed: Mapping[str, DeviceError]) -> None:
+        """Log the agents that stopped answering (naming five at most) and those back."""
+        if started := sorted(failed.keys() - self._silent):
+            why = "; ".join(f"{h}: {failed[h].message}" for h in started[:5])
+            more = f" and {len(started) - 5} more" if len(started) > 5 else ""
+            log.warning(
+                "node agents did not answer (%s%s): their GPUs' health rests on DCGM's last Xid",
+                why,
+                more,
+            )
+        if back := sorted(self._silent - failed.keys()):
+            log.info("node agents answer again: %s", ", ".join(back))
+        self._silent = set(failed)
+
+    async def _ask(self, host: str) -> dict[int, GpuHealth] | DeviceError:
+        agent = NodeAgentClient(host, self._node_url(host), self._client, timeout_s=self._timeout_s)
+        try:
+            async with self._limiter:
+                return {gpu.index: gpu.health for gpu in await agent.list_gpus()}
+        except DeviceError as exc:
+            return exc
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this reader opened it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+
 class DcgmFleetReader:
-    """Scrapes every GPU node; `gpus` maps (node hostname, GPU index) to device id."""
+    """Scrapes every GPU node and asks its agent for its GPUs' health (`GpuHealthReader`), the
+    two at once; `gpus` maps (node hostname, GPU index) to device id."""
 
     def __init__(
         self,
@@ -131,26 +195,31 @@ class DcgmFleetReader:
         node_url: Callable[[str], str],
         clock: Clock,
         scraper: DcgmScraper | None = None,
+        agents: GpuHealthReader | None = None,
     ) -> None:
         self._gpus = gpus
-        hosts = sorted({host for host, _ in gpus})
-        self._targets = [DcgmTarget(h, f"{node_url(h)}/metrics") for h in hosts]
+        self._hosts = sorted({host for host, _ in gpus})
+        self._targets = [DcgmTarget(h, f"{node_url(h)}/metrics") for h in self._hosts]
         self._scraper = scraper or DcgmScraper(clock=clock)
+        self._agents = agents or GpuHealthReader(node_url)
         self._clock = clock
         self._transitions = Transitions("GPU")
 
     async def read(self) -> list[DeviceStatus]:
-        sweep = await self._scraper.scrape_all(self._targets)
+        sweep, health = await asyncio.gather(
+            self._scraper.scrape_all(self._targets), self._agents.read(self._hosts)
+        )
         now = self._clock.now()
         seen = {(r.host, r.gpu_index): r for r in sweep.readings}
         statuses = []
         for (host, index), device_id in self._gpus.items():
             failure = sweep.failures.get(host)
             reason = f"node {host}: {failure.message}" if failure else "fell off the bus"
-            reading = seen.get((host, index))
-            statuses.append(gpu_status(device_id, reading, now, f"unreachable: {reason}"))
+            reading, agent = seen.get((host, index)), health.get(host, {}).get(index)
+            statuses.append(gpu_status(device_id, reading, now, f"unreachable: {reason}", agent))
         self._transitions.note(statuses)
         return statuses
 
     async def aclose(self) -> None:
         await self._scraper.aclose()
+        await self._agents.aclose()

@@ -1,0 +1,93 @@
+"""A GPU's health in the live loop of `hcp up` follows its node agent: a GPU reset after an Xid
+gets work again though DCGM keeps reporting that last Xid; one that fell off the bus does not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hcp import bootstrap
+from hcp.adapters.clock import ManualClock
+from hcp.adapters.devices.gpu_runner import split_address
+from hcp.domain.devices import DeviceKind
+from hcp.http.app import create_app
+from hcp.services.scheduler import gpu_of
+from hcp.simulators.gpu import GpuNodeSim
+from hcp.simulators.site import SimulatedSite
+from tests.api.conftest import START, make_settings
+
+
+@dataclass
+class Site:
+    runtime: bootstrap.Runtime
+    live: bootstrap.Live
+    api: httpx.AsyncClient
+    admin: dict[str, str]
+
+    def gpu(self, device_id: str) -> tuple[GpuNodeSim, int]:
+        """The simulated node holding GPU `device_id`, and the GPU's index on it."""
+        assert isinstance(self.live.site, SimulatedSite)
+        with self.runtime.unit_of_work() as uow:
+            (device,) = [d for d in uow.fleet.devices() if d.id == device_id]
+        host, index = split_address(device.address)
+        return self.live.site.nodes[host], index
+
+    async def poll(self) -> dict[str, dict[str, object]]:
+        """One fleet poll, stored; the GPUs as /api/v1/resources shows them."""
+        await self.live.control.poll()
+        await self.live.settle()
+        body = (await self.api.get("/api/v1/resources", headers=self.admin)).json()
+        return {d["device_id"]: d for d in body["resources"] if d["device_id"] in GPUS}
+
+    def usable(self) -> set[str]:
+        """The GPUs the scheduler may place work on, from the stored fleet."""
+        with self.runtime.unit_of_work() as uow:
+            devices = uow.fleet.devices(site_id=self.runtime.settings.site_id)
+        return {d.id for d in devices if d.kind is DeviceKind.GPU and gpu_of(d).healthy}
+
+
+RESET, LOST = "site-west-1-gpu-00001", "site-west-1-gpu-00002"
+GPUS = {RESET, LOST}
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    database = f"sqlite:///{tmp_path / 'hcp.db'}"
+    settings = make_settings(database, tmp_path / "var", site_asics=1, site_gpus=2)
+    runtime = bootstrap.build(settings, ManualClock(START))
+    keys = bootstrap.prepare(runtime)
+    assert keys is not None
+    live = await bootstrap.start_live(runtime)
+    api = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(runtime.platform)), base_url="http://hcp"
+    )
+    yield Site(runtime, live, api, {"Authorization": f"Bearer {keys['admin']}"})
+    await api.aclose()
+    await bootstrap.stop_live(live)
+    runtime.close()
+
+
+async def test_a_gpu_reset_after_an_xid_is_usable_again_and_a_lost_one_is_not(site: Site) -> None:
+    gpus = await site.poll()
+    assert {d: gpus[d]["healthy"] for d in GPUS} == {RESET: True, LOST: True}
+    assert site.usable() == GPUS
+
+    node, index = site.gpu(RESET)
+    node.inject_xid(index, 79)
+    lost_node, lost_index = site.gpu(LOST)
+    lost_node.drop_off_bus(lost_index)
+    gpus = await site.poll()
+    assert not gpus[RESET]["healthy"] and not gpus[LOST]["healthy"]
+    assert "XID 79" in " ".join(gpus[RESET]["problems"])  # type: ignore[arg-type]
+    assert site.usable() == set()
+
+    node.reset_gpu(index)  # DCGM keeps reporting Xid 79 as the GPU's last one
+    for _ in range(2):
+        gpus = await site.poll()
+        assert (gpus[RESET]["healthy"], gpus[RESET]["problems"]) == (True, [])
+        assert not gpus[LOST]["healthy"]
+        assert site.usable() == {RESET}
