@@ -252,6 +252,22 @@ def test_resources_filter_by_model_and_show_a_device(api: Api) -> None:
     assert api.client.get("/resources/no-such-device").status_code == 404
 
 
+def test_a_device_in_maintenance_is_marked_with_its_reason(api: Api) -> None:
+    put = api.client.put(
+        "/api/v1/resources/site-west-1-asic-00002/maintenance",
+        json={"reason": "fan <2> swap"},
+        headers=api.admin,
+    )
+    assert put.status_code == 200
+    login(api, "admin")
+    listing = api.client.get("/resources?model=S21").text
+    assert listing.count('class="maintenance"') == 1
+    assert 'title="fan &lt;2&gt; swap">maintenance</span>' in listing
+    device = api.client.get("/resources/site-west-1-asic-00002").text
+    assert '<span class="maintenance">fan &lt;2&gt; swap</span>' in device
+    assert 'class="maintenance"' not in api.client.get("/resources/site-west-1-asic-00001").text
+
+
 def test_billing_shows_the_month_and_exports_csv(api: Api) -> None:
     login(api, "customer")
     page = api.client.get("/billing?month=2025-06")

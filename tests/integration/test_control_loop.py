@@ -558,3 +558,53 @@ async def test_gpu_node_commands_are_in_the_dispatch_log_with_reason_and_answer(
         ("start", "confirmed"),
     ]
     assert log[0]["reason"] == f"{workload.id} (ai_inference_batch, GPUs 0,1): cancelled"
+
+
+async def test_miners_in_maintenance_are_left_alone_and_their_power_kept_out_of_the_plan(
+    site: Site,
+) -> None:
+    """Two miners put in maintenance through the API keep hashing through a price spike that
+    sleeps the other ten: no command goes to them, the plan counts on ten miners and on the
+    site's MW less what the two draw. Back in service, the next spike sleeps them too."""
+    control = site.live.control
+    recording = _RecordingPlanner(control._planner)
+    control._planner = recording  # type: ignore[assignment]
+    control._feed = SpikeFeed(site.clock)
+    held = ["site-west-1-asic-00003", "site-west-1-asic-00004"]
+    for device_id in held:
+        put = await site.api.put(
+            f"/api/v1/resources/{device_id}/maintenance",
+            json={"reason": "hashboard swap"},
+            headers=site.admin,
+        )
+        assert put.status_code == 200
+    await control.poll()
+    drawn_w = sum(control._monitor.latest[d].power_w for d in held)
+    assert drawn_w > 2 * 3_000  # both hash at stock
+    outcome = await control.tick()
+    assert outcome.errors == [] and outcome.plan is not None
+    await site.live.dispatcher.delivered()
+    sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    assert len(sent) == 10 and not {c["device_id"] for c in sent} & set(held)
+    report = site.live.dispatcher.site.dispatcher.last_report
+    assert report is not None
+    assert {d: report.degraded[d] for d in held} == dict.fromkeys(
+        held, "in maintenance: hashboard swap"
+    )
+    planned = recording.sites[0]
+    assert planned.capacity_mw == pytest.approx(
+        site.runtime.settings.site_capacity_mw - drawn_w * planned.pue / 1e6
+    )
+
+    for device_id in held:
+        back = await site.api.delete(
+            f"/api/v1/resources/{device_id}/maintenance", headers=site.admin
+        )
+        assert back.status_code == 200 and back.json()["maintenance"] is None
+    site.clock.advance(timedelta(seconds=30))
+    await control.poll()
+    await site.live.settle()
+    await control.tick()
+    await site.live.dispatcher.delivered()
+    sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    assert sorted(c["device_id"] for c in sent if c["status"] == "sent") == held

@@ -65,6 +65,7 @@ class Ledger:
             degraded_until=memory.degraded_until,
             last_mining=memory.last_mining,
             trouble=memory.trouble,
+            maintenance=miner.maintenance,
         )
 
     def pending(self) -> list[Command]:

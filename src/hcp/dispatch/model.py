@@ -125,6 +125,8 @@ class MinerView:
     the last one that failed (cleared once confirmed or when the miner is degraded), until when
     the miner is degraded, the last reading taken while it was mining (its measured
     efficiency while it sleeps), and its latest spell of unhealthy readings (`trouble`).
+    `maintenance` says why an operator took the miner out of the dispatcher's hands (None:
+    it is in service).
     """
 
     device_id: str
@@ -137,6 +139,7 @@ class MinerView:
     degraded_until: datetime | None = None
     last_mining: AsicReading | None = None
     trouble: Trouble | None = None
+    maintenance: str | None = None
 
 
 class OutcomeStatus(StrEnum):

@@ -1,15 +1,15 @@
 """Which miners sleep, wake or change profile so that each model runs what the target wants.
 
-Per model: miners without telemetry, in a degradation, or out of attempts get no work (one that
-still hashes fills a place of the target, since it draws power whatever we say); unhealthy miners
-are put to sleep, and held asleep for a while after they read healthy again, twice as long after
-each further trip (an overheated miner cools asleep, and would overheat again if woken at once).
-Of the others, those that hash are the most efficient of the miners hashing now when there are
-fewer places than them, else all of those and the most efficient sleeping ones (a wake): the
-least efficient sleep first, and a count that stays the same swaps nobody. They keep what they do
-when it is wanted (fewest changes); the open places go to them in rank order, hashing ones first
-(a profile change). A miner that strayed from its confirmed command ranks last, so it is the
-first put back. Sleeps and profile cuts are always sent; increases (wakes, profile raises) are
+Per model: miners in maintenance, without telemetry, in a degradation, or out of attempts get no
+work (one that still hashes fills a place of the target, since it draws power whatever we say);
+unhealthy miners are put to sleep, and held asleep for a while after they read healthy again, twice
+as long after each further trip (an overheated miner cools asleep, and would overheat again if
+woken at once). Of the others, those that hash are the most efficient of the miners hashing now
+when there are fewer places than them, else all of those and the most efficient sleeping ones (a
+wake): the least efficient sleep first, and a count that stays the same swaps nobody. They keep
+what they do when it is wanted (fewest changes); the open places go to them in rank order, hashing
+ones first (a profile change). A miner that strayed from its confirmed command ranks last, so it is
+the first put back. Sleeps and profile cuts are always sent; increases (wakes, profile raises) are
 admitted in order while they fit in the tick's ramp limit beside the increases already ordered
 within the ramp window (a miner raised in the window is not raised again in it), and the rest wait
 for a later tick. A miner whose command is in flight and still wanted gets nothing new until that
@@ -167,6 +167,8 @@ def _degraded_because(
     miner: MinerView, now: datetime, policy: DispatchPolicy, sorting: _Sorting
 ) -> str | None:
     """Why the miner cannot be managed now (None when it can); notes a new degradation."""
+    if miner.maintenance is not None:
+        return f"in maintenance: {miner.maintenance}"
     if miner.degraded_until is not None and now < miner.degraded_until:
         return f"degraded until {miner.degraded_until.isoformat()}"
     if miner.reading is None:

@@ -32,7 +32,11 @@ class Rack:
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """One ASIC or GPU as the platform last saw it."""
+    """One ASIC or GPU as the platform last saw it.
+
+    A device in maintenance (`maintenance` holds why, set by `maintenance_by` at
+    `maintenance_since`) is left alone: the dispatcher sends a miner no command, the planner
+    counts on neither, and a GPU takes no new workload (the one it runs drains)."""
 
     id: str
     site_id: str
@@ -46,3 +50,10 @@ class Device:
     profile: str | None = None
     power_w: float = 0.0
     hashrate_ths: float = 0.0
+    maintenance: str | None = None
+    maintenance_since: datetime | None = None
+    maintenance_by: str | None = None
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.maintenance is not None

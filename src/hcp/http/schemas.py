@@ -159,6 +159,27 @@ class DeviceOut(BaseModel):
         "`unreachable` or `unhealthy`.",
         examples=[["board 2 dead"]],
     )
+    maintenance: MaintenanceOut | None = Field(
+        None,
+        description="Set while the device is in maintenance: a miner gets no command, a GPU "
+        "no new workload (the one it runs drains), and the plan counts on neither.",
+    )
+
+
+class MaintenanceIn(Strict):
+    reason: str = Field(
+        ...,
+        min_length=1,
+        max_length=500,
+        description="Why the device is left alone (shown in the API and the dispatch log).",
+        examples=["fan 2 replaced, burn-in tomorrow"],
+    )
+
+
+class MaintenanceOut(BaseModel):
+    reason: str
+    since: datetime
+    by: str = Field(description="The user or API key that put the device in maintenance.")
 
 
 class ResourcesOut(BaseModel):

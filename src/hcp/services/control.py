@@ -62,12 +62,13 @@ class TickOutcome:
 
 
 def healthy_counts(devices: list[Device], latest: dict[str, DeviceStatus]) -> FleetCounts:
-    """Devices a plan may count on: those whose last status is healthy (or not yet polled)."""
+    """Devices a plan may count on: those in service whose last status is healthy (or not yet
+    polled)."""
     asics: Counter[str] = Counter()
     gpus: Counter[str] = Counter()
     for d in devices:
         status = latest.get(d.id)
-        if status is not None and not status.healthy:
+        if d.in_maintenance or (status is not None and not status.healthy):
             continue
         (asics if d.kind is DeviceKind.ASIC else gpus)[d.model_name] += 1
     return FleetCounts(dict(asics), dict(gpus))
@@ -77,12 +78,15 @@ def unmanaged_watts(
     devices: list[Device], latest: dict[str, DeviceStatus], answers: dict[str, DeviceStatus]
 ) -> float:
     """W drawn, as far as known, by the miners a plan cannot count on (`healthy_counts` leaves
-    them out): an unhealthy one draws what it reads; an unreachable one may well still hash,
-    so it is taken at what it drew when it last answered (nothing if it never did)."""
+    them out): an unhealthy one or one in maintenance draws what it reads; an unreachable one
+    may well still hash, so it is taken at what it drew when it last answered (nothing if it
+    never did)."""
     watts = 0.0
     for d in devices:
         status = latest.get(d.id)
-        if d.kind is not DeviceKind.ASIC or status is None or status.healthy:
+        if d.kind is not DeviceKind.ASIC or status is None:
+            continue
+        if status.healthy and not d.in_maintenance:
             continue
         known = status if status.state != UNREACHABLE else answers.get(d.id)
         watts += known.power_w if known is not None else 0.0

@@ -311,10 +311,12 @@ def _managed(device: Device, site_id: str) -> bool:
 
 
 def miner_view(device: Device, status: DeviceStatus | None) -> MinerView:
-    """What the dispatcher is told of one stored miner: identity and latest reading."""
+    """What the dispatcher is told of one stored miner: identity, latest reading and whether
+    it is in maintenance."""
     address = device.address or ""
     model = ASIC_MODELS[device.model_name]
-    return MinerView(device.id, model, address, reading_of(status, address))
+    reading = reading_of(status, address)
+    return MinerView(device.id, model, address, reading, maintenance=device.maintenance)
 
 
 _STATES = {state.value: state for state in MinerState}

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from hcp.domain.catalog import asic_model, gpu_model
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import NotFound
+from hcp.domain.errors import Forbidden, NotFound, ValidationError
 from hcp.domain.fleet import Device, Rack, Site
+from hcp.domain.identity import Principal
 from hcp.domain.plans import SitePlan
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 MINERS_PER_RACK = 40
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,3 +212,52 @@ class FleetService:
     ) -> list[Device]:
         with self._uow() as uow:
             return uow.fleet.devices(site_id=site_id, kind=kind, state=state)
+
+    def device(self, device_id: str) -> Device:
+        with self._uow() as uow:
+            found = uow.fleet.device(device_id)
+        if found is None:
+            raise NotFound("device", device_id)
+        return found
+
+    def start_maintenance(self, principal: Principal, device_id: str, reason: str) -> Device:
+        """Leave the device alone until `end_maintenance` (staff only): no commands to a
+        miner, no new workload on a GPU, and the plan counts on neither. Starting it again
+        replaces the reason and the time."""
+        _check_staff(principal, "maintenance")
+        reason = " ".join(reason.split())
+        if not reason:
+            raise ValidationError("reason", "say why the device goes into maintenance")
+        if len(reason) > MAX_MAINTENANCE_REASON:
+            raise ValidationError("reason", f"at most {MAX_MAINTENANCE_REASON} characters")
+        now = self._clock.now() if self._clock is not None else datetime.now(UTC)
+        by = principal.user_id or principal.key_id
+        return self._set_maintenance(device_id, reason, now, by)
+
+    def end_maintenance(self, principal: Principal, device_id: str) -> Device:
+        """Put the device back in service (staff only); a device not in maintenance is
+        left as it is."""
+        _check_staff(principal, "maintenance")
+        return self._set_maintenance(device_id, None, None, None)
+
+    def _set_maintenance(
+        self, device_id: str, reason: str | None, since: datetime | None, by: str | None
+    ) -> Device:
+        with self._uow() as uow:
+            if not uow.fleet.set_maintenance(device_id, reason, since, by):
+                raise NotFound("device", device_id)
+            uow.commit()
+            device = uow.fleet.device(device_id)
+        assert device is not None, "the device was just updated"
+        verb = "in maintenance" if reason is not None else "back in service"
+        log.info("%s %s (by %s%s)", device_id, verb, by or "-", f": {reason}" if reason else "")
+        return device
+
+
+MAX_MAINTENANCE_REASON = 500
+"""Characters a maintenance reason may hold (the column's width)."""
+
+
+def _check_staff(principal: Principal, what: str) -> None:
+    if not principal.role.sees_everything:
+        raise Forbidden(f"{what} is for operators and admins")

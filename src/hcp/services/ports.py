@@ -134,8 +134,16 @@ class FleetRepository(Protocol):
         kind: DeviceKind | None = None,
         state: str | None = None,
     ) -> list[Device]: ...
+    def device(self, device_id: str) -> Device | None: ...
     def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         """Store each device's latest status (state, health, profile, power, hashrate)."""
+        ...
+
+    def set_maintenance(
+        self, device_id: str, reason: str | None, since: datetime | None, by: str | None
+    ) -> bool:
+        """Put a device in maintenance (`reason` set) or back in service (all None); False
+        when no device has that id."""
         ...
 
     def set_addresses(self, addresses: Mapping[str, str]) -> None: ...

@@ -548,6 +548,14 @@ class SqlFleet:
             for i, site, rack, model, kind, *rest in self._s.execute(query)
         ]
 
+    def device(self, device_id: str) -> Device | None:
+        query = select(*_DEVICE_COLUMNS).where(DeviceRow.id == device_id)
+        row = self._s.execute(query).first()
+        if row is None:
+            return None
+        i, site, rack, model, kind, *rest = row
+        return Device(i, site, rack, model, DeviceKind(kind), *rest)
+
     def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         rows = [
             {
@@ -575,6 +583,15 @@ class SqlFleet:
             )
         )
         self._s.connection().execute(statement, rows)
+
+    def set_maintenance(
+        self, device_id: str, reason: str | None, since: datetime | None, by: str | None
+    ) -> bool:
+        row = self._s.get(DeviceRow, device_id)
+        if row is None:
+            return False
+        row.maintenance, row.maintenance_since, row.maintenance_by = reason, since, by
+        return True
 
     def set_addresses(self, addresses: Mapping[str, str]) -> None:
         table = Base.metadata.tables["devices"]
@@ -614,6 +631,9 @@ def _device_row(d: Device) -> DeviceRow:
         power_w=d.power_w,
         hashrate_ths=d.hashrate_ths,
         updated_at=d.updated_at,
+        maintenance=d.maintenance,
+        maintenance_since=d.maintenance_since,
+        maintenance_by=d.maintenance_by,
     )
 
 
@@ -630,6 +650,9 @@ _DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.profile,
     DeviceRow.power_w,
     DeviceRow.hashrate_ths,
+    DeviceRow.maintenance,
+    DeviceRow.maintenance_since,
+    DeviceRow.maintenance_by,
 )
 
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
 from hcp.domain.status import UNREACHABLE
 from hcp.http.deps import CurrentPrincipal, PlatformDep, StaffPrincipal
-from hcp.http.schemas import DeviceOut, QueueDepthOut, ResourcesOut, SiteOut
+from hcp.http.schemas import (
+    DeviceOut,
+    MaintenanceIn,
+    MaintenanceOut,
+    QueueDepthOut,
+    ResourcesOut,
+    SiteOut,
+)
 from hcp.services.telemetry import TelemetryService
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
@@ -45,6 +52,38 @@ def resources(
         by_kind=dict(Counter(d.kind.value for d in devices)),
         by_state=dict(Counter(d.state for d in devices)),
     )
+
+
+DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/resources/{device_id}", response_model=DeviceOut)
+def resource(device_id: DeviceId, platform: PlatformDep, _caller: StaffPrincipal) -> DeviceOut:
+    """One stored device with its last known state and problems."""
+    device = platform.fleet.device(device_id)
+    return _device_out(device, problems_of(device, platform.telemetry))
+
+
+@router.put("/resources/{device_id}/maintenance", response_model=DeviceOut)
+def start_maintenance(
+    device_id: DeviceId, body: MaintenanceIn, platform: PlatformDep, caller: StaffPrincipal
+) -> DeviceOut:
+    """Put a device in maintenance (operators and admins): from the next tick a miner gets no
+    command and a GPU no new workload (the one it runs drains), and the plan counts on
+    neither; a miner that still hashes is counted as drawing what it reads. Again with
+    another reason: the reason and time are replaced."""
+    device = platform.fleet.start_maintenance(caller, device_id, body.reason)
+    return _device_out(device, problems_of(device, platform.telemetry))
+
+
+@router.delete("/resources/{device_id}/maintenance", response_model=DeviceOut)
+def end_maintenance(
+    device_id: DeviceId, platform: PlatformDep, caller: StaffPrincipal
+) -> DeviceOut:
+    """Put a device back in service (operators and admins); one not in maintenance is
+    answered as it is."""
+    device = platform.fleet.end_maintenance(caller, device_id)
+    return _device_out(device, problems_of(device, platform.telemetry))
 
 
 @router.get("/sites", response_model=list[SiteOut])
@@ -90,4 +129,13 @@ def _device_out(d: Device, problems: list[str]) -> DeviceOut:
         hashrate_ths=d.hashrate_ths,
         updated_at=d.updated_at,
         problems=problems,
+        maintenance=_maintenance_out(d),
+    )
+
+
+def _maintenance_out(d: Device) -> MaintenanceOut | None:
+    if d.maintenance is None or d.maintenance_since is None:
+        return None
+    return MaintenanceOut(
+        reason=d.maintenance, since=d.maintenance_since, by=d.maintenance_by or ""
     )
