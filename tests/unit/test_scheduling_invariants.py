@@ -1,6 +1,7 @@
 """Invariants of one scheduling tick, over random fleets, running sets, queues and budgets:
-no GPU is double-booked, no workload runs twice, budgets hold, and a higher class never waits
-while a lower class runs on GPUs it could use (unless the minimum runtime protects it)."""
+no GPU is double-booked, no workload runs twice, budgets hold, cordoned GPUs get no new work
+and their work is stopped for no failure, and a higher class never waits while a lower class
+runs on GPUs it could use (unless the minimum runtime protects it)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 SITES = ("s1", "s2")
 KINDS = (("H100", 80.0), ("A100", 40.0), ("A100", 80.0))
 DEMAND = (PreemptionReason.REALTIME_DEMAND, PreemptionReason.BATCH_DEMAND)
+FAILURE = (PreemptionReason.GPU_FAILURE, PreemptionReason.NODE_FAILURE)
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,17 @@ def worlds(draw: st.DrawFn) -> World:
     running: list[RunningWorkload] = []
     for n in range(draw(st.integers(1, 5))):
         site, (family, memory) = draw(st.sampled_from(SITES)), draw(st.sampled_from(KINDS))
-        size = draw(st.integers(1, 4))
+        size, whole_node_cordoned = draw(st.integers(1, 4)), draw(st.integers(0, 3)) == 0
         node = [
-            Gpu(f"n{n}g{i}", f"n{n}", site, family, memory, draw(st.integers(0, 9)) > 0)
+            Gpu(
+                f"n{n}g{i}",
+                f"n{n}",
+                site,
+                family,
+                memory,
+                healthy=draw(st.integers(0, 9)) > 0,
+                cordoned=whole_node_cordoned or draw(st.integers(0, 5)) == 0,
+            )
             for i in range(size)
         ]
         gpus += node
@@ -81,7 +91,7 @@ def worlds(draw: st.DrawFn) -> World:
 
 @st.composite
 def running_on(draw: st.DrawFn, node: list[Gpu], prefix: str) -> list[RunningWorkload]:
-    """Workloads running on consecutive GPUs of `node` (healthy or not)."""
+    """Workloads running on consecutive GPUs of `node` (healthy or not, cordoned or not)."""
     out: list[RunningWorkload] = []
     i = 0
     while i < len(node) and draw(st.booleans()):
@@ -140,6 +150,25 @@ def test_budgets_hold_and_every_stop_is_accounted_for(world: World) -> None:
     assert list(decision.failed) == final
 
 
+@settings(max_examples=200, deadline=None)
+@given(worlds())
+def test_cordoned_gpus_get_no_new_work_and_their_work_stops_for_no_failure(world: World) -> None:
+    decision = schedule(
+        WorkloadQueue(world.queued), world.gpus, world.running, world.budgets, NOW, world.policy
+    )
+    by_id = {g.id: g for g in world.gpus}
+    alive = {g.node for g in world.gpus if g.healthy}
+
+    for p in decision.placements:
+        assert not any(by_id[g].cordoned for g in p.gpu_ids), p
+    takers = {p.for_workload_id for p in decision.preemptions if p.reason in DEMAND}
+    assert takers <= {p.workload_id for p in decision.placements}  # no victim stopped in vain
+    failed = {p.workload_id for p in decision.preemptions if p.reason in FAILURE}
+    for r in world.running:
+        broken = any(not by_id[g].healthy or by_id[g].node not in alive for g in r.gpu_ids)
+        assert (r.id in failed) == broken, r
+
+
 @settings(max_examples=120, deadline=None)
 @given(worlds())
 def test_demand_preempts_only_lower_classes_past_their_minimum_runtime(world: World) -> None:
@@ -173,8 +202,8 @@ def test_a_higher_class_never_waits_while_a_lower_class_runs_where_it_fits(world
 
 def fits_by_preempting(spec: WorkloadSpec, world: World, running: list[RunningWorkload]) -> bool:
     """Whether `spec` would fit one pool if every lower class it may preempt (and that the
-    minimum runtime does not protect) stopped: free + such GPUs in the pool, and budget
-    headroom + such GPUs at the site, both reach its GPU count."""
+    minimum runtime does not protect) stopped: free + such GPUs in the pool (cordoned ones
+    never count), and budget headroom + such GPUs at the site, both reach its GPU count."""
     classes = world.policy.preempts.get(spec.workload_class, frozenset())
     if not classes:
         return False
@@ -189,8 +218,9 @@ def fits_by_preempting(spec: WorkloadSpec, world: World, running: list[RunningWo
         if (spec.gpu_family not in (None, family)) or memory < spec.memory_gb_per_gpu:
             continue
         pool = [g for g in world.gpus if (g.site, g.family, g.memory_gb) == (site, family, memory)]
-        free = sum(1 for g in pool if g.healthy and g.id not in held)
-        in_pool = sum(1 for r in stoppable for g in r.gpu_ids if g in {p.id for p in pool})
+        usable = {g.id for g in pool if g.schedulable}
+        free = sum(1 for g in usable if g not in held)
+        in_pool = sum(1 for r in stoppable for g in r.gpu_ids if g in usable)
         at_site = sum(len(r.gpu_ids) for r in stoppable if by_id[r.gpu_ids[0]].site == site)
         busy = sum(1 for g in held if by_id[g].site == site)
         headroom = world.budgets.get(site, 0) - busy

@@ -1,4 +1,5 @@
-"""Placement: filters, gangs (one node first, all-or-nothing), best fit, site budgets."""
+"""Placement: filters, gangs (one node first, all-or-nothing), best fit, site budgets, cordoned
+GPUs."""
 
 from __future__ import annotations
 
@@ -124,6 +125,21 @@ def test_taking_a_busy_gpu_or_freeing_a_free_one_is_a_conflict() -> None:
         free.release(["a-g1"])
 
 
+def test_a_cordoned_gpu_is_neither_free_nor_capacity_nor_freed_on_release() -> None:
+    gpus = [*node("a", 2), Gpu("a-g2", "a", "s1", "H100", 80, cordoned=True)]
+    pool = ("s1", "H100", 80)
+    free = FreeGpus(gpus, busy=["a-g0", "a-g2"])
+
+    free.release(["a-g0", "a-g2"])
+    free.release(["a-g2"])  # still not free, so no conflict either
+
+    assert (free.free_in(pool), free.capacity(pool), free.free_at("s1")) == (2, 2, 2)
+    assert free.pool_of("a-g2") is None  # stopping its workload frees no room in the pool
+    assert place(job(3), free, {"s1": 9}) is None
+    with pytest.raises(Conflict):
+        free.take(["a-g2"])
+
+
 @st.composite
 def fleets(draw: st.DrawFn) -> list[Gpu]:
     gpus: list[Gpu] = []
@@ -132,7 +148,8 @@ def fleets(draw: st.DrawFn) -> list[Gpu]:
         family, memory = draw(st.sampled_from([("H100", 80.0), ("A100", 40.0), ("A100", 80.0)]))
         for i in range(draw(st.integers(1, 8))):
             healthy = draw(st.booleans()) or draw(st.booleans())
-            gpus.append(Gpu(f"n{n}-g{i}", f"n{n}", site, family, memory, healthy))
+            cordoned = draw(st.integers(0, 4)) == 0
+            gpus.append(Gpu(f"n{n}-g{i}", f"n{n}", site, family, memory, healthy, cordoned))
     return gpus
 
 
@@ -158,7 +175,7 @@ def test_placements_never_share_a_gpu_and_always_suit(
         chosen = [by_id[i] for i in placement.gpu_ids]
         assert len(set(placement.gpu_ids)) == spec.gpu_count
         assert not taken.intersection(placement.gpu_ids)
-        assert all(g.healthy and g.site == placement.site for g in chosen)
+        assert all(g.schedulable and g.site == placement.site for g in chosen)
         assert all(spec.gpu_family in (None, g.family) for g in chosen)
         assert len({(g.family, g.memory_gb) for g in chosen}) == 1
         assert all(g.memory_gb >= spec.memory_gb_per_gpu for g in chosen)

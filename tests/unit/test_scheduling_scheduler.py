@@ -1,8 +1,10 @@
 """One scheduling tick, scenario by scenario: failures and retries, power budget, preemption for
-realtime demand, fairness, quotas, gangs, starvation, never placing a workload twice."""
+realtime demand, fairness, quotas, gangs, starvation, cordoned GPUs, never placing a workload
+twice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,8 +31,10 @@ REALTIME, BATCH, TRAINING = (
 )
 
 
-def node(name: str, size: int = 4, site: str = "s1", healthy: bool = True) -> list[Gpu]:
-    return [Gpu(f"{name}-g{i}", name, site, "H100", 80, healthy) for i in range(size)]
+def node(
+    name: str, size: int = 4, site: str = "s1", healthy: bool = True, cordoned: bool = False
+) -> list[Gpu]:
+    return [Gpu(f"{name}-g{i}", name, site, "H100", 80, healthy, cordoned) for i in range(size)]
 
 
 def job(
@@ -276,3 +280,96 @@ def test_room_left_over_by_a_preemption_is_used_in_the_same_tick() -> None:
     decision = schedule(queue, gpus, [training], {"s1": 4}, NOW)
 
     assert sorted(placed(decision)) == ["next", "rt"]
+
+
+def cordon(gpu: Gpu) -> Gpu:
+    return replace(gpu, cordoned=True)
+
+
+def test_a_cordoned_gpu_gets_no_work_even_when_it_is_the_only_free_one() -> None:
+    gpus = [*node("a", 1), *node("b", 1, cordoned=True)]
+    running = [on(job("busy"), gpus[:1])]
+    queue = WorkloadQueue([job("w")])
+
+    decision = schedule(queue, gpus, running, {"s1": 2}, NOW)
+
+    assert decision == SchedulingDecision()  # it waits, as when no GPU is free at all
+    assert decision == schedule(queue, gpus[:1], running, {"s1": 2}, NOW)
+
+
+def test_work_on_a_gpu_that_becomes_cordoned_drains_and_the_gpu_then_stays_idle() -> None:
+    gpus = node("a", 2)  # the site's only node
+    drain = on(job("drain", gpus=2), gpus, hours=0.5)
+    queue = WorkloadQueue([job("next")])
+    cordoned = [cordon(g) for g in gpus]
+
+    for tick in range(1, 4):
+        now = NOW + timedelta(minutes=5 * tick)
+        decision = schedule(queue, cordoned, [drain], {"s1": 2}, now)
+        assert decision == SchedulingDecision()  # not a failure, not stopped, nothing new
+
+    ended = schedule(queue, cordoned, [], {"s1": 2}, NOW + timedelta(minutes=20))
+    assert ended.placements == ()
+
+
+def test_cordoning_is_no_failure_but_a_cordoned_unhealthy_gpu_is_one() -> None:
+    drained = node("a", 2, cordoned=True)  # a node whose GPUs are all cordoned is not dead
+    sick = node("b", 2)
+    sick[0] = replace(sick[0], healthy=False, cordoned=True)
+    dead = node("c", 1, healthy=False, cordoned=True)
+    running = [on(job("drains"), drained[:1]), on(job("sick"), sick[:1]), on(job("dead"), dead)]
+
+    decision = schedule(WorkloadQueue(), [*drained, *sick, *dead], running, {"s1": 5}, NOW)
+
+    assert stopped(decision) == {
+        "sick": PreemptionReason.GPU_FAILURE,
+        "dead": PreemptionReason.NODE_FAILURE,
+    }
+
+
+def test_a_gang_is_placed_as_if_its_best_node_had_one_gpu_fewer() -> None:
+    a, b = node("a", 4), node("b", 2)
+    queue = WorkloadQueue([job("gang", gpus=4)])
+
+    decision = schedule(queue, [*a[:3], cordon(a[3]), *b], [], {"s1": 6}, NOW)
+
+    assert decision == schedule(queue, [*a[:3], *b], [], {"s1": 6}, NOW)
+    assert placed(decision) == {"gang": ("a-g0", "a-g1", "a-g2", "b-g0")}
+
+
+def test_realtime_never_stops_work_only_to_free_cordoned_gpus() -> None:
+    gpus = node("a", 3)
+    gpus[0] = cordon(gpus[0])
+    running = [
+        on(job("draining", checkpointable=True), gpus[:1], hours=2),  # the cheapest victim
+        on(job("plain"), gpus[1:2], hours=2),
+    ]
+    rt = WorkloadQueue([job("rt", REALTIME, 2)])
+
+    decision = schedule(rt, gpus, running, {"s1": 3}, NOW)
+    alone = schedule(rt, [gpus[0], gpus[2]], running[:1], {"s1": 3}, NOW)
+
+    assert stopped(decision) == {"plain": PreemptionReason.REALTIME_DEMAND}
+    assert placed(decision) == {"rt": ("a-g1", "a-g2")}
+    assert alone == SchedulingDecision()  # stopping "draining" would free no usable GPU
+
+
+def test_draining_work_may_be_stopped_for_budget_and_its_gpus_stay_out() -> None:
+    a, b = node("a", 2, cordoned=True), node("b", 2)
+    drain = on(job("drain", gpus=2), a, hours=2)
+    queue = WorkloadQueue([job("rt", REALTIME, 2), job("next")])
+
+    decision = schedule(queue, a + b, [drain], {"s1": 3}, NOW)
+
+    assert stopped(decision) == {"drain": PreemptionReason.REALTIME_DEMAND}
+    assert placed(decision) == {"rt": ("b-g0", "b-g1")}  # "next" gets no cordoned GPU
+
+
+def test_a_starving_gang_that_fits_only_with_a_cordoned_gpu_reserves_nothing() -> None:
+    gpus = node("a", 4)
+    gpus[3] = cordon(gpus[3])
+    queue = WorkloadQueue([job("gang", gpus=4, minutes_ago=300), job("small", minutes_ago=1)])
+
+    decision = schedule(queue, gpus, [], {"s1": 4}, NOW)
+
+    assert list(placed(decision)) == ["small"]  # the gang cannot fit while the GPU is cordoned

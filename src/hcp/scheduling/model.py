@@ -47,7 +47,12 @@ class WorkloadSpec:
 
 @dataclass(frozen=True, slots=True)
 class Gpu:
-    """One GPU as the scheduler sees it: where it is, what it is, and whether it may get work."""
+    """One GPU as the scheduler sees it: where it is, what it is, and whether it may get work.
+
+    A cordoned GPU is in maintenance: it gets no new work, while the workload already on it
+    drains (runs until it ends or is preempted for an ordinary reason). Cordoning is not a
+    failure; a GPU that is cordoned and unhealthy counts as unhealthy.
+    """
 
     id: str
     node: str
@@ -55,6 +60,12 @@ class Gpu:
     family: str
     memory_gb: float
     healthy: bool = True
+    cordoned: bool = False
+
+    @property
+    def schedulable(self) -> bool:
+        """Whether new work may be placed on it: healthy and not cordoned."""
+        return self.healthy and not self.cordoned
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@ GPUs are grouped in pools of one (site, family, memory); a gang takes all its GP
 (one site, one kind of GPU) or waits. Inside a pool it goes to the single node with the fewest
 free GPUs that still fit it (best fit, so whole nodes stay whole for big gangs), and only when no
 node fits does it spread over the fewest nodes. A site never gets more busy GPUs than its budget.
+
+Only schedulable GPUs (healthy, not cordoned) are ever free or counted as a pool's capacity; a
+cordoned GPU keeps its workload until that drains, then stays idle while it is cordoned.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ class _Pool:
 
 
 class FreeGpus:
-    """Index of the free healthy GPUs by pool and node. Unhealthy GPUs never enter it."""
+    """Index of the free schedulable GPUs by pool and node. Unhealthy or cordoned GPUs never
+    enter it."""
 
     def __init__(self, gpus: Iterable[Gpu], busy: Iterable[str] = ()) -> None:
         busy_ids = set(busy)
@@ -80,7 +84,7 @@ class FreeGpus:
         self._pools: dict[PoolKey, _Pool] = {}
         self._free_by_site: dict[str, int] = {}
         for gpu in gpus:
-            if gpu.healthy:
+            if gpu.schedulable:
                 self._index(gpu, free=gpu.id not in busy_ids)
         self._keys = sorted(self._pools)
         self._matching: dict[tuple[str | None, float], tuple[PoolKey, ...]] = {}
@@ -93,22 +97,23 @@ class FreeGpus:
         return self._matching[want]
 
     def sites(self) -> set[str]:
-        """Sites with at least one healthy GPU."""
+        """Sites with at least one schedulable GPU."""
         return {key[0] for key in self._keys}
 
     def free_at(self, site: str) -> int:
-        """Free healthy GPUs at `site`."""
+        """Free schedulable GPUs at `site`."""
         return self._free_by_site.get(site, 0)
 
     def free_in(self, pool: PoolKey) -> int:
         return self._pools[pool].free
 
     def capacity(self, pool: PoolKey) -> int:
-        """Healthy GPUs of the pool, free or busy."""
+        """Schedulable GPUs of the pool, free or busy: the most it can ever give."""
         return self._pools[pool].capacity
 
     def pool_of(self, gpu_id: str) -> PoolKey | None:
-        """The pool of a healthy GPU; None for an unhealthy or unknown one."""
+        """The pool of a schedulable GPU; None for an unhealthy, cordoned or unknown one (its
+        release frees no room there)."""
         gpu = self._gpus.get(gpu_id)
         return None if gpu is None else _key(gpu)
 
@@ -122,7 +127,8 @@ class FreeGpus:
             self._free_by_site[gpu.site] -= 1
 
     def release(self, gpu_ids: Iterable[str]) -> None:
-        """Mark GPUs free again; unhealthy or unknown GPUs are ignored, a free one is a Conflict."""
+        """Mark GPUs free again; unhealthy, cordoned or unknown GPUs are ignored (they stay out
+        of the free pool), a free one is a Conflict."""
         for gpu_id in gpu_ids:
             gpu = self._gpus.get(gpu_id)
             if gpu is None:

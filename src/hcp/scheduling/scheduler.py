@@ -1,5 +1,9 @@
 """One scheduling tick, pure: failures, then the power budget, then the queue in dispatch order
-with preemption for higher classes. The caller applies the decision and owns every clock."""
+with preemption for higher classes. The caller applies the decision and owns every clock.
+
+A cordoned GPU is healthy but takes no new work: its workload drains (it is no failure, and
+demand or the budget may still stop it), and stopping that workload frees budget, not room.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +88,7 @@ def failure_reason(
     running: RunningWorkload, gpus: Mapping[str, Gpu], dead_nodes: frozenset[str]
 ) -> PreemptionReason | None:
     """NODE_FAILURE when one of its GPUs is gone or on a node with no healthy GPU left,
-    GPU_FAILURE when one is unhealthy, None when all are fine."""
+    GPU_FAILURE when one is unhealthy, None when all are fine (cordoned or not)."""
     held = [gpus.get(gpu_id) for gpu_id in running.gpu_ids]
     if any(g is None or g.node in dead_nodes for g in held):
         return PreemptionReason.NODE_FAILURE
@@ -94,7 +98,8 @@ def failure_reason(
 
 
 def dead_nodes(gpus: Iterable[Gpu]) -> frozenset[str]:
-    """Nodes none of whose GPUs is healthy."""
+    """Nodes none of whose GPUs is healthy (a node whose GPUs are all cordoned is drained, not
+    dead)."""
     alive = {g.node for g in gpus if g.healthy}
     return frozenset(g.node for g in gpus if g.node not in alive)
 
@@ -170,7 +175,9 @@ class _Tick:
         self.site_of = {r.id: self._site(r) for r in survivors}
         busy = [gpu_id for r in survivors for gpu_id in r.gpu_ids]
         self.free = FreeGpus(self.gpus.values(), busy)
-        self.headroom = {site: self.budgets.get(site, 0) for site in self.free.sites()}
+        # a site whose GPUs are all cordoned is absent from the index but may still run work
+        sites = self.free.sites().union(self.site_of.values())
+        self.headroom = {site: self.budgets.get(site, 0) for site in sites}
         for r in survivors:
             self.headroom[self.site_of[r.id]] -= len(r.gpu_ids)
         for r in victim_order(survivors, self.now, self.policy.min_runtime, _ALL_CLASSES):
