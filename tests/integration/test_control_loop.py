@@ -608,3 +608,38 @@ async def test_miners_in_maintenance_are_left_alone_and_their_power_kept_out_of_
     await site.live.dispatcher.delivered()
     sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
     assert sorted(c["device_id"] for c in sent if c["status"] == "sent") == held
+
+
+async def test_a_gpu_in_maintenance_takes_no_new_workload_and_its_running_one_drains(
+    site: Site,
+) -> None:
+    await site.live.control.poll()
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    workloads = site.runtime.platform.workloads
+    cordoned = "site-west-1-gpu-00001"
+    put = await site.api.put(
+        f"/api/v1/resources/{cordoned}/maintenance", json={"reason": "reseat"}, headers=site.admin
+    )
+    assert put.status_code == 200
+    one_gpu = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 1, None, 1.0))
+    for _ in range(10):
+        await workloads.submit(customer, one_gpu)
+    outcome = await site.live.control.tick()
+    assert outcome.plan is not None and outcome.plan.gpu_budget() == 9  # the plan counts 9
+    assert outcome.scheduling is not None and len(outcome.scheduling.started) == 9
+    held = (await site.api.get("/api/v1/allocations", headers=site.admin)).json()["workloads"]
+    in_use = {g for w in held for g in w["gpu_ids"]}
+    assert len(in_use) == 9 and cordoned not in in_use
+
+    draining = next(w for w in held if w["gpu_ids"] == ["site-west-1-gpu-00002"])
+    put = await site.api.put(
+        "/api/v1/resources/site-west-1-gpu-00002/maintenance",
+        json={"reason": "next"},
+        headers=site.admin,
+    )
+    assert put.status_code == 200
+    site.clock.advance(timedelta(minutes=5))
+    outcome = await site.live.control.tick()
+    assert outcome.scheduling is not None and outcome.scheduling.preempted == []
+    held = (await site.api.get("/api/v1/allocations", headers=site.admin)).json()["workloads"]
+    assert draining["workload_id"] in {w["workload_id"] for w in held}  # it runs on

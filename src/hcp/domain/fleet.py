@@ -36,7 +36,8 @@ class Device:
 
     A device in maintenance (`maintenance` holds why, set by `maintenance_by` at
     `maintenance_since`) is left alone: the dispatcher sends a miner no command, the planner
-    counts on neither, and a GPU takes no new workload (the one it runs drains)."""
+    counts on neither, and a GPU takes no new workload (the one it runs drains, and the plan
+    counts the GPU until it ends)."""
 
     id: str
     site_id: str

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Protocol, TypeVar
@@ -18,6 +18,7 @@ from hcp.domain.fleet import Device, Site
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import UNREACHABLE, DeviceStatus
+from hcp.domain.workloads import WorkloadState
 from hcp.services.billing import BillingService
 from hcp.services.events import PRICE_DATA, Event, EventBus
 from hcp.services.market import MarketService
@@ -61,14 +62,20 @@ class TickOutcome:
     errors: list[str] = field(default_factory=list)
 
 
-def healthy_counts(devices: list[Device], latest: dict[str, DeviceStatus]) -> FleetCounts:
-    """Devices a plan may count on: those in service whose last status is healthy (or not yet
-    polled)."""
+def healthy_counts(
+    devices: list[Device], latest: dict[str, DeviceStatus], draining: Collection[str] = ()
+) -> FleetCounts:
+    """Devices a plan may count on: those whose last status is healthy (or not yet polled),
+    out of maintenance, but for the GPUs in maintenance that still hold a workload
+    (`draining`): left out, that workload would take a place of the GPU budget and another
+    would be stopped for it."""
     asics: Counter[str] = Counter()
     gpus: Counter[str] = Counter()
     for d in devices:
         status = latest.get(d.id)
-        if d.in_maintenance or (status is not None and not status.healthy):
+        if status is not None and not status.healthy:
+            continue
+        if d.in_maintenance and d.id not in draining:
             continue
         (asics if d.kind is DeviceKind.ASIC else gpus)[d.model_name] += 1
     return FleetCounts(dict(asics), dict(gpus))
@@ -222,6 +229,12 @@ class ControlLoop:
         with self._uow() as uow:
             return uow.fleet.devices(site_id=self.site.id)
 
+    def _holding(self, gpu_ids: set[str]) -> set[str]:
+        """Those of `gpu_ids` that a running workload holds."""
+        with self._uow() as uow:
+            running = uow.workloads.in_states([WorkloadState.RUNNING])
+        return {g for w in running for g in w.gpu_ids if g in gpu_ids}
+
     async def _next_market(self) -> MarketSnapshot | None:
         snapshot = self._feed.next_snapshot()
         if snapshot is None:
@@ -241,7 +254,9 @@ class ControlLoop:
         """Plan the interval of `snapshot`; fills `devices` with the site's fleet as read."""
         devices.extend(await asyncio.to_thread(self._site_devices))
         latest = self._monitor.latest
-        counts = healthy_counts(devices, latest)
+        cordoned = {d.id for d in devices if d.in_maintenance and d.kind is DeviceKind.GPU}
+        draining = await asyncio.to_thread(self._holding, cordoned) if cordoned else set()
+        counts = healthy_counts(devices, latest, draining)
         # Miners left out of the plan still draw power: the plan gets what is left of the MW.
         held_w = unmanaged_watts(devices, latest, self._monitor.last_answers)
         site = self.site

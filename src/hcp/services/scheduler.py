@@ -122,9 +122,11 @@ def spec_of(w: Workload) -> WorkloadSpec:
 
 
 def gpu_of(d: Device) -> Gpu:
-    """The scheduler's view of a GPU device; its rack is its node."""
+    """The scheduler's view of a GPU device; its rack is its node. One in maintenance is
+    cordoned: no new workload, the one it runs drains."""
     model = gpu_model(d.model_name)
-    return Gpu(d.id, d.rack_id or d.site_id, d.site_id, model.family, model.memory_gb, d.healthy)
+    node = d.rack_id or d.site_id
+    return Gpu(d.id, node, d.site_id, model.family, model.memory_gb, d.healthy, d.in_maintenance)
 
 
 class SchedulerService:
