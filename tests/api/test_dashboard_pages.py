@@ -268,6 +268,41 @@ def test_a_device_in_maintenance_is_marked_with_its_reason(api: Api) -> None:
     assert 'class="maintenance"' not in api.client.get("/resources/site-west-1-asic-00001").text
 
 
+def test_staff_put_a_device_in_maintenance_and_back_from_its_page(api: Api) -> None:
+    token = login(api, "admin")
+    url = "/resources/site-west-1-gpu-00003"
+    assert "Put in maintenance" in api.client.get(url).text
+    blank = api.client.post(f"{url}/maintenance", data={"csrf_token": token, "reason": "  "})
+    assert blank.status_code == 422
+    assert "say why the device goes into maintenance" in blank.text
+    forged = api.client.post(f"{url}/maintenance", data={"csrf_token": "x", "reason": "r"})
+    assert forged.status_code == 403
+    done = api.client.post(
+        f"{url}/maintenance",
+        data={"csrf_token": token, "reason": "reseat riser"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == url
+    shown = api.client.get(url).text
+    assert "reseat riser" in shown and "Back in service" in shown
+    assert "It takes no new workload" in shown
+    api_view = api.client.get("/api/v1/resources/site-west-1-gpu-00003", headers=api.admin)
+    assert api_view.json()["maintenance"]["reason"] == "reseat riser"
+    back = api.client.post(f"{url}/maintenance/end", data={"csrf_token": token})
+    assert back.status_code == 200 and "Put in maintenance" in back.text  # redirect followed
+    api_view = api.client.get("/api/v1/resources/site-west-1-gpu-00003", headers=api.admin)
+    assert api_view.json()["maintenance"] is None
+
+
+def test_customers_cannot_reach_the_maintenance_forms(api: Api) -> None:
+    token = login(api, "customer")
+    url = "/resources/site-west-1-gpu-00003/maintenance"
+    refused = api.client.post(url, data={"csrf_token": token, "reason": "mine"})
+    assert refused.status_code == 403
+    api_view = api.client.get("/api/v1/resources/site-west-1-gpu-00003", headers=api.admin)
+    assert api_view.json()["maintenance"] is None
+
+
 def test_billing_shows_the_month_and_exports_csv(api: Api) -> None:
     login(api, "customer")
     page = api.client.get("/billing?month=2025-06")

@@ -1,15 +1,25 @@
-"""Resource pages (staff only): devices with health, filtered; a device with telemetry charts."""
+"""Resource pages (staff only): devices with health, filtered; a device with telemetry charts,
+put in maintenance and back in service from its page."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from hcp.domain.errors import Forbidden
+from hcp.domain.errors import Forbidden, ValidationError
 from hcp.http.dashboard.present import metric_chart
-from hcp.http.dashboard.web import PageRoute, Viewer, ViewerDep, page, sources_of
+from hcp.http.dashboard.web import (
+    PageRoute,
+    PostedDep,
+    Viewer,
+    ViewerDep,
+    page,
+    redirect,
+    sources_of,
+)
 from hcp.http.deps import PlatformDep
 from hcp.services.platform import Platform
 
@@ -45,6 +55,36 @@ def device(
     return page(
         request, viewer, "device.html", **device_context(platform, viewer, device_id, window)
     )
+
+
+@router.post("/resources/{device_id}/maintenance", response_model=None)
+def start_maintenance(
+    request: Request, platform: PlatformDep, posted: PostedDep, device_id: str
+) -> Response:
+    """Put the device in maintenance with the reason typed; a blank one is shown again
+    with its message (422)."""
+    reason = posted.get("reason")
+    try:
+        platform.fleet.start_maintenance(posted.viewer.principal, device_id, reason)
+    except ValidationError as exc:
+        context = device_context(platform, posted.viewer, device_id, "1h")
+        return page(
+            request,
+            posted.viewer,
+            "device.html",
+            status_code=422,
+            maintenance_error=exc.message,
+            reason=reason,
+            **context,
+        )
+    return redirect(f"/resources/{quote(device_id, safe='')}")
+
+
+@router.post("/resources/{device_id}/maintenance/end", response_model=None)
+def end_maintenance(platform: PlatformDep, posted: PostedDep, device_id: str) -> Response:
+    """Put the device back in service."""
+    platform.fleet.end_maintenance(posted.viewer.principal, device_id)
+    return redirect(f"/resources/{quote(device_id, safe='')}")
 
 
 @router.get("/dashboard/live/resources/{device_id}")
