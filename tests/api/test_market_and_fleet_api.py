@@ -91,6 +91,13 @@ def test_health_ready_and_metrics(api: Api) -> None:
     text = api.client.get("/metrics").text
     assert 'hcp_queue_depth{priority="3"} 1.0' in text
     assert 'hcp_devices{kind="asic",state="mining"} 50.0' in text
+    assert 'hcp_devices_in_maintenance{kind="asic"} 0.0' in text
+    api.client.put(
+        "/api/v1/resources/site-west-1-gpu-00001/maintenance",
+        json={"reason": "riser"},
+        headers=api.admin,
+    )
+    assert 'hcp_devices_in_maintenance{kind="gpu"} 1.0' in api.client.get("/metrics").text
     assert "hcp_market_electricity_usd_per_mwh" in text
     assert "hcp_fleet_hashrate_ths" in text and 'hcp_fleet_power_w{kind="asic"}' in text
     assert (

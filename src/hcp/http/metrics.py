@@ -57,19 +57,26 @@ class PlatformCollector(Collector):
         power = GaugeMetricFamily(
             "hcp_fleet_power_w", "Last reported wall power, W", labels=["kind"]
         )
+        maintenance = GaugeMetricFamily(
+            "hcp_devices_in_maintenance", "Devices put in maintenance by staff", labels=["kind"]
+        )
         counts = {(k.value, state): 0 for k, states in DEVICE_STATES.items() for state in states}
         watts = {kind.value: 0.0 for kind in DeviceKind}
+        held = dict.fromkeys(watts, 0)
         hashrate = 0.0
         for d in self._platform.fleet.devices():
             counts[d.kind.value, d.state] = counts.get((d.kind.value, d.state), 0) + 1
             watts[d.kind.value] += d.power_w
+            held[d.kind.value] += d.in_maintenance
             hashrate += d.hashrate_ths
         for (kind, state), n in sorted(counts.items()):
             devices.add_metric([kind, state], n)
         for kind, w in sorted(watts.items()):
             power.add_metric([kind], w)
+            maintenance.add_metric([kind], held[kind])
         yield devices
         yield power
+        yield maintenance
         yield GaugeMetricFamily("hcp_fleet_hashrate_ths", "Fleet hashrate, TH/s", value=hashrate)
 
     def _market(self) -> Iterator[GaugeMetricFamily]:

@@ -137,7 +137,7 @@ class Dispatcher:
         self.policy = policy
         self.concurrency = concurrency
         self.ledger = Ledger()
-        # The API shows the last tick's shortfall, deferred and degraded miners from here.
+        # The last tick's plan and delivery: its shortfall, deferred and degraded miners.
         self.last_report: DispatchReport | None = None
 
     async def tick(
