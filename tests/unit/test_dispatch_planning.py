@@ -241,15 +241,18 @@ def test_a_miner_held_asleep_after_a_spell_is_passed_over_and_an_awake_one_is_sl
     assert by_action(later)[Action.WAKE] == ["m000"]
 
 
-def test_a_miner_in_maintenance_gets_no_command_and_fills_a_place_while_it_hashes() -> None:
+def test_a_miner_in_maintenance_gets_no_command_and_fills_no_place_of_the_target() -> None:
+    """The plan counts on no miner in maintenance and takes what one that hashes draws off the
+    site's MW: filling a place of the target with it too would keep a wanted miner asleep."""
     fleet = [
         replace(miner(0), maintenance="fan swap"),
         replace(miner(1, MinerState.SLEEPING), maintenance="PSU out"),
         miner(2, MinerState.SLEEPING),
         miner(3, MinerState.SLEEPING),
     ]
-    plan = plan_commands(target({"S21": {"stock": 3}}), fleet, NOW)
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
     assert by_action(plan) == {Action.SLEEP: [], Action.WAKE: ["m002", "m003"], Action.PROFILE: []}
+    assert plan.shortfall == {}
     assert plan.degraded == {"m000": "in maintenance: fan swap", "m001": "in maintenance: PSU out"}
     curtail = plan_commands(target({"S21": {}}), fleet, NOW)
     assert curtail.commands == ()

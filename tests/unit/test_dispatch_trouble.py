@@ -52,3 +52,18 @@ def test_the_hold_doubles_with_each_trip_up_to_its_cap() -> None:
 def test_a_hold_longer_than_its_cap_is_refused() -> None:
     with pytest.raises(ValidationError, match="unhealthy_hold_s"):
         DispatchPolicy(unhealthy_hold_s=7_200.0, unhealthy_hold_max_s=3_600.0)
+
+
+def test_spells_in_maintenance_are_no_trips_and_a_repaired_miner_starts_afresh() -> None:
+    ledger = Ledger()
+    observe(ledger, 0, HOT)
+    observe(ledger, 1)
+    assert observe(ledger, 2, HOT) == Trouble(HOT[0], NOW + timedelta(minutes=2), 2)
+    for minute in range(3, 30):  # boards pulled and power cycled while in maintenance
+        at = NOW + timedelta(minutes=minute)
+        problems = ("board 2 dead",) if minute % 2 else ()
+        polled = reading("127.0.0.0:4028", MinerState.SLEEPING, problems=problems, at=at)
+        view = ledger.observe(replace(miner(0), reading=polled, maintenance="repair"))
+        assert view.trouble is None
+    assert observe(ledger, 31) is None  # back in service and healthy: no hold
+    assert observe(ledger, 32, HOT) == Trouble(HOT[0], NOW + timedelta(minutes=32), 1)

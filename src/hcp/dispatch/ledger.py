@@ -46,12 +46,14 @@ class Ledger:
         """`miner` (identity and reading, from the caller) with what the ledger remembers."""
         memory = self._memory.setdefault(miner.device_id, Memory())
         reading = miner.reading
-        if reading is not None:
-            if reading.mining:
-                memory.last_mining = reading
+        if miner.maintenance is not None:  # repairs: back in service, a miner starts afresh
+            memory.trouble, memory.troubled = None, False
+        elif reading is not None:
             if reading.problems:
                 _note_trouble(memory, reading)
             memory.troubled = bool(reading.problems)
+        if reading is not None and reading.mining:
+            memory.last_mining = reading
         # Built field by field: `dataclasses.replace` costs several times more, for every
         # miner on every tick.
         return MinerView(

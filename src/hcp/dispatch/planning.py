@@ -1,7 +1,9 @@
 """Which miners sleep, wake or change profile so that each model runs what the target wants.
 
-Per model: miners in maintenance, without telemetry, in a degradation, or out of attempts get no
-work (one that still hashes fills a place of the target, since it draws power whatever we say);
+Per model: miners in maintenance get nothing and fill no place of the target (the plan counts on
+none of them, and takes what they draw off the site's MW). Miners without telemetry, in a
+degradation, or out of attempts get no work (one that still hashes fills a place of the target,
+since it draws power whatever we say);
 unhealthy miners are put to sleep, and held asleep for a while after they read healthy again, twice
 as long after each further trip (an overheated miner cools asleep, and would overheat again if
 woken at once). Of the others, those that hash are the most efficient of the miners hashing now
@@ -136,6 +138,11 @@ def _sort(miners: Sequence[MinerView], now: datetime, policy: DispatchPolicy) ->
     """Split a model's miners into available, unhealthy (put to sleep) and degraded."""
     sorting = _Sorting()
     for miner in miners:
+        if miner.maintenance is not None:
+            # Out of the plan altogether: it counts on none such, and takes their draw off
+            # the site's MW; one that hashes fills no place of the target.
+            sorting.degraded[miner.device_id] = f"in maintenance: {miner.maintenance}"
+            continue
         why = _degraded_because(miner, now, policy, sorting)
         if why is not None:
             sorting.degraded[miner.device_id] = why
@@ -167,8 +174,6 @@ def _degraded_because(
     miner: MinerView, now: datetime, policy: DispatchPolicy, sorting: _Sorting
 ) -> str | None:
     """Why the miner cannot be managed now (None when it can); notes a new degradation."""
-    if miner.maintenance is not None:
-        return f"in maintenance: {miner.maintenance}"
     if miner.degraded_until is not None and now < miner.degraded_until:
         return f"degraded until {miner.degraded_until.isoformat()}"
     if miner.reading is None:
