@@ -3,7 +3,7 @@ gets work again though DCGM keeps reporting that last Xid; one that fell off the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +14,12 @@ from hcp import bootstrap
 from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.gpu_runner import split_address
 from hcp.domain.devices import DeviceKind
+from hcp.domain.gpu_telemetry import GpuHealth
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import Requirements, WorkloadClass
 from hcp.http.app import create_app
 from hcp.services.scheduler import gpu_of
+from hcp.services.workloads import Submission
 from hcp.simulators.gpu import GpuNodeSim
 from hcp.simulators.site import SimulatedSite
 from tests.api.conftest import START, make_settings
@@ -91,3 +95,36 @@ async def test_a_gpu_reset_after_an_xid_is_usable_again_and_a_lost_one_is_not(si
         assert (gpus[RESET]["healthy"], gpus[RESET]["problems"]) == (True, [])
         assert not gpus[LOST]["healthy"]
         assert site.usable() == {RESET}
+
+
+async def test_a_reset_gpu_keeps_its_work_when_its_agent_misses_a_poll(site: Site) -> None:
+    """DCGM still shows the Xid from before the reset; one missed agent answer must not turn
+    the GPU unhealthy and get its workload stopped as a GPU failure."""
+    await site.poll()
+    node, index = site.gpu(RESET)
+    node.inject_xid(index, 79)
+    await site.poll()
+    node.reset_gpu(index)
+    assert (await site.poll())[RESET]["healthy"]
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    realtime = Submission(WorkloadClass.AI_INFERENCE_REALTIME, Requirements("H100", 1, None, 4.0))
+    for _ in range(2):
+        await site.runtime.platform.workloads.submit(customer, realtime)
+    started = await site.live.control.tick()
+    assert started.scheduling is not None and len(started.scheduling.started) == 2
+    agents = site.live.gpu_reader._agents
+
+    async def silent(hosts: Sequence[str]) -> dict[str, dict[int, GpuHealth]]:
+        return {}  # every agent's GET /v1/gpus timed out
+
+    answering = agents.read
+    agents.read = silent  # type: ignore[method-assign]
+    gpus = await site.poll()
+    assert (gpus[RESET]["healthy"], gpus[RESET]["problems"]) == (True, [])
+    agents.read = answering  # type: ignore[method-assign]
+    after = await site.live.control.tick()
+    assert after.scheduling is not None and after.scheduling.preempted == []
+    node.inject_xid(index, 48)  # a new fault while the agent is silent: DCGM's word counts
+    agents.read = silent  # type: ignore[method-assign]
+    gpus = await site.poll()
+    assert (gpus[RESET]["healthy"], gpus[RESET]["problems"]) == (False, ["XID 48"])

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from hcp.domain.gpu_telemetry import APPLICATION_XIDS, GpuHealth, GpuReading
-from hcp.domain.status import UNREACHABLE, gpu_problems, gpu_status
+from hcp.domain.status import (
+    UNREACHABLE,
+    AgentVerdict,
+    gpu_problems,
+    gpu_status,
+    standing_verdict,
+)
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 HEALTHY, UNHEALTHY, LOST = GpuHealth.HEALTHY, GpuHealth.UNHEALTHY, GpuHealth.LOST
@@ -68,3 +74,12 @@ def test_a_gpu_missing_from_dcgm_is_unreachable_whatever_the_agent_says() -> Non
         status = gpu_status("g0", None, NOW, "unreachable: fell off the bus", agent)
         assert (status.state, status.healthy) == (UNREACHABLE, False)
         assert status.problems == ("unreachable: fell off the bus",)
+
+
+def test_a_missed_agent_answer_leaves_its_last_word_standing_until_a_new_xid() -> None:
+    reset = standing_verdict(HEALTHY, None, 79)  # healthy again; DCGM still shows Xid 79
+    assert reset == AgentVerdict(HEALTHY, 79)
+    assert standing_verdict(None, reset, 79) == reset  # the agent missed a poll
+    assert standing_verdict(None, reset, 48) is None  # a new Xid since: DCGM's rule again
+    assert standing_verdict(UNHEALTHY, reset, 79) == AgentVerdict(UNHEALTHY, 79)
+    assert standing_verdict(None, None, 0) is None

@@ -86,3 +86,26 @@ def gpu_problems(last_xid: int, agent: GpuHealth | None) -> tuple[str, ...]:
     if agent is GpuHealth.HEALTHY:
         return ()
     return (*xid, f"node agent: {agent.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentVerdict:
+    """A node agent's word on one GPU's health, and DCGM's last Xid when it was given."""
+
+    health: GpuHealth
+    xid: int
+
+
+def standing_verdict(
+    fresh: GpuHealth | None, last: AgentVerdict | None, xid: int
+) -> AgentVerdict | None:
+    """The agent's word on a GPU for this poll, DCGM reporting `xid`: its `fresh` answer; with
+    none (the agent missed this poll), the `last` one while DCGM still reports the Xid it did
+    then (a new Xid since voids it); else None, and DCGM's rule applies (`gpu_problems`). A
+    single missed answer must not turn a reset GPU, whose old Xid DCGM still shows, unhealthy
+    and get its running workload stopped as a GPU failure."""
+    if fresh is not None:
+        return AgentVerdict(fresh, xid)
+    if last is not None and last.xid == xid:
+        return last
+    return None

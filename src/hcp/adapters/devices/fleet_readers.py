@@ -18,7 +18,14 @@ from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy, read_all
 from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S
 from hcp.adapters.devices.node_agent import NodeAgentClient, new_gpu_node_client
 from hcp.domain.gpu_telemetry import GpuHealth
-from hcp.domain.status import UNREACHABLE, DeviceStatus, asic_status, gpu_status
+from hcp.domain.status import (
+    UNREACHABLE,
+    AgentVerdict,
+    DeviceStatus,
+    asic_status,
+    gpu_status,
+    standing_verdict,
+)
 from hcp.domain.telemetry import MinerState
 from hcp.services.ports import Clock
 
@@ -204,6 +211,7 @@ class DcgmFleetReader:
         self._agents = agents or GpuHealthReader(node_url)
         self._clock = clock
         self._transitions = Transitions("GPU")
+        self._verdicts: dict[tuple[str, int], AgentVerdict] = {}
 
     async def read(self) -> list[DeviceStatus]:
         sweep, health = await asyncio.gather(
@@ -215,7 +223,15 @@ class DcgmFleetReader:
         for (host, index), device_id in self._gpus.items():
             failure = sweep.failures.get(host)
             reason = f"node {host}: {failure.message}" if failure else "fell off the bus"
-            reading, agent = seen.get((host, index)), health.get(host, {}).get(index)
+            reading, fresh = seen.get((host, index)), health.get(host, {}).get(index)
+            agent = None
+            if reading is not None:
+                verdict = standing_verdict(
+                    fresh, self._verdicts.get((host, index)), reading.xid_errors
+                )
+                if verdict is not None:
+                    self._verdicts[host, index] = verdict
+                    agent = verdict.health
             statuses.append(gpu_status(device_id, reading, now, f"unreachable: {reason}", agent))
         self._transitions.note(statuses)
         return statuses
