@@ -205,27 +205,36 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
 
 
 def _resume_platform_time(runtime: Runtime, site_id: str) -> None:
-    """A scaled clock (`hcp up`) carries on from the newest market interval and plan the store
-    holds when they are ahead of it: after a `--speed` run, platform time is ahead of the wall,
-    and starting behind it would meter usage that ends before it starts and plan intervals
-    already planned. The gap is logged."""
+    """A scaled clock (`hcp up` with simulated devices) carries on from the newest market
+    interval, plan and metered usage the store holds when they are ahead of it: after a
+    `--speed` run platform time is ahead of the wall, and starting behind it would plan
+    intervals already planned and meter usage already billed. The wall clock (`hcp up` with
+    devices elsewhere, which keep wall time) cannot move: the gap is only logged."""
     clock = runtime.clock
-    if not isinstance(clock, ScaledClock):
-        return
     with runtime.unit_of_work() as uow:
         snapshot, plan = uow.market.latest(), uow.plans.latest(site_id)
+        metered = uow.billing.metered_until()
     stored = [
         *([snapshot.at] if snapshot is not None else []),
         *([plan.created_at] if plan is not None else []),
+        *([metered] if metered is not None else []),
     ]
-    if not stored:
+    now = clock.now()
+    newest = max(stored, default=now)
+    if newest <= now:
         return
-    newest, now = max(stored), clock.now()
-    if newest > now:
+    if isinstance(clock, ScaledClock):
         clock.resume_at(newest)
         log.warning(
             "platform time resumes at %s, the newest stored record, %s ahead of the clock "
             "(an earlier run was sped up)",
+            newest.isoformat(),
+            newest - now,
+        )
+    else:
+        log.warning(
+            "the store holds records up to %s, %s ahead of the clock (an earlier run was sped "
+            "up); platform time keeps to the clock",
             newest.isoformat(),
             newest - now,
         )

@@ -8,13 +8,17 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hcp import bootstrap
-from hcp.adapters.clock import ManualClock, ScaledClock
+from hcp.adapters.clock import ManualClock, ScaledClock, SystemClock
 from hcp.domain.devices import DeviceKind
+from hcp.domain.identity import Principal, Role
 from hcp.domain.plans import SitePlan
+from hcp.domain.workloads import Requirements, WorkloadClass
+from hcp.services.workloads import Submission
 from tests.api.conftest import START, make_settings
 
 BOTH = (DeviceKind.ASIC, DeviceKind.GPU)
@@ -155,3 +159,69 @@ def test_platform_time_stays_with_the_wall_when_the_history_is_behind(tmp_path: 
         assert abs(runtime.clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
     finally:
         runtime.close()
+
+
+class _SlowPlanner:
+    """The site's planner, its solve taking 30 s of platform time: usage is then metered up to
+    a time after the newest plan was made."""
+
+    def __init__(self, planner: Any, clock: ManualClock) -> None:
+        self.planner, self.name, self.clock = planner, planner.name, clock
+
+    def plan(self, *args: Any) -> Any:
+        made = self.planner.plan(*args)
+        self.clock.advance(timedelta(seconds=30))
+        return made
+
+
+async def test_platform_time_resumes_after_the_newest_metered_usage(tmp_path: Path) -> None:
+    """Resuming at the newest plan alone would meter again the 30 s after it, already billed."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var",
+                             site_asics=2, site_gpus=2)  # fmt: skip
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    clock = ManualClock(ahead)
+    first = bootstrap.build(settings, clock)
+    try:
+        bootstrap.prepare(first)
+        live = await bootstrap.start_live(first)
+        live.control._planner = _SlowPlanner(live.control._planner, clock)  # type: ignore[assignment]
+        customer = Principal("k", Role.CUSTOMER, "cust-001")
+        batch = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 1, None, 10.0))
+        await first.platform.workloads.submit(customer, batch)
+        await live.control.poll()
+        for _ in range(3):
+            assert (await live.control.tick()).errors == []
+            clock.advance(timedelta(minutes=5))
+        await bootstrap.stop_live(live)
+        with first.unit_of_work() as uow:
+            metered = uow.billing.metered_until()
+            plan = uow.plans.latest(settings.site_id)
+    finally:
+        first.close()
+    assert metered is not None and plan is not None and metered > plan.created_at
+    scaled = ScaledClock(1.0)
+    second = bootstrap.build(settings, scaled)
+    try:
+        bootstrap.prepare(second)
+    finally:
+        second.close()
+    assert metered <= scaled.now() < metered + timedelta(seconds=30)
+
+
+def test_the_wall_clock_keeps_to_the_wall_with_history_ahead(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Devices elsewhere keep wall time: `hcp up` with a devices file keeps the wall clock and
+    says the store is ahead of it."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    runtime = bootstrap.build(settings, SystemClock())
+    try:
+        bootstrap.prepare(runtime)
+        ahead = datetime.now(UTC) + timedelta(days=3)
+        _store_plan(runtime, settings.site_id, ahead)
+        with caplog.at_level(logging.WARNING, logger="hcp.bootstrap"):
+            bootstrap.prepare(runtime)
+        assert abs(runtime.clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+    finally:
+        runtime.close()
+    assert f"the store holds records up to {ahead.isoformat()}" in caplog.text

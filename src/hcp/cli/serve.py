@@ -13,7 +13,7 @@ import typer
 import uvicorn
 
 from hcp import bootstrap
-from hcp.adapters.clock import ScaledClock
+from hcp.adapters.clock import ScaledClock, SystemClock
 from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
@@ -21,6 +21,7 @@ from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import DataError
 from hcp.http.app import create_app
+from hcp.services.ports import Clock
 
 
 def serve_platform(
@@ -43,7 +44,10 @@ def serve_platform(
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
     with _listening(settings) as listeners:
-        clock = ScaledClock(speed)  # resumes at the stored history if that is ahead
+        # A simulated site's clock resumes at stored history ahead of it; devices elsewhere
+        # keep wall time, and so does the platform with them.
+        elsewhere = device_file is not None and speed == 1.0
+        clock: Clock = SystemClock() if elsewhere else ScaledClock(speed)
         runtime = bootstrap.build(settings, clock)
         try:
             try:

@@ -181,6 +181,10 @@ class BillingRepository(Protocol):
     def usage(
         self, start: datetime, end: datetime, customer_id: str | None = None
     ) -> list[UsageRecord]: ...
+    def metered_until(self) -> datetime | None:
+        """The end of the newest usage record (None before the first)."""
+        ...
+
     def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
         """Store or replace an invoice (its id is deterministic, so a rerun replaces it)."""
         ...

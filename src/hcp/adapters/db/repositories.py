@@ -778,6 +778,9 @@ class SqlBilling:
     def __init__(self, session: Session) -> None:
         self._s = session
 
+    def metered_until(self) -> datetime | None:
+        return self._s.scalar(select(func.max(UsageRecordRow.interval_end)))
+
     def add_usage(self, records: Sequence[UsageRecord]) -> int:
         rows: list[dict[str, object]] = []
         known = self._stored_usages(records)
