@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
@@ -228,6 +229,8 @@ class FleetService:
         reason = " ".join(reason.split())
         if not reason:
             raise ValidationError("reason", "say why the device goes into maintenance")
+        if any(unicodedata.category(c) == "Cc" for c in reason):
+            raise ValidationError("reason", "must not hold control characters")
         if len(reason) > MAX_MAINTENANCE_REASON:
             raise ValidationError("reason", f"at most {MAX_MAINTENANCE_REASON} characters")
         now = self._clock.now() if self._clock is not None else datetime.now(UTC)
