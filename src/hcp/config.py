@@ -45,7 +45,12 @@ class Settings(BaseSettings):
         "mpc", description="the live planner: the optimizer (mpc) or the breakeven rule of thumb"
     )
 
-    site_id: str = "site-west-1"
+    site_id: str = Field(
+        "site-west-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$",
+        description="letters, digits, '.', '_', '-' (it starts every device id, and ids sit in "
+        "URL paths)",
+    )
     site_name: str = "West Texas 1"
     site_node: str = "HB_WEST"
     site_capacity_mw: float = Field(1.0, gt=0)

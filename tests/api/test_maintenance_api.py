@@ -3,9 +3,6 @@ and other callers get clear 4xx answers, and nothing is written then."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from urllib.parse import quote
-
 from tests.api.conftest import START, Api
 
 MINER = "site-west-1-asic-00007"
@@ -70,22 +67,3 @@ def test_bad_maintenance_requests_name_what_is_wrong(api: Api) -> None:
     )
     assert unknown.status_code == 404 and "no-such-device" in unknown.json()["message"]
     assert resource(api)["maintenance"] is None
-
-
-def test_a_device_whose_id_holds_a_slash_is_reached_too(api: Api) -> None:
-    """Device ids come from the site id and from devices files: a `/` in one must not make
-    the device unreachable through the API (encoded or not)."""
-    with api.runtime.unit_of_work() as uow:
-        stored = uow.fleet.device(MINER)
-        assert stored is not None
-        uow.fleet.add_devices([replace(stored, id="tx/west-1-asic-1")])
-        uow.commit()
-    for path in ("tx/west-1-asic-1", quote("tx/west-1-asic-1", safe="")):
-        put = api.client.put(
-            f"/api/v1/resources/{path}/maintenance", json={"reason": "r"}, headers=api.admin
-        )
-        assert put.status_code == 200 and put.json()["device_id"] == "tx/west-1-asic-1"
-        got = api.client.get(f"/api/v1/resources/{path}", headers=api.admin)
-        assert got.status_code == 200 and got.json()["maintenance"]["reason"] == "r"
-    assert api.client.delete("/api/v1/resources/tx/west-1-asic-1/maintenance",
-                             headers=api.admin).json()["maintenance"] is None  # fmt: skip

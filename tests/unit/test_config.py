@@ -58,3 +58,14 @@ def test_bad_values_name_the_setting() -> None:
         Settings(port=70_000)
     with pytest.raises(ValidationError, match="site_pue"):
         Settings(site_pue=0.9)
+
+
+@pytest.mark.parametrize("site_id", ["tx/west-1", "west 1", "", "-west", "x" * 49, "wést"])
+def test_a_site_id_that_cannot_sit_in_a_url_path_is_refused(site_id: str) -> None:
+    """It starts every device id, and device ids sit in URL paths (/api/v1/resources/{id})."""
+    with pytest.raises(ValidationError, match="site_id"):
+        Settings(site_id=site_id)
+
+
+def test_a_plain_site_id_is_taken() -> None:
+    assert Settings(site_id="tx.west_1-b").site_id == "tx.west_1-b"

@@ -47,7 +47,7 @@ def resources(
     return page(request, viewer, "resources.html", listing=listing, chosen=chosen)
 
 
-@router.get("/resources/{device_id:path}")
+@router.get("/resources/{device_id}")
 def device(
     request: Request, platform: PlatformDep, viewer: ViewerDep, device_id: str, window: str = "1h"
 ) -> HTMLResponse:
@@ -57,7 +57,7 @@ def device(
     )
 
 
-@router.post("/resources/{device_id:path}/maintenance", response_model=None)
+@router.post("/resources/{device_id}/maintenance", response_model=None)
 def start_maintenance(
     request: Request, platform: PlatformDep, posted: PostedDep, device_id: str
 ) -> Response:
@@ -80,14 +80,14 @@ def start_maintenance(
     return redirect(f"/resources/{quote(device_id, safe='')}")
 
 
-@router.post("/resources/{device_id:path}/maintenance/end", response_model=None)
+@router.post("/resources/{device_id}/maintenance/end", response_model=None)
 def end_maintenance(platform: PlatformDep, posted: PostedDep, device_id: str) -> Response:
     """Put the device back in service."""
     platform.fleet.end_maintenance(posted.viewer.principal, device_id)
     return redirect(f"/resources/{quote(device_id, safe='')}")
 
 
-@router.get("/dashboard/live/resources/{device_id:path}")
+@router.get("/dashboard/live/resources/{device_id}")
 def device_live(
     request: Request, platform: PlatformDep, viewer: ViewerDep, device_id: str, window: str = "1h"
 ) -> HTMLResponse:

@@ -57,14 +57,14 @@ def resources(
 DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.get("/resources/{device_id:path}", response_model=DeviceOut)
+@router.get("/resources/{device_id}", response_model=DeviceOut)
 def resource(device_id: DeviceId, platform: PlatformDep, _caller: StaffPrincipal) -> DeviceOut:
     """One stored device with its last known state and problems."""
     device = platform.fleet.device(device_id)
     return _device_out(device, problems_of(device, platform.telemetry))
 
 
-@router.put("/resources/{device_id:path}/maintenance", response_model=DeviceOut)
+@router.put("/resources/{device_id}/maintenance", response_model=DeviceOut)
 def start_maintenance(
     device_id: DeviceId, body: MaintenanceIn, platform: PlatformDep, caller: StaffPrincipal
 ) -> DeviceOut:
@@ -76,7 +76,7 @@ def start_maintenance(
     return _device_out(device, problems_of(device, platform.telemetry))
 
 
-@router.delete("/resources/{device_id:path}/maintenance", response_model=DeviceOut)
+@router.delete("/resources/{device_id}/maintenance", response_model=DeviceOut)
 def end_maintenance(
     device_id: DeviceId, platform: PlatformDep, caller: StaffPrincipal
 ) -> DeviceOut:
