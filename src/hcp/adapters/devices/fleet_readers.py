@@ -137,7 +137,8 @@ class LuxosFleetReader:
 class GpuHealthReader:
     """Each node agent's word on its GPUs' health: one `GET /v1/gpus` per node and poll, at
     most `concurrency` at a time, each within `timeout_s`. A node whose agent does not answer
-    is left out (its GPUs' health then rests on DCGM's last Xid); that is logged when it starts
+    is left out (its GPUs keep the agent's last word while DCGM shows the same Xid, else DCGM's
+    rule applies: `standing_verdict`); that is logged when it starts
     and when the agent answers again."""
 
     def __init__(
@@ -170,7 +171,8 @@ class GpuHealthReader:
             why = "; ".join(f"{h}: {failed[h].message}" for h in started[:5])
             more = f" and {len(started) - 5} more" if len(started) > 5 else ""
             log.warning(
-                "node agents did not answer (%s%s): their GPUs' health rests on DCGM's last Xid",
+                "node agents did not answer (%s%s): their GPUs keep the agents' last word "
+                "until DCGM reports a new Xid",
                 why,
                 more,
             )
