@@ -372,6 +372,9 @@ class LoggedDispatcher:
             await asyncio.to_thread(self._log.flush)
         self._logged = asyncio.create_task(self._log_delivery())
 
+    def held_asleep(self) -> set[str]:
+        return self.site.held_asleep()
+
     async def _log_delivery(self) -> None:
         """Write the command log once the commands sent in the background are out."""
         try:

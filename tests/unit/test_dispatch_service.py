@@ -294,6 +294,8 @@ async def test_an_overheated_miner_is_held_asleep_longer_after_each_trip() -> No
     assert await tick(0, MinerState.MINING, hot) == "sleep"
     held = await tick(5, MinerState.SLEEPING)
     assert held.startswith("held asleep until 2025-06-01T12:10:00") and "overheating" in held
+    assert dispatcher.held_asleep(NOW + timedelta(minutes=9)) == {"m000"}  # the plan's view
+    assert dispatcher.held_asleep(NOW + timedelta(minutes=10)) == set()
     assert await tick(11, MinerState.SLEEPING) == "wake"
     assert await tick(20, MinerState.MINING, hot) == "sleep"
     assert await tick(21, MinerState.SLEEPING, hot) == hot[0]  # still hot: the spell goes on

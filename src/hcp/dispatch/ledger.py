@@ -11,6 +11,7 @@ from hcp.dispatch.model import (
     Command,
     CommandOutcome,
     Degradation,
+    DispatchPolicy,
     MinerView,
     OutcomeStatus,
     Trouble,
@@ -69,6 +70,14 @@ class Ledger:
             trouble=memory.trouble,
             maintenance=miner.maintenance,
         )
+
+    def held(self, now: datetime, policy: DispatchPolicy) -> set[str]:
+        """Miners held asleep at `now` after an unhealthy spell (`DispatchPolicy.held_until`)."""
+        return {
+            device_id
+            for device_id, memory in self._memory.items()
+            if memory.trouble is not None and now < policy.held_until(memory.trouble)
+        }
 
     def pending(self) -> list[Command]:
         """Every command sent and not yet confirmed or failed."""

@@ -50,6 +50,11 @@ class AsicDispatcher(Protocol):
         """Judge commands in flight by the newest statuses."""
         ...
 
+    def held_asleep(self) -> Collection[str]:
+        """Miners kept asleep now though they may read healthy (after an unhealthy spell):
+        the plan cannot count on them."""
+        ...
+
 
 @dataclass
 class TickOutcome:
@@ -63,17 +68,20 @@ class TickOutcome:
 
 
 def healthy_counts(
-    devices: list[Device], latest: dict[str, DeviceStatus], draining: Collection[str] = ()
+    devices: list[Device],
+    latest: dict[str, DeviceStatus],
+    draining: Collection[str] = (),
+    held: Collection[str] = (),
 ) -> FleetCounts:
     """Devices a plan may count on: those whose last status is healthy (or not yet polled),
-    out of maintenance, but for the GPUs in maintenance that still hold a workload
-    (`draining`): left out, that workload would take a place of the GPU budget and another
-    would be stopped for it."""
+    not `held` asleep by the dispatcher, out of maintenance, but for the GPUs in maintenance
+    that still hold a workload (`draining`): left out, that workload would take a place of the
+    GPU budget and another would be stopped for it."""
     asics: Counter[str] = Counter()
     gpus: Counter[str] = Counter()
     for d in devices:
         status = latest.get(d.id)
-        if status is not None and not status.healthy:
+        if (status is not None and not status.healthy) or d.id in held:
             continue
         if d.in_maintenance and d.id not in draining:
             continue
@@ -82,18 +90,21 @@ def healthy_counts(
 
 
 def unmanaged_watts(
-    devices: list[Device], latest: dict[str, DeviceStatus], answers: dict[str, DeviceStatus]
+    devices: list[Device],
+    latest: dict[str, DeviceStatus],
+    answers: dict[str, DeviceStatus],
+    held: Collection[str] = (),
 ) -> float:
     """W drawn, as far as known, by the miners a plan cannot count on (`healthy_counts` leaves
-    them out): an unhealthy one or one in maintenance draws what it reads; an unreachable one
-    may well still hash, so it is taken at what it drew when it last answered (nothing if it
-    never did)."""
+    them out): an unhealthy one, one held asleep or in maintenance draws what it reads; an
+    unreachable one may well still hash, so it is taken at what it drew when it last answered
+    (nothing if it never did)."""
     watts = 0.0
     for d in devices:
         status = latest.get(d.id)
         if d.kind is not DeviceKind.ASIC or status is None:
             continue
-        if status.healthy and not d.in_maintenance:
+        if status.healthy and not d.in_maintenance and d.id not in held:
             continue
         known = status if status.state != UNREACHABLE else answers.get(d.id)
         watts += known.power_w if known is not None else 0.0
@@ -256,9 +267,10 @@ class ControlLoop:
         latest = self._monitor.latest
         cordoned = {d.id for d in devices if d.in_maintenance and d.kind is DeviceKind.GPU}
         draining = await asyncio.to_thread(self._holding, cordoned) if cordoned else set()
-        counts = healthy_counts(devices, latest, draining)
+        held = self._dispatcher.held_asleep() if self._dispatcher is not None else ()
+        counts = healthy_counts(devices, latest, draining, held)
         # Miners left out of the plan still draw power: the plan gets what is left of the MW.
-        held_w = unmanaged_watts(devices, latest, self._monitor.last_answers)
+        held_w = unmanaged_watts(devices, latest, self._monitor.last_answers, held)
         site = self.site
         if held_w > 0:
             left_mw = max(site.capacity_mw - held_w * site.pue / 1e6, 0.0)

@@ -181,6 +181,10 @@ class Dispatcher:
         """Commands sent and not yet settled."""
         return self.ledger.pending()
 
+    def held_asleep(self, now: datetime) -> set[str]:
+        """Miners kept asleep at `now` though they may read healthy: after an unhealthy spell."""
+        return self.ledger.held(now, self.policy)
+
     async def _send_all(self, commands: Sequence[Command], now: datetime) -> dict[str, str]:
         async def one(command: Command) -> tuple[str, str] | None:
             return await self._send(command, now)
@@ -281,6 +285,10 @@ class SiteDispatcher:
         in_flight = {command.device_id: command.address for command in self.dispatcher.pending()}
         readings = (reading_of(latest.get(d), address) for d, address in in_flight.items())
         return await self.dispatcher.confirm([r for r in readings if r], self._clock.now())
+
+    def held_asleep(self) -> set[str]:
+        """Miners the dispatcher keeps asleep now after an unhealthy spell."""
+        return self.dispatcher.held_asleep(self._clock.now())
 
     def target(self, plan: SitePlan, others_added_w: float = 0.0) -> AsicTarget:
         """What the miners should run, with what is left of the ramp after `others_added_w`."""
