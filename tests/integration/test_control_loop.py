@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from hcp import bootstrap
@@ -20,22 +19,15 @@ from hcp.domain.fleet import Site as FleetSite
 from hcp.domain.identity import Principal, Role
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.workloads import Requirements, WorkloadClass
-from hcp.http.app import create_app
 from hcp.services.control import TickOutcome
 from hcp.services.events import WORKLOAD_EVENTS, Event
 from hcp.services.planning import StoredHistory
 from hcp.services.workloads import Submission
 from hcp.simulators.asic.config import Faults
-from tests.api.conftest import START, make_settings
+from tests.api.conftest import START
+from tests.integration.livesite import LiveSite, live_site
 
-
-@dataclass
-class Site:
-    runtime: bootstrap.Runtime
-    live: bootstrap.Live
-    clock: ManualClock
-    api: httpx.AsyncClient
-    admin: dict[str, str]
+Site = LiveSite
 
 
 @pytest.fixture
@@ -53,19 +45,8 @@ async def mpc_site(tmp_path: Path) -> AsyncIterator[Site]:
 
 
 async def _live_site(tmp_path: Path, **overrides: object) -> AsyncIterator[Site]:
-    clock = ManualClock(START)
-    database = f"sqlite:///{tmp_path / 'hcp.db'}"
-    settings = make_settings(database, tmp_path / "var", site_asics=12, **overrides)
-    runtime = bootstrap.build(settings, clock)
-    keys = bootstrap.prepare(runtime)
-    assert keys is not None
-    live = await bootstrap.start_live(runtime)
-    transport = httpx.ASGITransport(app=create_app(runtime.platform))
-    api = httpx.AsyncClient(transport=transport, base_url="http://hcp")
-    yield Site(runtime, live, clock, api, {"Authorization": f"Bearer {keys['admin']}"})
-    await api.aclose()
-    await bootstrap.stop_live(live)
-    runtime.close()
+    async with live_site(tmp_path, **{"site_asics": 12, **overrides}) as site:
+        yield site
 
 
 async def test_poll_reads_every_device_over_its_protocol(site: Site) -> None:

@@ -12,13 +12,11 @@ import httpx
 import pytest
 
 from hcp import bootstrap
-from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices import fleet_readers
-from hcp.http.app import create_app
 from hcp.simulators.asic.config import Faults
 from hcp.simulators.asic.server import AsicFleetSimulator
 from hcp.simulators.site import SimulatedSite
-from tests.api.conftest import START, make_settings
+from tests.integration.livesite import live_site
 
 
 @dataclass
@@ -42,19 +40,8 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    database = f"sqlite:///{tmp_path / 'hcp.db'}"
-    settings = make_settings(database, tmp_path / "var", site_asics=4, site_gpus=2)
-    runtime = bootstrap.build(settings, ManualClock(START))
-    keys = bootstrap.prepare(runtime)
-    assert keys is not None
-    live = await bootstrap.start_live(runtime)
-    api = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime.platform)), base_url="http://hcp"
-    )
-    yield Site(live, api, {"Authorization": f"Bearer {keys['admin']}"})
-    await api.aclose()
-    await bootstrap.stop_live(live)
-    runtime.close()
+    async with live_site(tmp_path, site_asics=4, site_gpus=2) as s:
+        yield Site(s.live, s.api, s.admin)
 
 
 def troubles(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:

@@ -11,18 +11,16 @@ import httpx
 import pytest
 
 from hcp import bootstrap
-from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.gpu_runner import split_address
 from hcp.domain.devices import DeviceKind
 from hcp.domain.gpu_telemetry import GpuHealth
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import Requirements, WorkloadClass
-from hcp.http.app import create_app
 from hcp.services.scheduler import gpu_of
 from hcp.services.workloads import Submission
 from hcp.simulators.gpu import GpuNodeSim
 from hcp.simulators.site import SimulatedSite
-from tests.api.conftest import START, make_settings
+from tests.integration.livesite import live_site
 
 
 @dataclass
@@ -60,19 +58,8 @@ GPUS = {RESET, LOST}
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    database = f"sqlite:///{tmp_path / 'hcp.db'}"
-    settings = make_settings(database, tmp_path / "var", site_asics=1, site_gpus=2)
-    runtime = bootstrap.build(settings, ManualClock(START))
-    keys = bootstrap.prepare(runtime)
-    assert keys is not None
-    live = await bootstrap.start_live(runtime)
-    api = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime.platform)), base_url="http://hcp"
-    )
-    yield Site(runtime, live, api, {"Authorization": f"Bearer {keys['admin']}"})
-    await api.aclose()
-    await bootstrap.stop_live(live)
-    runtime.close()
+    async with live_site(tmp_path, site_asics=1, site_gpus=2) as s:
+        yield Site(s.runtime, s.live, s.api, s.admin)
 
 
 async def test_a_gpu_reset_after_an_xid_is_usable_again_and_a_lost_one_is_not(site: Site) -> None:
