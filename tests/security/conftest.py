@@ -23,6 +23,9 @@ MONTH = "2025-06"
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+DEVICE = "site-west-1-asic-00001"
+
+
 @dataclass(frozen=True)
 class Objects:
     """One customer's objects, by the names the matrix's {placeholders} use."""
@@ -33,8 +36,9 @@ class Objects:
     invoice_id: str
 
     def fill(self, template: str) -> str:
-        """`template` with {customer_id}, {workload_id}, {key_id}, {invoice_id}, {month}."""
-        return template.format(month=MONTH, **asdict(self))
+        """`template` with {customer_id}, {workload_id}, {key_id}, {invoice_id}, {month} and
+        {device_id} (a miner of the site: devices are no customer's)."""
+        return template.format(month=MONTH, device_id=DEVICE, **asdict(self))
 
     def ids(self) -> set[str]:
         return set(asdict(self).values())
