@@ -177,7 +177,8 @@ async def test_polling_as_the_server_drops_idle_connections_loses_no_poll() -> N
     """Each poll reuses a connection the server is closing; each must still read the node."""
     async with racy_server(keep_alive_s=1.0, race_s=0.3) as server:
         gpus = {(HOST, 0): "gpu-1"}
-        reader = DcgmFleetReader(gpus, lambda host: server.url, SystemClock())
+        # Its agent asked every poll, as at a poll slower than the agents' refresh.
+        reader = DcgmFleetReader(gpus, lambda host: server.url, SystemClock(), agent_refresh_s=0)
         async with NodeAgentClient(HOST, server.url) as agent:
             try:
                 for poll in range(5):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -244,7 +244,12 @@ async def test_the_node_agent_decides_a_gpus_health_and_dcgm_stands_in_when_it_i
     gpus = {("node-1", 0): "g0", ("node-1", 1): "g1", ("node-1", 2): "g2"}
     url = "http://sim/nodes/{}".format
     reader = DcgmFleetReader(
-        gpus, url, ManualClock(NOW), _as_scraper(scraper), GpuHealthReader(url, agents)
+        gpus,
+        url,
+        ManualClock(NOW),
+        _as_scraper(scraper),
+        GpuHealthReader(url, agents),
+        agent_refresh_s=0,  # asked every poll
     )
     polls = [[(s.healthy, s.problems) for s in await reader.read()] for _ in range(4)]
     await agents.aclose()
@@ -272,3 +277,43 @@ def _as_scraper(scraper: ScriptedScraper) -> DcgmScraper:
 
 def _as_agents(agents: SilentAgents) -> GpuHealthReader:
     return agents  # type: ignore[return-value]
+
+
+async def test_an_agent_whose_gpus_are_healthy_is_asked_again_only_at_its_refresh() -> None:
+    """A node whose agent called every GPU healthy is not asked while DCGM shows the same Xids
+    and its answer is younger than the refresh; a new Xid, a word other than healthy, or the
+    refresh's end has it asked at the next poll."""
+    asked: list[int] = []
+    poll = 0
+    script = iter(
+        [{0: "healthy", 1: "healthy"}, {0: "unhealthy", 1: "healthy"}, {0: "healthy", 1: "healthy"}]
+        + [{0: "healthy", 1: "healthy"}] * 3
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        health = next(script)
+        asked.append(poll)  # the poll under way
+        gpus = [agent_gpu(index, value) for index, value in health.items()]
+        return httpx.Response(200, json={"hostname": "node-1", "model": "H100", "gpus": gpus})
+
+    sweeps = [DcgmSweep((gpu(0, xid=x), gpu(1)), {}) for x in (0, 0, 48, 48, 48, 48, 48)]
+    clock = ManualClock(NOW)
+    url = "http://sim/nodes/{}".format
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    reader = DcgmFleetReader(
+        {("node-1", 0): "g0", ("node-1", 1): "g1"},
+        url,
+        clock,
+        _as_scraper(ScriptedScraper(sweeps)),
+        GpuHealthReader(url, client),
+        agent_refresh_s=30,
+    )
+    healthy = []
+    for seconds in (0, 5, 5, 5, 5, 30, 5):
+        clock.advance(timedelta(seconds=seconds))
+        healthy.append([s.healthy for s in await reader.read()])
+        poll += 1
+    await client.aclose()
+    # 0: first; 2: a new Xid (48); 3: the agent's word was "unhealthy"; 5: 30 s since 3
+    assert asked == [0, 2, 3, 5]
+    assert healthy == [[True, True], [True, True], [False, True]] + [[True, True]] * 4

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -17,7 +18,7 @@ from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy, read_all
 from hcp.adapters.devices.luxos_driver import DEVICE_TIMEOUT_S
 from hcp.adapters.devices.node_agent import NodeAgentClient, new_gpu_node_client
-from hcp.domain.gpu_telemetry import GpuHealth
+from hcp.domain.gpu_telemetry import GpuHealth, GpuReading
 from hcp.domain.status import (
     UNREACHABLE,
     AgentVerdict,
@@ -159,14 +160,16 @@ class GpuHealthReader:
         self._silent: set[str] = set()  # nodes whose agent did not answer the last poll
 
     async def read(self, hosts: Sequence[str]) -> dict[str, dict[int, GpuHealth]]:
-        """Health by node and GPU index, for the nodes whose agent answered."""
+        """Health by node and GPU index, for the nodes asked whose agent answered."""
         answers = await asyncio.gather(*(self._ask(host) for host in hosts))
         by_host = dict(zip(hosts, answers, strict=True))
-        self._note_silent({h: a for h, a in by_host.items() if isinstance(a, DeviceError)})
+        failed = {h: a for h, a in by_host.items() if isinstance(a, DeviceError)}
+        self._note_silent(set(hosts), failed)
         return {h: a for h, a in by_host.items() if isinstance(a, dict)}
 
-    def _note_silent(self, failed: Mapping[str, DeviceError]) -> None:
-        """Log the agents that stopped answering (naming five at most) and those back."""
+    def _note_silent(self, asked: set[str], failed: Mapping[str, DeviceError]) -> None:
+        """Log the agents that stopped answering (naming five at most) and those back; a node
+        not asked this time keeps what it was."""
         if started := sorted(failed.keys() - self._silent):
             why = "; ".join(f"{h}: {failed[h].message}" for h in started[:5])
             more = f" and {len(started) - 5} more" if len(started) > 5 else ""
@@ -176,9 +179,9 @@ class GpuHealthReader:
                 why,
                 more,
             )
-        if back := sorted(self._silent - failed.keys()):
+        if back := sorted((self._silent & asked) - failed.keys()):
             log.info("node agents answer again: %s", ", ".join(back))
-        self._silent = set(failed)
+        self._silent = (self._silent - asked) | failed.keys()
 
     async def _ask(self, host: str) -> dict[int, GpuHealth] | DeviceError:
         agent = NodeAgentClient(host, self._node_url(host), self._client, timeout_s=self._timeout_s)
@@ -194,9 +197,19 @@ class GpuHealthReader:
             await self._client.aclose()
 
 
+AGENT_REFRESH_S = 30.0
+"""Seconds (platform time) a node agent's word that all its GPUs are healthy is trusted while
+DCGM shows no new Xid: a reset, which DCGM does not show, is seen within this."""
+
+
 class DcgmFleetReader:
-    """Scrapes every GPU node and asks its agent for its GPUs' health (`GpuHealthReader`), the
-    two at once; `gpus` maps (node hostname, GPU index) to device id."""
+    """Scrapes every GPU node, then asks the agents of the nodes that need it for their GPUs'
+    health (`GpuHealthReader`); `gpus` maps (node hostname, GPU index) to device id.
+
+    A node's agent is asked when one of its GPUs has no word from it yet, or a word other than
+    healthy, or shows another Xid than when the word was given, or the node's last answer is
+    `agent_refresh_s` old: at a few seconds' poll most nodes are not asked most polls (each ask
+    is an HTTP request, and at 1,000 GPUs every poll's asks cost a tenth of a core)."""
 
     def __init__(
         self,
@@ -205,22 +218,32 @@ class DcgmFleetReader:
         clock: Clock,
         scraper: DcgmScraper | None = None,
         agents: GpuHealthReader | None = None,
+        agent_refresh_s: float = AGENT_REFRESH_S,
     ) -> None:
         self._gpus = gpus
         self._hosts = sorted({host for host, _ in gpus})
+        self._indexes: dict[str, list[int]] = {host: [] for host in self._hosts}
+        for host, index in gpus:
+            self._indexes[host].append(index)
         self._targets = [DcgmTarget(h, f"{node_url(h)}/metrics") for h in self._hosts]
         self._scraper = scraper or DcgmScraper(clock=clock)
         self._agents = agents or GpuHealthReader(node_url)
         self._clock = clock
         self._transitions = Transitions("GPU")
         self._verdicts: dict[tuple[str, int], AgentVerdict] = {}
+        self._refresh = timedelta(seconds=agent_refresh_s)
+        self._answered_at: dict[str, datetime] = {}
 
     async def read(self) -> list[DeviceStatus]:
-        sweep, health = await asyncio.gather(
-            self._scraper.scrape_all(self._targets), self._agents.read(self._hosts)
-        )
-        now = self._clock.now()
+        sweep = await self._scraper.scrape_all(self._targets)
         seen = {(r.host, r.gpu_index): r for r in sweep.readings}
+        asked_at = self._clock.now()
+        health = await self._agents.read(
+            [h for h in self._hosts if self._to_ask(h, seen, asked_at)]
+        )
+        for host in health:
+            self._answered_at[host] = asked_at
+        now = self._clock.now()
         statuses = []
         for (host, index), device_id in self._gpus.items():
             failure = sweep.failures.get(host)
@@ -237,6 +260,24 @@ class DcgmFleetReader:
             statuses.append(gpu_status(device_id, reading, now, f"unreachable: {reason}", agent))
         self._transitions.note(statuses)
         return statuses
+
+    def _to_ask(self, host: str, seen: Mapping[tuple[str, int], GpuReading], now: datetime) -> bool:
+        """Whether the node's agent must be asked this poll (see the class docstring)."""
+        answered = self._answered_at.get(host)
+        if answered is None or now - answered >= self._refresh:
+            return True
+        for index in self._indexes[host]:
+            reading = seen.get((host, index))
+            if reading is None:
+                continue
+            verdict = self._verdicts.get((host, index))
+            if (
+                verdict is None
+                or verdict.health is not GpuHealth.HEALTHY
+                or verdict.xid != reading.xid_errors
+            ):
+                return True
+        return False
 
     async def aclose(self) -> None:
         await self._scraper.aclose()
