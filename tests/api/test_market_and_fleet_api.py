@@ -9,6 +9,7 @@ import pytest
 
 from hcp.domain.plans import SitePlan
 from hcp.economics import snapshot_hashprice
+from hcp.services.dashboard import Sources
 from tests.api.conftest import START, Api
 
 
@@ -146,3 +147,20 @@ def plan_at(start: datetime, name: str) -> SitePlan:
         created_at=start,
         allocations=(),
     )
+
+
+def test_the_dashboard_shows_no_plan_or_price_from_ahead_of_now(api: Api) -> None:
+    """With devices elsewhere `hcp up` keeps the wall clock, behind a sped-up run's history:
+    the overview shows the present, as `/api/v1/plan/current` and `/prices/current` do."""
+    with api.runtime.unit_of_work() as uow:
+        present = uow.market.latest()
+        assert present is not None
+        ahead = START + timedelta(days=2)
+        future = replace(present, at=ahead, electricity_usd_per_mwh={"HB_WEST": 4_321.0})
+        uow.market.add(future, "simulator")
+        uow.plans.add(SitePlan("ahead", "site-west-1", ahead, "mpc", "optimal", None, 0.0,
+                               ahead, ()))  # fmt: skip
+        uow.commit()
+    overview = api.runtime.platform.dashboard.admin(Sources())
+    assert overview.prices is not None and overview.prices.at == present.at
+    assert overview.plan is None or overview.plan.interval_start <= START

@@ -481,6 +481,10 @@ class DashboardService:
             devices = uow.fleet.devices(site_id=site.id if site else None)
             queued = sum(uow.workloads.queued_by_priority().values())
             busy = uow.workloads.gpus_in_use()
+        # Nothing from ahead of now: a sped-up run before may have stored days beyond the wall
+        # clock that a run on devices elsewhere keeps to (as `FleetService.current_plan`).
+        plans = [p for p in plans if p.interval_start <= now]
+        snapshots = [s for s in snapshots if s.at <= now]
         today_usd = profit_usd(plan_spans(plans, now), day_start(now), now)
         rows, states = fleet_rows(devices)
         return AdminOverview(
