@@ -258,6 +258,18 @@ def test_a_miner_in_maintenance_gets_no_command_and_fills_no_place_of_the_target
     assert curtail.commands == ()
 
 
+def test_a_degraded_miner_the_plan_left_out_fills_no_place_though_it_hashes() -> None:
+    """Held asleep or unhealthy, the plan counted on neither and took their draw off the MW:
+    a place filled by them too would keep a wanted miner asleep."""
+    until = NOW + timedelta(minutes=10)
+    trouble = Trouble("overheating: 97 °C >= 90 °C", NOW - timedelta(minutes=2))
+    held = replace(miner(0), degraded_until=until, trouble=trouble)
+    hot = miner(1, problems=("overheating: 97 °C >= 90 °C",), degraded_until=until)
+    fleet = [held, hot, miner(2, MinerState.SLEEPING), miner(3, MinerState.SLEEPING)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert by_action(plan)[Action.WAKE] == ["m002", "m003"] and plan.shortfall == {}
+
+
 def test_a_degraded_miner_that_still_hashes_takes_a_place_of_the_target() -> None:
     stuck = miner(0, degraded_until=NOW + timedelta(minutes=10))
     fleet = [stuck, miner(1, MinerState.SLEEPING), miner(2, MinerState.SLEEPING)]
