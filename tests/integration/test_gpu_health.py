@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hcp import bootstrap
+from hcp.adapters.clock import ManualClock
+from hcp.adapters.devices.fleet_readers import AGENT_REFRESH_S
 from hcp.adapters.devices.gpu_runner import split_address
 from hcp.domain.devices import DeviceKind
 from hcp.domain.gpu_telemetry import GpuHealth
@@ -27,6 +30,7 @@ from tests.integration.livesite import live_site
 class Site:
     runtime: bootstrap.Runtime
     live: bootstrap.Live
+    clock: ManualClock
     api: httpx.AsyncClient
     admin: dict[str, str]
 
@@ -59,7 +63,7 @@ GPUS = {RESET, LOST}
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     async with live_site(tmp_path, site_asics=1, site_gpus=2) as s:
-        yield Site(s.runtime, s.live, s.api, s.admin)
+        yield Site(s.runtime, s.live, s.clock, s.api, s.admin)
 
 
 async def test_a_gpu_reset_after_an_xid_is_usable_again_and_a_lost_one_is_not(site: Site) -> None:
@@ -101,12 +105,17 @@ async def test_a_reset_gpu_keeps_its_work_when_its_agent_misses_a_poll(site: Sit
     assert started.scheduling is not None and len(started.scheduling.started) == 2
     agents = site.live.gpu_reader._agents
 
+    asked: list[list[str]] = []
+
     async def silent(hosts: Sequence[str]) -> dict[str, dict[int, GpuHealth]]:
+        asked.append(list(hosts))
         return {}  # every agent's GET /v1/gpus timed out
 
     answering = agents.read
     agents.read = silent  # type: ignore[method-assign]
+    site.clock.advance(timedelta(seconds=AGENT_REFRESH_S))  # the agent is due to be asked
     gpus = await site.poll()
+    assert asked == [["site-west-1-gpu-node-001"]]
     assert (gpus[RESET]["healthy"], gpus[RESET]["problems"]) == (True, [])
     agents.read = answering  # type: ignore[method-assign]
     after = await site.live.control.tick()

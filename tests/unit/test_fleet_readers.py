@@ -317,3 +317,80 @@ async def test_an_agent_whose_gpus_are_healthy_is_asked_again_only_at_its_refres
     # 0: first; 2: a new Xid (48); 3: the agent's word was "unhealthy"; 5: 30 s since 3
     assert asked == [0, 2, 3, 5]
     assert healthy == [[True, True], [True, True], [False, True]] + [[True, True]] * 4
+
+
+async def scripted_polls(
+    polls: list[tuple[float, DcgmSweep, dict[int, str] | None]],
+) -> tuple[list[int], list[list[tuple[bool, tuple[str, ...]]]]]:
+    """Poll a one-GPU node as scripted: (seconds since the last poll, the DCGM sweep, what its
+    agent answers if asked: health by index, or None for a 503). Returns the polls at which the
+    agent was asked, and each poll's (healthy, problems)."""
+    asked: list[int] = []
+    answers: dict[int, dict[int, str] | None] = {}
+    poll = 0
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(poll)
+        health = answers[poll]
+        if health is None:
+            return httpx.Response(503, json={"detail": "node is down", "code": "node_down"})
+        gpus = [agent_gpu(index, value) for index, value in health.items()]
+        return httpx.Response(200, json={"hostname": "node-1", "model": "H100", "gpus": gpus})
+
+    clock = ManualClock(NOW)
+    url = "http://sim/nodes/{}".format
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    scraper = ScriptedScraper([sweep for _, sweep, _ in polls])
+    reader = DcgmFleetReader(
+        {("node-1", 0): "g0"}, url, clock, _as_scraper(scraper), GpuHealthReader(url, client)
+    )
+    seen = []
+    for poll, (seconds, _, health) in enumerate(polls):
+        answers[poll] = health
+        clock.advance(timedelta(seconds=seconds))
+        seen.append([(s.healthy, s.problems) for s in await reader.read()])
+    await client.aclose()
+    return asked, seen
+
+
+def sweep_of(xid: int) -> DcgmSweep:
+    return DcgmSweep((gpu(0, xid=xid),), {})
+
+
+OK, HOT = (True, ()), (False, ("XID 48",))
+
+
+async def test_a_word_voided_by_a_new_xid_does_not_come_back_with_the_old_one() -> None:
+    asked, seen = await scripted_polls(
+        [(0, sweep_of(94), {0: "healthy"}), (5, sweep_of(48), None), (5, sweep_of(94), None)]
+    )
+    assert asked == [0, 1, 2]
+    assert seen == [[OK], [HOT], [(False, ("XID 94",))]]  # DCGM's rule: the word is gone
+
+
+async def test_an_agent_is_asked_again_when_the_clock_goes_back() -> None:
+    asked, _ = await scripted_polls(
+        [(0, sweep_of(0), {0: "healthy"}), (-3_600, sweep_of(0), {0: "healthy"})]
+    )
+    assert asked == [0, 1]
+
+
+async def test_a_word_given_while_the_scrape_failed_is_asked_for_again() -> None:
+    down = DcgmSweep((), {"node-1": DeviceUnreachable("node-1", "timed out")})
+    asked, seen = await scripted_polls(
+        [
+            (0, sweep_of(0), {0: "healthy"}),
+            (30, down, {0: "unhealthy"}),  # no reading to keep the word beside
+            (5, sweep_of(0), {0: "unhealthy"}),
+        ]
+    )
+    assert asked == [0, 1, 2]
+    assert seen[2] == [(False, ("node agent: unhealthy",))]
+
+
+async def test_a_gpu_its_agent_no_longer_lists_falls_back_to_dcgms_rule() -> None:
+    asked, seen = await scripted_polls(
+        [(0, sweep_of(48), {0: "healthy"}), (30, sweep_of(48), {}), (5, sweep_of(48), {})]
+    )
+    assert asked == [0, 1, 2]
+    assert seen == [[OK], [HOT], [HOT]]

@@ -136,8 +136,8 @@ class LuxosFleetReader:
 
 
 class GpuHealthReader:
-    """Each node agent's word on its GPUs' health: one `GET /v1/gpus` per node and poll, at
-    most `concurrency` at a time, each within `timeout_s`. A node whose agent does not answer
+    """Each node agent's word on its GPUs' health: one `GET /v1/gpus` per node asked, at most
+    `concurrency` at a time, each within `timeout_s`. A node whose agent does not answer
     is left out (its GPUs keep the agent's last word while DCGM shows the same Xid, else DCGM's
     rule applies: `standing_verdict`); that is logged when it starts
     and when the agent answers again."""
@@ -207,9 +207,11 @@ class DcgmFleetReader:
     health (`GpuHealthReader`); `gpus` maps (node hostname, GPU index) to device id.
 
     A node's agent is asked when one of its GPUs has no word from it yet, or a word other than
-    healthy, or shows another Xid than when the word was given, or the node's last answer is
-    `agent_refresh_s` old: at a few seconds' poll most nodes are not asked most polls (each ask
-    is an HTTP request, and at 1,000 GPUs every poll's asks cost a tenth of a core)."""
+    healthy, or shows another Xid than when the word was given, or the node's last answer (one
+    given beside a scrape) is `agent_refresh_s` old in platform time (or the clock went back).
+    At a few seconds' poll most nodes are not asked most polls: each ask is an HTTP request,
+    and at 1,000 GPUs asking every node every poll cost a tenth of a core. A word is dropped
+    when DCGM shows a new Xid without a fresh one, or when the agent no longer lists the GPU."""
 
     def __init__(
         self,
@@ -242,19 +244,24 @@ class DcgmFleetReader:
             [h for h in self._hosts if self._to_ask(h, seen, asked_at)]
         )
         for host in health:
-            self._answered_at[host] = asked_at
+            if host not in sweep.failures:  # its word is kept only beside a reading
+                self._answered_at[host] = asked_at
         now = self._clock.now()
         statuses = []
         for (host, index), device_id in self._gpus.items():
             failure = sweep.failures.get(host)
             reason = f"node {host}: {failure.message}" if failure else "fell off the bus"
-            reading, fresh = seen.get((host, index)), health.get(host, {}).get(index)
+            reading, answer = seen.get((host, index)), health.get(host)
+            fresh = None if answer is None else answer.get(index)
             agent = None
+            if answer is not None and fresh is None:  # the agent no longer lists it
+                self._verdicts.pop((host, index), None)
             if reading is not None:
-                verdict = standing_verdict(
-                    fresh, self._verdicts.get((host, index)), reading.xid_errors
-                )
-                if verdict is not None:
+                last = self._verdicts.get((host, index))
+                verdict = standing_verdict(fresh, last, reading.xid_errors)
+                if verdict is None:
+                    self._verdicts.pop((host, index), None)  # voided by a new Xid
+                else:
                     self._verdicts[host, index] = verdict
                     agent = verdict.health
             statuses.append(gpu_status(device_id, reading, now, f"unreachable: {reason}", agent))
@@ -264,8 +271,8 @@ class DcgmFleetReader:
     def _to_ask(self, host: str, seen: Mapping[tuple[str, int], GpuReading], now: datetime) -> bool:
         """Whether the node's agent must be asked this poll (see the class docstring)."""
         answered = self._answered_at.get(host)
-        if answered is None or now - answered >= self._refresh:
-            return True
+        if answered is None or not timedelta(0) <= now - answered < self._refresh:
+            return True  # never, long ago, or the clock stepped back
         for index in self._indexes[host]:
             reading = seen.get((host, index))
             if reading is None:
