@@ -42,7 +42,7 @@ from hcp.services.auth import Authenticator, issue_key
 from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.dashboard import DashboardService
-from hcp.services.dispatcher import Dispatcher, SiteDispatcher
+from hcp.services.dispatcher import Dispatcher, LatestDispatch, SiteDispatcher
 from hcp.services.events import ASIC_METRICS, GPU_METRICS, Event, workload_event
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import FAST_TEST_HASHER, IdentityService
@@ -110,6 +110,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         billing=BillingService(uow, clock, power=telemetry),
         telemetry=telemetry,
         dispatch_log=SqlCommandLog(engine, settings.site_id),
+        dispatch_status=LatestDispatch(),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),
     )
@@ -434,11 +435,9 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
     # wakes or clocks up to keep each tick's rise within it).
     ramp = settings.site_ramp_mw_per_tick
     rise_w = math.inf if ramp is None else ramp * 1e6 / site.pue
-    dispatcher = LoggedDispatcher(
-        SiteDispatcher(Dispatcher(driver, command_log, policy), uow, clock, rise_w),
-        command_log,
-        driver,
-    )
+    miners = Dispatcher(driver, command_log, policy)
+    dispatcher = LoggedDispatcher(SiteDispatcher(miners, uow, clock, rise_w), command_log, driver)
+    runtime.platform.dispatch_status.attach(lambda: miners.last_report)
     bus = InMemoryBus()
     announce = announcer(bus, asyncio.get_running_loop())
     runtime.platform.workloads.on_change(announce)

@@ -624,3 +624,24 @@ async def test_a_gpu_in_maintenance_takes_no_new_workload_and_its_running_one_dr
     assert outcome.scheduling is not None and outcome.scheduling.preempted == []
     held = (await site.api.get("/api/v1/allocations", headers=site.admin)).json()["workloads"]
     assert draining["workload_id"] in {w["workload_id"] for w in held}  # it runs on
+
+
+async def test_the_last_ticks_dispatch_is_in_the_api_with_what_it_left_undone(
+    site: Site,
+) -> None:
+    status = await site.api.get("/api/v1/dispatch/status", headers=site.admin)
+    assert status.status_code == 404  # no tick yet
+    put = await site.api.put(
+        "/api/v1/resources/site-west-1-asic-00005/maintenance",
+        json={"reason": "PSU swap"},
+        headers=site.admin,
+    )
+    assert put.status_code == 200
+    site.live.control._feed = SpikeFeed(site.clock)
+    await site.live.control.poll()
+    await site.live.control.tick()
+    await site.live.dispatcher.delivered()
+    body = (await site.api.get("/api/v1/dispatch/status", headers=site.admin)).json()
+    assert (body["commands"], body["sent"], body["deferred"], body["shortfall"]) == (11, 11, [], {})
+    assert body["degraded"] == {"site-west-1-asic-00005": "in maintenance: PSU swap"}
+    assert body["at"].startswith(START.strftime("%Y-%m-%dT%H:%M"))

@@ -113,6 +113,8 @@ MATRIX: tuple[Row, ...] = (
     row("GET /billing/invoices/{invoice_id}.csv",                401, 200, 404, 200, 200),
     row("GET /telemetry?device=site-west-1-gpu-00001&metric=power_w", 401, 403, 403, 200, 200),
     row("GET /dispatch",                                         401, 403, 403, 200, 200),
+    # no dispatcher runs in the API test platform: staff get the 404 that says so
+    row("GET /dispatch/status",                                  401, 403, 403, 404, 404),
     row("GET /billing/prices",                                    401, 200, 200, 200, 200),
     row("PUT /billing/prices",                                    401, 403, 403, 403, 200,
         {"workload_type": "ai_training", "gpu_type": "H100", "usd_per_gpu_hour": "2.5"}),

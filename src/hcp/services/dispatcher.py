@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -120,6 +120,21 @@ class DispatchReport:
         """Miners the dispatcher cannot manage now, and why: no telemetry, out of attempts,
         in a degradation, or a command that did not get through this tick."""
         return {**self.plan.degraded, **self.errors}
+
+
+class LatestDispatch:
+    """Where the API reads the last tick's dispatch report: from the dispatcher this process
+    runs (`hcp up`), attached when its control loop starts; none in a process without one
+    (`hcp api`)."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], DispatchReport | None] | None = None
+
+    def attach(self, source: Callable[[], DispatchReport | None] | None) -> None:
+        self._source = source
+
+    def latest(self) -> DispatchReport | None:
+        return None if self._source is None else self._source()
 
 
 class Dispatcher:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from hcp.services.auth import Authenticator
 from hcp.services.billing import BillingService
 from hcp.services.dashboard import DashboardService
+from hcp.services.dispatcher import LatestDispatch
 from hcp.services.fleet import FleetService
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
@@ -30,6 +31,8 @@ class Platform:
     billing: BillingService
     telemetry: TelemetryService
     dispatch_log: DispatchLogReader
+    dispatch_status: LatestDispatch
+    """The last tick's dispatch report, where this process runs the dispatcher."""
     rate_limiter: RateLimiter
     health: HealthCheck
     """Each component's status: "ok", or a short reason it is not."""

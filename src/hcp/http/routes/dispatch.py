@@ -1,5 +1,6 @@
 """/api/v1/dispatch: every command sent to a device (a miner, or a GPU node for a workload), its
-reason and how it was judged."""
+reason and how it was judged; /api/v1/dispatch/status: what the last tick's dispatch left undone
+and why."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from hcp.domain.errors import NotFound
 from hcp.http.deps import PlatformDep, StaffPrincipal
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
@@ -55,3 +57,44 @@ def dispatch_log(
         )
         for c in platform.dispatch_log.recent(limit, device)
     ]
+
+
+class DispatchStatusOut(BaseModel):
+    at: datetime = Field(description="When the tick's dispatch planned its commands.")
+    commands: int = Field(description="Commands the tick planned.")
+    sent: int = Field(description="Commands delivered so far (the rest go out behind the tick).")
+    power_increase_w: float = Field(description="What the planned wakes and raises add, W.")
+    deferred: list[str] = Field(
+        description="Miners whose wake or profile raise waits for room in the site's ramp."
+    )
+    shortfall: dict[str, int] = Field(
+        description="Miners per model the plan wants that no healthy, manageable miner can run."
+    )
+    unhealthy: dict[str, str] = Field(
+        description="Miners put or held asleep for what is wrong with them (device id: why)."
+    )
+    degraded: dict[str, str] = Field(
+        description="Miners the dispatcher cannot manage now (device id: why): in maintenance, "
+        "no telemetry, out of attempts, in a degradation, or a command that did not get through."
+    )
+
+
+@router.get("/dispatch/status", response_model=DispatchStatusOut)
+def dispatch_status(platform: PlatformDep, _caller: StaffPrincipal) -> DispatchStatusOut:
+    """The last tick's dispatch of the miners: which wait for the ramp, which the plan wants but
+    cannot have, and which get no work and why. 404 before the first tick, and from a process
+    that runs no dispatcher (`hcp api`)."""
+    report = platform.dispatch_status.latest()
+    if report is None:
+        raise NotFound("dispatch report", "of the last tick")
+    plan = report.plan
+    return DispatchStatusOut(
+        at=report.at,
+        commands=len(plan.commands),
+        sent=len(report.sent),
+        power_increase_w=plan.power_increase_w,
+        deferred=list(plan.deferred),
+        shortfall=dict(plan.shortfall),
+        unhealthy=dict(plan.unhealthy),
+        degraded=report.degraded,
+    )
