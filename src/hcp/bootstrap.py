@@ -215,11 +215,8 @@ def _resume_platform_time(runtime: Runtime, site_id: str) -> None:
     with runtime.unit_of_work() as uow:
         snapshot, plan = uow.market.latest(), uow.plans.latest(site_id)
         metered = uow.billing.metered_until()
-    stored = [
-        *([snapshot.at] if snapshot is not None else []),
-        *([plan.created_at] if plan is not None else []),
-        *([metered] if metered is not None else []),
-    ]
+    times = (snapshot.at if snapshot else None, plan.created_at if plan else None, metered)
+    stored = [t for t in times if t is not None]
     now = clock.now()
     newest = max(stored, default=now)
     if newest <= now:

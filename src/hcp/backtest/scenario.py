@@ -269,12 +269,8 @@ def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | Non
         asics=asics,
         gpus=gpus,
         ramp_mw_per_step=_optional_number(table, "ramp_mw_per_step", above=0.0),
-        min_on_steps=steps_covering(
-            timedelta(minutes=table.number("min_on_minutes", 0.0, minimum=0.0)), step
-        ),
-        min_off_steps=steps_covering(
-            timedelta(minutes=table.number("min_off_minutes", 0.0, minimum=0.0)), step
-        ),
+        min_on_steps=_steps(table, "min_on_minutes", step),
+        min_off_steps=_steps(table, "min_off_minutes", step),
         day_ahead_node=table.optional("day_ahead_node", str),
     )
     _check_sleep_fits(table, site)
@@ -301,8 +297,9 @@ def _check_sleep_fits(table: TomlTable, site: SiteSpec) -> None:
         raise table.error("capacity_mw", message)
 
 
-def _steps(minutes: float, step: timedelta) -> int:
-    return steps_covering(timedelta(minutes=minutes), step)
+def _steps(table: TomlTable, key: str, step: timedelta) -> int:
+    """Whole steps covering the minutes at `key` (none given: 0; at least one step)."""
+    return steps_covering(timedelta(minutes=table.number(key, 0.0, minimum=0.0)), step)
 
 
 def _fleet(table: TomlTable) -> tuple[tuple[AsicFleet, ...], tuple[GpuFleet, ...]]:

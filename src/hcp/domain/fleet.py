@@ -30,6 +30,10 @@ class Rack:
     name: str
 
 
+MAX_MAINTENANCE_REASON = 500
+"""Characters a maintenance reason may hold."""
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     """One ASIC or GPU as the platform last saw it.

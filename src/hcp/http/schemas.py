@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from hcp.domain.fleet import MAX_MAINTENANCE_REASON
 from hcp.domain.identity import Role
 from hcp.domain.workloads import WorkloadClass, WorkloadState
 
@@ -170,7 +171,7 @@ class MaintenanceIn(Strict):
     reason: str = Field(
         ...,
         min_length=1,
-        max_length=500,
+        max_length=MAX_MAINTENANCE_REASON,
         description="Why the device is left alone (shown in the API and the dispatch log).",
         examples=["fan 2 replaced, burn-in tomorrow"],
     )

@@ -80,13 +80,18 @@ def healthy_counts(
     asics: Counter[str] = Counter()
     gpus: Counter[str] = Counter()
     for d in devices:
-        status = latest.get(d.id)
-        if (status is not None and not status.healthy) or d.id in held:
-            continue
-        if d.in_maintenance and d.id not in draining:
-            continue
-        (asics if d.kind is DeviceKind.ASIC else gpus)[d.model_name] += 1
+        if not _left_out(d, latest.get(d.id), held, draining):
+            (asics if d.kind is DeviceKind.ASIC else gpus)[d.model_name] += 1
     return FleetCounts(dict(asics), dict(gpus))
+
+
+def _left_out(
+    d: Device, status: DeviceStatus | None, held: Collection[str], draining: Collection[str] = ()
+) -> bool:
+    """Whether the plan cannot count on `d`: unhealthy, held asleep, or in maintenance (a GPU
+    still draining its workload excepted)."""
+    unhealthy = status is not None and not status.healthy
+    return unhealthy or d.id in held or (d.in_maintenance and d.id not in draining)
 
 
 def unmanaged_watts(
@@ -102,9 +107,7 @@ def unmanaged_watts(
     watts = 0.0
     for d in devices:
         status = latest.get(d.id)
-        if d.kind is not DeviceKind.ASIC or status is None:
-            continue
-        if status.healthy and not d.in_maintenance and d.id not in held:
+        if d.kind is not DeviceKind.ASIC or status is None or not _left_out(d, status, held):
             continue
         known = status if status.state != UNREACHABLE else answers.get(d.id)
         watts += known.power_w if known is not None else 0.0

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from hcp.domain.catalog import asic_model, gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import Forbidden, NotFound, ValidationError
-from hcp.domain.fleet import Device, Rack, Site
+from hcp.domain.fleet import MAX_MAINTENANCE_REASON, Device, Rack, Site
 from hcp.domain.identity import Principal
 from hcp.domain.plans import SitePlan
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -255,10 +255,6 @@ class FleetService:
         verb = "in maintenance" if reason is not None else "back in service"
         log.info("%s %s (by %s%s)", device_id, verb, by or "-", f": {reason}" if reason else "")
         return device
-
-
-MAX_MAINTENANCE_REASON = 500
-"""Characters a maintenance reason may hold (the column's width)."""
 
 
 def _check_staff(principal: Principal, what: str) -> None:

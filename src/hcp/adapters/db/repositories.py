@@ -541,20 +541,12 @@ class SqlFleet:
             query = query.where(DeviceRow.kind == kind.value)
         if state is not None:
             query = query.where(DeviceRow.state == state)
-        kinds = {kind.value: kind for kind in DeviceKind}
-        # The columns are in Device's field order (a test holds them so).
-        return [
-            Device(i, site, rack, model, kinds[kind], *rest)
-            for i, site, rack, model, kind, *rest in self._s.execute(query)
-        ]
+        return [_device(row) for row in self._s.execute(query)]
 
     def device(self, device_id: str) -> Device | None:
         query = select(*_DEVICE_COLUMNS).where(DeviceRow.id == device_id)
         row = self._s.execute(query).first()
-        if row is None:
-            return None
-        i, site, rack, model, kind, *rest = row
-        return Device(i, site, rack, model, DeviceKind(kind), *rest)
+        return None if row is None else _device(row)
 
     def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         rows = [
@@ -637,6 +629,14 @@ def _device_row(d: Device) -> DeviceRow:
     )
 
 
+def _device(row: Sequence[Any]) -> Device:
+    """A device from a row of `_DEVICE_COLUMNS`, which are in Device's field order (a test holds
+    them so)."""
+    i, site, rack, model, kind, *rest = row
+    return Device(i, site, rack, model, _KINDS[kind], *rest)
+
+
+_KINDS = {kind.value: kind for kind in DeviceKind}
 _DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.id,
     DeviceRow.site_id,

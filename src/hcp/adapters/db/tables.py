@@ -102,7 +102,7 @@ class DeviceRow(Base):
     power_w: Mapped[float] = mapped_column(Float, default=0.0)
     hashrate_ths: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[datetime]
-    maintenance: Mapped[str | None] = mapped_column(String(500))
+    maintenance: Mapped[str | None] = mapped_column(String(500))  # MAX_MAINTENANCE_REASON
     maintenance_since: Mapped[datetime | None]
     maintenance_by: Mapped[str | None] = mapped_column(String(200))
     __table_args__ = (Index(None, "kind", "state"),)

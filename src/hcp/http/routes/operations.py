@@ -47,7 +47,7 @@ def resources(
     the problems of that state in words (`problems`, empty when healthy)."""
     devices = platform.fleet.devices(site_id=site, kind=kind, state=state)
     return ResourcesOut(
-        resources=[_device_out(d, problems_of(d, platform.telemetry)) for d in devices],
+        resources=[_device_out(d, platform.telemetry) for d in devices],
         total=len(devices),
         by_kind=dict(Counter(d.kind.value for d in devices)),
         by_state=dict(Counter(d.state for d in devices)),
@@ -61,7 +61,7 @@ DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
 def resource(device_id: DeviceId, platform: PlatformDep, _caller: StaffPrincipal) -> DeviceOut:
     """One stored device with its last known state and problems."""
     device = platform.fleet.device(device_id)
-    return _device_out(device, problems_of(device, platform.telemetry))
+    return _device_out(device, platform.telemetry)
 
 
 @router.put("/resources/{device_id}/maintenance", response_model=DeviceOut)
@@ -73,7 +73,7 @@ def start_maintenance(
     neither; a miner that still hashes is counted as drawing what it reads. Again with
     another reason: the reason and time are replaced."""
     device = platform.fleet.start_maintenance(caller, device_id, body.reason)
-    return _device_out(device, problems_of(device, platform.telemetry))
+    return _device_out(device, platform.telemetry)
 
 
 @router.delete("/resources/{device_id}/maintenance", response_model=DeviceOut)
@@ -83,7 +83,7 @@ def end_maintenance(
     """Put a device back in service (operators and admins); one not in maintenance is
     answered as it is."""
     device = platform.fleet.end_maintenance(caller, device_id)
-    return _device_out(device, problems_of(device, platform.telemetry))
+    return _device_out(device, platform.telemetry)
 
 
 @router.get("/sites", response_model=list[SiteOut])
@@ -114,7 +114,7 @@ def problems_of(d: Device, telemetry: TelemetryService) -> list[str]:
     return [] if d.healthy else ["unhealthy"]
 
 
-def _device_out(d: Device, problems: list[str]) -> DeviceOut:
+def _device_out(d: Device, telemetry: TelemetryService) -> DeviceOut:
     return DeviceOut(
         device_id=d.id,
         kind=d.kind.value,
@@ -128,7 +128,7 @@ def _device_out(d: Device, problems: list[str]) -> DeviceOut:
         power_w=d.power_w,
         hashrate_ths=d.hashrate_ths,
         updated_at=d.updated_at,
-        problems=problems,
+        problems=problems_of(d, telemetry),
         maintenance=_maintenance_out(d),
     )
 
