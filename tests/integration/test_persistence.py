@@ -167,3 +167,42 @@ def test_the_device_columns_follow_the_device_fields() -> None:
     from hcp.domain.fleet import Device
 
     assert [column.key for column in _DEVICE_COLUMNS] == [f.name for f in fields(Device)]
+
+
+def test_the_longest_command_id_is_stored(engine: Engine) -> None:
+    """A profile command to a device of the longest site id, issued at a sub-second instant,
+    as the dispatcher names it: PostgreSQL refused ids over 64 characters, and with them the
+    whole batch of commands of that tick."""
+    from hcp.adapters.db.dispatch_log import SqlCommandLog
+    from hcp.dispatch import AsicTarget, MinerView, plan_commands
+    from hcp.domain.catalog import asic_model
+    from hcp.domain.telemetry import AsicReading, MinerState
+
+    s21 = asic_model("S21")
+    site = "s" * 48  # the longest site id the settings allow
+    device = f"{site}-asic-00001"
+    at = T0 + timedelta(microseconds=123_456)
+    reading = AsicReading(
+        device="127.0.0.1:4028",
+        at=at - timedelta(seconds=5),
+        state=MinerState.MINING,
+        hashrate_ths=200.0,
+        power_w=3500.0,
+        temperature_c=70.0,
+        profile=s21.stock_profile,
+        accepted_shares=0,
+        rejected_shares=0,
+    )
+    raised = max(s21.profiles, key=lambda p: p.power_w).name
+    plan = plan_commands(
+        AsicTarget({s21.name: {raised: 1}}),
+        [MinerView(device, s21, "127.0.0.1:4028", reading)],
+        at,
+    )
+    [command] = plan.commands
+    assert len(command.id) > 64, command.id
+    log = SqlCommandLog(engine, site)
+    log.record(command)
+    assert log.flush() == 1
+    [stored] = log.recent()
+    assert (stored.id, stored.action, stored.profile) == (command.id, "profile", raised)

@@ -213,9 +213,13 @@ class PreemptionRow(Base):
     for_workload_id: Mapped[str | None] = mapped_column(String(64))
 
 
+COMMAND_ID_LENGTH = 160
+
+
 class DispatchCommandRow(Base):
     __tablename__ = "dispatch_commands"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # `{device id}:{action}:{attempt}@{ISO instant}`: up to 64 + 1 + 7 + 1 + 6 + 1 + 32 = 112
+    id: Mapped[str] = mapped_column(String(COMMAND_ID_LENGTH), primary_key=True)
     issued_at: Mapped[datetime] = mapped_column(index=True)
     site_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[str] = mapped_column(String(64), index=True)
