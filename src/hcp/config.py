@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     market_seed: int = 42
     rate_limit_per_second: float = Field(50.0, ge=0, description="per API key; 0 turns it off")
     rate_limit_burst: int = Field(200, ge=1)
+    leader_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="how often a leading control loop checks it still holds its site, and a "
+        "standing-by one tries to take it (wall seconds)",
+    )
     planner: Literal["mpc", "breakeven"] = Field(
         "mpc", description="the live planner: the optimizer (mpc) or the breakeven rule of thumb"
     )

@@ -53,6 +53,18 @@ def api(host: str | None = HostOption, port: int | None = PortOption) -> None:
     serve_api(host, port)
 
 
+@app.command()
+def controller(
+    speed: float = typer.Option(1.0, min=0.001, help="run market and fleet time N times faster"),
+    asics: int | None = typer.Option(None, min=0, help="simulated miners (HCP_SITE_ASICS)"),
+    gpus: int | None = typer.Option(None, min=0, help="simulated GPUs (HCP_SITE_GPUS)"),
+) -> None:
+    """Run the site's control loop without the API; stand by while another process leads it."""
+    from hcp.cli.serve import serve_controller
+
+    serve_controller(speed, asics, gpus)
+
+
 @app.command("backtest")
 def backtest_command(
     scenario: Path = typer.Argument(..., help="scenario TOML (docs/scenario-format.md)"),

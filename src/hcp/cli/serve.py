@@ -1,4 +1,5 @@
-"""`hcp up` (the whole platform in one process) and `hcp api` (the API alone)."""
+"""`hcp up` (the whole platform in one process), `hcp api` (the API alone) and `hcp controller`
+(the control loop alone, standing by while another process leads the site)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import typer
 import uvicorn
 
 from hcp import bootstrap
 from hcp.adapters.clock import ScaledClock, SystemClock
+from hcp.adapters.db.leadership import leadership_for
 from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
@@ -21,7 +24,8 @@ from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import DataError
 from hcp.http.app import create_app
-from hcp.services.ports import Clock
+from hcp.services.leadership import lead
+from hcp.services.ports import Clock, Leadership
 
 
 def serve_platform(
@@ -34,39 +38,103 @@ def serve_platform(
     """`hcp up`: migrate, provision the simulated site, serve API + simulation."""
     settings = load_settings(host=host, port=port, site_asics=asics, site_gpus=gpus)
     _configure_logging(settings)
-    device_file = None
-    if settings.devices_file is not None:
-        try:  # before anything starts: a mistake there stops hcp up with its file and line
-            device_file = load_device_file(settings.devices_file)
-        except DataError as error:
-            typer.secho(f"hcp: {error}", err=True, fg="red")
-            raise typer.Exit(1) from None
+    device_file = _device_file(settings)
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
     with _listening(settings) as listeners:
-        # A simulated site's clock resumes at stored history ahead of it; devices elsewhere
-        # keep wall time, and so does the platform with them.
-        elsewhere = device_file is not None and speed == 1.0
-        clock: Clock = SystemClock() if elsewhere else ScaledClock(speed)
-        runtime = bootstrap.build(settings, clock)
+        runtime = bootstrap.build(settings, _clock(device_file, speed))
+        leadership = leadership_for(runtime.engine, settings.site_id, settings.var_dir)
         try:
-            try:
-                asked = {DeviceKind.ASIC: asics, DeviceKind.GPU: gpus}
-                fleet_asked = [kind for kind, count in asked.items() if count is not None]
-                keys = bootstrap.prepare(runtime, fleet_asked=fleet_asked)
-            except bootstrap.FleetMismatch as error:
-                typer.secho(f"hcp: {error}", err=True, fg="red")
-                raise typer.Exit(1) from None
+            if not leadership.try_acquire():
+                typer.secho(
+                    f"hcp: site {settings.site_id} is controlled by another process on this "
+                    "database (an `hcp up` or `hcp controller`); run `hcp api` for another API "
+                    "replica, or `hcp controller` to stand by for the site",
+                    err=True,
+                    fg="red",
+                )
+                raise typer.Exit(1)
+            keys = _prepare(runtime, asics, gpus)
             _announce(settings, keys)
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()
             try:
-                run_on_uvloop(_serve_live(runtime, speed, listeners, device_file))
+                run_on_uvloop(_serve_live(runtime, leadership, speed, listeners, device_file))
             except DataError as error:  # the devices file does not fit the stored site
                 typer.secho(f"hcp: {error}", err=True, fg="red")
                 raise typer.Exit(1) from None
         finally:
+            leadership.close()
             runtime.close()
+
+
+def serve_controller(speed: float = 1.0, asics: int | None = None, gpus: int | None = None) -> None:
+    """`hcp controller`: the site's control loop without the API, once this process leads it."""
+    settings = load_settings(site_asics=asics, site_gpus=gpus)
+    _configure_logging(settings)
+    device_file = _device_file(settings)
+    runtime = bootstrap.build(settings, _clock(device_file, speed))
+    leadership = leadership_for(runtime.engine, settings.site_id, settings.var_dir)
+
+    async def control() -> None:
+        # Prepared anew on each lead: the store may have moved on while this one stood by.
+        keys = await asyncio.to_thread(_prepare, runtime, asics, gpus)
+        if keys:
+            _announce(settings, keys, serving=False)
+        await _control_site(runtime, speed, await bootstrap.start_live(runtime, device_file))
+
+    try:
+        run_on_uvloop(
+            _until_stopped(lead(leadership, control, check_s=settings.leader_check_seconds))
+        )
+    except DataError as error:  # the devices file does not fit the stored site
+        typer.secho(f"hcp: {error}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    finally:
+        leadership.close()
+        runtime.close()
+
+
+def _device_file(settings: Settings) -> DeviceFile | None:
+    """The settings' devices file, read before anything starts: a mistake there stops the
+    command with its file and line."""
+    if settings.devices_file is None:
+        return None
+    try:
+        return load_device_file(settings.devices_file)
+    except DataError as error:
+        typer.secho(f"hcp: {error}", err=True, fg="red")
+        raise typer.Exit(1) from None
+
+
+def _clock(device_file: DeviceFile | None, speed: float) -> Clock:
+    """A simulated site's clock resumes at stored history ahead of it; devices elsewhere keep
+    wall time, and so does the platform with them."""
+    elsewhere = device_file is not None and speed == 1.0
+    return SystemClock() if elsewhere else ScaledClock(speed)
+
+
+def _prepare(
+    runtime: bootstrap.Runtime, asics: int | None, gpus: int | None
+) -> dict[str, str] | None:
+    try:
+        asked = {DeviceKind.ASIC: asics, DeviceKind.GPU: gpus}
+        fleet_asked = [kind for kind, count in asked.items() if count is not None]
+        return bootstrap.prepare(runtime, fleet_asked=fleet_asked)
+    except bootstrap.FleetMismatch as error:
+        typer.secho(f"hcp: {error}", err=True, fg="red")
+        raise typer.Exit(1) from None
+
+
+async def _until_stopped(work: Awaitable[None]) -> None:
+    """Run `work` until it ends or SIGTERM/SIGINT arrives (then cancel it, so it cleans up:
+    miners' sessions are given back, simulators stopped)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(stop, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def serve_api(host: str | None, port: int | None) -> None:
@@ -149,31 +217,51 @@ def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
 
 async def _serve_live(
     runtime: bootstrap.Runtime,
+    leadership: Leadership,
     speed: float,
     listeners: list[socket.socket],
     device_file: DeviceFile | None = None,
 ) -> None:
-    live = await bootstrap.start_live(runtime, device_file)
-    # The simulated site, drivers and control loop live as long as the process too: out of
-    # the GC's passes, a full collection walks 0.04 s instead of 0.2 s at 10,000 miners.
-    gc.collect()
-    gc.freeze()
+    """The API and, while this process leads the site (it does at start), the control loop:
+    a lead lost stops the loop and the site; the API goes on, and the loop starts again if
+    the lead comes back."""
     settings = runtime.settings
-    control = asyncio.create_task(
-        bootstrap.run_control(runtime, live, settings.tick_seconds / speed, settings.poll_seconds)
-    )
+    started = [await bootstrap.start_live(runtime, device_file)]
+
+    async def control() -> None:
+        live = started.pop() if started else await bootstrap.start_live(runtime, device_file)
+        await _control_site(runtime, speed, live)
+
+    leading = asyncio.create_task(lead(leadership, control, check_s=settings.leader_check_seconds))
     try:
         await _server(settings, runtime).serve(sockets=listeners)
     finally:
-        control.cancel()
+        leading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await control
+            await leading
+        if started:  # stopped before the loop took it over
+            await bootstrap.stop_live(started.pop())
+
+
+async def _control_site(runtime: bootstrap.Runtime, speed: float, live: bootstrap.Live) -> None:
+    """Run the control loop of a started site until cancelled, then stop the site."""
+    try:
+        # The simulated site, drivers and control loop live as long as the process too: out
+        # of the GC's passes, a full collection walks 0.04 s instead of 0.2 s at 10,000 miners.
+        gc.collect()
+        gc.freeze()
+        settings = runtime.settings
+        await bootstrap.run_control(
+            runtime, live, settings.tick_seconds / speed, settings.poll_seconds
+        )
+    finally:
         await bootstrap.stop_live(live)
 
 
-def _announce(settings: Settings, keys: dict[str, str] | None) -> None:
+def _announce(settings: Settings, keys: dict[str, str] | None, serving: bool = True) -> None:
     url = f"http://{settings.host}:{settings.port}"
-    typer.echo(f"HCP {settings.env} on {url}  (API docs: {url}/docs)")
+    if serving:
+        typer.echo(f"HCP {settings.env} on {url}  (API docs: {url}/docs)")
     if keys:
         path = settings.var_dir / DEMO_KEYS_FILE
         typer.echo(f"First start: demo API keys (also in {path}, mode 0600):")

@@ -24,6 +24,33 @@ class Clock(Protocol):
         ...
 
 
+class Leadership(Protocol):
+    """The right to run one site's control loop: one process holds it, any other waits."""
+
+    site_id: str
+
+    @property
+    def held(self) -> bool:
+        """Whether this process took it (and has not let it go or seen it lost)."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Take it if nobody holds it; True when this process now holds it (blocking I/O)."""
+        ...
+
+    def still_held(self) -> bool:
+        """False once it is lost (the store cut the session): stop commanding at once."""
+        ...
+
+    def release(self) -> None:
+        """Let it go (another process may take it at once)."""
+        ...
+
+    def close(self) -> None:
+        """Let it go and free what holding it needed."""
+        ...
+
+
 class MarketFeed(Protocol):
     """A source of market snapshots, one per interval, in time order."""
 
