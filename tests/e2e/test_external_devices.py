@@ -9,6 +9,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,9 @@ from hcp import bootstrap
 from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.site_file import load_device_file
 from hcp.domain.errors import DataError
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import Requirements, WorkloadClass
+from hcp.services.workloads import Submission
 from tests.api.conftest import START, make_settings
 from tests.contract.test_asic_sim_cli import HCP, simulator
 from tests.ports import free_port
@@ -64,9 +69,13 @@ def gpu_nodes(port: int) -> Iterator[str]:
 
 
 async def start_platform(
-    tmp_path: Path, miners: list[tuple[str, int] | None], node_url: str
+    tmp_path: Path,
+    miners: list[tuple[str, int] | None],
+    node_url: str,
+    clock: ManualClock | None = None,
 ) -> tuple[bootstrap.Runtime, bootstrap.Live]:
-    """`hcp up`'s runtime and live loop for 3 miners and 2 GPUs, found through a devices file."""
+    """`hcp up`'s runtime and live loop for 3 miners and 2 GPUs, found through a devices file
+    (on the database under `tmp_path`: a second start is a restart)."""
     listed = ", ".join(f'"{host}:{port}"' for host, port in (m for m in miners if m))
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[asics]\naddresses = [{listed}]\n[gpus]\nnode_url = "{node_url}"\n')
@@ -78,7 +87,7 @@ async def start_platform(
         devices_file=devices,
         planner="breakeven",
     )
-    runtime = bootstrap.build(settings, ManualClock(START))
+    runtime = bootstrap.build(settings, clock or ManualClock(START))
     bootstrap.prepare(runtime)
     return runtime, await bootstrap.start_live(runtime)
 
@@ -134,3 +143,62 @@ def test_a_devices_file_mistake_names_its_line_and_key(
     with pytest.raises(DataError) as caught:
         load_device_file(path)
     assert str(caught.value).startswith(str(path)) and where in str(caught.value)
+
+
+def gpu_hours_billed(runtime: bootstrap.Runtime, since: datetime, until: datetime) -> Decimal:
+    with runtime.unit_of_work() as uow:
+        records = uow.billing.usage(since, until)
+    return sum((r.gpu_hours for r in records), start=Decimal(0))
+
+
+@pytest.mark.parametrize("nodes_restart", [False, True], ids=["nodes-run-on", "nodes-restarted"])
+async def test_work_that_ran_on_while_the_platform_was_down_is_billed_once_its_nodes_vouch(
+    tmp_path: Path, nodes_restart: bool
+) -> None:
+    """The platform stops (a restart, or a leader's death) while a 2-GPU job runs on GPU nodes
+    of their own. When it starts again, the hour it was down is billed if the nodes still run
+    the job; if they no longer know it (restarted), nothing shows it ran, and it is not."""
+    clock = ManualClock(START)
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    job = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 2, None, 10.0))
+    port = free_port()
+    with simulator("--count", "3", "--first-port", "0") as (_, miners):
+        with gpu_nodes(port) as node_url:
+            runtime, live = await start_platform(tmp_path, miners, node_url, clock)
+            try:
+                submitted = await runtime.platform.workloads.submit(customer, job)
+                await live.control.poll()
+                outcome = await live.control.tick()
+                assert outcome.scheduling is not None
+                assert outcome.scheduling.started == [submitted.workload.id]
+                clock.advance(timedelta(minutes=30))
+                await live.control.tick()
+            finally:
+                await stop_platform(runtime, live)
+            down_at = clock.now()
+            assert gpu_hours_billed(runtime, START, down_at) == Decimal(1)
+            clock.advance(timedelta(hours=1))  # nothing runs the control loop
+            if not nodes_restart:
+                up_at = await _restart(tmp_path, miners, node_url, clock)
+                # The nodes still ran the job: 2 GPUs for the hour down.
+                assert gpu_hours_billed(runtime, down_at, up_at) == Decimal(2)
+        if nodes_restart:
+            with gpu_nodes(port) as node_url:  # new nodes: they know no job
+                up_at = await _restart(tmp_path, miners, node_url, clock)
+            assert gpu_hours_billed(runtime, down_at, up_at) == 0
+
+
+async def _restart(
+    tmp_path: Path, miners: list[tuple[str, int] | None], node_url: str, clock: ManualClock
+) -> datetime:
+    """Start the platform again on the same database; its first poll and tick; when it came
+    back."""
+    runtime, live = await start_platform(tmp_path, miners, node_url, clock)
+    try:
+        up_at = clock.now()
+        await live.control.poll()
+        outcome = await live.control.tick()
+        assert outcome.errors == []
+        return up_at
+    finally:
+        await stop_platform(runtime, live)

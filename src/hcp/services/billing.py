@@ -4,7 +4,7 @@ and show customers their own usage and invoices only."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -127,12 +127,21 @@ class BillingService:
             uow.commit()
         return self.sheet
 
-    def meter(self, start: datetime, end: datetime, rt_price_usd_per_mwh: float | None) -> int:
-        """Store the usage of every workload that held GPUs in [start, end); how many records
-        were new (metering the same interval again adds nothing)."""
+    def meter(
+        self,
+        start: datetime,
+        end: datetime,
+        rt_price_usd_per_mwh: float | None,
+        only: Collection[str] | None = None,
+    ) -> int:
+        """Store the usage of every workload (of those in `only`, when given) that held GPUs in
+        [start, end); how many records were new (metering the same interval again adds
+        nothing)."""
         with self._uow() as uow:
             gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
             touched = uow.workloads.touched_since(start)
+            if only is not None:
+                touched = [w for w in touched if w.id in only]
             histories = uow.workloads.histories([w.id for w in touched])
             runs = [
                 run

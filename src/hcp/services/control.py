@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from hcp.domain.devices import DeviceKind
@@ -152,6 +152,9 @@ class ControlLoop:
         self.last_follow: TickReport | None = None
         self._metered_until = clock.now()
         self._price_in_force: float | None = None  # USD/MWh of the interval being metered
+        self._unmetered: tuple[datetime, datetime] | None = None  # see resume_metering
+        self._on_nodes: set[str] = set()
+        self._followed = False
         self.last: TickOutcome | None = None
         self._last_gpu_budget = 0  # GPUs the last plan allowed customers (none before one)
 
@@ -169,6 +172,8 @@ class ControlLoop:
         out.scheduling = await self._step(
             out, "schedule", lambda: self._scheduler.tick({self.site.id: budget}, follow)
         )
+        if out.scheduling is not None and follow:
+            self._note_follow(out.scheduling)
         dispatcher, plan = self._dispatcher, out.plan
         if plan is not None and dispatcher is not None:
             latest = self._monitor.latest
@@ -195,8 +200,52 @@ class ControlLoop:
             self._last_gpu_budget = plan.gpu_budget()
         return self._last_gpu_budget
 
+    def resume_metering(self, since: datetime | None) -> None:
+        """Bill the time from `since` (the store's last metered instant) to this loop's start
+        for the work that ran on meanwhile: after a restart, or when this process took over
+        from a leader that died, GPU nodes of their own kept running it and nobody metered.
+
+        The nodes' word decides, so it is billed at the first metering after they were asked:
+        a workload its nodes still run or finished (then up to the instant they give) is billed
+        for that time; one they no longer know (the platform's own simulated nodes died with
+        it) or could not be asked about is not, since nothing shows it ran."""
+        if since is not None and since < self._metered_until:
+            self._unmetered = (since, self._metered_until)
+
+    def _note_follow(self, report: TickReport) -> None:
+        self._followed = True
+        if self._unmetered is not None:
+            self._on_nodes.update(report.on_nodes)
+
     async def _meter(self, price: float | None) -> int:
         """Bill the time since the last metering (a rerun of the same interval adds nothing)."""
+        new = 0
+        if self._unmetered is not None and self._followed and self._billing is not None:
+            (gap_start, gap_end), vouched = self._unmetered, frozenset(self._on_nodes)
+            # That time runs at the price stored last before it (the one then in force).
+            in_force = await asyncio.to_thread(self._stored_price_at, gap_start)
+            new += await asyncio.to_thread(
+                self._billing.meter, gap_start, gap_end, in_force, vouched
+            )
+            log.warning(
+                "billed %s to %s, while no control loop ran, for %d workloads their nodes "
+                "vouch for",
+                gap_start.isoformat(),
+                gap_end.isoformat(),
+                len(vouched),
+            )
+            self._unmetered, self._on_nodes = None, set()
+        return new + await self._meter_since_last(price)
+
+    def _stored_price_at(self, at: datetime) -> float | None:
+        with self._uow() as uow:
+            snapshot = uow.market.latest(until=at)
+        try:
+            return None if snapshot is None else snapshot.electricity(self.site.node)
+        except KeyError:
+            return None
+
+    async def _meter_since_last(self, price: float | None) -> int:
         start, end = self._metered_until, self._clock.now()
         if end <= start or self._billing is None:
             return 0
@@ -218,6 +267,7 @@ class ControlLoop:
             except Exception:  # the next tick follows instead
                 log.exception("following running GPU work failed")
             else:
+                self._note_follow(self.last_follow)
                 for error in self.last_follow.errors:
                     log.warning("following running GPU work: %s", error)
         return statuses

@@ -87,6 +87,9 @@ class TickReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    on_nodes: list[str] = field(default_factory=list)
+    """Workloads their nodes were asked about and answered still running, or finished (with
+    the instant): the nodes vouch for their time (see `ControlLoop.resume_metering`)."""
     power_added_w: dict[str, float] = field(default_factory=dict)
     """Per site: what the GPUs this tick started add to the draw (busy over idle, W at the
     devices), less what the GPUs it stopped (preempted or cancelled) give back. Work that
@@ -302,11 +305,14 @@ class SchedulerService:
             ended = min(status.ended_at or now, now)
             self._apply(w, WorkloadEvent.COMPLETE, ended, "finished", progress=1.0, gpu_ids=())
             report.completed.append(w.id)
+            report.on_nodes.append(w.id)
         elif status.state in (RunState.FAILED, RunState.STOPPED):
             reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
             self._requeue(w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint)
-        elif status.progress != w.progress:
-            progress[w.id] = status.progress
+        else:
+            report.on_nodes.append(w.id)
+            if status.progress != w.progress:
+                progress[w.id] = status.progress
 
     async def _preempt_all(
         self,
