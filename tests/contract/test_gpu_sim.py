@@ -174,6 +174,7 @@ async def test_a_busy_gpu_refuses_a_second_workload_with_409(agent: NodeAgentCli
         ({"gpu_indices": []}, "gpu_indices"),
         ({"gpu_indices": [0, 0]}, "gpu_indices"),
         ({"duration_s": 0}, "duration_s"),
+        ({"duration_s": 1e12}, "duration_s"),  # its end would be past year 9999
         ({"resume_from_progress": 0.5}, "resume_from_progress"),
         ({"fb_mib_per_gpu": 10**6}, "fb_mib_per_gpu"),
         ({"workload_id": "a/b"}, "workload_id"),

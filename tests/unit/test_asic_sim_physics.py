@@ -20,6 +20,7 @@ from hcp.simulators.asic import (
     rpc,
     uniform_fleet,
 )
+from hcp.simulators.asic.miner import DANGEROUS_C, TARGET_C
 from hcp.simulators.asic.sessions import SessionTable
 
 MODEL = AsicModel(
@@ -141,6 +142,42 @@ def test_a_lower_profile_runs_cooler_and_overheating_runs_hotter() -> None:
     assert sim.temperature_c > 75
 
 
+def test_an_overheating_miner_cuts_its_boards_off_at_dangerous_and_back_on_once_cool() -> None:
+    sim = quiet_miner()  # settled at 70 °C
+    sim.set_faults(Faults(overheating=True), at(0))  # the boards head for 101.5 °C
+    sim.step(at(200))
+    assert sim.state is MinerState.MINING and 90 < sim.temperature_c < DANGEROUS_C
+    t = 200
+    while not sim.cut_off:  # polled every 5 s, as the platform does
+        t += 5
+        sim.step(at(t))
+        assert t < 1_000, "never reached the Dangerous temperature"
+    assert sim.temperature_c >= DANGEROUS_C
+    assert sim.state is MinerState.FAULT
+    assert sim.hashrate_ths == 0 and sim.power_w == pytest.approx(MODEL.sleep_power_w)
+    reply = ask(sim, "summary+devs+power", t=t)
+    assert reply["summary"][0]["SUMMARY"][0]["GHS 5s"] == 0
+    assert reply["power"][0]["POWER"][0]["PSU"] is True  # the control board stays up
+    cut_at = t
+    while sim.cut_off:
+        t += 5
+        sim.step(at(t))
+    assert sim.temperature_c <= TARGET_C and t - cut_at < 120  # tau 90 s: 100 -> 75 in ~40 s
+    assert sim.state is MinerState.WAKING  # ramps back up, as after a wake
+    sim.step(at(t + MODEL.wake_seconds))
+    assert sim.state is MinerState.MINING and sim.hashrate_ths > 0
+
+
+def test_a_sleeping_or_cool_miner_is_never_cut_off() -> None:
+    hot = quiet_miner(faults=Faults(overheating=True))
+    hot.sleep(at(0))
+    hot.step(at(3_600))
+    assert not hot.cut_off and hot.state is MinerState.SLEEPING
+    cool = quiet_miner()
+    cool.step(at(3_600))
+    assert not cool.cut_off and cool.state is MinerState.MINING
+
+
 def test_profile_within_picks_the_highest_that_fits() -> None:
     sim = quiet_miner()
     assert sim.profile_within(4_300).name == "turbo"
@@ -189,6 +226,16 @@ def test_joined_commands_share_one_reply_keyed_by_command() -> None:
     assert set(reply) == {"summary", "bogus", "id"}
     assert reply["summary"][0]["STATUS"][0]["STATUS"] == "S"
     assert reply["bogus"][0]["STATUS"][0]["Code"] == 14
+
+
+def test_a_command_named_twice_in_a_join_runs_once() -> None:
+    miner = quiet_miner()
+    session = ask(miner, "logon")["SESSION"][0]["SessionID"]
+    reply = ask(miner, "logoff+logoff", session)
+    assert set(reply) == {"logoff", "id"}
+    assert reply["logoff"][0]["STATUS"][0]["STATUS"] == "S"  # the one that ran, not a refusal
+    assert ask(miner, "session")["SESSION"][0]["SessionID"] == ""
+    assert set(ask(miner, "summary+summary")) == {"summary", "id"}  # still a joined reply
 
 
 @pytest.mark.parametrize("raw", [b"not json", b'{"parameter": "x"}', b"[1]", b"\xff\xfe"])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hcp.adapters.clock import ScaledClock
+from hcp.adapters.clock import MAX_SPEED, ScaledClock
 
 START = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
@@ -30,6 +31,7 @@ def test_resume_at_moves_forward_only_and_keeps_the_speed() -> None:
     assert timedelta(seconds=0.02) <= clock.now() - resumed < timedelta(seconds=1)
 
 
-def test_a_speed_that_is_not_positive_is_refused() -> None:
-    with pytest.raises(ValueError, match="speed must be positive"):
-        ScaledClock(0.0)
+@pytest.mark.parametrize("speed", [0.0, -1.0, math.inf, math.nan, MAX_SPEED * 2])
+def test_a_speed_that_is_not_positive_or_beyond_the_maximum_is_refused(speed: float) -> None:
+    with pytest.raises(ValueError, match="speed must be above 0 and at most 100,000"):
+        ScaledClock(speed)

@@ -26,14 +26,19 @@ class ManualClock:
         self._now += delta
 
 
+MAX_SPEED = 100_000.0
+"""The fastest a scaled clock runs: about a day of market time per wall second. Faster, a
+platform's year passes in minutes and timestamps run past what datetimes can hold."""
+
+
 class ScaledClock:
     """Wall time sped up `speed` times from `start` (demonstrations: `hcp up --speed 60`
     lives an hour of market and fleet time per minute). At speed 1 it is the wall clock, moved
     forward by `resume_at` when the store's history is ahead of it."""
 
     def __init__(self, speed: float, start: datetime | None = None) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+        if not 0 < speed <= MAX_SPEED:
+            raise ValueError(f"speed must be above 0 and at most {MAX_SPEED:,}, not {speed}")
         self.speed = speed
         self._origin = start or datetime.now(UTC)
         self._wall_origin = time.monotonic()

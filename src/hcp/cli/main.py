@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 import hcp
+from hcp.adapters.clock import MAX_SPEED
 from hcp.cli import billing, db, identity, sim, workloads
 
 app = typer.Typer(
@@ -35,7 +36,9 @@ PortOption = typer.Option(None, help="port (HCP_PORT)")
 def up(
     host: str | None = HostOption,
     port: int | None = PortOption,
-    speed: float = typer.Option(1.0, min=0.001, help="run market and fleet time N times faster"),
+    speed: float = typer.Option(
+        1.0, min=0.001, max=MAX_SPEED, help="run market and fleet time N times faster"
+    ),
     asics: int | None = typer.Option(None, min=0, help="simulated miners (HCP_SITE_ASICS)"),
     gpus: int | None = typer.Option(None, min=0, help="simulated GPUs (HCP_SITE_GPUS)"),
 ) -> None:
@@ -55,7 +58,9 @@ def api(host: str | None = HostOption, port: int | None = PortOption) -> None:
 
 @app.command()
 def controller(
-    speed: float = typer.Option(1.0, min=0.001, help="run market and fleet time N times faster"),
+    speed: float = typer.Option(
+        1.0, min=0.001, max=MAX_SPEED, help="run market and fleet time N times faster"
+    ),
     asics: int | None = typer.Option(None, min=0, help="simulated miners (HCP_SITE_ASICS)"),
     gpus: int | None = typer.Option(None, min=0, help="simulated GPUs (HCP_SITE_GPUS)"),
 ) -> None:

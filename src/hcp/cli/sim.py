@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from hcp.adapters.clock import MAX_SPEED
+
 if TYPE_CHECKING:
     from hcp.simulators.asic import AsicFleetSimulator, Faults, FleetSimConfig
     from hcp.simulators.gpu import GpuSimConfig
@@ -254,8 +256,10 @@ def _serve_gpu_nodes(config: GpuSimConfig) -> None:
 @app.command()
 def market(
     step_minutes: float = typer.Option(5.0, min=0.01, help="market interval"),
-    speed: float = typer.Option(60.0, min=0.001, help="market seconds per wall second"),
-    seed: int = typer.Option(42),
+    speed: float = typer.Option(
+        60.0, min=0.001, max=MAX_SPEED, help="market seconds per wall second"
+    ),
+    seed: int = typer.Option(42, min=0, help="seed of the simulated market"),
     node: str = typer.Option("HB_WEST"),
     count: int = typer.Option(0, min=0, help="stop after this many snapshots (0: never)"),
 ) -> None:

@@ -14,7 +14,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
 from hcp.services.ports import Clock
 from hcp.simulators.asic import AsicFleetSimulator
-from hcp.simulators.asic.config import FleetSimConfig, MinerSimConfig
+from hcp.simulators.asic.config import SESSION_TIMEOUT_S, FleetSimConfig, MinerSimConfig
 from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
 from hcp.simulators.gpu.serve import serving
 
@@ -27,6 +27,9 @@ class SimulatedSite:
         self._clock = clock
         self._asics = [d for d in devices if d.kind is DeviceKind.ASIC]
         gpus = [d for d in devices if d.kind is DeviceKind.GPU]
+        # LuxOS idles a session out after a minute of wall time; the miners live on `clock`,
+        # which a sped-up site runs `speed` times faster (at 5,000× a minute is 12 ms).
+        session_timeout_s = SESSION_TIMEOUT_S * getattr(clock, "speed", 1.0)
         miners = tuple(
             MinerSimConfig(
                 asic_model(d.model_name),
@@ -34,6 +37,7 @@ class SimulatedSite:
                 first_port + i if first_port else 0,
                 profile=d.profile,
                 seed=i,
+                session_timeout_s=session_timeout_s,
             )
             for i, d in enumerate(self._asics)
         )

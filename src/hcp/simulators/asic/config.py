@@ -41,6 +41,10 @@ class Faults:
             raise ValueError(f"reply_delay_s must be >= 0, got {self.reply_delay_s}")
 
 
+SESSION_TIMEOUT_S = 60.0
+"""How long a LuxOS session may sit idle before the miner drops it."""
+
+
 @dataclass(frozen=True, slots=True)
 class MinerSimConfig:
     """One simulated miner: its model, where it listens and how it starts.
@@ -58,7 +62,7 @@ class MinerSimConfig:
     ambient_c: float = 25.0
     seed: int = 0
     noise: float = 0.01
-    session_timeout_s: float = 60.0
+    session_timeout_s: float = SESSION_TIMEOUT_S
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:

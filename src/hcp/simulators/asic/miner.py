@@ -20,13 +20,17 @@ from hcp.simulators.asic.sessions import SessionTable
 THERMAL_RISE_AT_STOCK_C = 45.0
 """Board temperature above ambient at the stock profile, once settled."""
 OVERHEAT_FACTOR = 1.7
-"""With failed cooling the rise is this much larger: 25 °C ambient gives about 100 °C."""
+"""With failed cooling the rise is this much larger: at 25 °C ambient the boards would settle at
+101.5 °C, past Dangerous, so they cut off, cool and come back, over and over."""
 THERMAL_TAU_S = 90.0
 """Time constant of the boards' temperature lag."""
 SHARES_PER_TH_S = 0.002
 """Pool shares found per second per TH/s (a fixed pool difficulty)."""
 REJECT_RATIO = 0.003
 REJECT_RATIO_HOT = 0.03
+TARGET_C, HOT_C, DANGEROUS_C = 75.0, 90.0, 100.0
+"""LuxOS's temperature thresholds (`tempctrl`): the fans aim at Target; Hot is a warning; at
+Dangerous the miner cuts its hashboards off and keeps them off until they cool to Target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +70,12 @@ class MinerSim:
         self._rng = random.Random(config.seed)
         self._booted_s = self._t = start.timestamp()
         self._mode = MinerState.SLEEPING if config.sleeping else MinerState.MINING
+        self._cut_off = False  # boards off to cool after reaching DANGEROUS_C
         self._wake_started_s = self._t
-        self._temperature_c = self._settled_temperature_c(self._ramp(self._t))
+        # It starts settled; one whose cooling failed starts just under its cut-off (it would
+        # not have settled above it), and reaches it within a minute.
+        settled_c = self._settled_temperature_c(self._ramp(self._t))
+        self._temperature_c = min(settled_c, DANGEROUS_C - 1.0) if self.psu_on else settled_c
         self._accepted = self._rejected = self._terahashes = 0.0
         self._sample()
 
@@ -150,7 +158,21 @@ class MinerSim:
             self._t = segment_end_s
             if self._mode is MinerState.WAKING and self._ramp(self._t) >= 1.0:
                 self._mode = MinerState.MINING
+        self._protect()
         self._sample()
+
+    def _protect(self) -> None:
+        """Cut the hashboards off at DANGEROUS_C; once they have cooled to TARGET_C, ramp them
+        up again as after a wake (checked at each step, so at each poll or command)."""
+        if not self._cut_off and self.psu_on and self._temperature_c >= DANGEROUS_C:
+            self._cut_off = True
+        elif self._cut_off and self._temperature_c <= TARGET_C:
+            self._cut_off = False
+            if self._mode is not MinerState.SLEEPING:
+                self._mode = MinerState.WAKING
+                self._wake_started_s = self._t
+                if self.model.wake_seconds <= 0:
+                    self._mode = MinerState.MINING
 
     def _integrate(self, t0_s: float, t1_s: float) -> None:
         # The ramp is linear within a segment, so its mean is exact at the midpoint.
@@ -167,8 +189,9 @@ class MinerSim:
         self._temperature_c = settled_c + (self._temperature_c - settled_c) * decay
 
     def _ramp(self, t_s: float) -> float:
-        """How far the boards are driven towards the profile: 0 asleep, 1 at profile."""
-        if self._mode is MinerState.SLEEPING:
+        """How far the boards are driven towards the profile: 0 asleep or cut off, 1 at
+        profile."""
+        if self._mode is MinerState.SLEEPING or self._cut_off:
             return 0.0
         if self._mode is MinerState.WAKING and self.model.wake_seconds > 0:
             return min(1.0, max(0.0, (t_s - self._wake_started_s) / self.model.wake_seconds))
@@ -207,9 +230,14 @@ class MinerSim:
 
     @property
     def state(self) -> MinerState:
-        if self._mode is not MinerState.SLEEPING and self.alive_boards == 0:
+        if self._mode is not MinerState.SLEEPING and (self.alive_boards == 0 or self._cut_off):
             return MinerState.FAULT
         return self._mode
+
+    @property
+    def cut_off(self) -> bool:
+        """Whether the boards are off to cool down (they reached DANGEROUS_C)."""
+        return self._cut_off
 
     @property
     def alive_boards(self) -> int:
@@ -225,7 +253,7 @@ class MinerSim:
 
     @property
     def ramping(self) -> bool:
-        return self._mode is MinerState.WAKING
+        return self._mode is MinerState.WAKING and not self._cut_off
 
     @property
     def hashrate_ths(self) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 
 from hcp.domain.devices import AsicModel, AsicProfile
 from hcp.simulators.asic.config import BOARDS
-from hcp.simulators.asic.miner import MinerSim
+from hcp.simulators.asic.miner import DANGEROUS_C, HOT_C, TARGET_C, MinerSim
 
 Payload = dict[str, Any]
 
@@ -23,8 +23,6 @@ API_VERSION = "3.7"
 CHIPS_PER_BOARD = 108
 """Chips reported per board; only pyasic's chip-count check looks at it (an S21 has 108)."""
 FANS = 4
-TARGET_C, HOT_C, DANGEROUS_C = 75.0, 90.0, 100.0
-"""LuxOS temperature thresholds as `tempctrl` reports them."""
 POOL_URL = "stratum+tcp://127.0.0.1:3333"
 CODE_POWER, CODE_PROFILES, CODE_FANS, CODE_TEMPCTRL, CODE_GROUPS = 350, 351, 352, 353, 354  # ours
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from hcp.simulators.asic import replies
-from hcp.simulators.asic.miner import MinerSim
-from hcp.simulators.asic.replies import HOT_C, Payload, Section
+from hcp.simulators.asic.miner import HOT_C, MinerSim
+from hcp.simulators.asic.replies import Payload, Section
 
 CODE_INVALID_COMMAND = 14
 CODE_INVALID_JSON = 23
@@ -64,9 +64,11 @@ def answer(sim: MinerSim, request: bytes, now: datetime) -> Payload:
         command, args = parse_request(request)
     except CommandError as error:
         return _error(sim, error)
-    names = command.split("+")
-    if len(names) == 1:
+    if "+" not in command:
         return run(sim, command, args, now)
+    # A command named twice in one join runs once, as in CGMiner (a second `logoff` would
+    # refuse the session the first one ended, and its reply would replace the first's).
+    names = dict.fromkeys(command.split("+"))
     joined: Payload = {name: [run(sim, name, args, now)] for name in names}
     joined["id"] = 1
     return joined

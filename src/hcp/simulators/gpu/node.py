@@ -26,6 +26,8 @@ from hcp.services.ports import Clock
 # workload dies, the GPU stays usable. Any other Xid leaves the GPU unhealthy until reset.
 XID_FALLEN_OFF_BUS = 79
 DEFAULT_FAULT_XID = 48  # double-bit ECC error: the GPU needs a reset
+MAX_DURATION_S = 10 * 365 * 86_400.0
+"""The longest workload a node takes (ten years): its end must stay a datetime."""
 
 _FULL_LOAD_RISE_C = 45.0  # die temperature above ambient at busy power, steady state
 _THERMAL_TAU_S = 40.0  # time constant of the die's first-order thermal lag
@@ -364,8 +366,10 @@ class GpuNodeSim:
             raise ValidationError("gpu_indices", "give at least one GPU index, each once")
         for i in indices:
             self._gpu(i)
-        if not (math.isfinite(duration_s) and duration_s > 0):
-            raise ValidationError("duration_s", "must be a positive number of seconds")
+        if not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
+            raise ValidationError(
+                "duration_s", f"must be a positive number of seconds, at most {MAX_DURATION_S:,.0f}"
+            )
         if fb_mib is not None and not 0 < fb_mib <= self.fb_total_mib:
             raise ValidationError("fb_mib_per_gpu", f"must be 1..{self.fb_total_mib} MiB")
         if workload_id in self._workloads:
