@@ -98,8 +98,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
     writer = GroupCommitWriter(uow)
     auth = Authenticator(uow, clock)
     telemetry = TelemetryService(TelemetryStore(engine), clock)
+    billing = BillingService(uow, clock, power=telemetry)
     platform = Platform(
-        workloads=WorkloadService(uow, writer, clock),
+        workloads=WorkloadService(uow, writer, clock, prices=lambda: billing.sheet),
         auth=auth,
         market=market,
         fleet=FleetService(uow, clock),
@@ -107,7 +108,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
             uow, clock, auth, FAST_TEST_HASHER if settings.env == "test" else None
         ),
         dashboard=DashboardService(uow, clock, secure_cookies=settings.env == "production"),
-        billing=BillingService(uow, clock, power=telemetry),
+        billing=billing,
         telemetry=telemetry,
         dispatch_log=SqlCommandLog(engine, settings.site_id),
         dispatch_status=LatestDispatch(),

@@ -39,6 +39,18 @@ def stored(api: Api) -> int:
         ({**VALID, "deadline": "2025-06-01T00:00:00"}, "deadline"),  # no time zone
         ({**VALID, "deadline": "2020-01-01T00:00:00Z"}, "deadline"),  # in the past
         ({"requirements": {"gpu_count": 1}}, "workload_type"),
+        # The site's H100 SXM have 80 GB: 81 would queue for ever (and hold a GPU in plans).
+        (
+            {**VALID, "requirements": {"gpu_type": "H100", "gpu_count": 1, "memory_gb": 81}},
+            "requirements.memory_gb",
+        ),
+        ({**VALID, "requirements": {"gpu_count": 1, "memory_gb": 200}}, "requirements.memory_gb"),
+        # Batch inference on an H100 lists at 2.75 USD a GPU-hour.
+        ({**VALID, "max_price_usd_per_gpu_hour": "2.7499"}, "max_price_usd_per_gpu_hour"),
+        (
+            {**VALID, "tier": "interruptible", "max_price_usd_per_gpu_hour": "1.3749"},
+            "max_price_usd_per_gpu_hour",  # below the half of the list price always charged
+        ),
     ],
 )
 def test_invalid_submission_names_the_field(api: Api, body: dict[str, object], field: str) -> None:

@@ -425,6 +425,33 @@ async def test_interruptible_work_is_billed_off_the_real_time_price(site: Site) 
     assert 1.375 <= float(line["amount"]) < 2.75  # at least half the list price, below it
 
 
+async def test_an_invoice_bills_a_workload_at_most_its_max_price(site: Site) -> None:
+    """An interruptible job whose customer agreed to at most 1.38 USD a GPU-hour: its price in
+    force (half the list price plus the energy at the real-time price) is above that."""
+    body = {
+        "workload_type": "ai_inference_batch",
+        "tier": "interruptible",
+        "max_price_usd_per_gpu_hour": "1.38",
+        "customer_id": "cust-001",
+        "requirements": {"gpu_type": "H100", "gpu_count": 2, "estimated_duration_hours": 1},
+    }
+    created = await site.api.post("/api/v1/workloads", json=body, headers=site.admin)
+    assert created.status_code == 201, created.text
+    outcome = await site.live.control.tick()
+    assert outcome.snapshot is not None and outcome.snapshot.electricity("HB_WEST") > 5
+    await site.live.control.poll()
+    await site.live.settle()
+    site.clock.advance(timedelta(minutes=30))
+    await site.live.control.tick()
+    month = START.strftime("%Y-%m")
+    invoice = (
+        await site.api.post(f"/api/v1/billing/invoices?month={month}", headers=site.admin)
+    ).json()[0]
+    [line] = invoice["lines"]
+    assert line["quantity"] == "1.000000"
+    assert line["unit_price"] == "1.3800" and line["amount"] == "1.38"
+
+
 class PriceFeed(SpikeFeed):
     """A market that sits at one price."""
 

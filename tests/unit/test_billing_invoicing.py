@@ -109,6 +109,22 @@ def test_a_hand_worked_invoice() -> None:
     assert str(invoice.total) == "5.19"
 
 
+def test_a_workload_is_billed_at_most_its_max_price() -> None:
+    """Interruptible H100 batch (list 2.75): at rt $2,000/MWh its price is the list price, but
+    its customer capped it at 2.00; at rt $40 it is 1.417, under the cap. A workload without a
+    cap (w2) pays the list price."""
+    records = [
+        usage("w1", at("2025-06-10T12:00Z"), "1", BATCH, tier=Tier.INTERRUPTIBLE, rt="2000"),
+        usage("w1", at("2025-06-10T12:15Z"), "1", BATCH, tier=Tier.INTERRUPTIBLE, rt="40"),
+        usage("w2", at("2025-06-10T12:00Z"), "1", BATCH, tier=Tier.INTERRUPTIBLE, rt="2000"),
+    ]
+    capped = build_invoice("cust-001", "2025-06", records, SHEET, {"w1": Decimal("2.00")})
+    [line] = capped.lines
+    assert line.amount == Decimal("6.17")  # 2.00 + 1.417 + 2.75 = 6.167
+    uncapped = build_invoice("cust-001", "2025-06", records, SHEET)
+    assert uncapped.lines[0].amount == Decimal("6.92")  # 2.75 + 1.417 + 2.75 = 6.917
+
+
 def test_a_month_without_usage_has_no_lines_and_a_zero_total() -> None:
     invoice = build_invoice("cust-001", "2025-06", [], SHEET)
     assert invoice.lines == ()

@@ -10,7 +10,7 @@ so it equals the sum of usage × price to within half a cent per line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -104,26 +104,41 @@ def deduplicate(usage: Iterable[UsageRecord]) -> list[UsageRecord]:
 
 
 def build_invoice(
-    customer_id: str, month: str, usage: Iterable[UsageRecord], sheet: BillingPriceSheet
+    customer_id: str,
+    month: str,
+    usage: Iterable[UsageRecord],
+    sheet: BillingPriceSheet,
+    max_prices: Mapping[str, Decimal] | None = None,
 ) -> Invoice:
     """`customer_id`'s invoice for `month` from `usage`: its records whose interval starts in
     the month (UTC), each billed once (see `deduplicate`, applied to all of `usage` first),
-    one line per (class, family, tier) in class priority, family, standard-first order."""
+    one line per (class, family, tier) in class priority, family, standard-first order.
+
+    A workload in `max_prices` (its id: the most its customer agreed to pay per GPU-hour) is
+    billed at most that: an interruptible GPU-hour's price rises with the real-time price, and
+    an admin may raise a list price after the workload was accepted."""
     identity = invoice_id(customer_id, month)
     start, end = parse_month(month)
     groups: dict[LineKey, _Group] = {}
     with exact_arithmetic():
         for record in deduplicate(usage):
             if record.customer_id == customer_id and start <= record.interval_start < end:
-                _add(groups, record, sheet)
+                _add(groups, record, sheet, (max_prices or {}).get(record.workload_id))
         lines = tuple(_line(key, groups[key]) for key in sorted(groups, key=_line_order))
         total = sum((line.amount for line in lines), Decimal("0.00"))
     return Invoice(identity, customer_id, month, lines, total)
 
 
-def _add(groups: dict[LineKey, _Group], record: UsageRecord, sheet: BillingPriceSheet) -> None:
+def _add(
+    groups: dict[LineKey, _Group],
+    record: UsageRecord,
+    sheet: BillingPriceSheet,
+    max_price: Decimal | None,
+) -> None:
     key = (record.workload_class, record.gpu_family, record.tier)
     price = sheet.gpu_hour_price(*key, record.rt_price_usd_per_mwh)
+    if max_price is not None and max_price < price:
+        price = round_price(max_price)
     group = groups.setdefault(key, _Group(Decimal(0), Decimal(0), set()))
     group.quantity += record.gpu_hours
     group.charge += record.gpu_hours * price

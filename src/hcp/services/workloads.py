@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from hcp.billing import BillingPriceSheet
 from hcp.domain.catalog import gpu_families, gpu_model
 from hcp.domain.errors import Forbidden, NotFound, ValidationError
 from hcp.domain.identity import Principal, Role
@@ -55,10 +56,17 @@ class QueueDepth:
     utilization_pct: float
 
 
-def check_submission(sub: Submission, capacity: Mapping[str, int], now: datetime) -> None:
+def check_submission(
+    sub: Submission,
+    capacity: Mapping[str, int],
+    now: datetime,
+    memory_gb: Mapping[str, int] | None = None,
+) -> None:
     """Raise ValidationError naming the field when `sub` breaks a rule.
 
-    `capacity` is the most GPUs of each family that any one site hosts.
+    `capacity` is the most GPUs of each family that any one site hosts; `memory_gb`, when
+    given, the most memory per GPU of each family hosted (a workload asking for more would
+    wait in the queue for ever).
     """
     if sub.priority is not None and sub.priority != sub.workload_class.priority:
         raise ValidationError(
@@ -82,8 +90,53 @@ def check_submission(sub: Submission, capacity: Mapping[str, int], now: datetime
             "requirements.gpu_count",
             f"{req.gpu_count} exceeds the {most} {kind} any one site hosts",
         )
+    wanted_gb = req.memory_gb_per_gpu
+    if memory_gb is not None and wanted_gb is not None:
+        hosted = (
+            memory_gb.get(req.gpu_type, 0) if req.gpu_type else max(memory_gb.values(), default=0)
+        )
+        if wanted_gb > hosted:
+            kind = f"{req.gpu_type} GPU" if req.gpu_type else "GPU"
+            raise ValidationError(
+                "requirements.memory_gb",
+                f"{wanted_gb} GB per GPU exceeds the {hosted} GB of the largest {kind} hosted",
+            )
     if sub.deadline is not None and sub.deadline <= now:
         raise ValidationError("deadline", "must be in the future")
+
+
+def check_max_price(sub: Submission, sheet: BillingPriceSheet, families: Collection[str]) -> None:
+    """Refuse a `max_price_usd_per_gpu_hour` that no GPU-hour of this workload can meet: below
+    the list price (standard), or below the part of it always charged (interruptible, whose
+    price rises with the real-time price up to the list price; invoices cap it at the max).
+    `families` are those hosted; a workload without a GPU type takes the cheapest of them."""
+    cap = sub.max_price_usd_per_gpu_hour
+    if cap is None:
+        return
+    wanted = [sub.requirements.gpu_type] if sub.requirements.gpu_type else sorted(families)
+    priced = sheet.usd_per_gpu_hour.get(sub.workload_class, {})
+    prices = [priced[f] for f in wanted if f in priced]
+    if not prices:
+        return  # nothing to compare with; the GPU checks above speak for the families
+    least = min(prices)
+    floor = least * sheet.interruptible.base_share if sub.interruptible else least
+    if cap < floor:
+        tier = "the interruptible floor" if sub.interruptible else "the list price"
+        raise ValidationError(
+            "max_price_usd_per_gpu_hour",
+            f"{cap} is below {tier} of {sub.workload_class.value}, {floor.normalize()} USD "
+            "per GPU-hour",
+        )
+
+
+def memory_by_family(gpus_by_site_and_model: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """The most memory per GPU (GB) of each family hosted at any site."""
+    memory: dict[str, int] = {}
+    for (_site, model_name), count in gpus_by_site_and_model.items():
+        if count > 0:
+            model = gpu_model(model_name)
+            memory[model.family] = max(memory.get(model.family, 0), model.memory_gb)
+    return memory
 
 
 def site_capacity_by_family(
@@ -108,14 +161,18 @@ class WorkloadService:
         clock: Clock,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         on_change: Callable[[StateChange], None] = lambda change: None,
+        prices: Callable[[], BillingPriceSheet] | None = None,
     ) -> None:
+        """`prices` gives the price sheet in force, against which a workload's max price is
+        checked (not checked without it)."""
         self._uow = uow
+        self._prices = prices
         self._writer = writer
         self._clock = clock
         self._new_id = new_id
         self._on_change = on_change
         self._known_customers: set[str] = set()
-        self._capacity: tuple[datetime, dict[str, int]] | None = None
+        self._capacity: tuple[datetime, dict[str, int], dict[str, int]] | None = None
 
     def on_change(self, listener: Callable[[StateChange], None]) -> None:
         """Call `listener` with every transition this service stores (after it is committed)."""
@@ -126,7 +183,11 @@ class WorkloadService:
         row is committed."""
         now = self._clock.now()
         customer_id = self._customer_for(principal, sub.customer_id)
-        check_submission(sub, self._site_capacity(now), now)
+        capacity, memory = self._site_capacity(now)
+        check_submission(sub, capacity, now, memory)
+        if self._prices is not None and sub.max_price_usd_per_gpu_hour is not None:
+            hosted = [family for family, count in capacity.items() if count > 0]
+            check_max_price(sub, self._prices(), hosted)
         workload = Workload(
             id=self._new_id(),
             customer_id=customer_id,
@@ -168,13 +229,14 @@ class WorkloadService:
             self._known_customers.add(customer_id)
         return True
 
-    def _site_capacity(self, now: datetime) -> dict[str, int]:
-        """GPUs per family of the largest site, re-read at most every CAPACITY_TTL."""
+    def _site_capacity(self, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+        """GPUs per family of the largest site and the most memory per GPU of each family,
+        re-read at most every CAPACITY_TTL."""
         if self._capacity is None or now - self._capacity[0] > CAPACITY_TTL:
             with self._uow() as uow:
-                capacity = site_capacity_by_family(uow.fleet.gpus_by_site_and_model())
-            self._capacity = (now, capacity)
-        return self._capacity[1]
+                hosted = uow.fleet.gpus_by_site_and_model()
+            self._capacity = (now, site_capacity_by_family(hosted), memory_by_family(hosted))
+        return self._capacity[1], self._capacity[2]
 
     def find(
         self, principal: Principal, state: WorkloadState | None, limit: int, offset: int
