@@ -8,6 +8,7 @@ the line that sets it, and `TomlTable` reads typed values and reports unknown ke
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import re
 import tomllib
@@ -21,16 +22,24 @@ from hcp.domain.errors import DataError
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*([A-Za-z0-9_"'][A-Za-z0-9_\-"'. ]*?)\s*=""")
 _SYNTAX_AT = re.compile(r"\(at line (\d+), column (\d+)\)")
+_LAST_PART = re.compile(r"(\[\d+\]|\.?[^.\[]+)$")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _MISSING: Any = object()
 
 
 def load_toml(path: Path) -> TomlTable:
     """The document at `path` as its root table; DataError for an unreadable file or bad TOML."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise DataError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = raw[exc.start : exc.start + 1].hex()
+        message = f"not UTF-8 text: byte 0x{byte} cannot be decoded (save the file as UTF-8)"
+        raise DataError(str(path), message, raw.count(b"\n", 0, exc.start) + 1) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -87,9 +96,14 @@ class TomlTable:
         return f"{self.where}.{key}" if self.where else key
 
     def error(self, key: str, message: str) -> DataError:
-        """A DataError about `key`, at its line (or its table's) when known."""
-        line = self._lines.get(self.key(key), self._lines.get(self.where))
+        """A DataError about `key`, at its line, or else at the nearest line above it that is
+        known (its table's, or the key holding an inline table: `fleet = [{...}, {...}]`)."""
+        line = next((self._lines[k] for k in _outward(self.key(key)) if k in self._lines), None)
         return DataError(str(self.path), f"{self.key(key)}: {message}", line)
+
+    def warn(self, key: str, message: str) -> None:
+        """Log a warning about `key` at WARNING, worded and placed like `error`."""
+        log.warning("%s", self.error(key, message))
 
     def _did_you_mean(self, key: str) -> str:
         unread = [k for k in self._data if k not in self._read]
@@ -131,9 +145,10 @@ class TomlTable:
         *,
         minimum: float | None = None,
         above: float | None = None,
+        maximum: float | None = None,
     ) -> float:
-        """A finite float (`minimum` inclusive, `above` exclusive bounds): TOML's `inf` and
-        `nan` are refused, as no setting means anything by them."""
+        """A finite float (`minimum` and `maximum` inclusive, `above` exclusive bounds): TOML's
+        `inf` and `nan` are refused, as no setting means anything by them."""
         value = self.get(key, float, default)
         if not math.isfinite(value):
             raise self.error(key, f"must be a finite number, got {value}")
@@ -141,6 +156,8 @@ class TomlTable:
             raise self.error(key, f"must be >= {minimum}, got {value}")
         if above is not None and value <= above:
             raise self.error(key, f"must be > {above}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be <= {maximum:g}, got {value:g}")
         return value
 
     def integer(self, key: str, default: int = _MISSING, *, minimum: int | None = None) -> int:
@@ -150,8 +167,10 @@ class TomlTable:
             raise self.error(key, f"must be >= {minimum}, got {value}")
         return value
 
-    def range(self, key: str, minimum: float = 0.0) -> tuple[float, float]:
-        """A [low, high] pair of finite numbers with minimum <= low <= high."""
+    def range(
+        self, key: str, minimum: float = 0.0, maximum: float = math.inf
+    ) -> tuple[float, float]:
+        """A [low, high] pair of finite numbers with minimum <= low <= high <= maximum."""
         value = self.get(key, list)
         if len(value) != 2 or not all(_is_number(v) for v in value):
             raise self.error(key, f"expected [low, high], got {value!r}")
@@ -160,6 +179,8 @@ class TomlTable:
         low, high = float(value[0]), float(value[1])
         if not minimum <= low <= high:
             raise self.error(key, f"expected {minimum} <= low <= high, got {value!r}")
+        if high > maximum:
+            raise self.error(key, f"high must be <= {maximum:g}, got {value!r}")
         return low, high
 
     def datetime(self, key: str) -> datetime:
@@ -208,6 +229,13 @@ class TomlTable:
         for key in self._data:
             if key not in self._read:
                 raise self.error(key, "unknown key")
+
+
+def _outward(dotted: str) -> Iterator[str]:
+    """`dotted` and each path holding it, nearest first: `a[0].b`, `a[0]`, `a`."""
+    while dotted:
+        yield dotted
+        dotted = _LAST_PART.sub("", dotted)
 
 
 def _is_number(value: object) -> bool:

@@ -150,6 +150,38 @@ def test_a_step_finer_than_the_prices_is_refused(folder: Path) -> None:
     assert coarser.step == timedelta(hours=1)
 
 
+def test_a_window_start_off_the_prices_grid_is_named_at_its_line(folder: Path) -> None:
+    text = scenario_text().replace("T00:00:00Z", "T00:07:00Z")
+    message = error_loading(scenario_at(folder, text))
+    assert message == (
+        f"{folder / 'scenario.toml'}:5: window.start: 2024-01-02T00:07:00+00:00 is not on the "
+        f"0:15:00 grid of the prices in {folder / 'rt.csv'} (intervals from "
+        "2024-01-01T00:00:00+00:00)"
+    )
+
+
+def test_coarser_steps_on_a_grid_of_their_own_are_built_from_the_window_start(
+    folder: Path,
+) -> None:
+    """30-minute steps from 00:15 over 15-minute prices: each the mean of its two intervals."""
+    text = scenario_text(step_minutes=30).replace("T00:00:00Z", "T00:15:00Z")
+    series = load_market(load_scenario(scenario_at(folder, text.replace("01-04T", "01-03T"))))
+    assert series.start == datetime(2024, 1, 1, 0, 15, tzinfo=UTC) and len(series) == 2 * 48
+    assert series.electricity_usd_per_mwh["HB_WEST"][:2].tolist() == [21.5, 23.5]
+
+
+def test_steps_off_the_grid_of_several_files_are_refused(folder: Path) -> None:
+    """A 30-minute step from 12:15 would need prices from both sides of the files' seam."""
+    rows = (folder / "rt.csv").read_text().splitlines()
+    (folder / "a.csv").write_text("\n".join(rows[: 1 + 144]) + "\n")
+    (folder / "b.csv").write_text("\n".join([rows[0], *rows[1 + 144 :]]) + "\n")
+    text = scenario_text(step_minutes=30, market='electricity = ["a.csv", "b.csv"]')
+    text = text.replace('electricity = "rt.csv"\n', "").replace("T00:00:00Z", "T00:15:00Z")
+    message = error_loading(scenario_at(folder, text.replace("01-04T", "01-03T")))
+    assert ":5: window.start: 0:30:00 steps from here are off the grid of " in message
+    assert "would straddle the seam between two market.electricity files" in message
+
+
 def test_a_window_outside_the_files_names_them_and_the_window(folder: Path) -> None:
     text = scenario_text().replace("end = 2024-01-04", "end = 2024-01-05")
     message = error_loading(scenario_at(folder, text))

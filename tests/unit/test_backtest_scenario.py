@@ -101,6 +101,48 @@ def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
             "deadline_hours = [48.0, 96.0]\nprice_usd_per_gpu_hour = 3.0",
             ":65: sites[0].demand.training.price_usd_per_gpu_hour: batch must pay more",
         ),
+        ("seed = 7", "seed = -1", ":5: seed: must be >= 0, got -1"),
+        ("seed = 11", "seed = -5", ":16: market.seed: must be >= 0, got -5"),
+        ("warmup_days = 3", "warmup_days = 1e12", ":12: window.warmup_days: must be <= 366"),
+        (
+            "start = 2025-03-03T00:00:00Z",
+            "start = 0001-01-02T00:00:00Z",
+            ":9: window.start: too early for 3 days of warm-up",
+        ),
+        ("min_on_minutes = 30", "min_on_minutes = 1e15", ":32: sites[0].min_on_minutes: too"),
+        (
+            "H100 = 2.20",
+            "H10O = 2.20",
+            ":24: market.gpu_spot_usd_per_gpu_hour.H10O: not a GPU family "
+            "(known: A100, H100, L40S)",
+        ),
+        (
+            "arrivals_per_day = 4.0",
+            "arrivals_per_day = 1e12",
+            ":55: sites[0].demand.batch.arrivals_per_day: must be <= 10000, got 1e+12",
+        ),
+        ("gpus = [2, 8]", "gpus = [1e300, 1e300]", ":56: sites[0].demand.batch.gpus: high"),
+        ("hours = [1.0, 4.0]", "hours = [1e300, 1e300]", ":57: sites[0].demand.batch.hours: hi"),
+        (
+            "deadline_hours = [6.0, 18.0]",
+            "deadline_hours = [1.0, 1e300]",
+            ":58: sites[0].demand.batch.deadline_hours: high must be <= 87660",
+        ),
+        (
+            "peak_gpus = 16",
+            "peak_gpus = 4",
+            ":49: sites[0].demand.realtime.peak_gpus: must be at least base_gpus (6), got 4",
+        ),
+        (
+            "peak_hour_utc = 20.0",
+            "peak_hour_utc = 24.0",
+            ":50: sites[0].demand.realtime.peak_hour_utc: must be an hour in [0, 24), got 24",
+        ),
+        (
+            'kind = "rt"\nadder_usd_per_mwh = 4.0',
+            'kind = "ppa"\nprice_usd_per_mwh = 30.0\ncommitted_mw = 2.5',
+            ":38: sites[0].contract.committed_mw: 2.5 MW is more than the site's capacity_mw (2.0)",
+        ),
     ],
 )
 def test_mistakes_are_reported_with_file_line_and_key(
@@ -154,7 +196,56 @@ def test_a_site_too_small_for_its_sleeping_miners_is_refused(tmp_path: Path) -> 
         caught.value
     )
     assert "(0.01375 MW with PUE 1.1)" in str(caught.value)
-    load_scenario(write(tmp_path, SMALL.replace("capacity_mw = 2.0", "capacity_mw = 0.014")))
+    # the miners asleep and one woken at eco-low (2170 W): 0.0161 MW
+    load_scenario(write(tmp_path, SMALL.replace("capacity_mw = 2.0", "capacity_mw = 0.017")))
+
+
+def test_a_site_too_small_for_one_device_is_refused(tmp_path: Path) -> None:
+    """One H100 SXM busy draws 700 W × PUE 1.1 = 0.00077 MW: 0.0005 MW could never run one."""
+    gpus_only = SMALL.replace('[[sites.fleet]]\nmodel = "S21"\ncount = 500\n\n', "")
+    path = write(tmp_path, gpus_only.replace("capacity_mw = 2.0", "capacity_mw = 0.0005"))
+    with pytest.raises(DataError) as caught:
+        load_scenario(path)
+    assert ":29: sites[0].capacity_mw: 0.0005 MW cannot run a single H100 SXM (0.00077 MW" in str(
+        caught.value
+    )
+    load_scenario(write(tmp_path, gpus_only.replace("capacity_mw = 2.0", "capacity_mw = 0.0008")))
+
+
+def test_a_second_site_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    """Results are keyed by site name: the second `pilot` would silently replace the first."""
+    site = SMALL[SMALL.index("[[sites]]") : SMALL.index("[sites.demand.realtime]")]
+    path = write(tmp_path, SMALL + "\n" + site.replace('node = "HB_WEST"', 'node = "HB_NORTH"'))
+    with pytest.raises(DataError, match=r":67: sites\[1\].name: 'pilot' is already the name of "):
+        load_scenario(path)
+    renamed = site.replace('name = "pilot"', 'name = "second"')
+    assert [s.name for s in load_scenario(write(tmp_path, SMALL + "\n" + renamed)).sites] == [
+        "pilot",
+        "second",
+    ]
+
+
+def test_a_minimum_on_time_longer_than_the_window_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, SMALL.replace("min_on_minutes = 30", "min_on_minutes = 20160"))
+    assert load_scenario(path).sites[0].min_on_steps == 14 * 96
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        f"{path}:32: sites[0].min_on_minutes: 20160 minutes is longer than the window "
+        "(7 days, 0:00:00)"
+    ]
+
+
+def test_a_mistake_in_an_inline_fleet_is_placed_at_its_key(tmp_path: Path) -> None:
+    """The README's inline form: the entry has no line of its own, `fleet = [...]` has."""
+    tables = SMALL[SMALL.index("[[sites.fleet]]") : SMALL.index("[sites.demand.realtime]")]
+    inline = 'fleet = [{ model = "S21", count = 500 }, { model = "H100 SXM", count = -32 }]\n'
+    text = SMALL.replace(tables, "").replace(
+        "min_off_minutes = 30\n", f"min_off_minutes = 30\n{inline}"
+    )
+    with pytest.raises(DataError, match=r"scenario.toml:34: sites\[0\].fleet\[1\].count: must"):
+        load_scenario(write(tmp_path, text))
 
 
 def test_the_simulated_market_takes_no_spot_file(tmp_path: Path) -> None:

@@ -4,16 +4,18 @@ market put together, with the generated demand, as a `Setup` ready to replay."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from hcp.adapters.market.csvtable import Repair, report
+from hcp.adapters.market.ercot import read_electricity
 from hcp.adapters.market.gpu_spot import GpuSpotCsv, gpu_spot_on_intervals
 from hcp.adapters.market.replay import load_market_series
 from hcp.adapters.market.simulated import simulate_series
+from hcp.adapters.market.timeline import infer_step
 from hcp.backtest.demand import generate_demand
 from hcp.backtest.engine import Setup
 from hcp.backtest.scenario import ReplayMarket, Scenario, SimulatedMarket
@@ -82,10 +84,46 @@ def _check_day_ahead_nodes(scenario: Scenario, path: Path, series: MarketSeries)
 
 
 def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> MarketSeries:
+    """The market of one electricity file in steps on the window's grid."""
+    series = _read_replay_file(scenario, market, path, None)
+    offset = (scenario.start - series.start) % scenario.step
+    if not offset:
+        return series
+    # Steps coarser than the file's, on a grid of their own (30 minutes from :15 of
+    # 15-minute prices): build them from the first step of that grid in the file.
+    _check_on_file_grid(scenario, path)
+    if len(market.electricity) > 1:
+        message = (
+            f"{scenario.step} steps from here are off the grid of {path} (steps from "
+            f"{series.start.isoformat()}), and one would straddle the seam between two "
+            "market.electricity files: start the window on that grid, or join the files"
+        )
+        raise scenario_error(scenario, "window.start", message)
+    return _read_replay_file(scenario, market, path, series.start + offset)
+
+
+def _check_on_file_grid(scenario: Scenario, path: Path) -> None:
+    """The window must start on a boundary of the file's intervals, or no step holds whole
+    intervals."""
+    column = read_electricity(path, [scenario.sites[0].node])[scenario.sites[0].node]
+    native = timedelta(seconds=infer_step(column))
+    first = datetime.fromtimestamp(int(column.times[0]), UTC)
+    if (scenario.start - first) % native:
+        message = (
+            f"{scenario.start.isoformat()} is not on the {native} grid of the prices in {path} "
+            f"(intervals from {first.isoformat()})"
+        )
+        raise scenario_error(scenario, "window.start", message)
+
+
+def _read_replay_file(
+    scenario: Scenario, market: ReplayMarket, path: Path, start: datetime | None
+) -> MarketSeries:
     series, _ = load_market_series(
         electricity=path,
         bitcoin=market.bitcoin,
         nodes=tuple(dict.fromkeys(site.node for site in scenario.sites)),
+        start=start,
         step=scenario.step,
         day_ahead=market.day_ahead,
         gpu_spot={

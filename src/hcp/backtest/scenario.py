@@ -16,7 +16,7 @@ from pathlib import Path
 from hcp.adapters.market.gpu_spot import GpuSpotCsv
 from hcp.adapters.market.simulated import MarketSimulatorConfig
 from hcp.backtest.demand import DemandSpec, JobArrivals, RealtimeProfile
-from hcp.domain.catalog import ASIC_MODELS, GPU_MODELS
+from hcp.domain.catalog import ASIC_MODELS, GPU_MODELS, gpu_families
 from hcp.domain.errors import ValidationError
 from hcp.domain.workloads import WorkloadClass
 from hcp.economics import DEFAULT_POOL_FEE, DEFAULT_PRICE_SHEET
@@ -38,6 +38,12 @@ _REALTIME = WorkloadClass.AI_INFERENCE_REALTIME
 _KEYS = {_REALTIME: "realtime", _BATCH: "batch", _TRAINING: "training"}
 _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
+# Bounds far beyond any real scenario, there to refuse a typo (`1e12`) before it overflows a
+# date or an array, or becomes silently something else (a job of 1e300 hours, one step).
+_MAX_WARMUP_DAYS = 366.0
+_MAX_ARRIVALS_PER_DAY = 10_000.0
+_MAX_JOB_GPUS = 100_000.0
+_MAX_JOB_HOURS = 10 * 8_766.0  # ten years
 # The simulator settings a scenario may override (all numbers; nodes come from the sites).
 _SIMULATOR_NUMBERS = ", ".join(
     f.name
@@ -88,7 +94,7 @@ def load_scenario(path: Path) -> Scenario:
     """Parse the scenario at `path`; DataError naming file, line and key on any problem."""
     root = load_toml(path)
     start, end, step, warmup = _window(_required_table(root, "window"))
-    sites, demand = _sites(root, step)
+    sites, demand = _sites(root, step, end - start)
     scenario = Scenario(
         path=path,
         name=root.get("name", str, path.stem),
@@ -103,7 +109,7 @@ def load_scenario(path: Path) -> Scenario:
             root.number("sla_penalty_usd_per_gpu_hour", minimum=0.0),
             _pool_fee(root),
         ),
-        seed=root.integer("seed", 0),
+        seed=root.integer("seed", 0, minimum=0),
     )
     root.finish()
     return scenario
@@ -116,10 +122,19 @@ def _pool_fee(root: TomlTable) -> float:
     return fee
 
 
-def _sites(root: TomlTable, step: timedelta) -> tuple[tuple[SiteSpec, ...], dict[str, DemandSpec]]:
-    sites, demand = [], {}
+def _sites(
+    root: TomlTable, step: timedelta, window: timedelta
+) -> tuple[tuple[SiteSpec, ...], dict[str, DemandSpec]]:
+    sites: list[SiteSpec] = []
+    demand = {}
     for table in root.tables("sites"):
-        site, site_demand = _site(table, step)
+        site, site_demand = _site(table, step, window)
+        # Results, demand and state are keyed by site name: a second site of the same name
+        # would silently replace the first.
+        names = [s.name for s in sites]
+        if site.name in names:
+            message = f"{site.name!r} is already the name of sites[{names.index(site.name)}]"
+            raise table.error("name", message)
         sites.append(site)
         if site_demand is not None:
             demand[site.name] = site_demand
@@ -138,9 +153,14 @@ def _required_table(table: TomlTable, key: str) -> TomlTable:
 def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]:
     start, end = table.datetime("start"), table.datetime("end")
     step = _step(table)
-    warmup = timedelta(days=table.number("warmup_days", 7.0, minimum=0.0))
+    warmup_days = table.number("warmup_days", 7.0, minimum=0.0, maximum=_MAX_WARMUP_DAYS)
     if end <= start:
         raise table.error("end", f"must be after start ({start.isoformat()})")
+    try:
+        warmup = timedelta(days=warmup_days)
+        start - warmup - step  # the warm-up must start on a date Python can hold
+    except OverflowError:
+        raise table.error("start", f"too early for {warmup_days:g} days of warm-up") from None
     if warmup < max(step, _DAY):
         message = "must be at least one day: a decision knows the day before's bitcoin figures"
         raise table.error("warmup_days", message)
@@ -184,6 +204,10 @@ def _spot_prices(table: TomlTable) -> dict[str, float | GpuSpotCsv]:
         return {}
     spot: dict[str, float | GpuSpotCsv] = {}
     for family in prices.names():
+        # A family no GPU belongs to would silently earn no spot revenue.
+        if family not in gpu_families():
+            known = ", ".join(sorted(gpu_families()))
+            raise prices.error(family, f"not a GPU family (known: {known})")
         value = prices.get(family, object)
         if isinstance(value, dict):
             spot[family] = _spot_csv(prices.table(family) or prices, family)
@@ -255,10 +279,12 @@ def _simulated_market(
         config = MarketSimulatorConfig(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise settings.error(exc.field, exc.message) from None
-    return SimulatedMarket(config, table.integer("seed", 0))
+    return SimulatedMarket(config, table.integer("seed", 0, minimum=0))
 
 
-def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | None]:
+def _site(
+    table: TomlTable, step: timedelta, window: timedelta
+) -> tuple[SiteSpec, DemandSpec | None]:
     asics, gpus = _fleet(table)
     site = SiteSpec(
         name=table.get("name", str),
@@ -269,11 +295,13 @@ def _site(table: TomlTable, step: timedelta) -> tuple[SiteSpec, DemandSpec | Non
         asics=asics,
         gpus=gpus,
         ramp_mw_per_step=_optional_number(table, "ramp_mw_per_step", above=0.0),
-        min_on_steps=_steps(table, "min_on_minutes", step),
-        min_off_steps=_steps(table, "min_off_minutes", step),
+        min_on_steps=_steps(table, "min_on_minutes", step, window),
+        min_off_steps=_steps(table, "min_off_minutes", step, window),
         day_ahead_node=table.optional("day_ahead_node", str),
     )
     _check_sleep_fits(table, site)
+    _check_one_device_fits(table, site)
+    _check_commitment_fits(table, site)
     demand_table = table.table("demand")
     demand = None if demand_table is None else _demand(demand_table, site)
     table.finish()
@@ -297,9 +325,45 @@ def _check_sleep_fits(table: TomlTable, site: SiteSpec) -> None:
         raise table.error("capacity_mw", message)
 
 
-def _steps(table: TomlTable, key: str, step: timedelta) -> int:
-    """Whole steps covering the minutes at `key` (none given: 0; at least one step)."""
-    return steps_covering(timedelta(minutes=table.number(key, 0.0, minimum=0.0)), step)
+def _check_one_device_fits(table: TomlTable, site: SiteSpec) -> None:
+    """Each model of the fleet must fit one device running beside the miners asleep: a model
+    that cannot would never run, and earn nothing whatever a strategy decided."""
+    running_w = [
+        (f.model.name, min(p.power_w for p in f.model.profiles) - f.model.sleep_power_w)
+        for f in site.asics
+        if f.count
+    ]
+    running_w += [(f.model.name, f.model.busy_power_w) for f in site.gpus if f.count]
+    for name, watts in running_w:
+        need_mw = grid_mw(site.asleep_w + watts, site.pue)
+        if need_mw > site.capacity_mw:
+            message = (
+                f"{site.capacity_mw} MW cannot run a single {name} ({need_mw:.4g} MW with "
+                f"PUE {site.pue}, the site's miners asleep): more MW or no {name}"
+            )
+            raise table.error("capacity_mw", message)
+
+
+def _check_commitment_fits(table: TomlTable, site: SiteSpec) -> None:
+    """A PPA cannot commit more MW than the site can draw: the excess would be sold back as if
+    the site could have taken it."""
+    contract = site.contract
+    if isinstance(contract, PpaContract) and contract.committed_mw > site.capacity_mw:
+        message = f"{contract.committed_mw} MW is more than the site's capacity_mw"
+        raise table.error("contract.committed_mw", f"{message} ({site.capacity_mw})")
+
+
+def _steps(table: TomlTable, key: str, step: timedelta, window: timedelta) -> int:
+    """Whole steps covering the minutes at `key` (none given: 0; at least one step); warns of
+    a time longer than the window, which locks a miner's first change for the rest of it."""
+    minutes = table.number(key, 0.0, minimum=0.0)
+    try:
+        duration = timedelta(minutes=minutes)
+    except OverflowError:
+        raise table.error(key, f"too large, got {minutes:g}") from None
+    if duration > window:
+        table.warn(key, f"{minutes:g} minutes is longer than the window ({window})")
+    return steps_covering(duration, step)
 
 
 def _fleet(table: TomlTable) -> tuple[tuple[AsicFleet, ...], tuple[GpuFleet, ...]]:
@@ -360,18 +424,32 @@ def _realtime(table: TomlTable, family: str) -> RealtimeProfile:
         weekend_factor=table.number("weekend_factor", 1.0, minimum=0.0),
         noise=table.number("noise", 0.0, minimum=0.0),
     )
+    _check_daily_curve(table, profile)
     table.finish()
     return profile
 
 
+def _check_daily_curve(table: TomlTable, profile: RealtimeProfile) -> None:
+    """The daily curve rises from base_gpus to peak_gpus at an hour of the day: a peak below
+    the base, or an hour past 24, would silently be a different curve."""
+    base, peak = profile.base_gpus, profile.peak_gpus
+    if peak < base:
+        raise table.error("peak_gpus", f"must be at least base_gpus ({base:g}), got {peak:g}")
+    if profile.peak_hour_utc >= 24.0:
+        hour = profile.peak_hour_utc
+        raise table.error("peak_hour_utc", f"must be an hour in [0, 24), got {hour:g}")
+
+
 def _arrivals(table: TomlTable, workload_class: WorkloadClass, family: str) -> JobArrivals:
-    gpus = table.range("gpus", minimum=1.0)
+    gpus = table.range("gpus", minimum=1.0, maximum=_MAX_JOB_GPUS)
     arrivals = JobArrivals(
         workload_class=workload_class,
-        arrivals_per_day=table.number("arrivals_per_day", minimum=0.0),
+        arrivals_per_day=table.number(
+            "arrivals_per_day", minimum=0.0, maximum=_MAX_ARRIVALS_PER_DAY
+        ),
         gpus=(round(gpus[0]), round(gpus[1])),
-        hours=table.range("hours", minimum=0.0),
-        deadline_hours=table.range("deadline_hours", minimum=0.0),
+        hours=table.range("hours", minimum=0.0, maximum=_MAX_JOB_HOURS),
+        deadline_hours=table.range("deadline_hours", minimum=0.0, maximum=_MAX_JOB_HOURS),
         price_usd_per_gpu_hour=_price(table, workload_class, family),
     )
     table.finish()
