@@ -22,6 +22,7 @@ from hcp.optimizer.inputs import (
     SiteSpec,
     SiteState,
 )
+from hcp.optimizer.model import work_needed
 from hcp.optimizer.plan import SolveStatus
 from hcp.optimizer.planner import plan_site
 from hcp.optimizer.solver import HighsSolver
@@ -137,6 +138,27 @@ def test_a_deadline_margin_brings_deferred_work_into_the_horizon() -> None:
         plan = solve(inputs([9000.0] * 6, jobs=(job,), deadline_margin_steps=margin))
         done = sum(plan.allocation(i).gpus["H100 SXM"].training.get("t1", 0.0) for i in range(6))
         assert done == pytest.approx(must), margin
+
+
+def test_jobs_deferred_past_the_horizon_share_the_family_gpus_there() -> None:
+    # Four H100 and a 6-interval horizon. `a` is due at interval 10 and `b` at 11, each with
+    # 20 GPU-intervals on at most 4 GPUs. Counted alone, `a` leaves 16 past the horizon and
+    # `b` all 20, but together they would leave 36 where only 20 fit. Earliest deadline
+    # first, `a` takes the 16 of intervals 6-9 and `b` the 4 of interval 10, so `b` must do 16
+    # now. At 9000 USD/MWh, where only what must be done is done, the plan does 4 of `a` and
+    # 16 of `b`.
+    a = JobInputs("a", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, 10, 2.25)
+    b = JobInputs("b", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, 11, 2.25)
+    x = inputs([9000.0] * 6, jobs=(a, b))
+    assert list(work_needed(x)) == [4.0, 16.0]
+    plan = solve(x)
+    done = {
+        j: sum(plan.allocation(i).gpus["H100 SXM"].training.get(j, 0.0) for i in range(6))
+        for j in ("a", "b")
+    }
+    assert done == {"a": pytest.approx(4.0), "b": pytest.approx(16.0)}
+    # One job alone keeps the old obligation: what its GPUs cannot do after the horizon.
+    assert list(work_needed(inputs([9000.0] * 6, jobs=(a,)))) == [4.0]
 
 
 def test_work_that_cannot_fit_is_charged_the_penalty() -> None:

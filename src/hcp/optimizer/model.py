@@ -19,7 +19,7 @@ import numpy as np
 
 from hcp.domain.market import FloatArray
 from hcp.economics import asic_revenue_usd, energy_cost_usd, gpu_revenue_usd
-from hcp.optimizer.inputs import JobInputs, PpaContract, RtContract, SiteInputs, grid_mw
+from hcp.optimizer.inputs import PpaContract, RtContract, SiteInputs, grid_mw
 from hcp.optimizer.lp import INF, IntArray, LinearProgram
 
 _SECONDS_PER_HOUR = 3600.0
@@ -305,22 +305,48 @@ def define_deadline_energy(lp: LinearProgram, x: SiteInputs, v: Variables) -> No
     remaining = np.array([float(j.remaining_gpu_steps) for j in x.jobs])
     rows = lp.add_rows(np.full((len(x.jobs), 1), -1), 1.0, -INF, remaining)
     lp.add_terms(rows[job], cols, 1.0)
-    needed = np.array([_work_needed(x, j) for j in x.jobs])
-    rows = lp.add_rows(v.jobs.shortfall.reshape(-1, 1), 1.0, needed)
+    rows = lp.add_rows(v.jobs.shortfall.reshape(-1, 1), 1.0, work_needed(x))
     lp.add_terms(rows[job], cols, 1.0)
 
 
-def _work_needed(x: SiteInputs, job: JobInputs) -> float:
-    """GPU-intervals of `job` that must be done inside the horizon to avoid a shortfall: all
-    of it when due inside; else what its GPUs could not do after the horizon and before its
-    deadline, less the margin (`deadline_margin_steps`)."""
-    after = job.deadline - x.horizon
-    if after <= 0:
-        return float(job.remaining_gpu_steps)
-    if x.final:
-        return 0.0
-    later = max(after - x.deadline_margin_steps, 0)
-    return float(max(0, job.remaining_gpu_steps - job.max_gpus * later))
+def work_needed(x: SiteInputs) -> np.ndarray:
+    """GPU-intervals of each job that must be done inside the horizon to avoid a shortfall:
+    all of it when due inside; else what could not be done after the horizon and before its
+    deadline, less the margin (`deadline_margin_steps`).
+
+    After the horizon a job gets at most its `max_gpus`, and the jobs of a family share the
+    family's GPUs: earliest deadline first, each from the horizon's end on. Counting each job
+    alone at its full width let several jobs all leave their work to the same later hours,
+    which then could not hold it all (a spot price above a job's own price made mpc defer
+    them, and miss deadlines that even always_on met)."""
+    needed = np.zeros(len(x.jobs))
+    later: dict[str, list[tuple[int, int]]] = {}  # family -> (deadline, job index)
+    for i, job in enumerate(x.jobs):
+        after = job.deadline - x.horizon
+        if after <= 0:
+            needed[i] = job.remaining_gpu_steps
+        elif not x.final:
+            later.setdefault(job.family, []).append((job.deadline, i))
+    for family, due in later.items():
+        jobs = [x.jobs[i] for _, i in sorted(due)]
+        order = [i for _, i in sorted(due)]
+        gpus = sum(g.count for g in x.site.gpus if g.model.family == family)
+        steps = [max(j.deadline - x.horizon - x.deadline_margin_steps, 0) for j in jobs]
+        if sum(j.max_gpus for j in jobs) <= gpus:  # never short of GPUs: each job alone
+            for i, j, n in zip(order, jobs, steps, strict=True):
+                needed[i] = max(0, j.remaining_gpu_steps - j.max_gpus * n)
+            continue
+        free = np.full(max(steps, default=0), float(gpus))
+        for i, j, n in zip(order, jobs, steps, strict=True):
+            take = np.minimum(free[:n], float(j.max_gpus))
+            done = np.cumsum(take)
+            if n and done[-1] > j.remaining_gpu_steps:  # finished early: the rest stays free
+                k = int(np.searchsorted(done, j.remaining_gpu_steps))
+                take[k] -= done[k] - j.remaining_gpu_steps
+                take[k + 1 :] = 0.0
+            free[:n] -= take
+            needed[i] = max(0.0, j.remaining_gpu_steps - float(take.sum()))
+    return needed
 
 
 def define_sellback(lp: LinearProgram, x: SiteInputs, v: Variables) -> None:
