@@ -482,9 +482,8 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
             )
         ),
     )
-    with uow() as unit:
-        # Work that ran on while no control loop ran is billed once its nodes vouch for it.
-        control.resume_metering(unit.billing.metered_until())
+    # Work that ran on while no control loop ran is billed once its nodes vouch for it.
+    control.resume_metering()
     if device_io is not None:
         await device_io.start()  # last: nothing after it can fail and leave workers running
     return Live(

@@ -425,6 +425,31 @@ async def test_interruptible_work_is_billed_off_the_real_time_price(site: Site) 
     assert 1.375 <= float(line["amount"]) < 2.75  # at least half the list price, below it
 
 
+async def test_a_failure_billing_the_time_no_loop_ran_leaves_the_loops_own_metering(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Billing the time before this loop started failed (a store error, a conflict with a
+    leader that metered on): it was retried before the loop's own metering, failed again,
+    and nothing more was billed, tick after tick."""
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 2, None, 1.0))
+    await site.runtime.platform.workloads.submit(customer, sub)
+    site.live.control.resume_metering()
+
+    def broken() -> None:
+        raise RuntimeError("the store did not answer")
+
+    monkeypatch.setattr(site.live.control, "_stored_metered_until", broken)
+    first = await site.live.control.tick()
+    assert first.errors == []  # logged, not a failed meter step
+    site.clock.advance(timedelta(minutes=30))
+    outcome = await site.live.control.tick()
+    assert outcome.errors == []
+    month = START.strftime("%Y-%m")
+    usage = (await site.api.get(f"/api/v1/billing/usage?month={month}", headers=site.admin)).json()
+    assert usage["gpu_hours"] == "1.000000"  # 2 GPUs for the half hour
+
+
 async def test_an_invoice_bills_a_workload_at_most_its_max_price(site: Site) -> None:
     """An interruptible job whose customer agreed to at most 1.38 USD a GPU-hour: its price in
     force (half the list price plus the energy at the real-time price) is above that."""

@@ -146,3 +146,19 @@ def test_a_leader_whose_session_the_server_ends_sees_it_lost(
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("key", [5, 2**31 - 1, 2**31, 2**62 + 12345])
+def test_the_lock_is_seen_held_whatever_its_key(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch, key: int
+) -> None:
+    """Keys below 2**31 travel as int4, whose shift by 32 is not 0: the check missed them."""
+    import hcp.adapters.db.leadership as leadership
+
+    monkeypatch.setattr(leadership, "lock_key", lambda scope, site_id: key)
+    a = PostgresLeadership(engines[0], "site-1")
+    try:
+        assert a.try_acquire() and a.still_held()
+    finally:
+        a.close()

@@ -168,6 +168,24 @@ def test_an_overheating_miner_cuts_its_boards_off_at_dangerous_and_back_on_once_
     assert sim.state is MinerState.MINING and sim.hashrate_ths > 0
 
 
+def test_a_miner_woken_while_cut_off_waits_to_cool_then_ramps_up() -> None:
+    """Put to sleep and woken again before its boards cooled to Target: stepping past the end
+    of that wake looped for ever (the ramp stayed 0, the wake never ended)."""
+    sim = quiet_miner()
+    sim.set_faults(Faults(overheating=True), at(0))
+    t = 0
+    while not sim.cut_off:
+        t += 5
+        sim.step(at(t))
+    sim.sleep(at(t + 5))
+    sim.wake(at(t + 10))
+    assert sim.cut_off and sim.temperature_c > TARGET_C
+    sim.step(at(t + 10 + MODEL.wake_seconds + 10))  # returns
+    assert not sim.cut_off and sim.state is MinerState.WAKING  # cooled, ramping again
+    sim.step(at(t + 10 + 3 * MODEL.wake_seconds))
+    assert sim.state is MinerState.MINING
+
+
 def test_a_sleeping_or_cool_miner_is_never_cut_off() -> None:
     hot = quiet_miner(faults=Faults(overheating=True))
     hot.sleep(at(0))

@@ -119,10 +119,42 @@ def test_a_workload_is_billed_at_most_its_max_price() -> None:
         usage("w2", at("2025-06-10T12:00Z"), "1", BATCH, tier=Tier.INTERRUPTIBLE, rt="2000"),
     ]
     capped = build_invoice("cust-001", "2025-06", records, SHEET, {"w1": Decimal("2.00")})
-    [line] = capped.lines
-    assert line.amount == Decimal("6.17")  # 2.00 + 1.417 + 2.75 = 6.167
+    assert [(line.description, line.amount) for line in capped.lines] == [
+        ("H100 GPU-hours, batch inference, interruptible", Decimal("4.17")),  # 1.417 + 2.75
+        (
+            "H100 GPU-hours, batch inference, interruptible, at the workload's max price 2.0000",
+            Decimal("2.00"),
+        ),
+    ]
+    assert capped.total == Decimal("6.17")
     uncapped = build_invoice("cust-001", "2025-06", records, SHEET)
     assert uncapped.lines[0].amount == Decimal("6.92")  # 2.75 + 1.417 + 2.75 = 6.917
+
+
+def test_a_max_price_finer_than_a_price_is_rounded_down_never_above_it() -> None:
+    records = [usage("w1", at("2025-06-10T12:00Z"), "1000", BATCH)]  # standard, list 2.75
+    [line] = build_invoice("cust-001", "2025-06", records, SHEET, {"w1": Decimal("1.37505")}).lines
+    assert line.unit_price == Decimal("1.3750") and line.amount == Decimal("1375.00")
+
+
+def test_a_standard_line_stays_quantity_times_unit_price_when_some_usage_is_capped() -> None:
+    """An admin raised a list price after a workload capped at the old one was accepted: its
+    usage has a line of its own, and each line is quantity x unit price."""
+    raised = replace(
+        SHEET,
+        usd_per_gpu_hour={**SHEET.usd_per_gpu_hour, BATCH: {"H100": Decimal("3.00")}},
+    )
+    records = [
+        usage("capped", at("2025-06-10T12:00Z"), "100", BATCH),
+        usage("new", at("2025-06-10T12:00Z"), "200", BATCH),
+    ]
+    invoice = build_invoice("cust-001", "2025-06", records, raised, {"capped": Decimal("2.75")})
+    assert [(line.quantity, line.unit_price) for line in invoice.lines] == [
+        (Decimal("200"), Decimal("3.0000")),
+        (Decimal("100"), Decimal("2.7500")),
+    ]
+    for line in invoice.lines:
+        assert line.amount == round_money(line.quantity * line.unit_price)
 
 
 def test_a_month_without_usage_has_no_lines_and_a_zero_total() -> None:

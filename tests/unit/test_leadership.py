@@ -4,8 +4,11 @@ it before the site is let go, and the process stands by until it can take the si
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,8 @@ class Site:
     def __init__(self) -> None:
         self.holder: object | None = None
         self.events: list[str] = []
+        self.down = False  # the store cannot be reached
+        self.started_at: list[float] = []  # loop time each control loop started
 
 
 class FakeLeadership:
@@ -38,6 +43,8 @@ class FakeLeadership:
         return self.site.holder is self
 
     def try_acquire(self) -> bool:
+        if self.site.down:
+            raise ConnectionError("the store is down")
         if self.site.holder is None:
             self.site.holder = self
             self.site.events.append(f"{self.name} acquired")
@@ -63,6 +70,7 @@ def loop_of(site: Site, name: str, runs: list[str]) -> Callable[[], Awaitable[No
     async def run() -> None:
         runs.append(name)
         site.events.append(f"{name} runs")
+        site.started_at.append(asyncio.get_running_loop().time())
         try:
             await asyncio.Event().wait()
         finally:
@@ -150,3 +158,56 @@ async def test_a_loop_that_returns_ends_the_lead() -> None:
 
     await asyncio.wait_for(lead(a, done, check_s=CHECK_S), 5)
     assert site.holder is None
+
+
+async def test_a_standby_that_takes_over_waits_for_the_old_leader_to_notice() -> None:
+    """The store may end a leader's session before the leader knows: it learns it at its next
+    check, up to two check periods later. The one taking over waits that long first."""
+    site, runs = Site(), list[str]()
+    b = FakeLeadership(site, "b")
+    other = object()
+    site.holder = other  # another process leads
+    standby = asyncio.create_task(lead(b, loop_of(site, "b", runs), check_s=0.05))
+    await asyncio.sleep(0.1)
+    freed_at = asyncio.get_running_loop().time()
+    site.holder = None  # its session ended
+    await wait_for(lambda: runs == ["b"])
+    assert site.started_at[0] - freed_at >= 2 * 0.05
+    standby.cancel()
+    await asyncio.gather(standby, return_exceptions=True)
+
+
+async def test_a_store_that_cannot_be_reached_is_waited_out_not_a_crash() -> None:
+    site, runs = Site(), list[str]()
+    a = FakeLeadership(site, "a")
+    site.down = True
+    leading = asyncio.create_task(lead(a, loop_of(site, "a", runs), check_s=CHECK_S))
+    await asyncio.sleep(10 * CHECK_S)
+    assert not leading.done() and runs == []
+    site.down = False
+    await wait_for(lambda: runs == ["a"])
+    leading.cancel()
+    await asyncio.gather(leading, return_exceptions=True)
+
+
+async def test_a_second_stop_signal_does_not_cut_the_clean_up_short(tmp_path: Path) -> None:
+    """`hcp controller` on Ctrl-C, Ctrl-C: the second signal came while the loop gave the
+    miners' sessions back, cancelled that, and left them logged on (refusing the next leader)."""
+    from hcp.adapters.db.leadership import FileLeadership
+    from hcp.cli.serve import _until_stopped
+
+    cleaned: list[str] = []
+
+    async def control() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.3)  # stop_live: commands in flight, log off every miner
+            cleaned.append("logged off")
+
+    leadership = FileLeadership(tmp_path / "site.lock", "site-1")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, os.kill, os.getpid(), signal.SIGINT)
+    loop.call_later(0.3, os.kill, os.getpid(), signal.SIGINT)
+    await asyncio.wait_for(_until_stopped(lead(leadership, control, check_s=5.0)), 10)
+    assert cleaned == ["logged off"] and not leadership.held

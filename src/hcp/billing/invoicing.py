@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from hcp.billing.metering import UsageRecord
 from hcp.billing.prices import BillingPriceSheet, Tier
@@ -29,7 +29,8 @@ _CLASS_LABELS = {
     WorkloadClass.AI_TRAINING: "training",
 }
 
-LineKey = tuple[WorkloadClass, str, Tier]
+LineKey = tuple[WorkloadClass, str, Tier, Decimal | None]
+"""Class, GPU family, tier, and the workload's max price where it capped the price."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,8 @@ class InvoiceLine:
 
     On a standard line amount = round(quantity × unit_price). On an interruptible line the
     price changes every interval: the amount is the rounded sum over its intervals, and
-    unit_price is their GPU-hour-weighted average (to 0.0001), shown for reading only.
+    unit_price is their GPU-hour-weighted average (to 0.0001), shown for reading only. Usage
+    billed at a workload's max price (below the price in force) has lines of its own.
     """
 
     description: str
@@ -135,10 +137,18 @@ def _add(
     sheet: BillingPriceSheet,
     max_price: Decimal | None,
 ) -> None:
-    key = (record.workload_class, record.gpu_family, record.tier)
-    price = sheet.gpu_hour_price(*key, record.rt_price_usd_per_mwh)
-    if max_price is not None and max_price < price:
-        price = round_price(max_price)
+    price = sheet.gpu_hour_price(
+        record.workload_class, record.gpu_family, record.tier, record.rt_price_usd_per_mwh
+    )
+    cap = None
+    if max_price is not None:
+        # To 0.0001 USD like every price, rounded down: never above what was agreed.
+        cap = max_price.quantize(Decimal("0.0001"), rounding=ROUND_FLOOR)
+        if cap < price:
+            price = cap
+        else:
+            cap = None
+    key = (record.workload_class, record.gpu_family, record.tier, cap)
     group = groups.setdefault(key, _Group(Decimal(0), Decimal(0), set()))
     group.quantity += record.gpu_hours
     group.charge += record.gpu_hours * price
@@ -146,8 +156,10 @@ def _add(
 
 
 def _line(key: LineKey, group: _Group) -> InvoiceLine:
-    workload_class, family, tier = key
+    workload_class, family, tier, cap = key
     description = f"{family} GPU-hours, {_CLASS_LABELS[workload_class]}, {tier.value}"
+    if cap is not None:
+        description += f", at the workload's max price {cap}"
     quantity = round_quantity(group.quantity)
     return InvoiceLine(
         description, quantity, GPU_HOUR, _unit_price(group), round_money(group.charge)
@@ -163,6 +175,7 @@ def _unit_price(group: _Group) -> Decimal:
     return round_price(group.charge / group.quantity)
 
 
-def _line_order(key: LineKey) -> tuple[int, str, bool]:
-    workload_class, family, tier = key
-    return (workload_class.priority, family, tier is not Tier.STANDARD)
+def _line_order(key: LineKey) -> tuple[int, str, bool, bool, Decimal]:
+    workload_class, family, tier, cap = key
+    capped = cap is not None
+    return (workload_class.priority, family, tier is not Tier.STANDARD, capped, cap or Decimal(0))

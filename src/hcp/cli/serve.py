@@ -27,6 +27,8 @@ from hcp.http.app import create_app
 from hcp.services.leadership import lead
 from hcp.services.ports import Clock, Leadership
 
+log = logging.getLogger(__name__)
+
 
 def serve_platform(
     host: str | None,
@@ -128,11 +130,19 @@ def _prepare(
 
 async def _until_stopped(work: Awaitable[None]) -> None:
     """Run `work` until it ends or SIGTERM/SIGINT arrives (then cancel it, so it cleans up:
-    miners' sessions are given back, simulators stopped)."""
+    miners' sessions are given back, simulators stopped). A second signal while it cleans up
+    does not cut the clean-up short: a miner left logged on refuses the next leader."""
     task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(stop, task.cancel)
+
+    def stop() -> None:
+        if task.cancelling():
+            log.warning("already stopping: giving the miners' sessions back first")
+            return
+        task.cancel()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -233,8 +243,17 @@ async def _serve_live(
         await _control_site(runtime, speed, live)
 
     leading = asyncio.create_task(lead(leadership, control, check_s=settings.leader_check_seconds))
+    server = _server(settings, runtime)
+
+    def ended(task: asyncio.Task[None]) -> None:
+        # The control loop is the platform's reason to run: if it stops for good (its
+        # devices file no longer fits the site, say), so does the API, with its error.
+        if not task.cancelled() and task.exception() is not None:
+            server.should_exit = True
+
+    leading.add_done_callback(ended)
     try:
-        await _server(settings, runtime).serve(sockets=listeners)
+        await server.serve(sockets=listeners)
     finally:
         leading.cancel()
         with contextlib.suppress(asyncio.CancelledError):

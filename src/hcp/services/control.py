@@ -152,7 +152,8 @@ class ControlLoop:
         self.last_follow: TickReport | None = None
         self._metered_until = clock.now()
         self._price_in_force: float | None = None  # USD/MWh of the interval being metered
-        self._unmetered: tuple[datetime, datetime] | None = None  # see resume_metering
+        self._started_at = self._metered_until
+        self._resuming = False  # see resume_metering
         self._on_nodes: set[str] = set()
         self._followed = False
         self.last: TickOutcome | None = None
@@ -200,42 +201,62 @@ class ControlLoop:
             self._last_gpu_budget = plan.gpu_budget()
         return self._last_gpu_budget
 
-    def resume_metering(self, since: datetime | None) -> None:
-        """Bill the time from `since` (the store's last metered instant) to this loop's start
-        for the work that ran on meanwhile: after a restart, or when this process took over
-        from a leader that died, GPU nodes of their own kept running it and nobody metered.
+    def resume_metering(self) -> None:
+        """Bill the time from the store's last metered instant to this loop's start for the
+        work that ran on meanwhile: after a restart, or when this process took over from a
+        leader that died, GPU nodes of their own kept running it and nobody metered.
 
-        The nodes' word decides, so it is billed at the first metering after they were asked:
-        a workload its nodes still run or finished (then up to the instant they give) is billed
-        for that time; one they no longer know (the platform's own simulated nodes died with
-        it) or could not be asked about is not, since nothing shows it ran."""
-        if since is not None and since < self._metered_until:
-            self._unmetered = (since, self._metered_until)
+        The nodes' word decides, so it is billed at the first metering after they were asked
+        (and the store's last metered instant is read then, when any leader before this one
+        has stopped): a workload its nodes still run or finished (then up to the instant they
+        give) is billed for that time; one they no longer know (the platform's own simulated
+        nodes died with it) or could not be asked about is not, since nothing shows it ran.
+        Metered past this loop's start already, the store is where this loop's metering
+        carries on from."""
+        self._resuming = True
 
     def _note_follow(self, report: TickReport) -> None:
         self._followed = True
-        if self._unmetered is not None:
+        if self._resuming:
             self._on_nodes.update(report.on_nodes)
 
     async def _meter(self, price: float | None) -> int:
         """Bill the time since the last metering (a rerun of the same interval adds nothing)."""
-        new = 0
-        if self._unmetered is not None and self._followed and self._billing is not None:
-            (gap_start, gap_end), vouched = self._unmetered, frozenset(self._on_nodes)
-            # That time runs at the price stored last before it (the one then in force).
-            in_force = await asyncio.to_thread(self._stored_price_at, gap_start)
-            new += await asyncio.to_thread(
-                self._billing.meter, gap_start, gap_end, in_force, vouched
-            )
-            log.warning(
-                "billed %s to %s, while no control loop ran, for %d workloads their nodes "
-                "vouch for",
-                gap_start.isoformat(),
-                gap_end.isoformat(),
-                len(vouched),
-            )
-            self._unmetered, self._on_nodes = None, set()
-        return new + await self._meter_since_last(price)
+        if self._resuming and self._followed and self._billing is not None:
+            self._resuming = False
+            vouched, self._on_nodes = frozenset(self._on_nodes), set()
+            try:
+                await self._meter_unseen(vouched)
+            except Exception:  # the loop's own metering goes on; that time is left unbilled
+                log.exception("billing the time no control loop ran failed; it stays unbilled")
+        return await self._meter_since_last(price)
+
+    async def _meter_unseen(self, vouched: frozenset[str]) -> None:
+        """Bill [the store's last metered instant, this loop's start) for `vouched` work."""
+        billing = self._billing
+        assert billing is not None
+        since = await asyncio.to_thread(self._stored_metered_until)
+        started = self._started_at
+        if since is None or since == started:
+            return
+        if since > started:  # metered past this start (a sped-up run, a leader meanwhile)
+            self._metered_until = max(self._metered_until, since)
+            return
+        # That time runs at the price stored last before it (the one then in force).
+        in_force = await asyncio.to_thread(self._stored_price_at, since)
+        new = await asyncio.to_thread(billing.meter, since, started, in_force, vouched)
+        log.warning(
+            "billed %s to %s, while no control loop ran, for the %d workloads their nodes "
+            "vouch for (%d usage records)",
+            since.isoformat(),
+            started.isoformat(),
+            len(vouched),
+            new,
+        )
+
+    def _stored_metered_until(self) -> datetime | None:
+        with self._uow() as uow:
+            return uow.billing.metered_until()
 
     def _stored_price_at(self, at: datetime) -> float | None:
         with self._uow() as uow:

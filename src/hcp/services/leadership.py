@@ -26,10 +26,28 @@ async def lead(
     than `check_s`, `run` is cancelled before anything else happens (a leader without the lock
     must stop commanding before another one starts), and this process stands by again. When
     `run` returns or raises, the site is let go and `lead` ends the same way.
+
+    A site taken over from another process is held `2 × check_s` before `run` starts: when the
+    store ended the old leader's session (not the old leader itself), that leader learns it at
+    its next check, up to `check_s` later plus `check_s` for a check that hangs; starting at
+    once ran both loops for those seconds. A store that cannot be reached is a reason to stand
+    by, not to stop: the lock is tried again every `check_s`.
     """
     standing_by = False
+    unreachable = False
     while True:
-        if not await asyncio.to_thread(leadership.try_acquire):
+        try:
+            taken = await asyncio.to_thread(leadership.try_acquire)
+        except Exception as error:
+            if not unreachable:
+                log.error("site %s: cannot reach the store to lead (%s)", leadership.site_id, error)
+                unreachable = True
+            taken = False
+        else:
+            unreachable = False
+        if taken and standing_by:
+            taken = await _settle(leadership, 2 * check_s, check_s)
+        if not taken:
             if not standing_by:
                 log.warning(
                     "site %s is controlled by another process; standing by", leadership.site_id
@@ -43,11 +61,34 @@ async def lead(
         )
         if not await _while_held(leadership, run, check_s):
             return
+        standing_by = True
         log.error(
             "site %s: the lead was lost (the store ended the lock's session); the control loop "
             "stopped, standing by",
             leadership.site_id,
         )
+
+
+async def _settle(leadership: Leadership, hold_s: float, check_s: float) -> bool:
+    """Hold a site just taken over for `hold_s` before running its loop (see `lead`); False,
+    with the site let go, if it is lost meanwhile."""
+    log.warning(
+        "site %s: taken over; waiting %g s for the last leader's loop to stop",
+        leadership.site_id,
+        hold_s,
+    )
+    loop = asyncio.get_running_loop()
+    until = loop.time() + hold_s
+    while (left := until - loop.time()) > 0:
+        await asyncio.sleep(min(check_s, left))
+        try:
+            held = await asyncio.wait_for(asyncio.to_thread(leadership.still_held), check_s)
+        except Exception:  # a check that hangs (TimeoutError) or fails
+            held = False
+        if not held:
+            await asyncio.to_thread(leadership.release)
+            return False
+    return True
 
 
 async def _while_held(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -60,13 +60,13 @@ def check_submission(
     sub: Submission,
     capacity: Mapping[str, int],
     now: datetime,
-    memory_gb: Mapping[str, int] | None = None,
+    pools: Mapping[tuple[str, str], Sequence[tuple[int, int]]] | None = None,
 ) -> None:
     """Raise ValidationError naming the field when `sub` breaks a rule.
 
-    `capacity` is the most GPUs of each family that any one site hosts; `memory_gb`, when
-    given, the most memory per GPU of each family hosted (a workload asking for more would
-    wait in the queue for ever).
+    `capacity` is the most GPUs of each family that any one site hosts; `pools`, when given,
+    the GPUs of each (site, family) as (memory GB, count) per model: a workload that no site
+    can place with the memory it asks for would wait in the queue for ever.
     """
     if sub.priority is not None and sub.priority != sub.workload_class.priority:
         raise ValidationError(
@@ -91,15 +91,22 @@ def check_submission(
             f"{req.gpu_count} exceeds the {most} {kind} any one site hosts",
         )
     wanted_gb = req.memory_gb_per_gpu
-    if memory_gb is not None and wanted_gb is not None:
-        hosted = (
-            memory_gb.get(req.gpu_type, 0) if req.gpu_type else max(memory_gb.values(), default=0)
+    if pools is not None and wanted_gb is not None:
+        # One placement takes its GPUs from one site and family: enough of them there must
+        # have the memory asked for.
+        most = max(
+            (
+                sum(count for memory, count in gpus if memory >= wanted_gb)
+                for (_site, family), gpus in pools.items()
+                if req.gpu_type in (None, family)
+            ),
+            default=0,
         )
-        if wanted_gb > hosted:
-            kind = f"{req.gpu_type} GPU" if req.gpu_type else "GPU"
+        if most < req.gpu_count:
+            kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
             raise ValidationError(
                 "requirements.memory_gb",
-                f"{wanted_gb} GB per GPU exceeds the {hosted} GB of the largest {kind} hosted",
+                f"no site hosts {req.gpu_count} {kind} of {wanted_gb} GB or more (at most {most})",
             )
     if sub.deadline is not None and sub.deadline <= now:
         raise ValidationError("deadline", "must be in the future")
@@ -129,14 +136,15 @@ def check_max_price(sub: Submission, sheet: BillingPriceSheet, families: Collect
         )
 
 
-def memory_by_family(gpus_by_site_and_model: Mapping[tuple[str, str], int]) -> dict[str, int]:
-    """The most memory per GPU (GB) of each family hosted at any site."""
-    memory: dict[str, int] = {}
-    for (_site, model_name), count in gpus_by_site_and_model.items():
-        if count > 0:
-            model = gpu_model(model_name)
-            memory[model.family] = max(memory.get(model.family, 0), model.memory_gb)
-    return memory
+def gpu_pools(
+    gpus_by_site_and_model: Mapping[tuple[str, str], int],
+) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """The GPUs of each (site, family): (memory GB, count) per model."""
+    pools: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for (site_id, model_name), count in gpus_by_site_and_model.items():
+        model = gpu_model(model_name)
+        pools.setdefault((site_id, model.family), []).append((model.memory_gb, count))
+    return pools
 
 
 def site_capacity_by_family(
@@ -172,7 +180,9 @@ class WorkloadService:
         self._new_id = new_id
         self._on_change = on_change
         self._known_customers: set[str] = set()
-        self._capacity: tuple[datetime, dict[str, int], dict[str, int]] | None = None
+        self._capacity: (
+            tuple[datetime, dict[str, int], dict[tuple[str, str], list[tuple[int, int]]]] | None
+        ) = None
 
     def on_change(self, listener: Callable[[StateChange], None]) -> None:
         """Call `listener` with every transition this service stores (after it is committed)."""
@@ -183,8 +193,8 @@ class WorkloadService:
         row is committed."""
         now = self._clock.now()
         customer_id = self._customer_for(principal, sub.customer_id)
-        capacity, memory = self._site_capacity(now)
-        check_submission(sub, capacity, now, memory)
+        capacity, pools = self._site_capacity(now)
+        check_submission(sub, capacity, now, pools)
         if self._prices is not None and sub.max_price_usd_per_gpu_hour is not None:
             hosted = [family for family, count in capacity.items() if count > 0]
             check_max_price(sub, self._prices(), hosted)
@@ -229,13 +239,15 @@ class WorkloadService:
             self._known_customers.add(customer_id)
         return True
 
-    def _site_capacity(self, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-        """GPUs per family of the largest site and the most memory per GPU of each family,
-        re-read at most every CAPACITY_TTL."""
+    def _site_capacity(
+        self, now: datetime
+    ) -> tuple[dict[str, int], dict[tuple[str, str], list[tuple[int, int]]]]:
+        """GPUs per family of the largest site, and each site's GPUs per family with their
+        memory, re-read at most every CAPACITY_TTL."""
         if self._capacity is None or now - self._capacity[0] > CAPACITY_TTL:
             with self._uow() as uow:
                 hosted = uow.fleet.gpus_by_site_and_model()
-            self._capacity = (now, site_capacity_by_family(hosted), memory_by_family(hosted))
+            self._capacity = (now, site_capacity_by_family(hosted), gpu_pools(hosted))
         return self._capacity[1], self._capacity[2]
 
     def find(

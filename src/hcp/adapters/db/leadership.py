@@ -104,7 +104,7 @@ class PostgresLeadership:
             schema = connection.execute(text("SELECT current_schema()")).scalar_one()
             key = lock_key(str(schema), self.site_id)
             got = connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+                text("SELECT pg_try_advisory_lock(CAST(:key AS bigint))"), {"key": key}
             ).scalar_one()
         except BaseException:
             connection.close()
@@ -124,10 +124,12 @@ class PostgresLeadership:
             # still holds it, and pg_locks says so outright.
             granted = connection.execute(
                 text(
+                    # A bigint key shows as its high and low 32 bits, objsubid 1. The cast:
+                    # psycopg binds a key below 2**31 as int4, whose >> 32 is not 0.
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                     "AND pid = pg_backend_pid() AND granted "
-                    "AND classid = (:key >> 32)::oid "
-                    "AND objid = (:key & 4294967295)::oid AND objsubid = 1"
+                    "AND classid = (CAST(:key AS bigint) >> 32)::oid "
+                    "AND objid = (CAST(:key AS bigint) & 4294967295)::oid AND objsubid = 1"
                 ),
                 {"key": self._key},
             ).scalar_one()
@@ -144,7 +146,9 @@ class PostgresLeadership:
         if connection is None:
             return
         with contextlib.suppress(Exception):  # closing the session frees the lock anyway
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            connection.execute(
+                text("SELECT pg_advisory_unlock(CAST(:key AS bigint))"), {"key": self._key}
+            )
         self._drop()
 
     def close(self) -> None:

@@ -152,8 +152,10 @@ class MinerSim:
         target_s = now.timestamp()
         while self._t < target_s:
             segment_end_s = target_s
-            if self._mode is MinerState.WAKING:
-                segment_end_s = min(target_s, self._wake_started_s + self.model.wake_seconds)
+            wake_end_s = self._wake_started_s + self.model.wake_seconds
+            # A wake ends a segment only while it ramps: boards cut off to cool stay at 0.
+            if self._mode is MinerState.WAKING and not self._cut_off and wake_end_s > self._t:
+                segment_end_s = min(target_s, wake_end_s)
             self._integrate(self._t, segment_end_s)
             self._t = segment_end_s
             if self._mode is MinerState.WAKING and self._ramp(self._t) >= 1.0:
