@@ -46,7 +46,7 @@ def serve_platform(
     with _listening(settings) as listeners:
         runtime = bootstrap.build(settings, _clock(device_file, speed))
         leadership = leadership_for(runtime.engine, settings.site_id, settings.var_dir)
-        try:
+        with _closing(runtime, leadership):
             if not leadership.try_acquire():
                 typer.secho(
                     f"hcp: site {settings.site_id} is controlled by another process on this "
@@ -60,14 +60,7 @@ def serve_platform(
             _announce(settings, keys)
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()
-            try:
-                run_on_uvloop(_serve_live(runtime, leadership, speed, listeners, device_file))
-            except DataError as error:  # the devices file does not fit the stored site
-                typer.secho(f"hcp: {error}", err=True, fg="red")
-                raise typer.Exit(1) from None
-        finally:
-            leadership.close()
-            runtime.close()
+            run_on_uvloop(_serve_live(runtime, leadership, speed, listeners, device_file))
 
 
 def serve_controller(speed: float = 1.0, asics: int | None = None, gpus: int | None = None) -> None:
@@ -85,11 +78,19 @@ def serve_controller(speed: float = 1.0, asics: int | None = None, gpus: int | N
             _announce(settings, keys, serving=False)
         await _control_site(runtime, speed, await bootstrap.start_live(runtime, device_file))
 
-    try:
+    with _closing(runtime, leadership):
         run_on_uvloop(
             _until_stopped(lead(leadership, control, check_s=settings.leader_check_seconds))
         )
-    except DataError as error:  # the devices file does not fit the stored site
+
+
+@contextlib.contextmanager
+def _closing(runtime: bootstrap.Runtime, leadership: Leadership) -> Iterator[None]:
+    """Let the site go and close the runtime on the way out; a DataError (the devices file
+    does not fit the stored site) ends the command with its message."""
+    try:
+        yield
+    except DataError as error:
         typer.secho(f"hcp: {error}", err=True, fg="red")
         raise typer.Exit(1) from None
     finally:
