@@ -100,6 +100,19 @@ def test_a_report_folder_where_a_file_is_fails_before_the_replay(
     assert result.exit_code == 2 and "Is a directory" in result.stderr
 
 
+def test_a_replay_that_stops_leaves_no_report_folders_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hcp.cli.backtest.run_with_progress", interrupted)
+    folder = tmp_path / "deep" / "out"
+    result = CliRunner().invoke(app(), [str(one_day(tmp_path)), "--report", str(folder)])
+    assert result.exit_code != 0
+    assert not (tmp_path / "deep").exists()
+
+
 def test_the_report_shows_sell_back_under_a_ppa(tmp_path: Path) -> None:
     """At 150 USD/MWh on average, selling the committed MW back beats mining with them."""
     text = (

@@ -32,17 +32,20 @@ _USE_LABELS = {
 
 
 def report_path(folder: Path) -> Path:
-    """Create `folder` (and its parents) and check that `report.html` can be written there;
-    its path. OSError when it cannot: call it before a long replay, not after."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file where the folder should be
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)) from None
+    """Check, creating nothing, that `report.html` could be written in `folder` (made with
+    its parents when missing); its path. OSError naming what is in the way: call it before a
+    long replay, not after. Nothing is created before the report is written, so a replay
+    that fails or is interrupted leaves no empty folders behind."""
     path = folder / "report.html"
-    if path.is_dir():
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent  # the nearest part of the path that is there
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if existing == folder and path.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
     return path
 
 
@@ -51,6 +54,10 @@ def write_report(folder: Path, title: str, results: Sequence[Result]) -> Path:
     or not at all: the page goes to a temporary file that then replaces `report.html`."""
     path = report_path(folder)
     page = render_report(title, results)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file put where the folder should be since the check
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)) from None
     partial = path.with_name(f".{path.name}.partial")
     try:
         partial.write_text(page, encoding="utf-8")

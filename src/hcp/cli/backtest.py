@@ -69,7 +69,7 @@ def _load(path: Path) -> tuple[Setup, str]:
 
 
 def _check_report_folder(folder: Path) -> None:
-    """Create the --report folder now, so that a bad one fails before the replay, not after."""
+    """Check the --report folder now, so that a bad one fails before the replay, not after."""
     try:
         report_path(folder)
     except OSError as exc:
