@@ -231,3 +231,16 @@ def test_gpu_spot_that_is_neither_a_price_nor_a_table_is_refused(folder: Path) -
     path = scenario_at(folder, scenario_text(spot='H100 = "spot.csv"'))
     with pytest.raises(DataError, match="H100: expected USD/GPU-hour or a table with path"):
         load_scenario(path)
+
+
+def test_data_after_the_window_plays_no_part_and_cannot_stop_the_run(folder: Path) -> None:
+    """A price file running on past the window, with an empty price there and no bitcoin day
+    for it: those rows are outside the run, and it goes ahead (it failed on them)."""
+    rows = (folder / "rt.csv").read_text().splitlines()
+    later = T0 + timedelta(days=DAYS)
+    rows += [f"{later + timedelta(minutes=15 * k):%Y-%m-%dT%H:%M:%SZ},{20 + k}" for k in range(96)]
+    rows += [f"{later + timedelta(days=1):%Y-%m-%dT%H:%M:%SZ},"]  # an empty price
+    (folder / "rt.csv").write_text("\n".join(rows) + "\n")
+    scenario = load_scenario(scenario_at(folder, scenario_text()))
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.intervals == 2 * 96 and setup.first == 96

@@ -32,16 +32,24 @@ def load_market(scenario: Scenario) -> MarketSeries:
     market = scenario.market
     if isinstance(market, SimulatedMarket):
         return simulate_series(market.config, first, steps, scenario.step, market.seed)
-    parts = [_replay_file(scenario, market, path) for path in market.electricity]
+    read = [_replay_file(scenario, market, path) for path in market.electricity]
+    parts = [part for part in read if part is not None]
+    files = ", ".join(str(path) for path in market.electricity)
+    if not parts:
+        message = (
+            f"the market data ({files}) holds nothing of the window {scenario.start.isoformat()}"
+            f"..{scenario.end.isoformat()} and the day before it"
+        )
+        raise scenario_error(scenario, "window", message)
     series = _concatenate(scenario.path, parts)
     start = max(first, series.start)
     # A decision needs a past, and the day before's bitcoin figures (`MarketArrays`).
     if start > scenario.start - max(scenario.step, timedelta(days=1)) or series.end < scenario.end:
-        files = ", ".join(str(path) for path in market.electricity)
         message = (
             f"the market data ({files}) covers {series.start.isoformat()}.."
-            f"{series.end.isoformat()}; the window {scenario.start.isoformat()}.."
-            f"{scenario.end.isoformat()} needs it all and at least a day before it"
+            f"{series.end.isoformat()} of what the window needs; the window "
+            f"{scenario.start.isoformat()}..{scenario.end.isoformat()} needs it all and at "
+            "least a day before it"
         )
         raise scenario_error(scenario, "window", message)
     if market.day_ahead is not None:
@@ -83,47 +91,49 @@ def _check_day_ahead_nodes(scenario: Scenario, path: Path, series: MarketSeries)
         raise scenario_error(scenario, key, message)
 
 
-def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> MarketSeries:
-    """The market of one electricity file in steps on the window's grid."""
-    series = _read_replay_file(scenario, market, path, None)
-    offset = (scenario.start - series.start) % scenario.step
-    if not offset:
-        return series
-    # Steps coarser than the file's, on a grid of their own (30 minutes from :15 of
-    # 15-minute prices): build them from the first step of that grid in the file.
-    _check_on_file_grid(scenario, path)
-    if len(market.electricity) > 1:
+def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> MarketSeries | None:
+    """The market of one electricity file over the part of [warm-up start, window end) it
+    holds, in steps on the window's grid (None: it holds none of it). Only that part is read
+    into the series: a gap, an empty price or a missing bitcoin day elsewhere in the file
+    plays no part in the run, and does not stop it."""
+    node = scenario.sites[0].node
+    column = read_electricity(path, [node])[node]
+    native = timedelta(seconds=infer_step(column))
+    file_start = datetime.fromtimestamp(int(column.times[0]), UTC)
+    file_end = datetime.fromtimestamp(int(column.times[-1]), UTC) + native
+    if (scenario.start - file_start) % native:
         message = (
-            f"{scenario.step} steps from here are off the grid of {path} (steps from "
-            f"{series.start.isoformat()}), and one would straddle the seam between two "
+            f"{scenario.start.isoformat()} is not on the {native} grid of the prices in {path} "
+            f"(intervals from {file_start.isoformat()})"
+        )
+        raise scenario_error(scenario, "window.start", message)
+    step = scenario.step
+    if (scenario.start - file_start) % step and len(market.electricity) > 1:
+        message = (
+            f"{step} steps from here are off the grid of {path} (steps from "
+            f"{file_start.isoformat()}), and one would straddle the seam between two "
             "market.electricity files: start the window on that grid, or join the files"
         )
         raise scenario_error(scenario, "window.start", message)
-    return _read_replay_file(scenario, market, path, series.start + offset)
-
-
-def _check_on_file_grid(scenario: Scenario, path: Path) -> None:
-    """The window must start on a boundary of the file's intervals, or no step holds whole
-    intervals."""
-    column = read_electricity(path, [scenario.sites[0].node])[scenario.sites[0].node]
-    native = timedelta(seconds=infer_step(column))
-    first = datetime.fromtimestamp(int(column.times[0]), UTC)
-    if (scenario.start - first) % native:
-        message = (
-            f"{scenario.start.isoformat()} is not on the {native} grid of the prices in {path} "
-            f"(intervals from {first.isoformat()})"
-        )
-        raise scenario_error(scenario, "window.start", message)
+    # Whole steps of the window's grid inside both the file and [warm-up start, window end).
+    low = max(file_start, scenario.start - scenario.warmup)
+    high = min(file_end, scenario.end)
+    first = scenario.start - ((scenario.start - low) // step) * step
+    last = scenario.start + ((high - scenario.start) // step) * step
+    if last <= first:
+        return None
+    return _read_replay_file(scenario, market, path, first, last)
 
 
 def _read_replay_file(
-    scenario: Scenario, market: ReplayMarket, path: Path, start: datetime | None
+    scenario: Scenario, market: ReplayMarket, path: Path, start: datetime, end: datetime
 ) -> MarketSeries:
     series, _ = load_market_series(
         electricity=path,
         bitcoin=market.bitcoin,
         nodes=tuple(dict.fromkeys(site.node for site in scenario.sites)),
         start=start,
+        end=end,
         step=scenario.step,
         day_ahead=market.day_ahead,
         gpu_spot={
