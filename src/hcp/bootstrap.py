@@ -336,6 +336,8 @@ class Live:
     samples: TelemetryRecorder
     dispatcher: LoggedDispatcher
     device_io: WorkerTransport | None = None
+    status: LatestDispatch | None = None
+    """Where the API reads this site's dispatch report (let go when the site stops)."""
 
     async def settle(self) -> None:
         """Send the commands being dispatched, deliver every published event and store what
@@ -487,7 +489,16 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
     if device_io is not None:
         await device_io.start()  # last: nothing after it can fail and leave workers running
     return Live(
-        control, simulated, bus, runner, gpu_reader, recorder, samples, dispatcher, device_io
+        control,
+        simulated,
+        bus,
+        runner,
+        gpu_reader,
+        recorder,
+        samples,
+        dispatcher,
+        device_io,
+        runtime.platform.dispatch_status,
     )
 
 
@@ -509,6 +520,9 @@ def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[St
 
 
 async def stop_live(live: Live) -> None:
+    if live.status is not None:
+        # A stopped site (shut down, or its lead lost) has no current dispatch to show.
+        live.status.attach(None)
     await live.dispatcher.delivered()  # every exchange has a timeout, so this ends
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     if live.device_io is not None:

@@ -697,3 +697,6 @@ async def test_the_last_ticks_dispatch_is_in_the_api_with_what_it_left_undone(
     assert (body["commands"], body["sent"], body["deferred"], body["shortfall"]) == (11, 11, [], {})
     assert body["degraded"] == {"site-west-1-asic-00005": "in maintenance: PSU swap"}
     assert body["at"].startswith(START.strftime("%Y-%m-%dT%H:%M"))
+    await bootstrap.stop_live(site.live)  # shut down, or the site's lead lost: no current
+    gone = await site.api.get("/api/v1/dispatch/status", headers=site.admin)
+    assert gone.status_code == 404
