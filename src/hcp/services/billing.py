@@ -186,11 +186,7 @@ class BillingService:
         sheet = self.sheet
         with self._uow() as uow:
             usage = uow.billing.usage(start, end, customer_id)
-            max_prices = {
-                w.id: w.max_price_usd_per_gpu_hour
-                for w in map(uow.workloads.get, sorted({r.workload_id for r in usage}))
-                if w is not None and w.max_price_usd_per_gpu_hour is not None
-            }
+            max_prices = uow.workloads.max_prices([r.workload_id for r in usage])
             invoice = build_invoice(customer_id, month, usage, sheet, max_prices)
             uow.billing.save_invoice(invoice, self._clock.now())
             uow.commit()

@@ -84,6 +84,10 @@ class WorkloadRepository(Protocol):
         """The history of each of many workloads, read at once (oldest change first)."""
         ...
 
+    def max_prices(self, workload_ids: Sequence[str]) -> dict[str, Decimal]:
+        """The max price per GPU-hour of each of these workloads that has one, read at once."""
+        ...
+
     def queue_position(self, workload: Workload) -> int:
         """1-based place among queued workloads: higher classes first, then submission order."""
         ...

@@ -139,6 +139,16 @@ class SqlWorkloads:
                 found[row.workload_id].append(_change(row))
         return found
 
+    def max_prices(self, workload_ids: Sequence[str]) -> dict[str, Decimal]:
+        found: dict[str, Decimal] = {}
+        column = WorkloadRow.max_price_usd_per_gpu_hour
+        for chunk in chunked(sorted(set(workload_ids))):
+            query = select(WorkloadRow.id, column).where(
+                WorkloadRow.id.in_(chunk), column.is_not(None)
+            )
+            found.update({row.id: row.max_price_usd_per_gpu_hour for row in self._s.execute(query)})
+        return found
+
     def queue_position(self, workload: Workload) -> int:
         w = WorkloadRow
         ahead = or_(
