@@ -81,14 +81,22 @@ async def _settle(leadership: Leadership, hold_s: float, check_s: float) -> bool
     until = loop.time() + hold_s
     while (left := until - loop.time()) > 0:
         await asyncio.sleep(min(check_s, left))
-        try:
-            held = await asyncio.wait_for(asyncio.to_thread(leadership.still_held), check_s)
-        except Exception:  # a check that hangs (TimeoutError) or fails
-            held = False
-        if not held:
+        if not await _still_held(leadership, check_s):
             await asyncio.to_thread(leadership.release)
             return False
     return True
+
+
+async def _still_held(leadership: Leadership, check_s: float) -> bool:
+    """Whether the site is still held; a check that gets no answer within `check_s` (or fails)
+    counts as lost."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(leadership.still_held), check_s)
+    except TimeoutError:
+        log.error("site %s: no answer on the lock within %g s", leadership.site_id, check_s)
+    except Exception:
+        log.exception("site %s: checking the lock failed", leadership.site_id)
+    return False
 
 
 async def _while_held(
@@ -102,12 +110,7 @@ async def _while_held(
             if done:
                 task.result()  # what `run` raised, raised here
                 return False
-            try:
-                held = await asyncio.wait_for(asyncio.to_thread(leadership.still_held), check_s)
-            except TimeoutError:
-                log.error("site %s: no answer on the lock within %g s", leadership.site_id, check_s)
-                held = False
-            if not held:
+            if not await _still_held(leadership, check_s):
                 return True
     finally:
         if not task.done():
