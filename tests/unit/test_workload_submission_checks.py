@@ -13,7 +13,6 @@ from hcp.services.workloads import (
     Submission,
     check_submission,
     gpu_pools,
-    site_capacity_by_family,
 )
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -23,7 +22,7 @@ HOSTED = {("s1", "L40S"): 8, ("s1", "H100 SXM"): 2}
 
 def check(gpu_type: str | None, count: int, memory_gb: int | None) -> None:
     sub = Submission(WorkloadClass.AI_TRAINING, Requirements(gpu_type, count, memory_gb))
-    check_submission(sub, site_capacity_by_family(HOSTED), NOW, gpu_pools(HOSTED))
+    check_submission(sub, gpu_pools(HOSTED), NOW)
 
 
 @pytest.mark.parametrize(

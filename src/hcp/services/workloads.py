@@ -56,17 +56,15 @@ class QueueDepth:
     utilization_pct: float
 
 
-def check_submission(
-    sub: Submission,
-    capacity: Mapping[str, int],
-    now: datetime,
-    pools: Mapping[tuple[str, str], Sequence[tuple[int, int]]] | None = None,
-) -> None:
-    """Raise ValidationError naming the field when `sub` breaks a rule.
+Pools = Mapping[tuple[str, str], Sequence[tuple[int, int]]]
+"""The GPUs of each (site, family) as (memory GB, count) per model: one placement takes its
+GPUs from one of them."""
 
-    `capacity` is the most GPUs of each family that any one site hosts; `pools`, when given,
-    the GPUs of each (site, family) as (memory GB, count) per model: a workload that no site
-    can place with the memory it asks for would wait in the queue for ever.
+
+def check_submission(sub: Submission, pools: Pools, now: datetime) -> None:
+    """Raise ValidationError naming the field when `sub` breaks a rule: among them a workload
+    that no site could place (too many GPUs, or too few with the memory it asks for), which
+    would wait in the queue for ever.
     """
     if sub.priority is not None and sub.priority != sub.workload_class.priority:
         raise ValidationError(
@@ -83,7 +81,7 @@ def check_submission(
         )
     if req.gpu_count < 1:
         raise ValidationError("requirements.gpu_count", "must be at least 1")
-    most = capacity.get(req.gpu_type, 0) if req.gpu_type else max(capacity.values(), default=0)
+    most = most_at_one_site(pools, req.gpu_type)
     if req.gpu_count > most:
         kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
         raise ValidationError(
@@ -91,17 +89,8 @@ def check_submission(
             f"{req.gpu_count} exceeds the {most} {kind} any one site hosts",
         )
     wanted_gb = req.memory_gb_per_gpu
-    if pools is not None and wanted_gb is not None:
-        # One placement takes its GPUs from one site and family: enough of them there must
-        # have the memory asked for.
-        most = max(
-            (
-                sum(count for memory, count in gpus if memory >= wanted_gb)
-                for (_site, family), gpus in pools.items()
-                if req.gpu_type in (None, family)
-            ),
-            default=0,
-        )
+    if wanted_gb is not None:
+        most = most_at_one_site(pools, req.gpu_type, wanted_gb)
         if most < req.gpu_count:
             kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
             raise ValidationError(
@@ -147,18 +136,17 @@ def gpu_pools(
     return pools
 
 
-def site_capacity_by_family(
-    gpus_by_site_and_model: Mapping[tuple[str, str], int],
-) -> dict[str, int]:
-    """The most GPUs of each family that any one site hosts."""
-    per_site: dict[tuple[str, str], int] = {}
-    for (site_id, model_name), count in gpus_by_site_and_model.items():
-        key = (site_id, gpu_model(model_name).family)
-        per_site[key] = per_site.get(key, 0) + count
-    capacity: dict[str, int] = {}
-    for (_site, family), count in per_site.items():
-        capacity[family] = max(capacity.get(family, 0), count)
-    return capacity
+def most_at_one_site(pools: Pools, gpu_type: str | None, memory_gb: int = 0) -> int:
+    """The most GPUs of `gpu_type` (any family: None), each with at least `memory_gb`, that
+    one site hosts in one family."""
+    return max(
+        (
+            sum(count for memory, count in gpus if memory >= memory_gb)
+            for (_site, family), gpus in pools.items()
+            if gpu_type in (None, family)
+        ),
+        default=0,
+    )
 
 
 class WorkloadService:
@@ -180,9 +168,7 @@ class WorkloadService:
         self._new_id = new_id
         self._on_change = on_change
         self._known_customers: set[str] = set()
-        self._capacity: (
-            tuple[datetime, dict[str, int], dict[tuple[str, str], list[tuple[int, int]]]] | None
-        ) = None
+        self._pools: tuple[datetime, Pools] | None = None
 
     def on_change(self, listener: Callable[[StateChange], None]) -> None:
         """Call `listener` with every transition this service stores (after it is committed)."""
@@ -193,10 +179,10 @@ class WorkloadService:
         row is committed."""
         now = self._clock.now()
         customer_id = self._customer_for(principal, sub.customer_id)
-        capacity, pools = self._site_capacity(now)
-        check_submission(sub, capacity, now, pools)
+        pools = self._gpu_pools(now)
+        check_submission(sub, pools, now)
         if self._prices is not None and sub.max_price_usd_per_gpu_hour is not None:
-            hosted = [family for family, count in capacity.items() if count > 0]
+            hosted = {family for (_site, family), gpus in pools.items() if any(c for _, c in gpus)}
             check_max_price(sub, self._prices(), hosted)
         workload = Workload(
             id=self._new_id(),
@@ -239,16 +225,12 @@ class WorkloadService:
             self._known_customers.add(customer_id)
         return True
 
-    def _site_capacity(
-        self, now: datetime
-    ) -> tuple[dict[str, int], dict[tuple[str, str], list[tuple[int, int]]]]:
-        """GPUs per family of the largest site, and each site's GPUs per family with their
-        memory, re-read at most every CAPACITY_TTL."""
-        if self._capacity is None or now - self._capacity[0] > CAPACITY_TTL:
+    def _gpu_pools(self, now: datetime) -> Pools:
+        """Each site's GPUs per family with their memory, re-read at most every CAPACITY_TTL."""
+        if self._pools is None or now - self._pools[0] > CAPACITY_TTL:
             with self._uow() as uow:
-                hosted = uow.fleet.gpus_by_site_and_model()
-            self._capacity = (now, site_capacity_by_family(hosted), gpu_pools(hosted))
-        return self._capacity[1], self._capacity[2]
+                self._pools = (now, gpu_pools(uow.fleet.gpus_by_site_and_model()))
+        return self._pools[1]
 
     def find(
         self, principal: Principal, state: WorkloadState | None, limit: int, offset: int
