@@ -335,9 +335,9 @@ class Live:
     recorder: StatusRecorder
     samples: TelemetryRecorder
     dispatcher: LoggedDispatcher
-    device_io: WorkerTransport | None = None
-    status: LatestDispatch | None = None
+    status: LatestDispatch
     """Where the API reads this site's dispatch report (let go when the site stops)."""
+    device_io: WorkerTransport | None = None
 
     async def settle(self) -> None:
         """Send the commands being dispatched, deliver every published event and store what
@@ -497,8 +497,8 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
         recorder,
         samples,
         dispatcher,
-        device_io,
         runtime.platform.dispatch_status,
+        device_io,
     )
 
 
@@ -520,9 +520,7 @@ def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[St
 
 
 async def stop_live(live: Live) -> None:
-    if live.status is not None:
-        # A stopped site (shut down, or its lead lost) has no current dispatch to show.
-        live.status.attach(None)
+    live.status.attach(None)  # a stopped site (shut down, its lead lost) shows no dispatch
     await live.dispatcher.delivered()  # every exchange has a timeout, so this ends
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     if live.device_io is not None:
