@@ -328,8 +328,8 @@ def work_needed(x: SiteInputs) -> np.ndarray:
         elif not x.final:
             later.setdefault(job.family, []).append((job.deadline, i))
     for family, due in later.items():
-        jobs = [x.jobs[i] for _, i in sorted(due)]
         order = [i for _, i in sorted(due)]
+        jobs = [x.jobs[i] for i in order]
         gpus = sum(g.count for g in x.site.gpus if g.model.family == family)
         steps = [max(j.deadline - x.horizon - x.deadline_margin_steps, 0) for j in jobs]
         if sum(j.max_gpus for j in jobs) <= gpus:  # never short of GPUs: each job alone
