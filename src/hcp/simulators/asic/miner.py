@@ -91,11 +91,13 @@ class MinerSim:
         """Leave sleep: ramp linearly to the profile over `model.wake_seconds`."""
         self.step(now)
         if self._mode is MinerState.SLEEPING:
-            self._mode = MinerState.WAKING
-            self._wake_started_s = self._t
-            if self.model.wake_seconds <= 0:
-                self._mode = MinerState.MINING
+            self._start_ramp()
         self._sample()
+
+    def _start_ramp(self) -> None:
+        """Ramp the boards up to the profile from now, over `model.wake_seconds`."""
+        self._wake_started_s = self._t
+        self._mode = MinerState.WAKING if self.model.wake_seconds > 0 else MinerState.MINING
 
     def set_profile(self, name: str, now: datetime) -> AsicProfile:
         """Switch to the hashing profile `name` (KeyError when the model has none such)."""
@@ -171,10 +173,7 @@ class MinerSim:
         elif self._cut_off and self._temperature_c <= TARGET_C:
             self._cut_off = False
             if self._mode is not MinerState.SLEEPING:
-                self._mode = MinerState.WAKING
-                self._wake_started_s = self._t
-                if self.model.wake_seconds <= 0:
-                    self._mode = MinerState.MINING
+                self._start_ramp()
 
     def _integrate(self, t0_s: float, t1_s: float) -> None:
         # The ramp is linear within a segment, so its mean is exact at the midpoint.
