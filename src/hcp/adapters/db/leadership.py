@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from hcp.services.ports import Leadership
@@ -67,11 +66,10 @@ class PostgresLeadership:
 
     def __init__(self, engine: Engine, site_id: str) -> None:
         self.site_id = site_id
-        url = make_url(engine.url.render_as_string(hide_password=False))
         # A connection of its own, never pooled: when it closes, the session ends and the lock
         # goes with it (a pooled one would carry the lock back into the pool).
         self._engine = create_engine(
-            url,
+            engine.url,
             poolclass=NullPool,
             isolation_level="AUTOCOMMIT",
             connect_args={
