@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from hcp.adapters.bus.memory import InMemoryBus
 from hcp.adapters.clock import ScaledClock, SystemClock
-from hcp.adapters.db.dispatch_log import SqlCommandLog
+from hcp.adapters.db.dispatch_log import SqlCommandLog, SqlDispatchStatus
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
@@ -42,7 +42,7 @@ from hcp.services.auth import Authenticator, issue_key
 from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.dashboard import DashboardService
-from hcp.services.dispatcher import Dispatcher, LatestDispatch, SiteDispatcher
+from hcp.services.dispatcher import Dispatcher, SiteDispatcher, status_of
 from hcp.services.events import ASIC_METRICS, GPU_METRICS, Event, workload_event
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import FAST_TEST_HASHER, IdentityService
@@ -50,7 +50,14 @@ from hcp.services.market import MarketService
 from hcp.services.monitor import FleetMonitor, FleetReader, StatusRecorder
 from hcp.services.planning import planner_named
 from hcp.services.platform import Platform
-from hcp.services.ports import Clock, MarketFeed, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
+from hcp.services.ports import (
+    Clock,
+    DispatchStatusStore,
+    MarketFeed,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    WorkloadWriter,
+)
 from hcp.services.ratelimit import RateLimiter
 from hcp.services.scheduler import SchedulerService
 from hcp.services.telemetry import TelemetryRecorder, TelemetryService
@@ -111,7 +118,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         billing=billing,
         telemetry=telemetry,
         dispatch_log=SqlCommandLog(engine, settings.site_id),
-        dispatch_status=LatestDispatch(),
+        dispatch_status=SqlDispatchStatus(engine),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         health=lambda: _health(engine, market, clock, settings),
     )
@@ -335,8 +342,6 @@ class Live:
     recorder: StatusRecorder
     samples: TelemetryRecorder
     dispatcher: LoggedDispatcher
-    status: LatestDispatch
-    """Where the API reads this site's dispatch report (let go when the site stops)."""
     device_io: WorkerTransport | None = None
 
     async def settle(self) -> None:
@@ -350,14 +355,22 @@ class Live:
 
 class LoggedDispatcher:
     """The site dispatcher, its command log written once per dispatch, delivery or
-    confirmation."""
+    confirmation, and the dispatch's status stored for the API once planned and again once
+    delivered."""
 
     def __init__(
-        self, site: SiteDispatcher, command_log: SqlCommandLog, driver: LuxosMinerDriver
+        self,
+        site: SiteDispatcher,
+        command_log: SqlCommandLog,
+        driver: LuxosMinerDriver,
+        status: DispatchStatusStore,
+        site_id: str,
     ) -> None:
         self.site = site
         self.driver = driver
         self._log = command_log
+        self._status = status
+        self._site_id = site_id
         self._logged: asyncio.Task[None] | None = None
 
     async def dispatch(
@@ -371,6 +384,7 @@ class LoggedDispatcher:
             await self.site.dispatch(plan, latest, devices, others_added_w)
         finally:
             await asyncio.to_thread(self._log.flush)
+        await asyncio.to_thread(self._save_status)
         self._logged = asyncio.create_task(self._log_delivery())
 
     def held_asleep(self) -> set[str]:
@@ -382,6 +396,12 @@ class LoggedDispatcher:
             await self.site.delivered()
         finally:
             await asyncio.to_thread(self._log.flush)
+        await asyncio.to_thread(self._save_status)
+
+    def _save_status(self) -> None:
+        report = self.site.dispatcher.last_report
+        if report is not None:
+            self._status.save(status_of(self._site_id, report))
 
     async def delivered(self) -> None:
         """Wait until the last dispatch's commands are sent and logged (a failure there is
@@ -436,8 +456,13 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
     ramp = settings.site_ramp_mw_per_tick
     rise_w = math.inf if ramp is None else ramp * 1e6 / site.pue
     miners = Dispatcher(driver, command_log, policy)
-    dispatcher = LoggedDispatcher(SiteDispatcher(miners, uow, clock, rise_w), command_log, driver)
-    runtime.platform.dispatch_status.attach(lambda: miners.last_report)
+    dispatcher = LoggedDispatcher(
+        SiteDispatcher(miners, uow, clock, rise_w),
+        command_log,
+        driver,
+        runtime.platform.dispatch_status,
+        settings.site_id,
+    )
     bus = InMemoryBus()
     announce = announcer(bus, asyncio.get_running_loop())
     runtime.platform.workloads.on_change(announce)
@@ -497,7 +522,6 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
         recorder,
         samples,
         dispatcher,
-        runtime.platform.dispatch_status,
         device_io,
     )
 
@@ -520,7 +544,6 @@ def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[St
 
 
 async def stop_live(live: Live) -> None:
-    live.status.attach(None)  # a stopped site (shut down, its lead lost) shows no dispatch
     await live.dispatcher.delivered()  # every exchange has a timeout, so this ends
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     if live.device_io is not None:

@@ -697,6 +697,17 @@ async def test_the_last_ticks_dispatch_is_in_the_api_with_what_it_left_undone(
     assert (body["commands"], body["sent"], body["deferred"], body["shortfall"]) == (11, 11, [], {})
     assert body["degraded"] == {"site-west-1-asic-00005": "in maintenance: PSU swap"}
     assert body["at"].startswith(START.strftime("%Y-%m-%dT%H:%M"))
-    await bootstrap.stop_live(site.live)  # shut down, or the site's lead lost: no current
-    gone = await site.api.get("/api/v1/dispatch/status", headers=site.admin)
-    assert gone.status_code == 404
+    assert body["site_id"] == "site-west-1"
+    of_site = await site.api.get(
+        "/api/v1/dispatch/status", params={"site": "site-west-1"}, headers=site.admin
+    )
+    assert of_site.json() == body
+    other = await site.api.get(
+        "/api/v1/dispatch/status", params={"site": "site-east-9"}, headers=site.admin
+    )
+    assert other.status_code == 404 and "site-east-9" in other.json()["message"]
+    # Stored, not held by the process that dispatched: a stopped site (shut down, or its lead
+    # lost) still shows its last dispatch, and so does any other API process.
+    await bootstrap.stop_live(site.live)
+    kept = await site.api.get("/api/v1/dispatch/status", headers=site.admin)
+    assert kept.json() == body

@@ -206,3 +206,34 @@ def test_the_longest_command_id_is_stored(engine: Engine) -> None:
     assert log.flush() == 1
     [stored] = log.recent()
     assert (stored.id, stored.action, stored.profile) == (command.id, "profile", raised)
+
+
+def test_each_sites_latest_dispatch_status_replaces_the_one_before(engine: Engine) -> None:
+    from hcp.adapters.db.dispatch_log import SqlDispatchStatus
+    from hcp.services.ports import DispatchStatus
+
+    store = SqlDispatchStatus(engine)
+    assert store.latest() is None and store.latest("west") is None
+
+    def status(site: str, at: datetime, sent: int) -> DispatchStatus:
+        return DispatchStatus(
+            site,
+            at,
+            commands=3,
+            sent=sent,
+            power_increase_w=7000.0,
+            deferred=("west-asic-00002",),
+            shortfall={"S21": 1},
+            unhealthy={"west-asic-00003": "board 1 dead"},
+            degraded={"west-asic-00004": "in maintenance: fan"},
+        )
+
+    store.save(status("west", T0, sent=0))
+    store.save(status("west", T0, sent=3))  # the same tick, once its commands are out
+    store.save(status("east", T0 - timedelta(minutes=5), sent=1))
+    assert store.latest("west") == status("west", T0, sent=3)
+    assert store.latest("east") == status("east", T0 - timedelta(minutes=5), sent=1)
+    assert store.latest() == status("west", T0, sent=3)  # the newest of any site
+    store.save(status("east", T0 + timedelta(minutes=5), sent=2))
+    assert store.latest() == status("east", T0 + timedelta(minutes=5), sent=2)
+    assert store.latest("nowhere") is None

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -46,7 +46,7 @@ from hcp.domain.fleet import Device
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
-from hcp.services.ports import Clock, UnitOfWorkFactory
+from hcp.services.ports import Clock, DispatchStatus, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +122,20 @@ class DispatchReport:
         return {**self.plan.degraded, **self.errors}
 
 
-class LatestDispatch:
-    """Where the API reads the last tick's dispatch report: from the dispatcher this process
-    runs (`hcp up`), attached when its control loop starts; none in a process without one
-    (`hcp api`)."""
-
-    def __init__(self) -> None:
-        self._source: Callable[[], DispatchReport | None] | None = None
-
-    def attach(self, source: Callable[[], DispatchReport | None] | None) -> None:
-        self._source = source
-
-    def latest(self) -> DispatchReport | None:
-        return None if self._source is None else self._source()
+def status_of(site_id: str, report: DispatchReport) -> DispatchStatus:
+    """What the API shows of a site's dispatch report."""
+    plan = report.plan
+    return DispatchStatus(
+        site_id=site_id,
+        at=report.at,
+        commands=len(plan.commands),
+        sent=len(report.sent),
+        power_increase_w=plan.power_increase_w,
+        deferred=tuple(plan.deferred),
+        shortfall=dict(plan.shortfall),
+        unhealthy=dict(plan.unhealthy),
+        degraded=report.degraded,
+    )
 
 
 class Dispatcher:

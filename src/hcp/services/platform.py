@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from hcp.services.auth import Authenticator
 from hcp.services.billing import BillingService
 from hcp.services.dashboard import DashboardService
-from hcp.services.dispatcher import LatestDispatch
 from hcp.services.fleet import FleetService
 from hcp.services.identity import IdentityService
 from hcp.services.market import MarketService
-from hcp.services.ports import DispatchLogReader
+from hcp.services.ports import DispatchLogReader, DispatchStatusStore
 from hcp.services.ratelimit import RateLimiter
 from hcp.services.telemetry import TelemetryService
 from hcp.services.workloads import WorkloadService
@@ -31,8 +30,8 @@ class Platform:
     billing: BillingService
     telemetry: TelemetryService
     dispatch_log: DispatchLogReader
-    dispatch_status: LatestDispatch
-    """The last tick's dispatch report, where this process runs the dispatcher."""
+    dispatch_status: DispatchStatusStore
+    """Each site's last tick of miner dispatch, written by the process that leads the site."""
     rate_limiter: RateLimiter
     health: HealthCheck
     """Each component's status: "ok", or a short reason it is not."""

@@ -299,3 +299,33 @@ class DispatchLogReader(Protocol):
     def recent(self, limit: int = 100, device_id: str | None = None) -> list[StoredCommand]:
         """Newest first."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchStatus:
+    """A site's last tick of miner dispatch, as stored for every API process to read: the
+    commands it planned and delivered, and what it left undone and why."""
+
+    site_id: str
+    at: datetime
+    commands: int
+    sent: int
+    power_increase_w: float
+    deferred: tuple[str, ...]
+    """Miners whose wake or profile raise waits for room in the site's ramp."""
+    shortfall: Mapping[str, int]
+    """Miners per model the plan wants that no healthy, manageable miner can run."""
+    unhealthy: Mapping[str, str]
+    """Miners put or held asleep for what is wrong with them (device id: why)."""
+    degraded: Mapping[str, str]
+    """Miners the dispatcher cannot manage now (device id: why)."""
+
+
+class DispatchStatusStore(Protocol):
+    def save(self, status: DispatchStatus) -> None:
+        """Keep `status` as its site's latest, in place of the one before."""
+        ...
+
+    def latest(self, site_id: str | None = None) -> DispatchStatus | None:
+        """The site's latest status; the newest of any site when `site_id` is None."""
+        ...

@@ -1,4 +1,5 @@
-"""Every dispatch command and its outcome, stored (the CommandLog port on SQLAlchemy)."""
+"""Every dispatch command and its outcome, stored (the CommandLog port on SQLAlchemy); and each
+site's last tick of dispatch (the DispatchStatusStore port)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from dataclasses import asdict
 from sqlalchemy import Engine, Update, select, update
 
 from hcp.adapters.db.engine import make_session_factory
-from hcp.adapters.db.tables import DispatchCommandRow
+from hcp.adapters.db.tables import DispatchCommandRow, DispatchStatusRow
 from hcp.dispatch.model import Command, CommandOutcome
-from hcp.services.ports import StoredCommand
+from hcp.services.ports import DispatchStatus, StoredCommand
 
 
 class SqlCommandLog:
@@ -113,3 +114,49 @@ def _stored(r: DispatchCommandRow) -> StoredCommand:
         r.outcome_at,
         r.detail,
     )
+
+
+class SqlDispatchStatus:
+    """Each site's latest `DispatchStatus`, one row per site: the controller writes it, any
+    API process (`hcp up`'s own, or an `hcp api` replica) reads it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = make_session_factory(engine)
+
+    def save(self, status: DispatchStatus) -> None:
+        with self._sessions() as session, session.begin():
+            session.merge(
+                DispatchStatusRow(
+                    site_id=status.site_id,
+                    at=status.at,
+                    commands=status.commands,
+                    sent=status.sent,
+                    power_increase_w=status.power_increase_w,
+                    deferred=list(status.deferred),
+                    shortfall=dict(status.shortfall),
+                    unhealthy=dict(status.unhealthy),
+                    degraded=dict(status.degraded),
+                )
+            )
+
+    def latest(self, site_id: str | None = None) -> DispatchStatus | None:
+        query = select(DispatchStatusRow)
+        if site_id is None:
+            query = query.order_by(DispatchStatusRow.at.desc(), DispatchStatusRow.site_id)
+        else:
+            query = query.where(DispatchStatusRow.site_id == site_id)
+        with self._sessions() as session:
+            row = session.scalars(query.limit(1)).first()
+            if row is None:
+                return None
+            return DispatchStatus(
+                row.site_id,
+                row.at,
+                row.commands,
+                row.sent,
+                row.power_increase_w,
+                tuple(row.deferred),
+                dict(row.shortfall),
+                dict(row.unhealthy),
+                dict(row.degraded),
+            )

@@ -234,6 +234,21 @@ class DispatchCommandRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+class DispatchStatusRow(Base):
+    """Each site's last tick of miner dispatch (one row per site, replaced every tick)."""
+
+    __tablename__ = "dispatch_status"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime]
+    commands: Mapped[int] = mapped_column(Integer)
+    sent: Mapped[int] = mapped_column(Integer)
+    power_increase_w: Mapped[float] = mapped_column(Float)
+    deferred: Mapped[list[str]] = mapped_column(JSON)
+    shortfall: Mapped[dict[str, Any]] = mapped_column(JSON)
+    unhealthy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    degraded: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class MarketSnapshotRow(Base):
     __tablename__ = "market_snapshots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -60,6 +60,7 @@ def dispatch_log(
 
 
 class DispatchStatusOut(BaseModel):
+    site_id: str = Field(description="The site dispatched.")
     at: datetime = Field(description="When the tick's dispatch planned its commands.")
     commands: int = Field(description="Commands the tick planned.")
     sent: int = Field(description="Commands delivered so far (the rest go out behind the tick).")
@@ -80,21 +81,28 @@ class DispatchStatusOut(BaseModel):
 
 
 @router.get("/dispatch/status", response_model=DispatchStatusOut)
-def dispatch_status(platform: PlatformDep, _caller: StaffPrincipal) -> DispatchStatusOut:
-    """The last tick's dispatch of the miners: which wait for the ramp, which the plan wants but
-    cannot have, and which get no work and why. 404 before the first tick, and from a process
-    that runs no dispatcher (`hcp api`)."""
-    report = platform.dispatch_status.latest()
-    if report is None:
-        raise NotFound("dispatch report", "of the last tick")
-    plan = report.plan
+def dispatch_status(
+    platform: PlatformDep,
+    _caller: StaffPrincipal,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+) -> DispatchStatusOut:
+    """A site's last tick of miner dispatch (the most recent of any site without `site`):
+    which miners wait for the ramp, which the plan wants but cannot have, and which get no
+    work and why. Stored by the process that leads the site, so every API process answers
+    alike; 404 before the site's first tick."""
+    status = platform.dispatch_status.latest(site)
+    if status is None:
+        if site is None:
+            raise NotFound("dispatch status", "of the last tick")
+        raise NotFound("dispatch status of site", site)
     return DispatchStatusOut(
-        at=report.at,
-        commands=len(plan.commands),
-        sent=len(report.sent),
-        power_increase_w=plan.power_increase_w,
-        deferred=list(plan.deferred),
-        shortfall=dict(plan.shortfall),
-        unhealthy=dict(plan.unhealthy),
-        degraded=report.degraded,
+        site_id=status.site_id,
+        at=status.at,
+        commands=status.commands,
+        sent=status.sent,
+        power_increase_w=status.power_increase_w,
+        deferred=list(status.deferred),
+        shortfall=dict(status.shortfall),
+        unhealthy=dict(status.unhealthy),
+        degraded=dict(status.degraded),
     )
