@@ -86,18 +86,20 @@ def test_resources_say_what_is_wrong_with_each_device(api: Api) -> None:
     with api.runtime.unit_of_work() as uow:
         uow.fleet.update_statuses(statuses)
         uow.commit()
-    telemetry = api.runtime.platform.telemetry
-    telemetry.observe(statuses[0])
-    # The GPU's status seen here is older than the stored one: not what the row says.
-    telemetry.observe(DeviceStatus(GPU, "busy", False, START, problems=("XID 79",)))
+    # Stored with each status, so any API process (`hcp up`'s, or an `hcp api` replica that
+    # polls nothing) shows them.
     shown = resources(api)
     assert shown[MINER]["problems"] == ["board 2 dead"]
-    # Statuses this process did not see (an API replica): what the stored state says.
-    assert shown["site-west-1-asic-00002"]["problems"] == ["unreachable"]
-    assert shown[GPU]["problems"] == ["unhealthy"]
+    assert shown["site-west-1-asic-00002"]["problems"] == ["unreachable: timeout"]
+    assert shown[GPU]["problems"] == ["XID 48"]
     assert shown["site-west-1-asic-00003"]["problems"] == []
-    telemetry.observe(lost)
-    assert resources(api)["site-west-1-asic-00002"]["problems"] == ["unreachable: timeout"]
+    single = api.client.get(f"/api/v1/resources/{GPU}", headers=api.admin).json()
+    assert single["problems"] == ["XID 48"]
+    # A later status without problems clears them.
+    with api.runtime.unit_of_work() as uow:
+        uow.fleet.update_statuses([DeviceStatus(GPU, "busy", True, at, power_w=300.0)])
+        uow.commit()
+    assert resources(api)[GPU]["problems"] == []
 
 
 def test_the_schema_describes_problems(api: Api) -> None:

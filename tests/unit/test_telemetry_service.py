@@ -328,17 +328,6 @@ def test_device_kinds_are_read_once_and_again_for_an_unknown_id_when_stale() -> 
     assert reads == [100.0, 105.0]
 
 
-async def test_the_recorder_keeps_each_devices_newest_problems(store: RecordingStore) -> None:
-    clock = ManualClock(NOW)
-    service = TelemetryService(store, clock)
-    recorder = TelemetryRecorder(service, clock)
-    assert service.problems(MINING.device_id) is None
-    sick = DeviceStatus("site-asic-00001", "mining", False, NOW, problems=("board 2 dead",))
-    for status in (MINING, sick):
-        await recorder.handle(Event(ASIC_METRICS, status.device_id, NOW, status_payload(status)))
-    assert service.problems("site-asic-00001") == (NOW, ("board 2 dead",))
-
-
 def test_an_hour_step_over_the_last_hour_reads_the_last_closed_hour() -> None:
     """The default window (the last hour) at a 1-hour step holds no whole hour unless `now`
     is on the hour: it reads the hour that holds `from`, closed by `to`; a window shorter

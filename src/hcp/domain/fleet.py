@@ -58,6 +58,8 @@ class Device:
     maintenance: str | None = None
     maintenance_since: datetime | None = None
     maintenance_by: str | None = None
+    problems: tuple[str, ...] = ()
+    """What was wrong with it at its last status, in words (`board 2 dead`, `XID 48`, ...)."""
 
     @property
     def in_maintenance(self) -> bool:

@@ -1,6 +1,6 @@
 """Telemetry use cases: record samples in batches (from the fleet topics of the bus), keep the
-store rolled up and trimmed, read one series back at a chosen step, with the query checked
-before the store sees it, and remember the problems of each device's newest status."""
+store rolled up and trimmed, and read one series back at a chosen step, with the query checked
+before the store sees it."""
 
 from __future__ import annotations
 
@@ -232,8 +232,6 @@ class TelemetryService:
         self._store = store
         self._clock = clock
         self._policy = policy or RetentionPolicy()
-        # Written on the event loop, read by request threads one key at a time.
-        self._problems: dict[str, tuple[datetime, tuple[str, ...]]] = {}
 
     def record(self, samples: Iterable[Sample]) -> None:
         """Store one batch of samples (one transaction: batch them, see SampleBuffer)."""
@@ -283,15 +281,6 @@ class TelemetryService:
             points.extend(self._store.query(device_id, metric, first, hi, step))
         step_s = buckets.step_ms // 1000
         return TelemetrySeries(device_id, metric, step_s, resolution_for(step), points)
-
-    def observe(self, status: DeviceStatus) -> None:
-        """Note the problems of a device's newest status (the recorder passes on each one)."""
-        self._problems[status.device_id] = (status.at, status.problems)
-
-    def problems(self, device_id: str) -> tuple[datetime, tuple[str, ...]] | None:
-        """(at, problems) of the newest status of `device_id` seen by `observe`, or None: only
-        the process that polls the fleet (`hcp up`) sees statuses, not an API replica."""
-        return self._problems.get(device_id)
 
     def latest(
         self, device_ids: Sequence[str] | None = None
@@ -368,7 +357,6 @@ class TelemetryRecorder:
 
     async def handle(self, event: Event) -> None:
         status = status_of(event)
-        self._service.observe(status)
         batch = self._buffer.add(status_samples(status), self._clock.now())
         if batch:
             await asyncio.to_thread(self._service.record, batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -568,6 +569,7 @@ class SqlFleet:
                 "power_w": s.power_w,
                 "hashrate_ths": s.hashrate_ths,
                 "updated_at": s.at,
+                "problems": list(s.problems) or None,
             }
             for s in statuses
         ]
@@ -582,6 +584,7 @@ class SqlFleet:
                 power_w=bindparam("power_w"),
                 hashrate_ths=bindparam("hashrate_ths"),
                 updated_at=bindparam("updated_at"),
+                problems=bindparam("problems"),
             )
         )
         self._s.connection().execute(statement, rows)
@@ -636,6 +639,7 @@ def _device_row(d: Device) -> DeviceRow:
         maintenance=d.maintenance,
         maintenance_since=d.maintenance_since,
         maintenance_by=d.maintenance_by,
+        problems=list(d.problems) or None,
     )
 
 
@@ -643,7 +647,9 @@ def _device(row: Sequence[Any]) -> Device:
     """A device from a row of `_DEVICE_COLUMNS`, which are in Device's field order (a test holds
     them so)."""
     i, site, rack, model, kind, *rest = row
-    return Device(i, site, rack, model, _KINDS[kind], *rest)
+    device = Device(i, site, rack, model, _KINDS[kind], *rest[:-1])
+    problems = rest[-1]
+    return replace(device, problems=tuple(problems)) if problems else device
 
 
 _KINDS = {kind.value: kind for kind in DeviceKind}
@@ -663,6 +669,7 @@ _DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.maintenance,
     DeviceRow.maintenance_since,
     DeviceRow.maintenance_by,
+    DeviceRow.problems,
 )
 
 

@@ -105,6 +105,7 @@ class DeviceRow(Base):
     maintenance: Mapped[str | None] = mapped_column(String(500))  # MAX_MAINTENANCE_REASON
     maintenance_since: Mapped[datetime | None]
     maintenance_by: Mapped[str | None] = mapped_column(String(200))
+    problems: Mapped[list[str] | None] = mapped_column(JSON)  # None when there are none
     __table_args__ = (Index(None, "kind", "state"),)
 
 

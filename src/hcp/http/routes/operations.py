@@ -19,7 +19,6 @@ from hcp.http.schemas import (
     ResourcesOut,
     SiteOut,
 )
-from hcp.services.telemetry import TelemetryService
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -47,7 +46,7 @@ def resources(
     the problems of that state in words (`problems`, empty when healthy)."""
     devices = platform.fleet.devices(site_id=site, kind=kind, state=state)
     return ResourcesOut(
-        resources=[_device_out(d, platform.telemetry) for d in devices],
+        resources=[_device_out(d) for d in devices],
         total=len(devices),
         by_kind=dict(Counter(d.kind.value for d in devices)),
         by_state=dict(Counter(d.state for d in devices)),
@@ -61,7 +60,7 @@ DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
 def resource(device_id: DeviceId, platform: PlatformDep, _caller: StaffPrincipal) -> DeviceOut:
     """One stored device with its last known state and problems."""
     device = platform.fleet.device(device_id)
-    return _device_out(device, platform.telemetry)
+    return _device_out(device)
 
 
 @router.put("/resources/{device_id}/maintenance", response_model=DeviceOut)
@@ -73,7 +72,7 @@ def start_maintenance(
     neither; a miner that still hashes is counted as drawing what it reads. Again with
     another reason: the reason and time are replaced."""
     device = platform.fleet.start_maintenance(caller, device_id, body.reason)
-    return _device_out(device, platform.telemetry)
+    return _device_out(device)
 
 
 @router.delete("/resources/{device_id}/maintenance", response_model=DeviceOut)
@@ -83,7 +82,7 @@ def end_maintenance(
     """Put a device back in service (operators and admins); one not in maintenance is
     answered as it is."""
     device = platform.fleet.end_maintenance(caller, device_id)
-    return _device_out(device, platform.telemetry)
+    return _device_out(device)
 
 
 @router.get("/sites", response_model=list[SiteOut])
@@ -102,19 +101,17 @@ def sites(platform: PlatformDep, _caller: StaffPrincipal) -> list[SiteOut]:
     ]
 
 
-def problems_of(d: Device, telemetry: TelemetryService) -> list[str]:
-    """The problems of the status `d` was stored from, as the poll found them when this process
-    polls the fleet; else (an API replica, or a status written since) what the stored state
-    says: `unreachable` or `unhealthy`."""
-    seen = telemetry.problems(d.id)
-    if seen is not None and seen[0] == d.updated_at:
-        return list(seen[1])
+def problems_of(d: Device) -> list[str]:
+    """The problems stored with `d`'s last status, as the poll found them; for a status stored
+    without them (before they were kept), what the stored state says."""
+    if d.problems:
+        return list(d.problems)
     if d.state == UNREACHABLE:
         return ["unreachable"]
     return [] if d.healthy else ["unhealthy"]
 
 
-def _device_out(d: Device, telemetry: TelemetryService) -> DeviceOut:
+def _device_out(d: Device) -> DeviceOut:
     return DeviceOut(
         device_id=d.id,
         kind=d.kind.value,
@@ -128,7 +125,7 @@ def _device_out(d: Device, telemetry: TelemetryService) -> DeviceOut:
         power_w=d.power_w,
         hashrate_ths=d.hashrate_ths,
         updated_at=d.updated_at,
-        problems=problems_of(d, telemetry),
+        problems=problems_of(d),
         maintenance=_maintenance_out(d),
     )
 
