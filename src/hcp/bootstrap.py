@@ -16,10 +16,11 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from hcp.adapters.bus.memory import InMemoryBus
-from hcp.adapters.clock import ScaledClock, SystemClock
+from hcp.adapters.clock import ScaledClock, SystemClock, anchor_of
 from hcp.adapters.db.dispatch_log import SqlCommandLog, SqlDispatchStatus
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
+from hcp.adapters.db.platform_clock import SqlClockAnchors
 from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.db.telemetry import TelemetryStore
 from hcp.adapters.devices.fleet_readers import DcgmFleetReader, LuxosFleetReader
@@ -92,18 +93,25 @@ class Runtime:
         self.engine.dispose()
 
 
-def build(settings: Settings, clock: Clock | None = None) -> Runtime:
-    """Wire adapters to services for `settings`; opens no connection yet."""
+def build(settings: Settings, clock: Clock | None = None, wall: Clock | None = None) -> Runtime:
+    """Wire adapters to services for `settings`; opens no connection yet.
+
+    `clock` is platform time: the market, plans, workloads, billing and telemetry. `wall` is
+    the time of the people using the API: sessions, keys, the login throttle and rate limits
+    keep it, so `--speed 60` does not end a dashboard login in 12 minutes or refill rate
+    limits 60 times as fast. By default it is the wall clock under a scaled clock, else
+    `clock` itself (a test's manual clock moves both)."""
     engine = make_engine(settings.effective_database_url)
     factory = make_session_factory(engine)
     clock = clock or SystemClock()
+    wall = wall or (SystemClock() if isinstance(clock, ScaledClock) else clock)
 
     def uow() -> UnitOfWork:
         return SqlUnitOfWork(factory)
 
     market = MarketService(uow, clock=clock)
     writer = GroupCommitWriter(uow)
-    auth = Authenticator(uow, clock)
+    auth = Authenticator(uow, wall)
     telemetry = TelemetryService(TelemetryStore(engine), clock)
     billing = BillingService(uow, clock, power=telemetry)
     platform = Platform(
@@ -112,7 +120,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Runtime:
         market=market,
         fleet=FleetService(uow, clock),
         identity=IdentityService(
-            uow, clock, auth, FAST_TEST_HASHER if settings.env == "test" else None
+            uow, wall, auth, FAST_TEST_HASHER if settings.env == "test" else None
         ),
         dashboard=DashboardService(uow, clock, secure_cookies=settings.env == "production"),
         billing=billing,
@@ -190,6 +198,9 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
     upgrade(runtime.engine)
     spec = site_spec(runtime.settings)
     _resume_platform_time(runtime, spec.site.id)
+    anchor = anchor_of(runtime.clock)
+    if anchor is not None:  # API processes (`hcp api`) keep the same platform time
+        SqlClockAnchors(runtime.engine, spec.site.id).save(anchor)
     now = runtime.clock.now()
     unasked = [kind for kind in DeviceKind if kind not in fleet_asked]
     with runtime.unit_of_work() as uow:

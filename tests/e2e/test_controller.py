@@ -4,14 +4,17 @@ site another process controls."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -41,11 +44,11 @@ def environment(database_url: str, var_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def controller(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def controller(
+    env: dict[str, str], log: Path, command: tuple[str, ...] = ("controller",)
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(HCP), "controller"], env=env, stdout=out, stderr=out, cwd=ROOT
-        )
+        process = subprocess.Popen([str(HCP), *command], env=env, stdout=out, stderr=out, cwd=ROOT)
     try:
         yield process
     finally:
@@ -117,3 +120,48 @@ def test_hcp_up_will_not_control_a_site_a_controller_leads(
         assert running.poll() is None
         running.send_signal(signal.SIGTERM)  # a service manager's stop: a clean exit
         assert running.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_an_api_replica_shows_what_the_controller_does_in_its_platform_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`hcp api` beside `hcp controller --speed 60`: the replica runs no loop, yet shows the
+    last dispatch the controller stored, and keeps the controller's platform time (an hour a
+    wall minute), not the wall's."""
+    env = {**environment(database_url, tmp_path / "var"), "HCP_TICK_SECONDS": "60"}
+    api_env = {**env, "HCP_PORT": str(free_port())}
+    c_log, api_log = tmp_path / "controller.log", tmp_path / "api.log"
+    logs = [c_log, api_log]
+    with controller(env, c_log, ("controller", "--speed", "60")):
+        wait_until(lambda: says(c_log, LEADS), "the controller leading", logs)
+        keys = tmp_path / "var" / "demo-keys.json"
+        wait_until(keys.exists, "the demo keys", logs)
+        admin = {"Authorization": f"Bearer {json.loads(keys.read_text())['admin']}"}
+        with controller(api_env, api_log, ("api",)):
+            url = f"http://127.0.0.1:{api_env['HCP_PORT']}"
+
+            def get(path: str) -> httpx.Response | None:
+                try:
+                    return httpx.get(url + path, headers=admin, timeout=5)
+                except httpx.TransportError:
+                    return None  # not listening yet
+
+            def answers(path: str) -> bool:
+                response = get(path)
+                return response is not None and response.status_code == 200
+
+            wait_until(lambda: answers("/api/v1/dispatch/status"), "a dispatch status", logs)
+            status = get("/api/v1/dispatch/status")
+            assert status is not None and status.json()["site_id"] == "site-west-1"
+
+            def prices_ahead_of_the_wall() -> bool:
+                response = get("/api/v1/prices/current")
+                if response is None or response.status_code != 200:
+                    return False
+                at = datetime.fromisoformat(response.json()["timestamp"])
+                return at > datetime.now(UTC) + timedelta(minutes=3)
+
+            # The replica's own idea of now decides which market interval is current: on the
+            # wall clock it showed the first one for good.
+            wait_until(prices_ahead_of_the_wall, "prices in platform time", logs)

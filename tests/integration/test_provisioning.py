@@ -225,3 +225,23 @@ def test_the_wall_clock_keeps_to_the_wall_with_history_ahead(
     finally:
         runtime.close()
     assert f"the store holds records up to {ahead.isoformat()}" in caplog.text
+
+
+def test_the_leaders_platform_time_is_stored_for_api_processes(tmp_path: Path) -> None:
+    """The process that prepares the site stores its clock's anchor: a `FollowedClock` (what
+    `hcp api` runs on) then keeps the same platform time, here three days ahead of the wall;
+    the people's clock (sessions, keys, rate limits) stays with the wall."""
+    from hcp.adapters.clock import FollowedClock
+    from hcp.adapters.db.platform_clock import SqlClockAnchors
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    leader_clock = ScaledClock(60.0, datetime.now(UTC) + timedelta(days=3))
+    leader = bootstrap.build(settings, leader_clock)
+    try:
+        assert abs(leader.platform.auth.now() - datetime.now(UTC)) < timedelta(seconds=5)
+        bootstrap.prepare(leader)
+        followed = FollowedClock(SqlClockAnchors(leader.engine, settings.site_id).load)
+        assert abs(followed.now() - leader_clock.now()) < timedelta(seconds=30)
+        assert SqlClockAnchors(leader.engine, "another-site").load() is None
+    finally:
+        leader.close()

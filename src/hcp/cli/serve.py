@@ -15,8 +15,9 @@ import typer
 import uvicorn
 
 from hcp import bootstrap
-from hcp.adapters.clock import ScaledClock, SystemClock
+from hcp.adapters.clock import FollowedClock, ScaledClock, SystemClock
 from hcp.adapters.db.leadership import leadership_for
+from hcp.adapters.db.platform_clock import SqlClockAnchors
 from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
 from hcp.cli.settings import load_settings
@@ -153,7 +154,11 @@ def serve_api(host: str | None, port: int | None) -> None:
     settings = load_settings(host=host, port=port)
     _configure_logging(settings)
     with _listening(settings) as listeners:
-        runtime = bootstrap.build(settings)
+        # Platform time as the process leading the site keeps it (sped up, or resumed ahead
+        # of the wall after a sped-up run); people's time (sessions, rate limits) is the wall.
+        clock = FollowedClock()
+        runtime = bootstrap.build(settings, clock, wall=SystemClock())
+        clock.follow(SqlClockAnchors(runtime.engine, settings.site_id).load)
         try:
             run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=listeners))
         finally:

@@ -250,6 +250,17 @@ class DispatchStatusRow(Base):
     degraded: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class PlatformClockRow(Base):
+    """Each site's platform time against the wall, as the process leading the site keeps it
+    (API processes follow it)."""
+
+    __tablename__ = "platform_clock"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wall_at: Mapped[datetime]
+    platform_at: Mapped[datetime]
+    speed: Mapped[float] = mapped_column(Float)
+
+
 class MarketSnapshotRow(Base):
     __tablename__ = "market_snapshots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
