@@ -282,3 +282,90 @@ def test_a_uvloop_caller_gets_the_same_replies() -> None:
     pytest.importorskip("uvloop")
     direct, through_worker = run_on_uvloop(main())
     assert through_worker == direct and b"LUXminer" in direct
+
+
+async def test_a_host_name_is_resolved_and_each_of_its_addresses_tried(
+    fleet: AsicFleetSimulator, workers: WorkerTransport
+) -> None:
+    """`localhost` may resolve to ::1 first, where no miner listens: the next address is
+    tried, as `TcpTransport` does. An address with nothing behind it is unreachable."""
+    _, port = fleet.addresses[0]
+    request = encode_request("version")
+    for _ in range(2):  # resolved, then from what the worker keeps
+        assert b"LUXminer" in await workers.exchange("localhost", port, request)
+    with pytest.raises(DeviceUnreachable, match=r"^::1:\d+: cannot connect"):
+        await workers.exchange("::1", port, request)
+
+
+def test_the_next_address_of_a_name_is_tried_when_one_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's loop run in a thread of this process, so that the name's addresses can be
+    chosen: the first refuses, the second is a miner that answers."""
+    import pickle
+    import socket
+    import struct
+    import threading
+
+    async def serve_one(ready: Callable[[int], None]) -> None:
+        config = uniform_fleet(asic_model("S21"), 1, addressing=Addressing.PORTS, first_port=0)
+        async with AsicFleetSimulator(config) as simulator:
+            ready(simulator.addresses[0][1])
+            await asyncio.sleep(5)
+
+    ports: list[int] = []
+    miner = threading.Thread(target=run_on_uvloop, args=(serve_one(ports.append),), daemon=True)
+    miner.start()
+    assert _wait_for(lambda: bool(ports))
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))  # bound and not listening: a connect is refused
+    closed_port = refused.getsockname()[1]
+
+    def addresses(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        assert host == "miner.example"
+        stream = socket.SOCK_STREAM
+        return [
+            (socket.AF_INET, stream, 6, "", ("127.0.0.1", closed_port)),
+            (socket.AF_INET, stream, 6, "", ("127.0.0.1", ports[0])),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", addresses)
+    ours, theirs = socket.socketpair()
+    worker = threading.Thread(target=io_workers._Exchanger(theirs, 2.0).run, daemon=True)
+    worker.start()
+    try:
+        body = pickle.dumps([(7, "miner.example", 4028, encode_request("version"))])
+        ours.sendall(struct.pack(">I", len(body)) + body)
+        frames = _frames(ours, count=2)  # the hello, then the reply
+        assert frames[0] == []
+        [(ident, reply, error)] = frames[1]
+        assert (ident, error) == (7, None) and b"LUXminer" in reply
+    finally:
+        ours.close()  # the worker's loop ends with its link
+        worker.join(5)
+        refused.close()
+    assert not worker.is_alive()
+
+
+def _wait_for(condition: Callable[[], bool], within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _frames(sock: Any, count: int) -> list[Any]:
+    import pickle
+    import struct
+
+    sock.settimeout(5)
+    buffer, frames = b"", []
+    while len(frames) < count:
+        buffer += sock.recv(65536)
+        while len(buffer) >= 4 and len(buffer) >= 4 + struct.unpack(">I", buffer[:4])[0]:
+            size = struct.unpack(">I", buffer[:4])[0]
+            frames.append(pickle.loads(buffer[4 : 4 + size]))
+            buffer = buffer[4 + size :]
+    return frames

@@ -32,19 +32,27 @@ Failures:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import errno
+import heapq
+import ipaddress
 import logging
+import os
 import pickle
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hcp.adapters.devices.cgminer import TcpTransport
+from hcp.adapters.devices.cgminer import MAX_REPLY_BYTES
 from hcp.adapters.devices.errors import (
     DeviceConnectionReset,
     DeviceIOError,
@@ -52,7 +60,6 @@ from hcp.adapters.devices.errors import (
     DeviceUnreachable,
     MalformedReply,
 )
-from hcp.aio import run_on_uvloop
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +151,8 @@ class WorkerTransport:
     def __init__(self, workers: int, timeout_s: float = 3.0) -> None:
         if workers < 1:
             raise ValueError(f"a WorkerTransport needs at least one worker, not {workers}")
+        if not hasattr(select, "epoll"):
+            raise ValueError("device I/O workers need Linux (epoll); set HCP_DEVICE_IO_WORKERS=0")
         self.workers = workers
         self.timeout_s = timeout_s
         self._live: list[_Worker] = []
@@ -401,64 +410,307 @@ def _serve(fd: int, timeout_s: float) -> None:
     """A worker's life: exchanges until its socket to the parent closes."""
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)  # the parent decides when workers stop
-    run_on_uvloop(_serve_async(socket.socket(fileno=fd), timeout_s))
+    _Exchanger(socket.socket(fileno=fd), timeout_s).run()
 
 
-async def _serve_async(sock: socket.socket, timeout_s: float) -> None:
-    loop = asyncio.get_running_loop()
-    tcp = TcpTransport(timeout_s)
-    gone: asyncio.Future[None] = loop.create_future()
-    outbox: list[Reply] = []
-    running: dict[int, asyncio.Task[None]] = {}
-    flush_due = False
+@dataclass(eq=False, slots=True)
+class _Flight:
+    """One exchange in a worker: the request still to send, the reply so far."""
 
-    def flush() -> None:
-        nonlocal flush_due
-        flush_due = False
-        batch = outbox[:]
-        outbox.clear()
-        with contextlib.suppress(ConnectionResetError):  # the parent is gone: `gone` ends us
-            link.send(batch)
+    ident: int
+    host: str
+    port: int
+    request: bytes
+    deadline: float  # time.monotonic()
+    addresses: list[tuple[int, Any]] = field(default_factory=list)  # (family, address) to try
+    sock: socket.socket | None = None
+    sent: bool = False
+    reply: bytearray = field(default_factory=bytearray)
 
-    async def one(ident: int, host: str, port: int, request: bytes) -> None:
-        nonlocal flush_due
-        result: Reply
+    @property
+    def device(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+RESOLVED_FOR_S = 60.0
+"""How long a worker keeps a host name's address."""
+
+
+class _Exchanger:
+    """A worker's exchanges on non-blocking sockets under one poller, with no event loop: at
+    fleet scale an asyncio task, future, timer and protocol per exchange cost a worker as
+    much CPU as the kernel's socket work (scripts/bench_curtail.py). The wire is
+    `TcpTransport`'s: connect, send the request, read up to the NUL (or EOF), hang up; each
+    failure comes back as the error `TcpTransport` raises, with its message. Host names are
+    resolved on a thread, so a slow resolver holds up only the exchanges that need it."""
+
+    def __init__(self, link: socket.socket, timeout_s: float) -> None:
+        self._link = link
+        self._timeout_s = timeout_s
+        self._poller = select.epoll()
+        self._flights: dict[int, _Flight] = {}  # by ident
+        self._by_fd: dict[int, _Flight] = {}
+        self._deadlines: list[tuple[float, int]] = []  # a heap; stale entries are skipped
+        self._outbox: list[Reply] = []
+        self._inbox = bytearray()
+        # A host name's addresses, (family, address) each, and until when they hold.
+        self._names: dict[tuple[str, int], tuple[float, list[tuple[int, Any]]]] = {}
+        self._resolver: concurrent.futures.ThreadPoolExecutor | None = None
+        self._resolved: list[tuple[_Flight, list[tuple[int, Any]], OSError | None]] = []
+        self._resolved_lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def run(self) -> None:
+        poller = self._poller
+        link_fd, wake_fd = self._link.fileno(), self._wake_r.fileno()
+        poller.register(link_fd, select.EPOLLIN)
+        poller.register(wake_fd, select.EPOLLIN)
         try:
-            result = (ident, await tcp.exchange(host, port, request), None)
-        except DeviceIOError as error:
-            result = (ident, None, (type(error).__name__, error.device, error.message))
-        except Exception as error:  # a bug here must still answer the caller
-            log.exception("exchange with %s:%s failed", host, port)
-            result = (ident, None, ("DeviceIOError", f"{host}:{port}", repr(error)))
+            self._send([])  # ready
+            while True:
+                for fd, _ in poller.poll(self._until_next_deadline()):
+                    if fd == link_fd:
+                        self._read_link()
+                    elif fd == wake_fd:
+                        self._connect_resolved()
+                    else:
+                        flight = self._by_fd.get(fd)
+                        if flight is not None:
+                            self._step(flight)
+                self._expire()
+                if self._outbox:
+                    batch, self._outbox = self._outbox, []
+                    self._send(batch)
+        except _ParentGone:
+            pass
         finally:
-            running.pop(ident, None)
-        outbox.append(result)
-        if not flush_due:
-            flush_due = True
-            loop.call_soon(flush)
+            for flight in list(self._flights.values()):
+                self._hang_up(flight)
+            if self._resolver is not None:
+                self._resolver.shutdown(wait=False, cancel_futures=True)
+            self._poller.close()
+            for sock in (self._wake_r, self._wake_w, self._link):
+                sock.close()
 
-    def on_frame(frame: list[Request | int]) -> None:
-        for item in frame:
-            if isinstance(item, int):
-                task = running.pop(item, None)
-                if task is not None:
-                    task.cancel()
+    # --- the link to the parent
+
+    def _send(self, items: list[Any]) -> None:
+        body = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._link.sendall(_HEADER.pack(len(body)) + body)
+        except OSError:
+            raise _ParentGone from None
+
+    def _read_link(self) -> None:
+        try:
+            data = self._link.recv(1 << 20)
+        except OSError:
+            raise _ParentGone from None
+        if not data:
+            raise _ParentGone
+        buffer = self._inbox
+        buffer += data
+        start = 0
+        while len(buffer) - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + _HEADER.size + size
+            if len(buffer) < end:
+                break
+            frame = pickle.loads(memoryview(buffer)[start + _HEADER.size : end])
+            start = end
+            for item in frame:
+                if isinstance(item, int):  # cancelled by the caller: hang up, say nothing
+                    flight = self._flights.get(item)
+                    if flight is not None:
+                        self._hang_up(flight)
+                else:
+                    self._start(*item)
+        del buffer[:start]
+
+    # --- one exchange
+
+    def _start(self, ident: int, host: str, port: int, request: bytes) -> None:
+        flight = _Flight(ident, host, port, request, time.monotonic() + self._timeout_s)
+        self._flights[ident] = flight
+        heapq.heappush(self._deadlines, (flight.deadline, ident))
+        literal = _literal_address(host, port)
+        if literal is not None:
+            flight.addresses = [literal]
+            self._connect(flight)
+            return
+        known = self._names.get((host, port))
+        if known is not None and known[0] > time.monotonic():
+            flight.addresses = list(known[1])
+            self._connect(flight)
+            return
+        if self._resolver is None:
+            self._resolver = concurrent.futures.ThreadPoolExecutor(4, "resolve")
+        self._resolver.submit(self._resolve, flight)
+
+    def _resolve(self, flight: _Flight) -> None:
+        """On a resolver thread: the host's TCP addresses, handed back to the loop."""
+        found: tuple[_Flight, list[tuple[int, Any]], OSError | None]
+        try:
+            infos = socket.getaddrinfo(flight.host, flight.port, type=socket.SOCK_STREAM)
+            found = (flight, [(info[0], info[4]) for info in infos], None)
+        except OSError as error:
+            found = (flight, [], error)
+        with self._resolved_lock:
+            self._resolved.append(found)
+        with contextlib.suppress(BlockingIOError):  # a wake-up is pending already
+            self._wake_w.send(b"!")
+
+    def _connect_resolved(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_r.recv(4096)
+        with self._resolved_lock:
+            resolved, self._resolved = self._resolved, []
+        for flight, addresses, error in resolved:
+            if self._flights.get(flight.ident) is not flight:
+                continue  # timed out or cancelled meanwhile
+            if error is not None:
+                self._fail(flight, _unreachable(flight, error))
+                continue
+            until = time.monotonic() + RESOLVED_FOR_S
+            self._names[(flight.host, flight.port)] = (until, addresses)
+            flight.addresses = list(addresses)
+            self._connect(flight)
+
+    def _connect(self, flight: _Flight) -> None:
+        """Connect to the flight's next address; when none is left, it fails with the last
+        address's error (each is tried in turn, as `create_connection` does)."""
+        error: OSError = OSError(errno.EHOSTUNREACH, "no address")
+        while flight.addresses:
+            family, address = flight.addresses.pop(0)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as refused:
+                error = refused
+                continue
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code not in (0, errno.EINPROGRESS):
+                sock.close()
+                error = OSError(code, os.strerror(code))
+                continue
+            flight.sock = sock
+            self._by_fd[sock.fileno()] = flight
+            self._poller.register(sock.fileno(), select.EPOLLOUT)
+            return
+        self._fail(flight, _unreachable(flight, error))
+
+    def _step(self, flight: _Flight) -> None:
+        """The socket is ready: finish connecting and send, or read what came."""
+        sock = flight.sock
+        assert sock is not None
+        if not flight.sent:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._drop_socket(flight)
+                if flight.addresses:  # the next of the host's addresses
+                    self._connect(flight)
+                else:
+                    self._fail(flight, _unreachable(flight, OSError(code, os.strerror(code))))
+                return
+            try:
+                sent = sock.send(flight.request)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self._fail(flight, _reset(flight, error))
+                return
+            flight.request = flight.request[sent:]
+            if not flight.request:
+                flight.sent = True
+                self._poller.modify(sock.fileno(), select.EPOLLIN)
+            return
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self._fail(flight, _reset(flight, error))
+            return
+        reply = flight.reply
+        if not data:  # EOF: a firmware that sends no NUL, or one that said nothing
+            if reply:
+                self._done(flight, bytes(reply))
             else:
-                running[item[0]] = loop.create_task(one(*item))
+                self._fail(flight, _reset(flight, ConnectionResetError("closed without a reply")))
+            return
+        seen = len(reply)
+        reply += data
+        end = reply.find(b"\x00", seen)
+        if end >= 0:
+            self._done(flight, bytes(reply[: end + 1]))
+        elif len(reply) > MAX_REPLY_BYTES:
+            # Too big to be a miner's reply: garbage rather than a buffer without end.
+            self._done(flight, b"\xff oversized reply")
 
-    def on_lost() -> None:
-        if not gone.done():
-            gone.set_result(None)
+    def _expire(self) -> None:
+        deadlines, now = self._deadlines, time.monotonic()
+        while deadlines and deadlines[0][0] <= now:
+            _, ident = heapq.heappop(deadlines)
+            flight = self._flights.get(ident)
+            if flight is not None:
+                message = f"no reply within {self._timeout_s:g} s"
+                self._fail(flight, DeviceTimeout(flight.device, message))
 
-    link = _Link(on_frame, on_lost)
-    await loop.connect_accepted_socket(lambda: link, sock)
+    def _until_next_deadline(self) -> float:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._flights:
+            heapq.heappop(deadlines)  # settled already
+        if not deadlines:
+            return -1  # no limit
+        return max(0.0, deadlines[0][0] - time.monotonic())
+
+    def _done(self, flight: _Flight, reply: bytes) -> None:
+        self._hang_up(flight)
+        self._outbox.append((flight.ident, reply, None))
+
+    def _fail(self, flight: _Flight, error: DeviceIOError) -> None:
+        self._hang_up(flight)
+        self._outbox.append(
+            (flight.ident, None, (type(error).__name__, error.device, error.message))
+        )
+
+    def _hang_up(self, flight: _Flight) -> None:
+        self._flights.pop(flight.ident, None)
+        self._drop_socket(flight)
+
+    def _drop_socket(self, flight: _Flight) -> None:
+        sock = flight.sock
+        if sock is not None:
+            flight.sock = None
+            fd = sock.fileno()
+            del self._by_fd[fd]
+            self._poller.unregister(fd)
+            sock.close()
+
+
+class _ParentGone(Exception):
+    """The socket to the parent closed: the worker's life is over."""
+
+
+def _unreachable(flight: _Flight, error: OSError) -> DeviceUnreachable:
+    return DeviceUnreachable(flight.device, f"cannot connect ({error})")
+
+
+def _reset(flight: _Flight, error: OSError) -> DeviceConnectionReset:
+    return DeviceConnectionReset(flight.device, f"connection reset ({error})")
+
+
+def _literal_address(host: str, port: int) -> tuple[int, Any] | None:
+    """(family, address) for an IP address written out, else None (a name to resolve)."""
     try:
-        link.send([])  # ready
-    except ConnectionResetError:
-        return  # the parent closed before this worker was up
-    await gone
-    for task in list(running.values()):
-        task.cancel()
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return socket.AF_INET, (host, port)
+    return socket.AF_INET6, (host, port, 0, 0)
 
 
 if __name__ == "__main__":
