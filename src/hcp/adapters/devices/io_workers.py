@@ -470,15 +470,22 @@ class _Exchanger:
         try:
             self._send([])  # ready
             while True:
+                link_ready = wake_ready = False
                 for fd, _ in poller.poll(self._until_next_deadline()):
-                    if fd == link_fd:
-                        self._read_link()
+                    flight = self._by_fd.get(fd)
+                    if flight is not None:
+                        self._step(flight)
+                    elif fd == link_fd:
+                        link_ready = True
                     elif fd == wake_fd:
-                        self._connect_resolved()
-                    else:
-                        flight = self._by_fd.get(fd)
-                        if flight is not None:
-                            self._step(flight)
+                        wake_ready = True
+                # New sockets only once this turn's events are handled: a socket closed by
+                # a cancel may have an event further on, which must not reach a new socket
+                # given the same descriptor.
+                if wake_ready:
+                    self._connect_resolved()
+                if link_ready:
+                    self._read_link()
                 self._expire()
                 if self._outbox:
                     batch, self._outbox = self._outbox, []
