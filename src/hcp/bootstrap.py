@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from hcp.adapters.bus.memory import InMemoryBus
-from hcp.adapters.clock import ScaledClock, SystemClock, anchor_of
+from hcp.adapters.clock import CLOCK_HEARTBEAT_S, ScaledClock, SystemClock, anchor_of
 from hcp.adapters.db.dispatch_log import SqlCommandLog, SqlDispatchStatus
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
@@ -198,9 +198,6 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
     upgrade(runtime.engine)
     spec = site_spec(runtime.settings)
     _resume_platform_time(runtime, spec.site.id)
-    anchor = anchor_of(runtime.clock)
-    if anchor is not None:  # API processes (`hcp api`) keep the same platform time
-        SqlClockAnchors(runtime.engine, spec.site.id).save(anchor)
     now = runtime.clock.now()
     unasked = [kind for kind in DeviceKind if kind not in fleet_asked]
     with runtime.unit_of_work() as uow:
@@ -221,7 +218,16 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
         if change.added and not change.created:
             log.info("site %s: %d devices added to the stored site", spec.site.id, change.added)
         uow.commit()
+    publish_clock(runtime)
     return _ensure_demo_keys(runtime, now)
+
+
+def publish_clock(runtime: Runtime) -> None:
+    """Store where the platform clock stands against the wall, for API processes (`hcp api`)
+    to keep the same platform time; the leading process renews it every CLOCK_HEARTBEAT_S."""
+    anchor = anchor_of(runtime.clock)
+    if anchor is not None:
+        SqlClockAnchors(runtime.engine, runtime.settings.site_id).save(anchor)
 
 
 def _resume_platform_time(runtime: Runtime, site_id: str) -> None:
@@ -574,6 +580,7 @@ async def run_control(runtime: Runtime, live: Live, tick_s: float, poll_s: float
         _every(tick_s, live.control.tick, "control tick"),
         _every(poll_s, live.control.poll, "fleet poll"),
         _every(60.0, lambda: asyncio.to_thread(telemetry.maintain), "telemetry maintenance"),
+        _every(CLOCK_HEARTBEAT_S, lambda: asyncio.to_thread(publish_clock, runtime), "clock"),
     )
 
 

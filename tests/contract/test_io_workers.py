@@ -17,7 +17,12 @@ import pytest
 
 from hcp.adapters.devices import io_workers
 from hcp.adapters.devices.cgminer import TcpTransport, encode_request
-from hcp.adapters.devices.errors import DeviceConnectionReset, DeviceTimeout, DeviceUnreachable
+from hcp.adapters.devices.errors import (
+    DeviceConnectionReset,
+    DeviceIOError,
+    DeviceTimeout,
+    DeviceUnreachable,
+)
 from hcp.adapters.devices.io_workers import WorkerTransport
 from hcp.adapters.devices.luxos import LuxosClient, RetryPolicy
 from hcp.adapters.devices.luxos_driver import LuxosMinerDriver
@@ -369,3 +374,63 @@ def _frames(sock: Any, count: int) -> list[Any]:
             frames.append(pickle.loads(buffer[4 : 4 + size]))
             buffer = buffer[4 + size :]
     return frames
+
+
+@pytest.mark.parametrize(("host", "port"), [("127.0.0.1", 70_000), ("fe80::1%nosuchif", 4028)])
+async def test_an_address_that_cannot_be_connected_to_fails_alone(
+    workers: WorkerTransport, host: str, port: int
+) -> None:
+    """A port out of range or an unknown interface makes the socket call raise rather than
+    return an error code: that exchange fails, and the worker (with what else it holds) lives."""
+    pids = workers.pids
+    async with Recorder() as silent_miner:  # holds its exchange until the timeout
+        bystander = asyncio.ensure_future(workers.exchange("127.0.0.1", silent_miner.port, b"{}"))
+        await _until(lambda: bool(silent_miner.requests))
+        with pytest.raises(DeviceIOError, match=f"^{host}:{port}: ") as failed:
+            await workers.exchange(host, port, b"{}")
+        assert "worker exited" not in str(failed.value)
+        with pytest.raises(DeviceTimeout):  # its own end, not the worker's
+            await bystander
+    assert workers.pids == pids
+
+
+async def test_a_name_the_resolver_refuses_fails_at_once(workers: WorkerTransport) -> None:
+    started = time.monotonic()
+    with pytest.raises(DeviceIOError, match=r"^a{64}\.example:4028: "):
+        await workers.exchange("a" * 64 + ".example", 4028, b"{}")  # a label IDNA refuses
+    assert time.monotonic() - started < 0.4  # not by the 0.5 s timeout
+
+
+def test_a_reset_while_connecting_is_a_reset_as_over_tcp_transport() -> None:
+    """A miner that resets each connection as it accepts it, seen by a worker busy meanwhile:
+    the error is `TcpTransport`'s, a DeviceConnectionReset."""
+    import socket
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(10)
+    port = listener.getsockname()[1]
+
+    def reset_each() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted, _ = listener.accept()
+                accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                accepted.close()
+
+    threading.Thread(target=reset_each, daemon=True).start()
+    ours, theirs = socket.socketpair()
+    exchanger = io_workers._Exchanger(theirs, 1.0)
+    try:
+        exchanger._start(1, "127.0.0.1", port, b"{}")
+        time.sleep(0.2)  # busy: the reset comes before the connect is looked at
+        for fd, _ in exchanger._poller.poll(1):
+            exchanger._step(exchanger._by_fd[fd])
+        [(_, _, error)] = exchanger._outbox
+        assert error is not None and error[:2] == ("DeviceConnectionReset", f"127.0.0.1:{port}")
+    finally:
+        listener.close()
+        ours.close()
+        exchanger.close()

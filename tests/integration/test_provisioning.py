@@ -241,7 +241,25 @@ def test_the_leaders_platform_time_is_stored_for_api_processes(tmp_path: Path) -
         assert abs(leader.platform.auth.now() - datetime.now(UTC)) < timedelta(seconds=5)
         bootstrap.prepare(leader)
         followed = FollowedClock(SqlClockAnchors(leader.engine, settings.site_id).load)
+        followed.refresh()
         assert abs(followed.now() - leader_clock.now()) < timedelta(seconds=30)
         assert SqlClockAnchors(leader.engine, "another-site").load() is None
     finally:
         leader.close()
+
+
+def test_a_refused_start_stores_no_clock_anchor(tmp_path: Path) -> None:
+    """`hcp up --speed 60 --asics 5` on a larger stored site is refused: its clock must not
+    become the one API processes follow."""
+    from hcp.adapters.db.platform_clock import SqlClockAnchors
+
+    prepared(tmp_path, site_asics=10)
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", site_asics=5)
+    runtime = bootstrap.build(settings, ScaledClock(60.0))
+    try:
+        before = SqlClockAnchors(runtime.engine, settings.site_id).load()
+        with pytest.raises(bootstrap.FleetMismatch):
+            bootstrap.prepare(runtime, fleet_asked=(DeviceKind.ASIC,))
+        assert SqlClockAnchors(runtime.engine, settings.site_id).load() == before
+    finally:
+        runtime.close()

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hcp.adapters.clock import MAX_SPEED, ClockAnchor, FollowedClock, ScaledClock
+from hcp.adapters.clock import (
+    ANCHOR_STALE_S,
+    MAX_SPEED,
+    ClockAnchor,
+    FollowedClock,
+    ScaledClock,
+)
 
 START = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
@@ -39,37 +45,63 @@ def test_a_speed_that_is_not_positive_or_beyond_the_maximum_is_refused(speed: fl
 
 def test_a_followed_clock_runs_from_the_leaders_anchor() -> None:
     wall = datetime.now(UTC)
-    ahead = ClockAnchor(wall, wall + timedelta(days=3), 60.0)
-    read: list[ClockAnchor | None] = [None, ahead]
-    clock = FollowedClock(lambda: read[0], reread_s=0.0)
+    read: list[ClockAnchor | None] = [None]
+    clock = FollowedClock(lambda: read[0])
+    clock.refresh()
     assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=1)  # none stored: the wall
-    read[0] = ahead
+    read[0] = ClockAnchor(wall, wall + timedelta(days=3), 60.0)
+    assert clock.now() - wall < timedelta(days=1)  # not read yet
+    clock.refresh()
     first = clock.now()
     assert first - wall >= timedelta(days=3)
     time.sleep(0.05)
     assert clock.now() - first >= timedelta(seconds=2)  # 50 ms of wall is 3 s at 60 times
 
 
-def test_a_followed_clock_keeps_its_anchor_when_the_store_fails_and_never_goes_back() -> None:
+def test_a_followed_clock_keeps_its_anchor_when_the_store_fails() -> None:
     wall = datetime.now(UTC)
-    answers: list[object] = [ClockAnchor(wall, wall + timedelta(hours=5), 1.0)]
+    answers: list[ClockAnchor | Exception] = [ClockAnchor(wall, wall + timedelta(hours=5), 1.0)]
 
     def anchors() -> ClockAnchor | None:
         answer = answers[0]
         if isinstance(answer, Exception):
             raise answer
-        return answer  # type: ignore[return-value]
+        return answer
 
-    clock = FollowedClock(anchors, reread_s=0.0)
+    clock = FollowedClock(anchors)
+    clock.refresh()
     before = clock.now()
     assert before - wall >= timedelta(hours=5)
     answers[0] = OSError("database restarting")
+    clock.refresh()
     assert clock.now() >= before  # the last anchor stands
-    answers[0] = ClockAnchor(wall, wall + timedelta(hours=1), 1.0)  # a leader behind it
-    assert clock.now() >= before
 
 
-def test_a_followed_clock_reads_the_store_only_every_so_often() -> None:
+def test_a_new_leaders_anchor_is_taken_even_behind() -> None:
+    """A new leader resumes at the stored history, behind where the last one's clock ran."""
+    wall = datetime.now(UTC)
+    answers = [ClockAnchor(wall, wall + timedelta(days=20), 1.0)]
+    clock = FollowedClock(lambda: answers[0])
+    clock.refresh()
+    assert clock.now() - wall >= timedelta(days=20)
+    answers[0] = ClockAnchor(wall, wall + timedelta(days=2), 1.0)
+    clock.refresh()
+    assert timedelta(days=2) <= clock.now() - wall < timedelta(days=3)
+
+
+def test_an_anchor_no_leader_renews_runs_on_at_the_walls_pace() -> None:
+    """A `--speed 60` leader that stopped an hour ago: its anchor ran at 60 times for the
+    minute it was fresh, then at the wall's pace, not 60 days ahead."""
+    wall = datetime.now(UTC)
+    old = ClockAnchor(wall - timedelta(hours=1), wall, 60.0)
+    clock = FollowedClock(lambda: old)
+    clock.refresh()
+    fresh_for = timedelta(seconds=ANCHOR_STALE_S)
+    expected = wall + fresh_for * 60 + (timedelta(hours=1) - fresh_for)
+    assert abs(clock.now() - expected) < timedelta(seconds=5)
+
+
+def test_a_started_followed_clock_rereads_on_its_own_thread() -> None:
     calls: list[int] = []
 
     def anchors() -> ClockAnchor | None:
@@ -77,6 +109,13 @@ def test_a_followed_clock_reads_the_store_only_every_so_often() -> None:
         return None
 
     clock = FollowedClock(anchors)
-    for _ in range(100):
-        clock.now()
-    assert len(calls) == 1
+    clock.start(every_s=0.01)
+    try:
+        for _ in range(1000):
+            clock.now()  # never reads the store itself
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) >= 3
+    finally:
+        clock.stop()

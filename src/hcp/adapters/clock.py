@@ -91,48 +91,76 @@ def anchor_of(clock: object) -> ClockAnchor | None:
 
 REREAD_ANCHOR_S = 5.0
 """How often a followed clock reads its anchor again (wall seconds)."""
+ANCHOR_STALE_S = 60.0
+"""An anchor not renewed for this long (wall seconds) has no leader behind it: a followed
+clock then runs at the wall's pace from where the anchor left it (the leader renews it every
+CLOCK_HEARTBEAT_S)."""
+CLOCK_HEARTBEAT_S = 10.0
+"""How often the leading process stores its clock's anchor again (wall seconds)."""
 
 
 class FollowedClock:
     """Platform time as the process that leads the site keeps it (`hcp api` beside
-    `hcp controller --speed 60`, or after a sped-up run): the leader stores its clock's anchor,
-    this clock reads it every REREAD_ANCHOR_S and runs from it. Before any anchor is stored
-    (or while none can be read) it is the wall clock; it never moves back."""
+    `hcp controller --speed 60`, or after a sped-up run): the leader stores its clock's anchor
+    every CLOCK_HEARTBEAT_S; this clock reads it (`refresh`, or every REREAD_ANCHOR_S on a
+    thread of its own once `start`ed, so `now` never waits on the store) and runs from it.
 
-    def __init__(
-        self,
-        anchors: Callable[[], ClockAnchor | None] | None = None,
-        reread_s: float = REREAD_ANCHOR_S,
-    ) -> None:
+    Before any anchor is read it is the wall clock. An anchor no leader has renewed for
+    ANCHOR_STALE_S runs on at the wall's pace, not its own speed. A new anchor is taken as
+    it is, even behind (a new leader resumes at the stored history); under one anchor, time
+    never moves back."""
+
+    def __init__(self, anchors: Callable[[], ClockAnchor | None] | None = None) -> None:
         self._anchors = anchors
-        self._reread_s = reread_s
         self._anchor: ClockAnchor | None = None
-        self._read_at = -float("inf")  # monotonic time of the last read
-        self._reading = threading.Lock()
         self._last = datetime.min.replace(tzinfo=UTC)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def follow(self, anchors: Callable[[], ClockAnchor | None]) -> None:
         """Read anchors from `anchors` from now on."""
-        self._anchors, self._read_at = anchors, -float("inf")
+        self._anchors = anchors
+
+    def refresh(self) -> None:
+        """Read the anchor now; a store that cannot answer leaves the last one standing."""
+        if self._anchors is None:
+            return
+        try:
+            anchor = self._anchors()
+        except Exception as error:
+            log.warning("cannot read the platform clock's anchor: %s", error)
+            return
+        if anchor is not None and anchor != self._anchor:
+            self._anchor = anchor
+            self._last = datetime.min.replace(tzinfo=UTC)
+
+    def start(self, every_s: float = REREAD_ANCHOR_S) -> None:
+        """Read the anchor now, then every `every_s` on a daemon thread until `stop`."""
+        self.refresh()
+
+        def reread() -> None:
+            while not self._stop.wait(every_s):
+                self.refresh()
+
+        self._thread = threading.Thread(target=reread, name="platform-clock", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def now(self) -> datetime:
-        if time.monotonic() - self._read_at >= self._reread_s:
-            self._reread()
         wall = datetime.now(UTC)
         anchor = self._anchor
-        now = wall if anchor is None else anchor.at(wall)
+        if anchor is None:
+            return wall
+        renewed_until = anchor.wall_at + timedelta(seconds=ANCHOR_STALE_S)
+        if wall <= renewed_until:
+            now = anchor.at(wall)
+        else:  # no leader renews it: on at the wall's pace
+            now = anchor.at(renewed_until) + (wall - renewed_until)
         if now < self._last:
             return self._last
         self._last = now
         return now
-
-    def _reread(self) -> None:
-        if self._anchors is None or not self._reading.acquire(blocking=False):
-            return  # another thread is reading it: this one goes on with the last
-        try:
-            self._anchor = self._anchors() or self._anchor
-        except Exception as error:  # a store that cannot answer: keep the last anchor
-            log.warning("cannot read the platform clock's anchor: %s", error)
-        finally:
-            self._read_at = time.monotonic()
-            self._reading.release()

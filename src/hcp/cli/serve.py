@@ -159,9 +159,11 @@ def serve_api(host: str | None, port: int | None) -> None:
         clock = FollowedClock()
         runtime = bootstrap.build(settings, clock, wall=SystemClock())
         clock.follow(SqlClockAnchors(runtime.engine, settings.site_id).load)
+        clock.start()
         try:
             run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=listeners))
         finally:
+            clock.stop()
             runtime.close()
 
 
