@@ -438,22 +438,27 @@ class SchedulerService:
         report: TickReport,
     ) -> None:
         with self._writing():
-            scheduled = [
-                self._apply(
-                    w,
-                    WorkloadEvent.SCHEDULE,
-                    now,
-                    f"placed on {', '.join(p.nodes)}",
-                    gpu_ids=p.gpu_ids,
-                    site_id=p.site,
-                    started_at=now,
+            applied = [
+                (
+                    self._apply(
+                        w,
+                        WorkloadEvent.SCHEDULE,
+                        now,
+                        f"placed on {', '.join(p.nodes)}",
+                        gpu_ids=p.gpu_ids,
+                        site_id=p.site,
+                        started_at=now,
+                    ),
+                    p,
                 )
                 for w, p in placed
             ]
-        starts = [self._runner.start(w, [gpus[g] for g in w.gpu_ids]) for w in scheduled]
+        # One cancelled since the decision is not started.
+        scheduled = [(w, p) for w, p in applied if w.state is WorkloadState.SCHEDULED]
+        starts = [self._runner.start(w, [gpus[g] for g in w.gpu_ids]) for w, _ in scheduled]
         outcomes = await asyncio.gather(*starts, return_exceptions=True)
         with self._writing():
-            for (_, p), w, outcome in zip(placed, scheduled, outcomes, strict=True):
+            for (w, p), outcome in zip(scheduled, outcomes, strict=True):
                 error = outcome if isinstance(outcome, BaseException) else None
                 placement = f"placed on {', '.join(p.nodes)}"
                 devices = [gpus[g] for g in w.gpu_ids]
@@ -524,6 +529,12 @@ class SchedulerService:
         """Store one lifecycle transition of `w` (with column changes) in the open transaction."""
         uow = self._writer()
         current = uow.workloads.get(w.id) or w
+        if current.state is WorkloadState.CANCELLED and event is not WorkloadEvent.CANCEL:
+            # Cancelled through the API while this tick worked (a cancel is not the
+            # scheduler's to undo): the transition is dropped, not the tick's others. Its
+            # GPUs, if it holds any, are stopped and freed at the next tick (`_release`).
+            log.info("%s was cancelled meanwhile: not %s", w.id, event.value)
+            return current
         new_state = transition(current.state, event)
         updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
         change = StateChange(w.id, now, event, current.state, new_state, reason)

@@ -1,0 +1,62 @@
+"""A tick awaits the GPU nodes; API calls are served meanwhile. A customer's cancel landing in
+that window must cost the tick nothing but that workload."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from hcp.domain.workloads import WorkloadClass, WorkloadState
+from tests.integration.schedworld import ADMIN, CUSTOMER, SITE, World, world
+
+
+async def test_a_cancel_while_the_nodes_start_work_spoils_no_other_start(
+    tmp_path: Path,
+) -> None:
+    """Before: the cancelled workload's START failed its transition, the transaction holding
+    every start of the tick rolled back, and the other workload ran on its node while the
+    store said `scheduled`: never billed, and every tick after its end failed."""
+    async with world(tmp_path) as w:
+        a = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=2)
+        b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=2)
+        w.runner.after_start = lambda started: _cancel(w, a) if started.id == a else None
+        await w.scheduler.tick({SITE: 10})
+        assert w.runs_on_a_node(b)
+        assert w.get(b).state is WorkloadState.RUNNING
+        assert w.get(a).state is WorkloadState.CANCELLED
+        assert ("start", "running") not in w.history(a)
+
+        await w.scheduler.tick({SITE: 10})  # the cancelled one is stopped on its node
+        assert not w.runs_on_a_node(a) and w.get(a).gpu_ids == ()
+
+        w.clock.advance(timedelta(hours=2, minutes=5))
+        for _ in range(2):
+            await w.scheduler.tick({SITE: 10})
+            w.clock.advance(timedelta(minutes=5))
+        assert w.get(b).state is WorkloadState.COMPLETED
+        billing = w.runtime.platform.billing
+        billing.meter(w.clock.now() - timedelta(hours=3), w.clock.now(), 30.0)
+        usage = billing.usage(ADMIN, w.clock.now().strftime("%Y-%m"))
+        assert sum(r.gpu_hours for r in usage if r.workload_id == b) == 2
+
+
+async def test_a_workload_cancelled_after_the_decision_is_not_started(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        first = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=2)
+        second = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=2)
+        decide = w.scheduler._decide
+
+        def decide_then_cancel(*args, **kwargs):  # type: ignore[no-untyped-def]
+            decided = decide(*args, **kwargs)
+            _cancel(w, second)  # the DELETE lands between the decision and the writes
+            return decided
+
+        w.scheduler._decide = decide_then_cancel  # type: ignore[method-assign]
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(first).state is WorkloadState.RUNNING
+        assert w.get(second).state is WorkloadState.CANCELLED
+        assert not w.runs_on_a_node(second)
+
+
+def _cancel(w: World, workload_id: str) -> None:
+    w.runtime.platform.workloads.cancel(CUSTOMER, workload_id)
