@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from hcp.adapters.devices.errors import DeviceTimeout
 from hcp.domain.workloads import WorkloadClass, WorkloadState
 from tests.integration.schedworld import ADMIN, CUSTOMER, SITE, World, world
 
@@ -60,3 +61,30 @@ async def test_a_workload_cancelled_after_the_decision_is_not_started(tmp_path: 
 
 def _cancel(w: World, workload_id: str) -> None:
     w.runtime.platform.workloads.cancel(CUSTOMER, workload_id)
+
+
+async def test_a_start_the_node_fails_is_tried_again_not_failed_for_good(tmp_path: Path) -> None:
+    """A node that times out on a start fails it like any node failure: back to the queue
+    with a retry counted, and failed only past the retry limit."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=1)
+        w.runner.fail_start = DeviceTimeout("gpu-node-001", "no reply within 3 s")
+        report = await w.scheduler.tick({SITE: 10})
+        assert report.requeued == [job] and report.failed == []
+        stored = w.get(job)
+        assert (stored.state, stored.retries, stored.gpu_ids) == (WorkloadState.QUEUED, 1, ())
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(job).state is WorkloadState.RUNNING and w.runs_on_a_node(job)
+
+
+async def test_a_start_that_keeps_failing_fails_past_the_retry_limit(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=1)
+        states = []
+        for _ in range(5):
+            w.runner.fail_start = DeviceTimeout("gpu-node-001", "no reply within 3 s")
+            await w.scheduler.tick({SITE: 10})
+            states.append(w.get(job).state)
+            w.clock.advance(timedelta(minutes=5))
+        assert states == [WorkloadState.QUEUED] * 3 + [WorkloadState.FAILED] * 2

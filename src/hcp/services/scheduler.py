@@ -90,6 +90,9 @@ class TickReport:
     on_nodes: list[str] = field(default_factory=list)
     """Workloads their nodes were asked about and answered still running, or finished (with
     the instant): the nodes vouch for their time (see `ControlLoop.resume_metering`)."""
+    failed_on: set[str] = field(default_factory=set)
+    """GPUs a run failed on, as its node reported this tick (kept out of this tick's
+    placements)."""
     power_added_w: dict[str, float] = field(default_factory=dict)
     """Per site: what the GPUs this tick started add to the draw (busy over idle, W at the
     devices), less what the GPUs it stopped (preempted or cancelled) give back. Work that
@@ -206,6 +209,7 @@ class SchedulerService:
         if follow:
             await self._follow(active, gpus, now, report)
             self.followed_at = now
+        gpus = self._without_failed(gpus, report)
         queued, active, decision = self._decide(gpus, budgets, now)
         checked: set[str] = set()
         while not follow:
@@ -216,6 +220,7 @@ class SchedulerService:
                 break
             checked |= victims
             await self._follow([w for w in active if w.id in victims], gpus, now, report)
+            gpus = self._without_failed(gpus, report)
             queued, active, decision = self._decide(gpus, budgets, now)
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
@@ -231,6 +236,15 @@ class SchedulerService:
             [(by_id[p.workload_id], p) for p in decision.placements], gpus, now, report
         )
         return report
+
+    @staticmethod
+    def _without_failed(gpus: Mapping[str, Device], report: TickReport) -> dict[str, Device]:
+        """The GPUs, those a run just failed on counted unhealthy for the rest of the tick:
+        the fleet poll that would say so may not have run yet, and a workload put back on
+        them would fail again (the next tick goes by the stored health)."""
+        return {
+            i: replace(d, healthy=False) if i in report.failed_on else d for i, d in gpus.items()
+        }
 
     def _decide(
         self, gpus: Mapping[str, Device], budgets: Mapping[str, int], now: datetime
@@ -307,6 +321,8 @@ class SchedulerService:
             report.completed.append(w.id)
             report.on_nodes.append(w.id)
         elif status.state in (RunState.FAILED, RunState.STOPPED):
+            if status.state is RunState.FAILED:
+                report.failed_on.update(w.gpu_ids)
             reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
             self._requeue(w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint)
         else:
@@ -457,6 +473,7 @@ class SchedulerService:
         scheduled = [(w, p) for w, p in applied if w.state is WorkloadState.SCHEDULED]
         starts = [self._runner.start(w, [gpus[g] for g in w.gpu_ids]) for w, _ in scheduled]
         outcomes = await asyncio.gather(*starts, return_exceptions=True)
+        unstarted: list[tuple[Workload, list[Device]]] = []
         with self._writing():
             for (w, p), outcome in zip(scheduled, outcomes, strict=True):
                 error = outcome if isinstance(outcome, BaseException) else None
@@ -466,12 +483,23 @@ class SchedulerService:
                 self._started(w, outcome, now, report)
                 if error is None:
                     report.add_power(devices, 1.0)
+                else:
+                    unstarted.append((w, devices))
+        # A start that failed on one node (or timed out) may have begun on others: stopped,
+        # so the GPUs freed for the retry run nothing else.
+        await asyncio.gather(
+            *(
+                self._stop_on_nodes(w, d, report, "stop", "could not start", checkpoint=False)
+                for w, d in unstarted
+            )
+        )
 
     def _started(self, w: Workload, outcome: object, now: datetime, report: TickReport) -> None:
         if isinstance(outcome, HcpError):
+            # A node that did not answer, or refused: tried again like any node failure,
+            # up to the retry limit.
             report.errors.append(f"start {w.id}: {outcome}")
-            self._apply(w, WorkloadEvent.FAIL, now, f"could not start: {outcome}", gpu_ids=())
-            report.failed.append(w.id)
+            self._requeue(w, f"could not start: {outcome}", now, report, retries=w.retries + 1)
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
