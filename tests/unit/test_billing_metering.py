@@ -18,6 +18,7 @@ from hcp.billing.metering import (
     UsageRecord,
     held_energy_j,
     meter_interval,
+    month_pieces,
 )
 from hcp.billing.prices import Tier
 from hcp.billing.rounding import QUANTITY_STEP, micro_units
@@ -233,3 +234,30 @@ def test_the_callers_decimal_context_does_not_change_metering() -> None:
     expected = meter_interval([run(gpu_ids=("g1", "g2"))], T0, T15, power)
     with localcontext(prec=3, rounding=ROUND_DOWN):
         assert meter_interval([run(gpu_ids=("g1", "g2"))], T0, T15, power) == expected
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2024, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
+    ),
+    st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=120)),
+)
+def test_month_pieces_cover_the_interval_and_none_runs_into_another_month(
+    start: datetime, length: timedelta
+) -> None:
+    end = start + length
+    pieces = month_pieces(start, end)
+    assert pieces[0][0] == start and pieces[-1][1] == end
+    assert all(a[1] == b[0] for a, b in pairwise(pieces))
+    for piece_start, piece_end in pieces:
+        last = piece_end - timedelta(microseconds=1)
+        assert (piece_start.year, piece_start.month) == (last.year, last.month)
+
+
+def test_month_pieces_cut_at_midnight_utc_of_the_first() -> None:
+    start = datetime(2025, 6, 30, 23, 57, 30, tzinfo=UTC)
+    july = datetime(2025, 7, 1, tzinfo=UTC)
+    assert month_pieces(start, start + timedelta(minutes=5)) == [
+        (start, july),
+        (july, july + timedelta(minutes=2, seconds=30)),
+    ]

@@ -17,6 +17,7 @@ from hcp.billing.metering import (
     gpu_hours_between,
     held_energy_j,
     meter_interval,
+    month_pieces,
 )
 from hcp.billing.prices import (
     DEFAULT_BILLING_SHEET,
@@ -49,6 +50,7 @@ __all__ = [
     "invoice_csv",
     "invoice_id",
     "meter_interval",
+    "month_pieces",
     "parse_month",
     "round_money",
     "usage_csv",

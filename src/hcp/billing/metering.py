@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -130,6 +130,21 @@ class UsageRecord:
     def key(self) -> tuple[str, datetime]:
         """What makes a record unique: a workload is billed at most once per interval."""
         return (self.workload_id, self.interval_start)
+
+
+def month_pieces(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at each UTC month start inside it: an invoice takes a usage record
+    whole into the month it starts in, so no record may run into the next month."""
+    pieces: list[tuple[datetime, datetime]] = []
+    while start < end:
+        utc = start.astimezone(UTC)
+        following = (utc.replace(day=28) + timedelta(days=4)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+        cut = min(end, following)
+        pieces.append((start, cut))
+        start = cut
+    return pieces
 
 
 def meter_interval(

@@ -21,6 +21,7 @@ from hcp.billing import (
     build_invoice,
     invoice_csv,
     meter_interval,
+    month_pieces,
     parse_month,
     usage_csv,
 )
@@ -153,9 +154,14 @@ class BillingService:
                 if rt_price_usd_per_mwh is None
                 else Decimal(str(round(rt_price_usd_per_mwh, 6)))
             )
-            records = meter_interval(
-                runs, start, end, self._samples(runs, start, end), rt_price_usd_per_mwh=price
-            )
+            samples = self._samples(runs, start, end)
+            records = [
+                record
+                for piece_start, piece_end in month_pieces(start, end)
+                for record in meter_interval(
+                    runs, piece_start, piece_end, samples, rt_price_usd_per_mwh=price
+                )
+            ]
             new = uow.billing.add_usage(records)
             uow.commit()
         return new

@@ -1,0 +1,33 @@
+"""Usage metered across the end of a month is billed to each month for its own time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from hcp.domain.workloads import WorkloadClass
+from tests.integration.schedworld import ADMIN, SITE, world
+
+
+async def test_a_tick_across_midnight_of_the_first_bills_each_month_its_own_minutes(
+    tmp_path: Path,
+) -> None:
+    """Ticks are five minutes apart on the wall, not on the hour: one from 23:57:30 on 30
+    June to 00:02:30 on 1 July billed all five minutes to June before."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=24 * 40)
+        await w.scheduler.tick({SITE: 10})
+        started = w.get(job).started_at
+        assert started is not None
+        before = datetime(2025, 6, 30, 23, 57, 30, tzinfo=UTC)
+        after = before + timedelta(minutes=5)
+        w.clock.advance(after - w.clock.now())
+        billing = w.runtime.platform.billing
+        billing.meter(started, before, 30.0)
+        billing.meter(before, after, 30.0)
+        billing.meter(before, after, 30.0)  # again: nothing more
+        july = billing.issue("cust-001", "2025-07")
+        assert sum((line.quantity for line in july.lines), Decimal(0)) == Decimal("0.041667")
+        june = [r for r in billing.usage(ADMIN, "2025-06") if r.workload_id == job]
+        assert max(r.interval_end for r in june) == datetime(2025, 7, 1, tzinfo=UTC)
