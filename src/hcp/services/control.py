@@ -267,7 +267,14 @@ class ControlLoop:
             return None
 
     async def _meter_since_last(self, price: float | None) -> int:
-        start, end = self._metered_until, self._clock.now()
+        """Bill up to the last time the GPU nodes were asked about the work, not past it: a
+        workload may have finished since (a tick that relies on a recent poll's follow), and
+        billed time is never taken back. The rest is billed at the next metering."""
+        end = self._clock.now()
+        followed = self._scheduler.followed_at
+        if followed is not None:
+            end = min(end, followed)
+        start = self._metered_until
         if end <= start or self._billing is None:
             return 0
         new = await asyncio.to_thread(self._billing.meter, start, end, price)

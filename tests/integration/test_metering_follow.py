@@ -1,0 +1,46 @@
+"""Metering bills GPU time only as far as the nodes have vouched for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from hcp.domain.identity import Principal, Role
+from hcp.domain.workloads import Requirements, WorkloadClass
+from hcp.services.workloads import Submission
+from tests.api.conftest import START
+from tests.integration.livesite import LiveSite, live_site
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[LiveSite]:
+    async with live_site(tmp_path, site_asics=12, planner="breakeven") as s:
+        yield s
+
+
+async def test_a_tick_that_relies_on_the_polls_follow_bills_no_time_past_completion(
+    site: LiveSite,
+) -> None:
+    """The node finished 3 s before a tick that did not ask it (a poll had, 6 s before):
+    that tick billed the 3 s too, and billed time is never taken back."""
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    submission = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 4, None, 1.0))
+    job = (await site.runtime.platform.workloads.submit(customer, submission)).workload.id
+    await site.live.control.tick()  # starts it: 4 GPUs for 1 h
+    site.clock.advance(timedelta(minutes=59, seconds=57))
+    await site.live.control.poll()  # still running, and now followed
+    site.clock.advance(timedelta(seconds=6))  # the node finished 3 s ago
+    out = await site.live.control.tick()  # relies on the poll's follow
+    assert out.errors == []
+    site.clock.advance(timedelta(seconds=2))
+    await site.live.control.poll()  # stores the completion at the node's instant
+    site.clock.advance(timedelta(minutes=5))
+    await site.live.control.tick()
+    month = START.strftime("%Y-%m")
+    usage = await site.api.get(f"/api/v1/billing/usage?month={month}", headers=site.admin)
+    shown = await site.api.get(f"/api/v1/workloads/{job}", headers=site.admin)
+    assert shown.json()["status"] == "completed"
+    assert usage.json()["gpu_hours"] == "4.000000"
