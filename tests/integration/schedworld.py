@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,8 +67,14 @@ class World:
     scheduler: SchedulerService
     runner: HookedRunner
 
-    async def submit(self, kind: WorkloadClass, gpus: int = 1, hours: float = 1.0) -> str:
-        submission = Submission(kind, Requirements("H100", gpus, None, hours))
+    async def submit(
+        self,
+        kind: WorkloadClass,
+        gpus: int = 1,
+        hours: float = 1.0,
+        **options: Any,
+    ) -> str:
+        submission = Submission(kind, Requirements("H100", gpus, None, hours), **options)
         submitted = await self.runtime.platform.workloads.submit(CUSTOMER, submission)
         self.clock.advance(timedelta(seconds=1))
         return submitted.workload.id

@@ -37,10 +37,22 @@ def running(
     gpus: int = 1,
     hours: float = 1.0,
     checkpoint_hours_ago: float | None = None,
+    interruptible: bool = False,
 ) -> RunningWorkload:
     """`wid` running on `gpus` GPUs for `hours`, checkpointed that long ago (if given)."""
     checkpointable = checkpoint_hours_ago is not None
-    spec = WorkloadSpec(wid, "c", cls, None, gpus, 0, 4.0, NOW, checkpointable=checkpointable)
+    spec = WorkloadSpec(
+        wid,
+        "c",
+        cls,
+        None,
+        gpus,
+        0,
+        4.0,
+        NOW,
+        checkpointable=checkpointable,
+        interruptible=interruptible,
+    )
     started = NOW - timedelta(hours=hours)
     saved = None if checkpoint_hours_ago is None else NOW - timedelta(hours=checkpoint_hours_ago)
     gpu_ids = tuple(f"{wid}-g{i}" for i in range(gpus))
@@ -148,3 +160,17 @@ def test_a_higher_class_is_shed_only_with_every_lower_one() -> None:
     site = [running("train", gpus=1), running("rt", REALTIME, gpus=8)]
 
     assert ids(shed_for_budget(site, 8, NOW)) == ["train", "rt"]
+
+
+def test_the_interruptible_tier_goes_first_within_its_class() -> None:
+    """It pays half the list price for being the first paused when power is dear; a class
+    still goes before the one above it."""
+    site = [
+        running("batch-list", BATCH, checkpoint_hours_ago=0.0),
+        running("batch-interruptible", BATCH, hours=3, interruptible=True),
+        running("train-list", TRAINING, checkpoint_hours_ago=0.0),
+    ]
+    assert ids(shed_for_budget(site, 1, NOW)) == ["train-list"]
+    assert ids(shed_for_budget(site, 2, NOW)) == ["train-list", "batch-interruptible"]
+    demand = choose_victims(site[:2], 1, NOW, MIN_RUNTIME)
+    assert ids(demand) == ["batch-interruptible"]

@@ -33,6 +33,8 @@ class WorkloadSpec:
     checkpointable: bool = False
     max_price_usd_per_gpu_hour: float | None = None
     retries: int = 0
+    interruptible: bool = False
+    """Billed at the interruptible tier: within its class, the first to give up its GPUs."""
 
     def __post_init__(self) -> None:
         if self.gpu_count < 1:

@@ -76,16 +76,17 @@ def victim_order(
     classes: frozenset[WorkloadClass] = REALTIME_VICTIM_CLASSES,
 ) -> list[RunningWorkload]:
     """The workloads of `classes` that demand may stop (run at least `min_runtime`), cheapest
-    first: checkpointable, least work lost, lowest class, then id."""
+    first: the interruptible tier, checkpointable, least work lost, lowest class, then id."""
     eligible = [
         r for r in running if r.spec.workload_class in classes and now - r.started_at >= min_runtime
     ]
     return sorted(eligible, key=lambda r: _demand_cost(r, now))
 
 
-def _demand_cost(running: RunningWorkload, now: datetime) -> tuple[bool, float, int, str]:
+def _demand_cost(running: RunningWorkload, now: datetime) -> tuple[bool, bool, float, int, str]:
     spec = running.spec
     return (
+        not spec.interruptible,  # the interruptible tier is paid for the risk
         not spec.checkpointable,
         lost_gpu_hours(running, now),
         -spec.workload_class.priority,
@@ -154,10 +155,11 @@ def shed_for_budget(
     return [preempt(r, PreemptionReason.POWER_BUDGET, now) for r in chosen]
 
 
-def _shed_cost(running: RunningWorkload, now: datetime) -> tuple[int, bool, float, str]:
+def _shed_cost(running: RunningWorkload, now: datetime) -> tuple[int, bool, bool, float, str]:
     spec = running.spec
     return (
         -spec.workload_class.priority,
+        not spec.interruptible,  # within a class: the interruptible tier first
         not spec.checkpointable,
         lost_gpu_hours(running, now),
         running.id,

@@ -124,6 +124,7 @@ def spec_of(w: Workload) -> WorkloadSpec:
         checkpointable=w.checkpointable,
         max_price_usd_per_gpu_hour=None if price is None else float(price),
         retries=w.retries,
+        interruptible=w.interruptible,
     )
 
 
