@@ -20,7 +20,7 @@ from hcp.scheduling.model import (
     SchedulingPolicy,
     WorkloadSpec,
 )
-from hcp.scheduling.queue import WorkloadQueue
+from hcp.scheduling.queue import WorkloadQueue, queue_position
 from hcp.scheduling.scheduler import schedule
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
@@ -373,3 +373,39 @@ def test_a_starving_gang_that_fits_only_with_a_cordoned_gpu_reserves_nothing() -
     decision = schedule(queue, gpus, [], {"s1": 4}, NOW)
 
     assert list(placed(decision)) == ["small"]  # the gang cannot fit while the GPU is cordoned
+
+
+def test_a_close_deadline_goes_before_work_without_one_of_the_same_customer() -> None:
+    """One GPU free: a 10 h job with no deadline, queued first, took it, and a 1 h job due in
+    90 minutes (meetable now, not later: it cannot preempt its own class) missed its deadline."""
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    training = WorkloadClass.AI_TRAINING
+    long = WorkloadSpec("long", "a", training, "H100", 1, 0, 10.0, now - timedelta(minutes=10))
+    due = WorkloadSpec(
+        "due",
+        "a",
+        training,
+        "H100",
+        1,
+        0,
+        1.0,
+        now - timedelta(minutes=5),
+        deadline=now + timedelta(minutes=90),
+    )
+    later = WorkloadSpec(
+        "later",
+        "a",
+        training,
+        "H100",
+        1,
+        0,
+        1.0,
+        now - timedelta(minutes=5),
+        deadline=now + timedelta(days=7),
+    )
+    queue = WorkloadQueue([long, due, later])
+    decision = schedule(queue, [Gpu("g0", "n0", "s", "H100", 80.0)], [], {"s": 1}, now)
+    assert [p.workload_id for p in decision.placements] == ["due"]
+    # A far deadline keeps its turn: first come, first served.
+    assert queue_position(queue, "long", {}, now, SchedulingPolicy()) == 2
+    assert queue_position(queue, "later", {}, now, SchedulingPolicy()) == 3

@@ -193,7 +193,7 @@ def naive_decisions(
 
 def _key(spec: WorkloadSpec, usage: dict[str, int]) -> tuple[int, float, datetime]:
     held = usage.get(spec.customer_id, 0)
-    ts = spec.submitted_at.timestamp()
+    ts = spec.queued_since_ts
     rank = fair_share_rank(held, spec.customer_id, ts, START.timestamp(), DEFAULT_POLICY)
     return spec.workload_class.priority, rank, spec.submitted_at
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
 from hcp.domain.errors import ValidationError
 from hcp.domain.workloads import WorkloadClass
+
+DEADLINE_URGENCY = timedelta(hours=24)
+"""How long before its latest start a deadline's workload counts as waiting (`queued_since_ts`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,23 @@ class WorkloadSpec:
     retries: int = 0
     interruptible: bool = False
     """Billed at the interruptible tier: within its class, the first to give up its GPUs."""
+
+    @property
+    def queued_since_ts(self) -> float:
+        """Where it stands in the queue, as POSIX seconds of waiting: its submission, or for
+        a deadline that comes close, DEADLINE_URGENCY before the latest start that still
+        meets it when that is earlier. So, within its customer's workloads of its class, it
+        goes before work with no such deadline, and it earns the aging credit of that wait
+        against other customers' (fixed at submission: the queue's order never changes by
+        itself)."""
+        submitted = self.submitted_at.timestamp()
+        if self.deadline is None:
+            return submitted
+        try:
+            latest_start = self.deadline - timedelta(hours=self.estimated_hours)
+            return min(submitted, (latest_start - DEADLINE_URGENCY).timestamp())
+        except OverflowError:  # a deadline no estimate fits before: as urgent as it gets
+            return min(submitted, datetime.min.replace(tzinfo=UTC).timestamp())
 
     def __post_init__(self) -> None:
         if self.gpu_count < 1:

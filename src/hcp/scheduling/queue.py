@@ -1,5 +1,6 @@
 """The workload queue and its dispatch order: class first, then weighted fair share across
-customers with an aging credit, first-come first-served within one customer.
+customers with an aging credit, first-come first-served within one customer (a close deadline
+counts as an early arrival: `WorkloadSpec.queued_since_ts`).
 
 A customer's rank is `held GPUs / weight - aging_share_per_hour * hours waited`; lower goes first.
 With one resource (GPUs) the dominant share of DRF is the GPU share. Aging works inside a class
@@ -22,7 +23,9 @@ CLASSES_BY_PRIORITY: tuple[WorkloadClass, ...] = tuple(
 )
 
 Lane = list[tuple[float, str]]
-"""One customer's queued workloads of one class: (submitted_at as POSIX seconds, id), sorted."""
+"""One customer's queued workloads of one class: (queued since, as POSIX seconds, id), sorted:
+first come first served, a close deadline counting as an early arrival
+(`WorkloadSpec.queued_since_ts`)."""
 
 
 class WorkloadQueue:
@@ -40,7 +43,7 @@ class WorkloadQueue:
             raise Conflict(f"workload {spec.id} is already queued")
         self._specs[spec.id] = spec
         lane = self._lanes[spec.workload_class].setdefault(spec.customer_id, [])
-        insort(lane, (spec.submitted_at.timestamp(), spec.id))
+        insort(lane, (spec.queued_since_ts, spec.id))
 
     def remove(self, workload_id: str) -> WorkloadSpec:
         """Take a workload out of the queue (placed, cancelled); NotFound when it is not queued."""
@@ -49,7 +52,7 @@ class WorkloadQueue:
             raise NotFound("queued workload", workload_id)
         lanes = self._lanes[spec.workload_class]
         lane = lanes[spec.customer_id]
-        del lane[bisect_left(lane, (spec.submitted_at.timestamp(), spec.id))]
+        del lane[bisect_left(lane, (spec.queued_since_ts, spec.id))]
         if not lane:
             del lanes[spec.customer_id]
         return spec
@@ -107,9 +110,7 @@ def queue_position(
     customers' current GPU `usage` (placements made later reorder it). Costs O(customers log n)."""
     spec = queue.get(workload_id)
     now_ts = now.timestamp()
-    key = _lane_key(
-        spec.customer_id, (spec.submitted_at.timestamp(), spec.id), usage, now_ts, policy
-    )
+    key = _lane_key(spec.customer_id, (spec.queued_since_ts, spec.id), usage, now_ts, policy)
     ahead = sum(_depth(queue, c) for c in CLASSES_BY_PRIORITY[: spec.workload_class.priority - 1])
     for customer, lane in queue.lanes(spec.workload_class).items():
         ahead += _ahead_in_lane(customer, lane, key, usage, now_ts, policy)
