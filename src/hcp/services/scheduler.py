@@ -345,17 +345,18 @@ class SchedulerService:
 
     async def _stop(
         self, w: Workload, p: Preemption, gpus: Mapping[str, Device], report: TickReport
-    ) -> float:
+    ) -> float | None:
+        """Stop `w` on its nodes, checkpointing it first when `p` keeps its work: the
+        progress it resumes from, or None when a node failed the stop."""
         devices = [gpus[g] for g in w.gpu_ids if g in gpus]
         keep = _keeps_work(p) and w.checkpointable
         action = "checkpoint+stop" if keep else "stop"
         reason = _preemption_reason(p)
         if p.for_workload_id is not None:
             reason = f"{reason} for {p.for_workload_id}"
-        resume = await self._stop_on_nodes(
+        return await self._stop_on_nodes(
             w, devices, report, action, reason, checkpoint=_keeps_work(p)
         )
-        return 0.0 if resume is None else resume
 
     async def _stop_on_nodes(
         self,
@@ -420,14 +421,16 @@ class SchedulerService:
             )
 
     def _record_preemption(
-        self, w: Workload, p: Preemption, resume: float, now: datetime, report: TickReport
+        self, w: Workload, p: Preemption, resume: float | None, now: datetime, report: TickReport
     ) -> None:
+        # Checkpointed on its nodes as it stopped: it resumes where it was, nothing is lost.
+        saved = _keeps_work(p) and w.checkpointable and resume is not None
         record = PreemptionRecord(
             now,
             w.id,
             p.reason.value,
             p.action.value,
-            p.lost_gpu_hours,
+            0.0 if saved else p.lost_gpu_hours,
             p.gpu_ids,
             p.for_workload_id,
         )
@@ -436,7 +439,7 @@ class SchedulerService:
         if p.action is PreemptionAction.FAIL:
             self._fail(w, reason, now, report)
         else:
-            progress = resume if _keeps_work(p) else 0.0
+            progress = resume if _keeps_work(p) and resume is not None else 0.0
             self._apply(w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), progress=progress)
         report.preempted.append(p)
 
