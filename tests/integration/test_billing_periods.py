@@ -31,3 +31,29 @@ async def test_a_tick_across_midnight_of_the_first_bills_each_month_its_own_minu
         assert sum((line.quantity for line in july.lines), Decimal(0)) == Decimal("0.041667")
         june = [r for r in billing.usage(ADMIN, "2025-06") if r.workload_id == job]
         assert max(r.interval_end for r in june) == datetime(2025, 7, 1, tzinfo=UTC)
+
+
+async def test_a_price_change_prices_only_the_usage_after_it(tmp_path: Path) -> None:
+    """June, invoiced at the list price, is rebuilt the same after a price rise in July; the
+    usage after the rise is priced at it."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2, hours=24 * 40)
+        await w.scheduler.tick({SITE: 10})
+        start = w.clock.now()
+        w.clock.advance(timedelta(hours=1))
+        billing = w.runtime.platform.billing
+        billing.meter(start, w.clock.now(), 30.0)
+        june = billing.issue("cust-001", "2025-06")
+        assert june.total == Decimal("5.50")  # 2 GPU-hours at 2.75
+        w.clock.advance(datetime(2025, 7, 2, tzinfo=UTC) - w.clock.now())
+        risen = Decimal("5.0000")
+        billing.set_price(ADMIN, WorkloadClass.AI_INFERENCE_BATCH, "H100", risen)
+        assert billing.issue("cust-001", "2025-06") == june
+        before = w.clock.now()
+        w.clock.advance(timedelta(hours=1))
+        billing.meter(before, w.clock.now(), 30.0)
+        july = [r for r in billing.usage(ADMIN, "2025-07") if r.workload_id == job]
+        after = sum((r.gpu_hours for r in july if r.interval_start >= before), Decimal(0))
+        assert after == 2
+        assert billing.issue("cust-001", "2025-07").total == Decimal("10.00")  # at the new price
+        assert billing.sheet.usd_per_gpu_hour[WorkloadClass.AI_INFERENCE_BATCH]["H100"] == risen

@@ -152,3 +152,30 @@ def test_money_rounds_half_away_from_zero(amount: Decimal) -> None:
     assert abs(rounded - amount) <= Decimal("0.005")
     if abs(amount - rounded) == Decimal("0.005"):
         assert abs(rounded) > abs(amount)
+
+
+def test_a_price_history_gives_the_sheet_in_force_at_each_instant() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hcp.billing.prices import DEFAULT_BILLING_SHEET, PriceHistory
+
+    batch = WorkloadClass.AI_INFERENCE_BATCH
+    t0 = datetime(2025, 6, 1, tzinfo=UTC)
+    history = PriceHistory(
+        DEFAULT_BILLING_SHEET,
+        [
+            (t0 + timedelta(days=2), batch, "H100", Decimal("5.0000")),
+            (t0, batch, "H100", Decimal("4.0000")),  # out of order: sorted by instant
+            (t0 + timedelta(days=2), batch, "A100", Decimal("1.0000")),  # same instant
+        ],
+    )
+
+    def h100(at: datetime) -> Decimal:
+        return history.at(at).usd_per_gpu_hour[batch]["H100"]
+
+    default = DEFAULT_BILLING_SHEET.usd_per_gpu_hour[batch]["H100"]
+    assert h100(t0 - timedelta(microseconds=1)) == default
+    assert h100(t0) == Decimal("4.0000")  # in force from its instant on
+    assert h100(t0 + timedelta(days=2)) == Decimal("5.0000")
+    assert history.at(t0 + timedelta(days=3)).usd_per_gpu_hour[batch]["A100"] == Decimal("1.0000")
+    assert history.current == history.at(t0 + timedelta(days=99))

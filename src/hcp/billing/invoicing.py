@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 
 from hcp.billing.metering import UsageRecord
-from hcp.billing.prices import BillingPriceSheet, Tier
+from hcp.billing.prices import BillingPriceSheet, PriceHistory, Tier
 from hcp.billing.rounding import exact_arithmetic, round_money, round_price, round_quantity
 from hcp.domain.errors import ValidationError
 from hcp.domain.workloads import WorkloadClass
@@ -109,7 +109,7 @@ def build_invoice(
     customer_id: str,
     month: str,
     usage: Iterable[UsageRecord],
-    sheet: BillingPriceSheet,
+    sheet: BillingPriceSheet | PriceHistory,
     max_prices: Mapping[str, Decimal] | None = None,
 ) -> Invoice:
     """`customer_id`'s invoice for `month` from `usage`: its records whose interval starts in
@@ -118,14 +118,18 @@ def build_invoice(
 
     A workload in `max_prices` (its id: the most its customer agreed to pay per GPU-hour) is
     billed at most that: an interruptible GPU-hour's price rises with the real-time price, and
-    an admin may raise a list price after the workload was accepted."""
+    an admin may raise a list price after the workload was accepted. With a `PriceHistory`
+    each record is priced at the sheet in force when its interval began."""
     identity = invoice_id(customer_id, month)
     start, end = parse_month(month)
     groups: dict[LineKey, _Group] = {}
     with exact_arithmetic():
         for record in deduplicate(usage):
             if record.customer_id == customer_id and start <= record.interval_start < end:
-                _add(groups, record, sheet, (max_prices or {}).get(record.workload_id))
+                in_force = (
+                    sheet.at(record.interval_start) if isinstance(sheet, PriceHistory) else sheet
+                )
+                _add(groups, record, in_force, (max_prices or {}).get(record.workload_id))
         lines = tuple(_line(key, groups[key]) for key in sorted(groups, key=_line_order))
         total = sum((line.amount for line in lines), Decimal("0.00"))
     return Invoice(identity, customer_id, month, lines, total)

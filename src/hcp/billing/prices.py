@@ -12,8 +12,10 @@ and in the CSV export, for the customer to see and for cost accounting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
@@ -167,3 +169,36 @@ def _check_list_price(where: str, price: Decimal) -> None:
 
 
 DEFAULT_BILLING_SHEET = BillingPriceSheet.from_economics(DEFAULT_PRICE_SHEET)
+
+
+PriceChange = tuple[datetime, WorkloadClass, str, Decimal]
+"""An admin's list price from an instant on: (effective from, class, GPU family, USD/GPU-hour)."""
+
+
+class PriceHistory:
+    """The list price sheet over time: `default` with each change in force from its instant
+    on. Usage is priced at the sheet in force when it ran, so a price change never reprices
+    what came before it, and an invoice rebuilt later comes out the same."""
+
+    def __init__(self, default: BillingPriceSheet, changes: Iterable[PriceChange] = ()) -> None:
+        ordered = sorted(changes, key=lambda change: change[0])
+        self._starts: list[datetime] = []
+        self._sheets: list[BillingPriceSheet] = [default]
+        prices = {c: dict(by_family) for c, by_family in default.usd_per_gpu_hour.items()}
+        for at, workload_class, family, usd in ordered:
+            prices.setdefault(workload_class, {})[family] = usd
+            sheet = replace(default, usd_per_gpu_hour={c: dict(f) for c, f in prices.items()})
+            if self._starts and self._starts[-1] == at:
+                self._sheets[-1] = sheet
+            else:
+                self._starts.append(at)
+                self._sheets.append(sheet)
+
+    def at(self, when: datetime) -> BillingPriceSheet:
+        """The sheet in force at `when`."""
+        return self._sheets[bisect_right(self._starts, when)]
+
+    @property
+    def current(self) -> BillingPriceSheet:
+        """The sheet with every change made so far."""
+        return self._sheets[-1]

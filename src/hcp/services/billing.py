@@ -15,6 +15,7 @@ from hcp.billing import (
     BillingPriceSheet,
     Invoice,
     PowerSample,
+    PriceHistory,
     Run,
     Tier,
     UsageRecord,
@@ -114,10 +115,21 @@ class BillingService:
             prices.setdefault(WorkloadClass(workload_class), {})[family] = usd
         return replace(self._default_sheet, usd_per_gpu_hour=prices)
 
+    @property
+    def history(self) -> PriceHistory:
+        """The price sheet over time: usage is priced at the sheet in force when it ran."""
+        with self._uow() as uow:
+            changes = uow.billing.price_changes()
+        return PriceHistory(
+            self._default_sheet,
+            ((at, WorkloadClass(c), family, usd) for at, c, family, usd in changes),
+        )
+
     def set_price(
         self, principal: Principal, workload_class: WorkloadClass, family: str, usd: Decimal
     ) -> BillingPriceSheet:
-        """Set one list price (admins only); invoices issued from now on use it."""
+        """Set one list price (admins only), in force from now on: usage before it keeps the
+        price it ran at."""
         if not principal.manages_users:
             raise Forbidden("only an admin may change the price sheet")
         if family not in gpu_families():
@@ -189,7 +201,7 @@ class BillingService:
     def issue(self, customer_id: str, month: str) -> Invoice:
         """Build (or rebuild, identically) one customer's invoice for `month` and store it."""
         start, end = parse_month(month)
-        sheet = self.sheet
+        sheet = self.history
         with self._uow() as uow:
             usage = uow.billing.usage(start, end, customer_id)
             max_prices = uow.workloads.max_prices([r.workload_id for r in usage])

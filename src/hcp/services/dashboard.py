@@ -20,6 +20,7 @@ from hcp.billing import (
     DEFAULT_BILLING_SHEET,
     BillingPriceSheet,
     Invoice,
+    PriceHistory,
     UsageRecord,
     build_invoice,
     parse_month,
@@ -417,7 +418,9 @@ def usage_rows(records: Sequence[UsageRecord]) -> list[UsageRow]:
     return sorted(rows.values(), key=lambda row: row.gpu_hours, reverse=True)
 
 
-def charges(records: Sequence[UsageRecord], month: str, sheet: BillingPriceSheet) -> Spend:
+def charges(
+    records: Sequence[UsageRecord], month: str, sheet: BillingPriceSheet | PriceHistory
+) -> Spend:
     """GPU-hours and what they cost so far in `month`, priced as the invoices will be."""
     customers = sorted({r.customer_id for r in records})
     usd = sum(
@@ -542,12 +545,18 @@ class DashboardService:
 
     def _charges(self, principal: Principal, month: str, sources: Sources) -> Spend:
         assert sources.billing is not None
-        return charges(sources.billing.usage(principal, month), month, self.sheet(sources))
+        return charges(sources.billing.usage(principal, month), month, self.history(sources))
 
     def sheet(self, sources: Sources) -> BillingPriceSheet:
         """The billing service's price sheet, or the default one it starts with."""
         sheet = getattr(sources.billing, "sheet", None)
         return sheet if isinstance(sheet, BillingPriceSheet) else DEFAULT_BILLING_SHEET
+
+    def history(self, sources: Sources) -> BillingPriceSheet | PriceHistory:
+        """The billing service's prices over time (what usage is priced at), or the default
+        sheet it starts with."""
+        history = getattr(sources.billing, "history", None)
+        return history if isinstance(history, PriceHistory) else self.sheet(sources)
 
     def price_rows(self, sources: Sources) -> list[PriceRow]:
         """The standard list price of every class and GPU family, USD per GPU-hour."""
@@ -631,7 +640,7 @@ class DashboardService:
     def _usage(self, principal: Principal, month: str, sources: Sources) -> UsageSummary:
         assert sources.billing is not None
         records = sources.billing.usage(principal, month)
-        return UsageSummary(usage_rows(records), charges(records, month, self.sheet(sources)))
+        return UsageSummary(usage_rows(records), charges(records, month, self.history(sources)))
 
     def _invoices(self, principal: Principal, sources: Sources) -> list[Invoice]:
         assert sources.billing is not None

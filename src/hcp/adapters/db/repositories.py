@@ -25,6 +25,7 @@ from hcp.adapters.db.tables import (
     MarketSnapshotRow,
     PlanRow,
     PreemptionRow,
+    PriceChangeRow,
     PriceSheetRow,
     QueueCounterRow,
     RackRow,
@@ -878,6 +879,21 @@ class SqlBilling:
             row = PriceSheetRow(workload_class=workload_class, gpu_family=family)
             self._s.add(row)
         row.usd_per_gpu_hour, row.updated_at = usd, at
+        self._s.add(
+            PriceChangeRow(
+                workload_class=workload_class,
+                gpu_family=family,
+                usd_per_gpu_hour=usd,
+                effective_at=at,
+            )
+        )
+
+    def price_changes(self) -> list[tuple[datetime, str, str, Decimal]]:
+        query = select(PriceChangeRow).order_by(PriceChangeRow.effective_at, PriceChangeRow.id)
+        return [
+            (r.effective_at, r.workload_class, r.gpu_family, round_price(r.usd_per_gpu_hour))
+            for r in self._s.scalars(query)
+        ]
 
     def invoice(self, invoice_id: str) -> Invoice | None:
         row = self._s.get(InvoiceRow, invoice_id)

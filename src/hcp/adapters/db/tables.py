@@ -401,6 +401,17 @@ class PriceSheetRow(Base):
     updated_at: Mapped[datetime]
 
 
+class PriceChangeRow(Base):
+    """Every list price an admin set, from its instant on: what usage is priced by."""
+
+    __tablename__ = "price_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload_class: Mapped[str] = mapped_column(String(32))
+    gpu_family: Mapped[str] = mapped_column(String(32))
+    usd_per_gpu_hour: Mapped[Decimal]
+    effective_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class InvoiceRow(Base):
     __tablename__ = "invoices"
     id: Mapped[str] = mapped_column(String(80), primary_key=True)

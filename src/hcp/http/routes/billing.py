@@ -84,7 +84,8 @@ def price_sheet(platform: PlatformDep, _caller: CurrentPrincipal) -> list[PriceO
 
 @router.put("/prices", response_model=list[PriceOut])
 def set_price(body: PriceIn, platform: PlatformDep, caller: CurrentPrincipal) -> list[PriceOut]:
-    """Set one list price (admins only); invoices issued afterwards use it."""
+    """Set one list price (admins only), in force from now on: usage metered before it keeps the
+    price it ran at, so invoices of past months come out the same when rebuilt."""
     sheet = platform.billing.set_price(
         caller, body.workload_type, body.gpu_type, body.usd_per_gpu_hour
     )
