@@ -30,4 +30,7 @@ def usage(
 ) -> None:
     """Print a month's metered usage as CSV."""
     with platform() as p:
+        if customer is not None and customer not in {c.id for c in p.identity.customers(SYSTEM)}:
+            typer.secho(f"hcp: unknown customer {customer!r}", err=True, fg="red")
+            raise typer.Exit(1)
         typer.echo(p.billing.usage_csv(SYSTEM, month, customer), nl=False)

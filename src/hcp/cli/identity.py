@@ -6,6 +6,7 @@ anyway); the HTTP API offers the same operations under per-role rules.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hcp.cli.database import database_errors, require_migrated
 from hcp.cli.settings import load_settings
 from hcp.domain.errors import HcpError
 from hcp.domain.identity import Principal, Role
@@ -31,14 +33,18 @@ def platform() -> Iterator[Platform]:
     """The platform's services on the configured database; domain errors become messages."""
     from hcp import bootstrap
 
-    runtime = bootstrap.build(load_settings())
-    try:
-        yield runtime.platform
-    except HcpError as exc:
-        typer.secho(f"hcp: {exc}", err=True, fg="red")
-        raise typer.Exit(1) from None
-    finally:
-        runtime.close()
+    settings = load_settings()
+    url = settings.effective_database_url
+    with database_errors(url):
+        runtime = bootstrap.build(settings)
+        try:
+            require_migrated(runtime.engine, url)
+            yield runtime.platform
+        except HcpError as exc:
+            typer.secho(f"hcp: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+        finally:
+            runtime.close()
 
 
 @users.command("create")
@@ -67,12 +73,20 @@ def create_customer(customer_id: str, name: str = typer.Option("", help="display
     console.print(f"{customer.id}  {customer.name}")
 
 
+def _days(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and 0 < value <= 36_500):
+        raise typer.BadParameter(f"must be a number of days above 0 and at most 36500, not {value}")
+    return value
+
+
 @keys.command("create")
 def create_key(
     name: str = typer.Option(..., help="what the key is for"),
     role: Role = typer.Option(Role.CUSTOMER),
     customer: str | None = typer.Option(None, help="customer id (customer keys only)"),
-    expires_days: float | None = typer.Option(None, help="expire after this many days"),
+    expires_days: float | None = typer.Option(
+        None, help="expire after this many days (up to 36,500)", callback=_days
+    ),
 ) -> None:
     """Create an API key and print its secret (shown once)."""
     with platform() as p:
@@ -91,7 +105,10 @@ def list_keys() -> None:
     """Every key, without secrets."""
     with platform() as p:
         found = p.identity.keys(SYSTEM)
-    table = Table("id", "name", "prefix", "role", "customer", "created", "expires", "revoked")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=max((len(k.id) for k in found), default=2))
+    for header in ("name", "prefix", "role", "customer", "created", "expires", "revoked"):
+        table.add_column(header)
     for k in found:
         table.add_row(
             k.id,

@@ -20,6 +20,7 @@ from hcp.adapters.db.leadership import leadership_for
 from hcp.adapters.db.platform_clock import SqlClockAnchors
 from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
+from hcp.cli.database import database_errors, require_migrated
 from hcp.cli.settings import load_settings
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.devices import DeviceKind
@@ -44,11 +45,15 @@ def serve_platform(
     device_file = _device_file(settings)
     # The port is claimed before anything else: the simulated site opens hundreds of sockets
     # on ports the kernel picks, and one of them must not take the port the user asked for.
+    url = settings.effective_database_url
     with _listening(settings) as listeners:
-        runtime = bootstrap.build(settings, _clock(device_file, speed))
+        with database_errors(url):
+            runtime = bootstrap.build(settings, _clock(device_file, speed))
         leadership = leadership_for(runtime.engine, settings.site_id, settings.var_dir)
         with _closing(runtime, leadership):
-            if not leadership.try_acquire():
+            with database_errors(url):
+                acquired = leadership.try_acquire()
+            if not acquired:
                 typer.secho(
                     f"hcp: site {settings.site_id} is controlled by another process on this "
                     "database (an `hcp up` or `hcp controller`); run `hcp api` for another API "
@@ -57,7 +62,8 @@ def serve_platform(
                     fg="red",
                 )
                 raise typer.Exit(1)
-            keys = _prepare(runtime, asics, gpus)
+            with database_errors(url):
+                keys = _prepare(runtime, asics, gpus)
             _announce(settings, keys)
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()
@@ -69,7 +75,8 @@ def serve_controller(speed: float = 1.0, asics: int | None = None, gpus: int | N
     settings = load_settings(site_asics=asics, site_gpus=gpus)
     _configure_logging(settings)
     device_file = _device_file(settings)
-    runtime = bootstrap.build(settings, _clock(device_file, speed))
+    with database_errors(settings.effective_database_url):
+        runtime = bootstrap.build(settings, _clock(device_file, speed))
     leadership = leadership_for(runtime.engine, settings.site_id, settings.var_dir)
 
     async def control() -> None:
@@ -157,7 +164,15 @@ def serve_api(host: str | None, port: int | None) -> None:
         # Platform time as the process leading the site keeps it (sped up, or resumed ahead
         # of the wall after a sped-up run); people's time (sessions, rate limits) is the wall.
         clock = FollowedClock()
-        runtime = bootstrap.build(settings, clock, wall=SystemClock())
+        url = settings.effective_database_url
+        with database_errors(url):
+            runtime = bootstrap.build(settings, clock, wall=SystemClock())
+        try:
+            with database_errors(url):
+                require_migrated(runtime.engine, url)  # a replica migrates nothing
+        except BaseException:
+            runtime.close()
+            raise
         clock.follow(SqlClockAnchors(runtime.engine, settings.site_id).load)
         clock.start()
         try:

@@ -7,7 +7,7 @@ import errno
 import ipaddress
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,11 +205,13 @@ def gpu(
     """GPU nodes (DCGM-exporter metrics and node-agent API) on 127.0.0.1 until interrupted."""
     config = _gpu_config(model, nodes, gpus_per_node, prefix, port)
     first, last = config.nodes[0].hostname, config.nodes[-1].hostname
-    typer.echo(
-        f"{nodes} nodes × {gpus_per_node} {model} ({first}..{last}) on "
-        f"http://127.0.0.1:{port}/nodes/<node>"
+    _serve_gpu_nodes(
+        config,
+        lambda: typer.echo(
+            f"{nodes} nodes × {gpus_per_node} {model} ({first}..{last}) on "
+            f"http://127.0.0.1:{port}/nodes/<node>"
+        ),
     )
-    _serve_gpu_nodes(config)
 
 
 def _gpu_config(model: str, nodes: int, gpus_per_node: int, prefix: str, port: int) -> GpuSimConfig:
@@ -236,13 +238,14 @@ def _gpu_config(model: str, nodes: int, gpus_per_node: int, prefix: str, port: i
     return config
 
 
-def _serve_gpu_nodes(config: GpuSimConfig) -> None:
-    """Serve `config` until interrupted; a port that cannot be listened on is a bad --port, any
-    other failure to start is reported as `hcp sim asic` reports it."""
+def _serve_gpu_nodes(config: GpuSimConfig, on_ready: Callable[[], None]) -> None:
+    """Serve `config` until interrupted (`on_ready` once listening); a port that cannot be
+    listened on is a bad --port, any other failure to start is reported as `hcp sim asic`
+    reports it."""
     from hcp.simulators.gpu import serve_nodes
 
     try:
-        asyncio.run(serve_nodes(config))
+        asyncio.run(serve_nodes(config, on_ready=on_ready))
     except OSError as error:
         problem = _PORT_PROBLEMS.get(error.errno or 0)
         if problem is None:
@@ -262,13 +265,22 @@ def market(
     seed: int = typer.Option(42, min=0, help="seed of the simulated market"),
     node: str = typer.Option("HB_WEST"),
     count: int = typer.Option(0, min=0, help="stop after this many snapshots (0: never)"),
+    start: datetime | None = typer.Option(
+        None,
+        formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"],
+        help="market time of the first snapshot (UTC); default: now",
+    ),
 ) -> None:
-    """Print one market snapshot per interval as a JSON line (seeded, reproducible)."""
+    """Print one market snapshot per interval as a JSON line (seeded: the same seed and
+    --start give the same snapshots)."""
     from hcp.adapters.market.simulated import MarketSimulatorConfig, SimulatedMarketFeed
 
     step = _market_step(step_minutes)
     feed = SimulatedMarketFeed(
-        MarketSimulatorConfig(nodes=(node,)), start=datetime.now(UTC), step=step, seed=seed
+        MarketSimulatorConfig(nodes=(node,)),
+        start=datetime.now(UTC) if start is None else start.replace(tzinfo=UTC),
+        step=step,
+        seed=seed,
     )
     produced = 0
     while count == 0 or produced < count:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,7 +25,33 @@ UrlOption = typer.Option(
     None, "--url", help="API base URL (HCP_URL; default from HCP_HOST/HCP_PORT)"
 )
 KeyOption = typer.Option(None, "--key", help="API key (HCP_API_KEY; default: var/demo-keys.json)")
-AsOption = typer.Option("customer", "--as", help="which demo key to use: customer or admin")
+ROLES = ("customer", "admin")
+
+
+def _role(value: str) -> str:
+    if value not in ROLES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROLES)}, not {value!r}")
+    return value
+
+
+AsOption = typer.Option(
+    "customer", "--as", help="which demo key to use: customer or admin", callback=_role
+)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def _workload_id(value: str) -> str:
+    """A workload id as the API gives them; anything else (a path, a query) is refused rather
+    than sent, so `cancel ../keys/...` cannot reach another resource."""
+    if not _ID.match(value):
+        raise typer.BadParameter(f"{value!r} is not a workload id")
+    return value
+
+
+def _hours(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number of hours, not {value}")
+    return value
 
 
 class ApiClient:
@@ -45,13 +73,16 @@ class ApiClient:
             )
         except httpx.HTTPError as exc:
             _fail(f"cannot reach {self.base}: {exc}")
-        if response.is_error:
+        if not response.is_success:
             try:
                 message = response.json().get("message", response.text)
-            except ValueError:
-                message = response.text
+            except (ValueError, AttributeError):
+                message = response.text[:200] or response.reason_phrase
             _fail(f"{response.status_code}: {message}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            _fail(f"{self.base} answered with something that is not JSON: {response.text[:80]!r}")
 
 
 def _demo_key(var_dir: Path, role: str) -> str:
@@ -72,7 +103,7 @@ def submit(
     workload_type: WorkloadClass = typer.Argument(..., help="workload class"),
     gpu_type: str = typer.Option("H100", help="GPU family, or 'any'"),
     gpu_count: int = typer.Option(1, min=1),
-    hours: float | None = typer.Option(None, help="estimated duration, hours"),
+    hours: float | None = typer.Option(None, help="estimated duration, hours", callback=_hours),
     customer: str | None = typer.Option(None, help="customer id (admin keys only)"),
     url: str | None = UrlOption,
     key: str | None = KeyOption,
@@ -101,25 +132,32 @@ def list_(
 ) -> None:
     """List workloads, newest first."""
     page = ApiClient(url, key, as_).call("GET", "/api/v1/workloads", status=status, limit=limit)
-    table = Table("id", "customer", "type", "status", "GPUs", "submitted")
+    table = Table("customer", "type", "status", "GPUs", "submitted")
+    table.add_column("id", no_wrap=True, min_width=36)  # whole, to copy into show or cancel
     for w in page["workloads"]:
         req = w["requirements"]
         gpus = f"{req['gpu_count']}× {req['gpu_type'] or 'any'}"
         table.add_row(
-            w["workload_id"],
             w["customer_id"],
             w["workload_type"],
             w["status"],
             gpus,
             w["submitted_at"],
+            w["workload_id"],
         )
     console.print(table)
     console.print(f"{len(page['workloads'])} of {page['total']}")
 
 
+IdArgument = typer.Argument(..., help="workload id", callback=_workload_id)
+
+
 @app.command()
 def show(
-    workload_id: str, url: str | None = UrlOption, key: str | None = KeyOption, as_: str = AsOption
+    workload_id: str = IdArgument,
+    url: str | None = UrlOption,
+    key: str | None = KeyOption,
+    as_: str = AsOption,
 ) -> None:
     """Show one workload with its state history."""
     console.print_json(
@@ -129,7 +167,10 @@ def show(
 
 @app.command()
 def cancel(
-    workload_id: str, url: str | None = UrlOption, key: str | None = KeyOption, as_: str = AsOption
+    workload_id: str = IdArgument,
+    url: str | None = UrlOption,
+    key: str | None = KeyOption,
+    as_: str = AsOption,
 ) -> None:
     """Cancel a workload (idempotent)."""
     result = ApiClient(url, key, as_).call("DELETE", f"/api/v1/workloads/{workload_id}")

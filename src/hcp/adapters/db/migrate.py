@@ -35,3 +35,16 @@ def is_current(engine: Engine) -> bool:
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
     return current == heads
+
+
+def known_revisions(engine: Engine) -> list[str]:
+    """Every migration's revision, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision; None before the first migration."""
+    with engine.connect() as connection:
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return heads[0] if heads else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -84,10 +84,18 @@ def build_nodes(config: GpuSimConfig, clock: Clock | None = None) -> list[GpuNod
     ]
 
 
-async def serve_nodes(config: GpuSimConfig, *, clock: Clock | None = None) -> None:
-    """Serve every node of `config` on `config.host:config.port` until cancelled or signalled."""
+async def serve_nodes(
+    config: GpuSimConfig,
+    *,
+    clock: Clock | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve every node of `config` on `config.host:config.port` until cancelled or signalled;
+    `on_ready` is called once the port is listened on."""
     app = build_fleet_app(build_nodes(config, clock))
     async with serving(app, host=config.host, port=config.port) as server:
+        if on_ready is not None:
+            on_ready()
         await server.wait_closed()
 
 

@@ -1,0 +1,101 @@
+"""The command-line tools answer bad input and an unusable database with one `hcp:` line (or
+a usage error naming the option), never a traceback, and create nothing on the way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hcp.cli.main import app
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+
+def test_a_database_not_created_yet_is_named_and_not_created(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    code, output = run("keys", "list", env={"HCP_VAR_DIR": str(var), "HCP_DATABASE_URL": ""})
+    assert code == 1
+    assert f"hcp: no database at {var / 'hcp.db'}: run `hcp db upgrade`" in output
+    assert not (var / "hcp.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql+psycopg://nobody@127.0.0.1:1/x", "Connection refused"),
+        ("bogus://x", "Can't load plugin"),
+        ("notaurl", "Could not parse"),
+        ("mysql://x/y", "its driver is not installed"),
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_one_line(url: str, words: str) -> None:
+    for command in (
+        ["keys", "list"],
+        ["db", "upgrade"],
+        ["billing", "usage", "--month", "2025-01"],
+    ):
+        code, output = run(*command, env={"HCP_DATABASE_URL": url})
+        assert code == 1, command
+        assert output.startswith("hcp: database ") and words in output, (command, output)
+
+
+def test_db_upgrade_names_unknown_revisions_and_never_goes_back(tmp_path: Path) -> None:
+    env = {"HCP_VAR_DIR": str(tmp_path), "HCP_DATABASE_URL": ""}
+    code, output = run("db", "upgrade", "bogus", env=env)
+    assert code == 1 and "no migration 'bogus'" in output
+    code, output = run("db", "upgrade", "0005", env=env)
+    assert (code, output.split(":")[0]) == (0, "database at 0005")
+    code, output = run("db", "upgrade", env=env)
+    assert code == 0 and output.startswith("database at 0")
+    head = output.split()[2].rstrip(":")
+    code, output = run("db", "upgrade", "0005", env=env)
+    assert code == 1 and f"is at {head}, past 0005: it never goes back" in output
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "1e12", "0", "-1"])
+def test_a_key_lifetime_must_be_a_real_number_of_days(days: str) -> None:
+    code, output = run("keys", "create", "--name", "k", "--expires-days", days)
+    assert code == 2 and "Invalid value for '--expires-days'" in output
+
+
+@pytest.mark.parametrize("hours", ["nan", "inf", "0"])
+def test_a_workload_needs_a_real_number_of_hours(hours: str) -> None:
+    code, output = run("workloads", "submit", "ai_training", "--hours", hours)
+    assert code == 2 and "Invalid value for '--hours'" in output
+
+
+@pytest.mark.parametrize("workload_id", ["../keys/key-0d5105dace8a", "a?b=c", "", "x/y"])
+@pytest.mark.parametrize("command", ["show", "cancel"])
+def test_a_workload_id_that_is_a_path_is_refused_before_anything_is_sent(
+    command: str, workload_id: str
+) -> None:
+    """`cancel ../keys/KEY --as admin` revoked that API key: the id went into the URL as is."""
+    code, output = run("workloads", command, workload_id, "--url", "http://127.0.0.1:1")
+    assert code == 2 and "is not a workload id" in output
+
+
+def test_as_names_its_choices(tmp_path: Path) -> None:
+    (tmp_path / "demo-keys.json").write_text(json.dumps({"customer": "c", "admin": "a"}))
+    code, output = run("workloads", "list", "--as", "bogus", env={"HCP_VAR_DIR": str(tmp_path)})
+    assert code == 2 and "must be one of customer, admin" in output
+
+
+def test_usage_of_an_unknown_customer_is_an_error(tmp_path: Path) -> None:
+    env = {"HCP_VAR_DIR": str(tmp_path), "HCP_DATABASE_URL": ""}
+    assert run("db", "upgrade", env=env)[0] == 0
+    code, output = run("billing", "usage", "--month", "2025-01", "--customer", "nosuch", env=env)
+    assert code == 1 and "unknown customer 'nosuch'" in output
+
+
+def test_the_simulated_market_is_the_same_from_the_same_seed_and_start() -> None:
+    args = ("sim", "market", "--count", "2", "--speed", "100000", "--start", "2025-01-01")
+    first, second = run(*args), run(*args)
+    assert first == second and first[0] == 0
+    assert '"at": "2025-01-01T00:00:00+00:00"' in first[1]
