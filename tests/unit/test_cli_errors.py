@@ -99,3 +99,19 @@ def test_the_simulated_market_is_the_same_from_the_same_seed_and_start() -> None
     first, second = run(*args), run(*args)
     assert first == second and first[0] == 0
     assert '"at": "2025-01-01T00:00:00+00:00"' in first[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (b'port = "abc"\n', ":1: port: Input should be a valid integer"),
+        (b"port = \n", ":1 column 8: invalid TOML"),
+        (b"\xc0\xff\x00binary", ":1: not UTF-8 text"),
+    ],
+)
+def test_a_bad_config_file_is_named_with_its_line(tmp_path: Path, text: bytes, words: str) -> None:
+    config = tmp_path / "hcp.toml"
+    config.write_bytes(text)
+    code, output = run("keys", "list", env={"HCP_CONFIG": str(config)})
+    assert code == 2
+    assert output.startswith(f"hcp: bad configuration: {config}") and words in output
