@@ -129,6 +129,21 @@ def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
             ":58: sites[0].demand.batch.deadline_hours: high must be <= 87660",
         ),
         (
+            "spike_size_usd_per_mwh = 600.0",
+            "spike_size_usd_per_mwh = 1e308",
+            ":21: market.simulator.spike_size_usd_per_mwh: must be <= 1e+06",
+        ),
+        (
+            "end = 2025-03-10T00:00:00Z",
+            "end = 9999-12-31T00:00:00Z",
+            ":10: window.end: the window is 279,623,616 steps over 2,912,746 days: at most 1,100,000",
+        ),
+        (
+            "step_minutes = 15",
+            "step_minutes = 1e5",
+            ":12: window.warmup_days: must cover at least one step (69 days, 10:40:00 long)",
+        ),
+        (
             "peak_gpus = 16",
             "peak_gpus = 4",
             ":49: sites[0].demand.realtime.peak_gpus: must be at least base_gpus (6), got 4",

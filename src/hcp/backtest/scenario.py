@@ -41,6 +41,10 @@ _DAY = timedelta(days=1)
 # Bounds far beyond any real scenario, there to refuse a typo (`1e12`) before it overflows a
 # date or an array, or becomes silently something else (a job of 1e300 hours, one step).
 _MAX_WARMUP_DAYS = 366.0
+_MAX_WINDOW = timedelta(days=3_660)
+"""Ten years: a window far longer only ever means a mistyped year."""
+_MAX_INTERVALS = 1_100_000
+"""About two years of one-minute steps: an mpc run of about a quarter of an hour."""
 _MAX_ARRIVALS_PER_DAY = 10_000.0
 _MAX_JOB_GPUS = 100_000.0
 _MAX_JOB_HOURS = 10 * 8_766.0  # ten years
@@ -161,11 +165,19 @@ def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]
         start - warmup - step  # the warm-up must start on a date Python can hold
     except OverflowError:
         raise table.error("start", f"too early for {warmup_days:g} days of warm-up") from None
-    if warmup < max(step, _DAY):
+    if warmup < step:
+        raise table.error("warmup_days", f"must cover at least one step ({step} long)")
+    if warmup < _DAY:
         message = "must be at least one day: a decision knows the day before's bitcoin figures"
         raise table.error("warmup_days", message)
     if (end - start) % step:
         raise table.error("end", f"end − start is not a whole number of {step} steps")
+    if end - start > _MAX_WINDOW or (end - start) // step > _MAX_INTERVALS:
+        message = (
+            f"the window is {(end - start) // step:,} steps over {(end - start).days:,} days: "
+            f"at most {_MAX_INTERVALS:,} steps and {_MAX_WINDOW.days:,} days"
+        )
+        raise table.error("end", message)
     table.finish()
     return start, end, step, warmup
 
@@ -273,13 +285,26 @@ def _simulated_market(
     for key in settings.names():
         if key not in _SIMULATOR_NUMBERS.split(", "):
             raise settings.error(key, f"not a simulator setting (known: {_SIMULATOR_NUMBERS})")
-        overrides[key] = settings.number(key)
+        bound = _simulator_bound(key)
+        overrides[key] = settings.number(key, minimum=-bound, maximum=bound)
     settings.finish()
     try:
         config = MarketSimulatorConfig(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise settings.error(exc.field, exc.message) from None
     return SimulatedMarket(config, table.integer("seed", 0, minimum=0))
+
+
+def _simulator_bound(key: str) -> float:
+    """The largest magnitude a simulator setting may take: far past any market seen, short
+    of where its arithmetic overflows (a spike of 1e308 USD/MWh made every price NaN)."""
+    if key.endswith("_usd_per_mwh"):
+        return 1e6
+    if key == "btc_start_usd":
+        return 1e9
+    if key == "difficulty_start":
+        return 1e21
+    return 1e3  # rates, probabilities, volatilities, drifts, hours
 
 
 def _site(
