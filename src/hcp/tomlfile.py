@@ -13,7 +13,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -195,7 +195,9 @@ class TomlTable:
             except ValueError:
                 raise self.error(key, f"not an ISO-8601 date-time: {value!r}") from None
         if not isinstance(value, datetime) or value.utcoffset() is None:
-            raise self.error(key, f"expected a date-time with a UTC offset, got {value!r}")
+            shown = value.isoformat() if isinstance(value, date | time) else repr(value)
+            message = f"expected a date-time with a UTC offset (e.g. ...T00:00:00Z), got {shown}"
+            raise self.error(key, message)
         return value
 
     def path_value(self, key: str) -> Path:

@@ -129,6 +129,12 @@ def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
             ":58: sites[0].demand.batch.deadline_hours: high must be <= 87660",
         ),
         (
+            "end = 2025-03-10T00:00:00Z",
+            "end = 2025-03-10T00:00:00",
+            ":10: window.end: expected a date-time with a UTC offset (e.g. ...T00:00:00Z), "
+            "got 2025-03-10T00:00:00",
+        ),
+        (
             "spike_size_usd_per_mwh = 600.0",
             "spike_size_usd_per_mwh = 1e308",
             ":21: market.simulator.spike_size_usd_per_mwh: must be <= 1e+06",
