@@ -57,3 +57,22 @@ async def test_a_price_change_prices_only_the_usage_after_it(tmp_path: Path) -> 
         assert after == 2
         assert billing.issue("cust-001", "2025-07").total == Decimal("10.00")  # at the new price
         assert billing.sheet.usd_per_gpu_hour[WorkloadClass.AI_INFERENCE_BATCH]["H100"] == risen
+
+
+async def test_a_short_run_on_a_node_whose_clock_is_behind_is_still_billed(
+    tmp_path: Path,
+) -> None:
+    """The node says the 3-minute job ended at an instant before our start of it (its clock
+    is 10 minutes behind): the run ended at its start, and billing dropped all of it."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=0.05)
+        w.runner.node_clock_behind = timedelta(minutes=10)
+        await w.scheduler.tick({SITE: 10})
+        started = w.clock.now()
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        stored = w.get(job)
+        assert stored.state.value == "completed"
+        w.runtime.platform.billing.meter(started, w.clock.now(), 30.0)
+        usage = w.runtime.platform.billing.usage(ADMIN, "2025-06")
+        assert [r.workload_id for r in usage] == [job]

@@ -318,6 +318,10 @@ class SchedulerService:
         if status.state is RunState.COMPLETED:
             # The node knows when it finished; billing must not run on to this tick.
             ended = min(status.ended_at or now, now)
+            if w.started_at is not None and ended <= w.started_at:
+                # The node's clock runs behind ours: its instant cannot be placed in our run
+                # (billing would drop the whole run), so the run ends when it was seen ended.
+                ended = now
             self._apply(w, WorkloadEvent.COMPLETE, ended, "finished", progress=1.0, gpu_ids=())
             report.completed.append(w.id)
             report.on_nodes.append(w.id)
