@@ -3,91 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from tests.api.conftest import START, make_settings
+from tests.api.conftest import START
+from tests.integration.schedworld import CUSTOMER, SITE, CommandList, World
+from tests.integration.schedworld import world as sched_world
 
-from hcp import bootstrap
-from hcp.adapters.clock import ManualClock
-from hcp.adapters.devices.gpu_runner import NodeAgentGpuRunner, split_address
+from hcp.adapters.devices.gpu_runner import split_address
 from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.workloads import Requirements, WorkloadClass, WorkloadState
-from hcp.scheduling import SchedulingPolicy
 from hcp.services.ports import StoredCommand
 from hcp.services.scheduler import SchedulerService
 from hcp.services.workloads import Submission
-from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
-
-SITE = "site-west-1"
-CUSTOMER = Principal("k", Role.CUSTOMER, "cust-001")
-
-
-@dataclass
-class World:
-    runtime: bootstrap.Runtime
-    clock: ManualClock
-    nodes: dict[str, GpuNodeSim]
-    scheduler: SchedulerService
-    runner: NodeAgentGpuRunner
-    commands: CommandList
-
-    async def submit(
-        self, kind: WorkloadClass, gpus: int = 1, hours: float = 1.0, checkpointable: bool = False
-    ) -> str:
-        sub = Submission(
-            kind, Requirements("H100", gpus, None, hours), checkpointable=checkpointable
-        )
-        submitted = await self.runtime.platform.workloads.submit(CUSTOMER, sub)
-        self.clock.advance(timedelta(seconds=1))
-        return submitted.workload.id
-
-    def state(self, workload_id: str) -> WorkloadState:
-        with self.runtime.unit_of_work() as uow:
-            w = uow.workloads.get(workload_id)
-        assert w is not None
-        return w.state
-
-
-class CommandList(list[StoredCommand]):
-    """The GPU command log, in memory."""
-
-    def add(self, commands: Sequence[StoredCommand]) -> None:
-        self.extend(commands)
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    clock = ManualClock(START)
-    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
-    runtime = bootstrap.build(settings, clock)
-    bootstrap.prepare(runtime)
-    with runtime.unit_of_work() as uow:
-        gpus = uow.fleet.devices(kind=DeviceKind.GPU)
-    hosts = sorted({split_address(g.address)[0] for g in gpus})
-    counts = {h: sum(split_address(g.address)[0] == h for g in gpus) for h in hosts}
-    model = gpu_model(settings.site_gpu_model)
-    nodes = {h: GpuNodeSim(h, model, counts[h], clock=clock) for h in hosts}
-    transport = httpx.ASGITransport(app=build_fleet_app(nodes.values()))
-    client = httpx.AsyncClient(transport=transport)
-    runner = NodeAgentGpuRunner(lambda host: f"http://sim/nodes/{host}", client)
-    policy = SchedulingPolicy(min_runtime=timedelta(minutes=10))
-    commands = CommandList()
-    yield World(
-        runtime,
-        clock,
-        nodes,
-        SchedulerService(runtime.unit_of_work, runner, clock, policy, commands=commands),
-        runner,
-        commands,
-    )
-    await client.aclose()
-    runtime.close()
+    async with sched_world(tmp_path) as built:
+        yield built
 
 
 async def test_queued_work_starts_runs_and_completes(world: World) -> None:

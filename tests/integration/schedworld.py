@@ -20,8 +20,9 @@ from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
 from hcp.domain.identity import Principal, Role
-from hcp.domain.workloads import Requirements, Workload, WorkloadClass
+from hcp.domain.workloads import Requirements, Workload, WorkloadClass, WorkloadState
 from hcp.scheduling import SchedulingPolicy
+from hcp.services.ports import StoredCommand
 from hcp.services.scheduler import RunStatus, SchedulerService
 from hcp.services.workloads import Submission
 from hcp.simulators.gpu import GpuNodeSim, build_fleet_app
@@ -66,6 +67,13 @@ class HookedRunner:
         }
 
 
+class CommandList(list[StoredCommand]):
+    """The GPU command log, in memory."""
+
+    def add(self, commands: Sequence[StoredCommand]) -> None:
+        self.extend(commands)
+
+
 @dataclass
 class World:
     runtime: bootstrap.Runtime
@@ -73,6 +81,7 @@ class World:
     nodes: dict[str, GpuNodeSim]
     scheduler: SchedulerService
     runner: HookedRunner
+    commands: CommandList
 
     async def submit(
         self,
@@ -85,6 +94,9 @@ class World:
         submitted = await self.runtime.platform.workloads.submit(CUSTOMER, submission)
         self.clock.advance(timedelta(seconds=1))
         return submitted.workload.id
+
+    def state(self, workload_id: str) -> WorkloadState:
+        return self.get(workload_id).state
 
     def get(self, workload_id: str) -> Workload:
         with self.runtime.unit_of_work() as uow:
@@ -126,9 +138,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_fleet_app(nodes.values())))
     runner = HookedRunner(NodeAgentGpuRunner(lambda host: f"http://sim/nodes/{host}", client))
     policy = SchedulingPolicy(min_runtime=timedelta(minutes=10))
-    scheduler = SchedulerService(runtime.unit_of_work, runner, clock, policy)
+    commands = CommandList()
+    scheduler = SchedulerService(runtime.unit_of_work, runner, clock, policy, commands=commands)
     try:
-        yield World(runtime, clock, nodes, scheduler, runner)
+        yield World(runtime, clock, nodes, scheduler, runner, commands)
     finally:
         await client.aclose()
         runtime.close()

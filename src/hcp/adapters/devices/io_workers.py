@@ -86,6 +86,20 @@ Request = tuple[int, str, int, bytes]
 Reply = tuple[int, bytes | None, tuple[str, str, str] | None]
 
 
+def _frames(buffer: bytearray) -> list[list[Any]]:
+    """The whole frames at the start of `buffer`, taken out of it (a partial one stays)."""
+    frames, start = [], 0
+    while len(buffer) - start >= _HEADER.size:
+        (size,) = _HEADER.unpack_from(buffer, start)
+        end = start + _HEADER.size + size
+        if len(buffer) < end:
+            break
+        frames.append(pickle.loads(memoryview(buffer)[start + _HEADER.size : end]))
+        start = end
+    del buffer[:start]
+    return frames
+
+
 class _Link(asyncio.Protocol):
     """One end of a socketpair: sends lists as frames; hands each frame received on."""
 
@@ -105,18 +119,9 @@ class _Link(asyncio.Protocol):
         self._transport.write(_HEADER.pack(len(body)) + body)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        start = 0
-        while len(buffer) - start >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer, start)
-            end = start + _HEADER.size + size
-            if len(buffer) < end:
-                break
-            frame = pickle.loads(memoryview(buffer)[start + _HEADER.size : end])
-            start = end
+        self._buffer += data
+        for frame in _frames(self._buffer):
             self._on_frame(frame)
-        del buffer[:start]
 
     def close(self) -> None:
         if self._transport is not None:
@@ -522,16 +527,8 @@ class _Exchanger:
             raise _ParentGone from None
         if not data:
             raise _ParentGone
-        buffer = self._inbox
-        buffer += data
-        start = 0
-        while len(buffer) - start >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer, start)
-            end = start + _HEADER.size + size
-            if len(buffer) < end:
-                break
-            frame = pickle.loads(memoryview(buffer)[start + _HEADER.size : end])
-            start = end
+        self._inbox += data
+        for frame in _frames(self._inbox):
             for item in frame:
                 if isinstance(item, int):  # cancelled by the caller: hang up, say nothing
                     flight = self._flights.get(item)
@@ -539,7 +536,6 @@ class _Exchanger:
                         self._hang_up(flight)
                 else:
                     self._begin(item)
-        del buffer[:start]
 
     # --- one exchange
 

@@ -95,14 +95,4 @@ def dispatch_status(
         if site is None:
             raise NotFound("dispatch status", "of the last tick")
         raise NotFound("dispatch status of site", site)
-    return DispatchStatusOut(
-        site_id=status.site_id,
-        at=status.at,
-        commands=status.commands,
-        sent=status.sent,
-        power_increase_w=status.power_increase_w,
-        deferred=list(status.deferred),
-        shortfall=dict(status.shortfall),
-        unhealthy=dict(status.unhealthy),
-        degraded=dict(status.degraded),
-    )
+    return DispatchStatusOut.model_validate(status, from_attributes=True)
