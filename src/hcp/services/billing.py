@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -104,16 +103,7 @@ class BillingService:
     @property
     def sheet(self) -> BillingPriceSheet:
         """The default price sheet with the prices admins have set over it."""
-        with self._uow() as uow:
-            stored = uow.billing.prices()
-        if not stored:
-            return self._default_sheet
-        prices = {
-            c: dict(by_family) for c, by_family in self._default_sheet.usd_per_gpu_hour.items()
-        }
-        for (workload_class, family), usd in stored.items():
-            prices.setdefault(WorkloadClass(workload_class), {})[family] = usd
-        return replace(self._default_sheet, usd_per_gpu_hour=prices)
+        return self.history.current
 
     @property
     def history(self) -> PriceHistory:

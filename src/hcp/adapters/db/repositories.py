@@ -26,7 +26,6 @@ from hcp.adapters.db.tables import (
     PlanRow,
     PreemptionRow,
     PriceChangeRow,
-    PriceSheetRow,
     QueueCounterRow,
     RackRow,
     SessionRow,
@@ -869,24 +868,10 @@ class SqlBilling:
             for i, line in enumerate(invoice.lines)
         )
 
-    def prices(self) -> dict[tuple[str, str], Decimal]:
-        rows = self._s.scalars(select(PriceSheetRow))
-        return {(r.workload_class, r.gpu_family): round_price(r.usd_per_gpu_hour) for r in rows}
-
     def set_price(self, workload_class: str, family: str, usd: Decimal, at: datetime) -> None:
-        row = self._s.get(PriceSheetRow, (workload_class, family))
-        if row is None:
-            row = PriceSheetRow(workload_class=workload_class, gpu_family=family)
-            self._s.add(row)
-        row.usd_per_gpu_hour, row.updated_at = usd, at
-        self._s.add(
-            PriceChangeRow(
-                workload_class=workload_class,
-                gpu_family=family,
-                usd_per_gpu_hour=usd,
-                effective_at=at,
-            )
-        )
+        change = PriceChangeRow(workload_class=workload_class, gpu_family=family)
+        change.usd_per_gpu_hour, change.effective_at = usd, at
+        self._s.add(change)
 
     def price_changes(self) -> list[tuple[datetime, str, str, Decimal]]:
         query = select(PriceChangeRow).order_by(PriceChangeRow.effective_at, PriceChangeRow.id)

@@ -390,17 +390,6 @@ class UsageRecordRow(Base):
     )
 
 
-class PriceSheetRow(Base):
-    """An admin's list price for one class and GPU family (USD per GPU-hour); classes and
-    families without a row keep the default price sheet's."""
-
-    __tablename__ = "price_sheet"
-    workload_class: Mapped[str] = mapped_column(String(32), primary_key=True)
-    gpu_family: Mapped[str] = mapped_column(String(32), primary_key=True)
-    usd_per_gpu_hour: Mapped[Decimal]
-    updated_at: Mapped[datetime]
-
-
 class PriceChangeRow(Base):
     """Every list price an admin set, from its instant on: what usage is priced by."""
 

@@ -1,4 +1,5 @@
-"""price changes: every list price set, from its instant on, so usage is priced as it ran
+"""price changes: every list price set, from its instant on, so usage is priced as it ran; they
+replace the price sheet of the latest prices, which the newest change of each price gives
 
 Revision ID: 0012
 Revises: 0011
@@ -37,8 +38,23 @@ def upgrade() -> None:
         "INSERT INTO price_changes (workload_class, gpu_family, usd_per_gpu_hour, effective_at) "
         "SELECT workload_class, gpu_family, usd_per_gpu_hour, updated_at FROM price_sheet"
     )
+    op.drop_table("price_sheet")
 
 
 def downgrade() -> None:
+    op.create_table(
+        "price_sheet",
+        sa.Column("workload_class", sa.String(length=32), nullable=False),
+        sa.Column("gpu_family", sa.String(length=32), nullable=False),
+        sa.Column("usd_per_gpu_hour", sa.Numeric(precision=18, scale=6), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("workload_class", "gpu_family", name=op.f("pk_price_sheet")),
+    )
+    op.execute(
+        "INSERT INTO price_sheet (workload_class, gpu_family, usd_per_gpu_hour, updated_at) "
+        "SELECT c.workload_class, c.gpu_family, c.usd_per_gpu_hour, c.effective_at "
+        "FROM price_changes c WHERE c.id = (SELECT MAX(d.id) FROM price_changes d "
+        "WHERE d.workload_class = c.workload_class AND d.gpu_family = c.gpu_family)"
+    )
     op.drop_index(op.f("ix_price_changes_effective_at"), table_name="price_changes")
     op.drop_table("price_changes")
