@@ -170,15 +170,11 @@ def serve_api(host: str | None, port: int | None) -> None:
         try:
             with database_errors(url):
                 require_migrated(runtime.engine, url)  # a replica migrates nothing
-        except BaseException:
-            runtime.close()
-            raise
-        clock.follow(SqlClockAnchors(runtime.engine, settings.site_id).load)
-        clock.start()
-        try:
+            clock.follow(SqlClockAnchors(runtime.engine, settings.site_id).load)
+            clock.start()
             run_on_uvloop(_server(runtime.settings, runtime).serve(sockets=listeners))
         finally:
-            clock.stop()
+            clock.stop()  # never started: nothing to stop
             runtime.close()
 
 
