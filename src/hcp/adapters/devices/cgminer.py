@@ -15,6 +15,7 @@ import orjson
 
 from hcp.adapters.devices.errors import (
     DeviceConnectionReset,
+    DeviceIOError,
     DeviceTimeout,
     DeviceUnreachable,
     MalformedReply,
@@ -52,6 +53,16 @@ def decode_reply(device: str, raw: bytes) -> dict[str, Any]:
     return body
 
 
+def device_error(device: str, error: Exception) -> DeviceIOError:
+    """The typed error for an exchange with `device` that failed with `error` (not a timeout):
+    a reset, else a connection that could not be made, else what the socket layer raised."""
+    if isinstance(error, ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
+        return DeviceConnectionReset(device, f"connection reset ({error})")
+    if isinstance(error, OSError):
+        return DeviceUnreachable(device, f"cannot connect ({error})")
+    return DeviceIOError(device, repr(error))
+
+
 class TcpTransport:
     """Opens a connection per request, as CGMiner's API expects; `timeout_s` covers it all."""
 
@@ -63,10 +74,8 @@ class TcpTransport:
             return await self._roundtrip(host, port, request)
         except TimeoutError:
             raise DeviceTimeout(f"{host}:{port}", f"no reply within {self.timeout_s:g} s") from None
-        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as error:
-            raise DeviceConnectionReset(f"{host}:{port}", f"connection reset ({error})") from None
-        except OSError as error:
-            raise DeviceUnreachable(f"{host}:{port}", f"cannot connect ({error})") from None
+        except (OSError, asyncio.IncompleteReadError) as error:
+            raise device_error(f"{host}:{port}", error) from None
 
     async def _roundtrip(self, host: str, port: int, request: bytes) -> bytes:
         """One exchange under one timer. Once connected, the timer fails the reply; while

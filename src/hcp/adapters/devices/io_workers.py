@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hcp.adapters.devices.cgminer import MAX_REPLY_BYTES
+from hcp.adapters.devices.cgminer import MAX_REPLY_BYTES, device_error
 from hcp.adapters.devices.errors import (
     DeviceConnectionReset,
     DeviceIOError,
@@ -547,7 +547,7 @@ class _Exchanger:
         except Exception as error:
             flight = self._flights.get(ident)
             if flight is not None:
-                self._fail(flight, _device_error(flight.device, error))
+                self._fail(flight, device_error(flight.device, error))
             else:
                 log.exception("exchange with %s:%s failed", host, port)
                 described = ("DeviceIOError", f"{host}:{port}", repr(error))
@@ -559,7 +559,7 @@ class _Exchanger:
         except Exception as error:  # a bug here must fail the exchange, not the worker
             log.exception("exchange with %s failed", flight.device)
             if self._flights.get(flight.ident) is flight:
-                self._fail(flight, _device_error(flight.device, error))
+                self._fail(flight, device_error(flight.device, error))
 
     def _start(self, ident: int, host: str, port: int, request: bytes) -> None:
         flight = _Flight(ident, host, port, request, time.monotonic() + self._timeout_s)
@@ -601,7 +601,7 @@ class _Exchanger:
             if self._flights.get(flight.ident) is not flight:
                 continue  # timed out or cancelled meanwhile
             if error is not None:
-                self._fail(flight, _device_error(flight.device, error))
+                self._fail(flight, device_error(flight.device, error))
                 continue
             until = time.monotonic() + RESOLVED_FOR_S
             self._names[(flight.host, flight.port)] = (until, addresses)
@@ -634,7 +634,7 @@ class _Exchanger:
             self._by_fd[sock.fileno()] = flight
             self._poller.register(sock.fileno(), select.EPOLLOUT)
             return
-        self._fail(flight, _device_error(flight.device, error))
+        self._fail(flight, device_error(flight.device, error))
 
     def _step(self, flight: _Flight) -> None:
         """The socket is ready: finish connecting and send, or read what came."""
@@ -648,14 +648,14 @@ class _Exchanger:
                     self._connect(flight)
                 else:
                     error = OSError(code, os.strerror(code))  # the subclass for the code
-                    self._fail(flight, _device_error(flight.device, error))
+                    self._fail(flight, device_error(flight.device, error))
                 return
             try:
                 sent = sock.send(flight.request)
             except BlockingIOError:
                 return
             except OSError as error:
-                self._fail(flight, _device_error(flight.device, error))
+                self._fail(flight, device_error(flight.device, error))
                 return
             flight.request = flight.request[sent:]
             if not flight.request:
@@ -667,7 +667,7 @@ class _Exchanger:
         except BlockingIOError:
             return
         except OSError as error:
-            self._fail(flight, _device_error(flight.device, error))
+            self._fail(flight, device_error(flight.device, error))
             return
         reply = flight.reply
         if not data:  # EOF: a firmware that sends no NUL, or one that said nothing
@@ -675,7 +675,7 @@ class _Exchanger:
                 self._done(flight, bytes(reply))
             else:
                 closed = ConnectionResetError("closed without a reply")
-                self._fail(flight, _device_error(flight.device, closed))
+                self._fail(flight, device_error(flight.device, closed))
             return
         seen = len(reply)
         reply += data
@@ -729,15 +729,6 @@ class _Exchanger:
 
 class _ParentGone(Exception):
     """The socket to the parent closed: the worker's life is over."""
-
-
-def _device_error(device: str, error: Exception) -> DeviceIOError:
-    """The error `TcpTransport.exchange` raises for `error`, with its message."""
-    if isinstance(error, ConnectionResetError | BrokenPipeError):
-        return DeviceConnectionReset(device, f"connection reset ({error})")
-    if isinstance(error, OSError):
-        return DeviceUnreachable(device, f"cannot connect ({error})")
-    return DeviceIOError(device, repr(error))
 
 
 def _literal_address(host: str, port: int) -> tuple[int, Any] | None:
