@@ -184,6 +184,7 @@ def test_a_submitted_workload_shows_its_history_and_can_be_cancelled(api: Api) -
     page = api.client.get(url)
     assert 'class="state state-queued"' in page.text and "submit:" in page.text
     assert "2 × any" in page.text
+    assert 'data-testid="workload-checkpoint">none yet' in page.text
 
     api.client.post(f"{url}/cancel", data={"csrf_token": token})
     live = api.client.get(url.replace("/workloads/", "/dashboard/live/workloads/"))

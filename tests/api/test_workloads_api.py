@@ -92,6 +92,7 @@ def test_get_by_id_shows_state_history(api: Api) -> None:
         "memory_gb": None,
         "estimated_duration_hours": None,
     }
+    assert (detail.json()["checkpoint_progress"], detail.json()["checkpointed_at"]) == (0.0, None)
 
 
 def test_cancel_is_idempotent_and_recorded(api: Api) -> None:

@@ -53,6 +53,9 @@ class HookedRunner:
             hook, self.after_start = self.after_start, None
             hook(workload)
 
+    async def checkpoint(self, workload: Workload, gpus: Sequence[Device]) -> float:
+        return await self.inner.checkpoint(workload, gpus)
+
     async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
         return await self.inner.stop(workload, gpus, checkpoint)
 

@@ -151,6 +151,37 @@ def test_progress_of_many_workloads_is_saved_at_once(uow: SqlUnitOfWork) -> None
     assert [w.progress for w in stored if w is not None] == [0.25, 0.0, 0.75]
 
 
+def test_checkpoints_of_many_workloads_are_saved_at_once(uow: SqlUnitOfWork) -> None:
+    for w in (workload(n, checkpointable=True) for n in range(1, 3)):
+        uow.workloads.add(w, submitted(w))
+    uow.commit()
+    uow.workloads.save_checkpoints({"w-002": (0.5, T0 + timedelta(hours=1))})
+    uow.commit()
+    first, second = (uow.workloads.get(f"w-00{n}") for n in (1, 2))
+    assert first is not None and (first.checkpoint, first.checkpointed_at) == (0.0, None)
+    assert second is not None
+    assert (second.checkpoint, second.checkpointed_at) == (0.5, T0 + timedelta(hours=1))
+
+
+def test_upgrading_to_checkpoints_keeps_a_waiting_runs_resume_point(engine: Engine) -> None:
+    """Before migration 0013 a queued checkpointable workload's progress was where it resumes;
+    a running one's progress is not a checkpoint."""
+    factory = make_session_factory(engine)
+    with SqlUnitOfWork(factory) as unit:
+        unit.customers.add(Customer("cust-a", "A", T0))
+        waiting = workload(1, checkpointable=True, progress=0.3)
+        running = workload(2, checkpointable=True, progress=0.6, state=WorkloadState.RUNNING)
+        plain = workload(3, progress=0.3)
+        for w in (waiting, running, plain):
+            unit.workloads.add(w, submitted(w))
+        unit.commit()
+    downgrade(engine, "0012")
+    upgrade(engine)
+    with SqlUnitOfWork(factory) as unit:
+        stored = [unit.workloads.get(f"w-00{n}") for n in (1, 2, 3)]
+    assert [w.checkpoint for w in stored if w is not None] == [0.3, 0.0, 0.0]
+
+
 def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:
     factory = make_session_factory(engine)
     with SqlUnitOfWork(factory) as unit:

@@ -120,6 +120,10 @@ class Workload:
     retries: int = 0
     gpu_ids: tuple[str, ...] = ()
     started_at: datetime | None = None
+    checkpoint: float = 0.0
+    """The progress (0–1) of its last checkpoint known, taken at `checkpointed_at`: where a
+    checkpointable run resumes when its nodes are lost before they can checkpoint it again
+    (checkpoints are kept off the node, as training frameworks write them to shared storage)."""
     checkpointed_at: datetime | None = None
     interruptible: bool = False
     """Billed at the interruptible tier: a discount priced off the real-time market."""

@@ -78,6 +78,11 @@ class WorkloadOut(BaseModel):
     max_price_usd_per_gpu_hour: Decimal | None
     site_id: str | None
     progress: float
+    checkpoint_progress: float = Field(
+        description="Progress (0–1) of the last checkpoint known: where the run resumes if its "
+        "nodes are lost"
+    )
+    checkpointed_at: datetime | None = Field(description="When that checkpoint was seen")
     retries: int
     tier: str
 

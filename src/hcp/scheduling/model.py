@@ -189,6 +189,9 @@ class SchedulingPolicy:
     - `starvation_wait`: a workload waiting this long that still does not fit reserves the GPU
       pools it could use: later workloads of its class or lower may not take free GPUs there.
     - `preempts`: which classes each class may preempt for its own demand.
+    - `checkpoint_every`: a checkpointable workload running this long past its last checkpoint
+      (or its start) is checkpointed where it runs, so a node lost costs it at most about this
+      much work (None: only when it is preempted).
     """
 
     min_runtime: timedelta = timedelta(minutes=10)
@@ -200,12 +203,15 @@ class SchedulingPolicy:
     preempts: Mapping[WorkloadClass, frozenset[WorkloadClass]] = field(
         default_factory=lambda: DEFAULT_PREEMPTS
     )
+    checkpoint_every: timedelta | None = timedelta(hours=1)
 
     def __post_init__(self) -> None:
         if self.min_runtime < timedelta(0):
             raise ValidationError("min_runtime", "must not be negative")
         if self.max_retries < 0:
             raise ValidationError("max_retries", "must not be negative")
+        if self.checkpoint_every is not None and self.checkpoint_every <= timedelta(0):
+            raise ValidationError("checkpoint_every", "must be positive (or None)")
         if self.aging_share_per_hour < 0:
             raise ValidationError("aging_share_per_hour", "must not be negative")
         if any(w <= 0 for w in self.customer_weights.values()):

@@ -97,6 +97,10 @@ class WorkloadRepository(Protocol):
         """Set each workload's progress (by id), in one statement."""
         ...
 
+    def save_checkpoints(self, checkpoints: Mapping[str, tuple[float, datetime]]) -> None:
+        """Set each workload's last checkpoint known: its progress and when it was seen."""
+        ...
+
     def release_gpus(self, workload_id: str) -> None:
         """Forget the GPUs an ended workload held (they have been stopped)."""
         ...

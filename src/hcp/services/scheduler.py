@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
@@ -68,6 +68,10 @@ class GpuRunner(Protocol):
     """Starts, stops and follows workloads on GPU nodes."""
 
     async def start(self, workload: Workload, gpus: Sequence[Device]) -> None: ...
+    async def checkpoint(self, workload: Workload, gpus: Sequence[Device]) -> float:
+        """Checkpoint a running workload where it runs: the progress the checkpoint keeps."""
+        ...
+
     async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
         """Stop it; the progress a resumed run would start from."""
         ...
@@ -170,6 +174,7 @@ class SchedulerService:
                 active = uow.workloads.in_states(ACTIVE)
             await self._follow(active, gpus, now, report)
             self.followed_at = now
+            await self._checkpoint_due(gpus, now, report)
             return report
 
     async def tick(self, budgets: Mapping[str, int], follow: bool = True) -> TickReport:
@@ -210,6 +215,7 @@ class SchedulerService:
         if follow:
             await self._follow(active, gpus, now, report)
             self.followed_at = now
+            await self._checkpoint_due(gpus, now, report)
         gpus = self._without_failed(gpus, report)
         queued, active, decision = self._decide(gpus, budgets, now)
         checked: set[str] = set()
@@ -299,12 +305,16 @@ class SchedulerService:
         held = [(w, [gpus[g] for g in w.gpu_ids if g in gpus]) for w in active if w.gpu_ids]
         statuses = await self._runner.poll(held)
         progress: dict[str, float] = {}
+        checkpoints: dict[str, tuple[float, datetime]] = {}
         with self._writing():
             for w, _ in held:
                 status = statuses.get(w.id)
                 if status is not None and status.state is not RunState.UNKNOWN:
                     self._follow_one(w, status, now, report, progress)
+                    if status.state is RunState.RUNNING and status.checkpoint > w.checkpoint:
+                        checkpoints[w.id] = (status.checkpoint, now)
             self._writer().workloads.save_progress(progress)
+            self._writer().workloads.save_checkpoints(checkpoints)
 
     def _follow_one(
         self,
@@ -329,11 +339,48 @@ class SchedulerService:
             if status.state is RunState.FAILED:
                 report.failed_on.update(w.gpu_ids)
             reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
-            self._requeue(w, reason, now, report, retries=w.retries + 1, progress=status.checkpoint)
+            # A node that no longer knows the run reports no checkpoint: the last one known.
+            kept = max(status.checkpoint, w.checkpoint) if w.checkpointable else 0.0
+            self._requeue(w, reason, now, report, retries=w.retries + 1, progress=kept)
         else:
             report.on_nodes.append(w.id)
             if status.progress != w.progress:
                 progress[w.id] = status.progress
+
+    async def _checkpoint_due(
+        self, gpus: Mapping[str, Device], now: datetime, report: TickReport
+    ) -> None:
+        """Checkpoint the runs `policy.checkpoint_every` past their last checkpoint (or their
+        start) and store the checkpoints their nodes took. A node that fails is only noted: the
+        run goes on and is asked again at the next follow."""
+        every = self._policy.checkpoint_every
+        if every is None:
+            return
+        with self._uow() as uow:
+            running = uow.workloads.in_states([WorkloadState.RUNNING])
+        due = [
+            (w, [gpus[g] for g in w.gpu_ids if g in gpus])
+            for w in running
+            if w.checkpointable and w.gpu_ids and _last_checkpoint(w) + every <= now
+        ]
+        if not due:
+            return
+        issued = self._clock.now()
+        outcomes = await asyncio.gather(
+            *(self._runner.checkpoint(w, devices) for w, devices in due), return_exceptions=True
+        )
+        checkpoints: dict[str, tuple[float, datetime]] = {}
+        for (w, devices), outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, HcpError):
+                report.errors.append(f"checkpoint {w.id}: {outcome}")
+                self._sent_to_nodes("checkpoint", w, devices, "checkpoint due", issued, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self._sent_to_nodes("checkpoint", w, devices, "checkpoint due", issued)
+                checkpoints[w.id] = (outcome, now)
+        with self._writing():
+            self._writer().workloads.save_checkpoints(checkpoints)
 
     async def _preempt_all(
         self,
@@ -443,8 +490,9 @@ class SchedulerService:
         if p.action is PreemptionAction.FAIL:
             self._fail(w, reason, now, report)
         else:
-            progress = resume if _keeps_work(p) and resume is not None else 0.0
-            self._apply(w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), progress=progress)
+            self._apply(
+                w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), **_resume(w, p, resume, now)
+            )
         report.preempted.append(p)
 
     def _back_to_queue(self, spec: WorkloadSpec, now: datetime, report: TickReport) -> None:
@@ -532,7 +580,14 @@ class SchedulerService:
             return
         kept = w.progress if progress is None else progress
         preempted = self._apply(
-            w, WorkloadEvent.PREEMPT, now, reason, gpu_ids=(), retries=retries, progress=kept
+            w,
+            WorkloadEvent.PREEMPT,
+            now,
+            reason,
+            gpu_ids=(),
+            retries=retries,
+            progress=kept,
+            checkpoint=kept,
         )
         self._apply(preempted, WorkloadEvent.REQUEUE, now, reason)
         report.requeued.append(w.id)
@@ -596,8 +651,26 @@ def _preemption_reason(p: Preemption) -> str:
     return f"preempted ({p.reason.value}, {p.action.value})"
 
 
+def _last_checkpoint(w: Workload) -> datetime:
+    """When `w`'s work was last kept: its last checkpoint, or its start if later."""
+    return max(
+        (t for t in (w.checkpointed_at, w.started_at) if t is not None), default=w.updated_at
+    )
+
+
 def _keeps_work(p: Preemption) -> bool:
     return p.action in (PreemptionAction.CHECKPOINT, PreemptionAction.PAUSE)
+
+
+def _resume(w: Workload, p: Preemption, resume: float | None, now: datetime) -> dict[str, Any]:
+    """Where a preempted `w` will resume: the checkpoint its nodes took as they stopped it
+    (`resume`); the last checkpoint known when they failed the stop (a node that is gone);
+    the start when `p` does not keep its work."""
+    if not (_keeps_work(p) and w.checkpointable):
+        return {"progress": 0.0, "checkpoint": 0.0}
+    if resume is None:
+        return {"progress": w.checkpoint}
+    return {"progress": resume, "checkpoint": resume, "checkpointed_at": now}
 
 
 def _running(w: Workload) -> RunningWorkload:

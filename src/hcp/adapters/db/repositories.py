@@ -174,6 +174,14 @@ class SqlWorkloads:
             rows = [{"id": id_, "progress": value} for id_, value in progress.items()]
             self._s.execute(update(WorkloadRow), rows)
 
+    def save_checkpoints(self, checkpoints: Mapping[str, tuple[float, datetime]]) -> None:
+        if checkpoints:
+            rows = [
+                {"id": id_, "checkpoint_progress": value, "checkpointed_at": at}
+                for id_, (value, at) in checkpoints.items()
+            ]
+            self._s.execute(update(WorkloadRow), rows)
+
     def release_gpus(self, workload_id: str) -> None:
         self._s.execute(
             update(WorkloadRow).where(WorkloadRow.id == workload_id).values(gpu_ids=None)
@@ -259,6 +267,7 @@ def _workload_columns(w: Workload) -> dict[str, Any]:
         "updated_at": w.updated_at,
         "gpu_ids": list(w.gpu_ids) or None,
         "started_at": w.started_at,
+        "checkpoint_progress": w.checkpoint,
         "checkpointed_at": w.checkpointed_at,
         "interruptible": w.interruptible,
     }
@@ -286,6 +295,7 @@ def _workload(r: WorkloadRow) -> Workload:
         retries=r.retries,
         gpu_ids=tuple(r.gpu_ids or ()),
         started_at=r.started_at,
+        checkpoint=r.checkpoint_progress,
         checkpointed_at=r.checkpointed_at,
         interruptible=r.interruptible,
     )

@@ -174,6 +174,7 @@ class WorkloadRow(Base):
     updated_at: Mapped[datetime]
     gpu_ids: Mapped[list[str] | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None]
+    checkpoint_progress: Mapped[float] = mapped_column(Float, default=0.0)
     checkpointed_at: Mapped[datetime | None]
     interruptible: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (

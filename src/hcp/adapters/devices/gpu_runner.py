@@ -92,6 +92,17 @@ class NodeAgentGpuRunner:
                 resume_from_progress=w.progress if w.checkpointable else 0.0,
             )
 
+    async def checkpoint(self, workload: Workload, gpus: Sequence[Device]) -> float:
+        """Have each node of `workload` checkpoint it now: the progress kept (its nodes' least)."""
+        statuses = await asyncio.gather(
+            *(self._checkpoint_on(host, workload) for host in by_node(gpus))
+        )
+        return min(s.checkpoint_progress for s in statuses)
+
+    async def _checkpoint_on(self, host: str, w: Workload) -> WorkloadStatus:
+        async with self._in_flight:
+            return await self._agent(host).checkpoint(run_id(w))
+
     async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
         statuses = await asyncio.gather(
             *(self._stop_on(host, workload, checkpoint) for host in by_node(gpus))
@@ -137,14 +148,15 @@ class NodeAgentGpuRunner:
 def _status_of(w: Workload, answers: Sequence[dict[str, WorkloadStatus] | str]) -> RunStatus:
     """A workload's status from the answers of the nodes it runs on (an error text where a
     node could not be asked): unknown while a node is unreachable, stopped when a node no
-    longer knows the run, else the combined status."""
+    longer knows the run (at the last checkpoint known: a node that forgot the run may have
+    restarted, and what ran since that checkpoint is gone), else the combined status."""
     failed = [answer for answer in answers if isinstance(answer, str)]
     if failed:
         return RunStatus(RunState.UNKNOWN, w.progress, detail=failed[0])
     statuses = [answer.get(run_id(w)) for answer in answers if not isinstance(answer, str)]
     known = [status for status in statuses if status is not None]
     if len(known) < len(statuses) or not known:
-        return RunStatus(RunState.STOPPED, w.progress, w.progress, "the node no longer knows it")
+        return RunStatus(RunState.STOPPED, w.progress, w.checkpoint, "the node no longer knows it")
     return combine(known)
 
 

@@ -113,6 +113,8 @@ def workload_out(w: Workload) -> WorkloadOut:
         max_price_usd_per_gpu_hour=w.max_price_usd_per_gpu_hour,
         site_id=w.site_id,
         progress=w.progress,
+        checkpoint_progress=w.checkpoint,
+        checkpointed_at=w.checkpointed_at,
         retries=w.retries,
         tier="interruptible" if w.interruptible else "standard",
     )
