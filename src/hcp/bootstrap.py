@@ -304,16 +304,21 @@ def _create_demo_logins(identity: IdentityService, path: Path) -> dict[str, str]
         logins |= {f"{who}_email": email, f"{who}_password": secrets.token_urlsafe(12)}
     known = json.loads(path.read_text()) if path.exists() else {}
     write_private_json(path, {**known, **logins})
-    for who, email, role, customer_id in DEMO_LOGINS:
-        password = logins[f"{who}_password"]
-        identity.create_user(
-            system,
-            email=email,
-            name=f"Demo {who}",
-            role=role,
-            password=password,
-            customer_id=customer_id,
-        )
+    # One transaction for both: a start killed between two would leave the file naming a
+    # login that does not exist, and the next start (users exist) would not make it.
+    identity.store_users(
+        [
+            identity.new_user(
+                system,
+                email=email,
+                name=f"Demo {who}",
+                role=role,
+                password=logins[f"{who}_password"],
+                customer_id=customer_id,
+            )
+            for who, email, role, customer_id in DEMO_LOGINS
+        ]
+    )
     # Secrets never go to the log: `hcp up` prints them once, and the keys file keeps them.
     log.info(
         "Dashboard logins for %s and %s written to %s",

@@ -46,6 +46,10 @@ class Conflict(HcpError):
     """The request is valid but clashes with the current state."""
 
 
+class Duplicate(Conflict):
+    """A row with the same key was stored meanwhile (two requests raced to create it)."""
+
+
 class InvalidTransition(Conflict):
     """A lifecycle event the transition table does not allow from the current state."""
 

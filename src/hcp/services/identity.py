@@ -6,12 +6,13 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from hcp.domain.errors import Forbidden, NotFound, Unauthenticated, ValidationError
+from hcp.domain.errors import Duplicate, Forbidden, NotFound, Unauthenticated, ValidationError
 from hcp.domain.identity import (
     ApiKey,
     BrowserSession,
@@ -70,11 +71,15 @@ class IdentityService:
                 "customer_id", "2-64 of a-z, 0-9, '-' and '_', starting alphanumeric"
             )
         customer = Customer(customer_id, name.strip() or customer_id, self._clock.now())
+        exists = ValidationError("customer_id", f"customer {customer_id!r} exists")
         with self._uow() as uow:
             if uow.customers.get(customer_id) is not None:
-                raise ValidationError("customer_id", f"customer {customer_id!r} exists")
-            uow.customers.add(customer)
-            uow.commit()
+                raise exists
+            try:
+                uow.customers.add(customer)
+                uow.commit()
+            except Duplicate:  # created by a request that raced this one
+                raise exists from None
         return customer
 
     def customers(self, principal: Principal) -> list[Customer]:
@@ -93,6 +98,40 @@ class IdentityService:
         customer_id: str | None = None,
     ) -> User:
         """Store a user with an Argon2 hash of `password`."""
+        user = self.new_user(
+            principal,
+            email=email,
+            name=name,
+            role=role,
+            password=password,
+            customer_id=customer_id,
+        )
+        self.store_users([user])
+        return user
+
+    def store_users(self, users: Sequence[User]) -> None:
+        """Store users made by `new_user`, all of them or none."""
+        with self._uow() as uow:
+            try:
+                for user in users:
+                    self._check_new_user(uow, user)
+                    uow.users.add(user)
+                uow.commit()
+            except Duplicate:  # created by a request that raced this one
+                emails = ", ".join(u.email for u in users)
+                raise ValidationError("email", f"a user with email {emails} exists") from None
+
+    def new_user(
+        self,
+        principal: Principal,
+        *,
+        email: str,
+        name: str,
+        role: Role,
+        password: str,
+        customer_id: str | None = None,
+    ) -> User:
+        """A user checked and with an Argon2 hash of `password`, not stored yet."""
         require_admin(principal, "create users")
         email = email.strip().lower()
         if not _EMAIL.match(email):
@@ -109,10 +148,6 @@ class IdentityService:
             customer_id=customer_id,
             password_hash=self._hasher.hash(password),
         )
-        with self._uow() as uow:
-            self._check_new_user(uow, user)
-            uow.users.add(user)
-            uow.commit()
         return user
 
     def _check_new_user(self, uow: UnitOfWork, user: User) -> None:

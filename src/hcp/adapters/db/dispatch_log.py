@@ -3,6 +3,7 @@ site's last tick of dispatch (the DispatchStatusStore port)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -13,6 +14,11 @@ from hcp.adapters.db.engine import make_session_factory
 from hcp.adapters.db.tables import DispatchCommandRow, DispatchStatusRow
 from hcp.dispatch.model import Command, CommandOutcome
 from hcp.services.ports import DispatchStatus, StoredCommand
+
+log = logging.getLogger(__name__)
+
+KEEP_FAILED_FLUSHES = 5
+"""Writes a batch of commands and outcomes is tried for before it is dropped (logged)."""
 
 
 class SqlCommandLog:
@@ -29,6 +35,7 @@ class SqlCommandLog:
         self._flushing = threading.Lock()
         self._commands: list[Command] = []
         self._outcomes: list[CommandOutcome] = []
+        self._failures = 0  # flushes failed in a row
 
     def record(self, command: Command) -> None:
         with self._lock:
@@ -39,18 +46,39 @@ class SqlCommandLog:
             self._outcomes.append(outcome)
 
     def flush(self) -> int:
-        """Write what was recorded since the last flush; how many rows changed."""
+        """Write what was recorded since the last flush; how many rows changed. A write that
+        fails keeps what it held for the next flush (ahead of what came meanwhile) and raises;
+        after `KEEP_FAILED_FLUSHES` failures in a row the rows are dropped, logged, so that
+        one row the store refuses for good cannot stop the log."""
         with self._flushing:
             with self._lock:
                 commands, self._commands = self._commands, []
                 outcomes, self._outcomes = self._outcomes, []
             if not commands and not outcomes:
                 return 0
-            with self._sessions() as session, session.begin():
-                session.add_all(self._row(c) for c in commands)
-                session.flush()
-                for outcome in outcomes:
-                    session.execute(_outcome_update(outcome))
+            try:
+                with self._sessions() as session, session.begin():
+                    session.add_all(self._row(c) for c in commands)
+                    session.flush()
+                    for outcome in outcomes:
+                        session.execute(_outcome_update(outcome))
+            except BaseException:
+                self._failures += 1
+                if self._failures < KEEP_FAILED_FLUSHES:
+                    with self._lock:
+                        self._commands[:0] = commands
+                        self._outcomes[:0] = outcomes
+                else:
+                    self._failures = 0
+                    log.error(
+                        "the command log failed %d writes in a row: %d commands and %d "
+                        "outcomes are not stored",
+                        KEEP_FAILED_FLUSHES,
+                        len(commands),
+                        len(outcomes),
+                    )
+                raise
+            self._failures = 0
             return len(commands) + len(outcomes)
 
     def _row(self, command: Command) -> DispatchCommandRow:

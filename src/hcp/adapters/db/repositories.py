@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hcp.adapters.db.engine import chunked
@@ -38,7 +40,7 @@ from hcp.adapters.db.tables import (
 from hcp.billing import EnergySource, Invoice, InvoiceLine, Tier, UsageRecord
 from hcp.billing.rounding import round_money, round_price, round_quantity
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import Conflict, NotFound
+from hcp.domain.errors import Conflict, Duplicate, NotFound
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
@@ -359,7 +361,7 @@ class SqlCustomers:
                 created_at=customer.created_at,
             )
         )
-        self._s.flush()  # keys and workloads reference the customer
+        _flush(self._s)  # keys and workloads reference the customer
 
     def get(self, customer_id: str) -> Customer | None:
         r = self._s.get(CustomerRow, customer_id)
@@ -429,7 +431,7 @@ class SqlUsers:
                 created_at=user.created_at,
             )
         )
-        self._s.flush()  # sessions reference the user
+        _flush(self._s)  # sessions reference the user
 
     def get(self, user_id: str) -> User | None:
         row = self._s.get(UserRow, user_id)
@@ -983,7 +985,35 @@ class SqlUnitOfWork:
         self._session.close()
 
     def commit(self) -> None:
-        self._session.commit()
+        with _duplicates():
+            self._session.commit()
 
     def rollback(self) -> None:
         self._session.rollback()
+
+
+@contextmanager
+def _duplicates() -> Iterator[None]:
+    """A unique-key violation raised inside, as the domain's `Duplicate`."""
+    try:
+        yield
+    except IntegrityError as error:
+        if not _duplicate_key(error):
+            raise
+        raise Duplicate(_reason_of(error)) from error
+
+
+def _flush(session: Session) -> None:
+    with _duplicates():
+        session.flush()
+
+
+def _duplicate_key(error: IntegrityError) -> bool:
+    """Whether `error` is a unique-key violation (SQLSTATE 23505; SQLite's own words)."""
+    if getattr(error.orig, "sqlstate", None) == "23505":
+        return True
+    return "UNIQUE constraint failed" in str(error.orig)
+
+
+def _reason_of(error: IntegrityError) -> str:
+    return (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]

@@ -1,14 +1,20 @@
 """Alembic environment: runs online against the engine handed over by hcp.adapters.db.migrate.
 
+Every migration of one upgrade or downgrade runs in one transaction: on PostgreSQL as it
+comes, on SQLite by an explicit BEGIN (the sqlite3 driver begins a transaction only before
+INSERT, UPDATE or DELETE, so DDL committed statement by statement, and an upgrade killed or
+failed midway left half a schema that no later upgrade could pass).
+
 On SQLite, foreign keys are off while migrations run: batch mode recreates a table to alter
 it, and dropping the old copy of a table that other rows refer to fails with them on (a
-downgrade of a database holding workloads did). The keys are checked before the migration
-commits, and turned back on.
+downgrade of a database holding workloads did). They are checked before the commit, and
+turned back on.
 """
 
 from __future__ import annotations
 
 from alembic import context
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine
 
 from hcp.adapters.db.tables import Base
@@ -18,34 +24,39 @@ if not isinstance(engine, Engine):
     raise RuntimeError("run migrations through `hcp db upgrade`, which supplies the engine")
 
 
+def _migrate(connection: Connection, *, sqlite: bool) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=sqlite,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def _check_foreign_keys(connection: Connection) -> None:
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         table, rowid, parent, _ = broken[0]
-        raise RuntimeError(
-            f"migration left {len(broken)} row(s) referring to missing ones "
-            f"(first: {table} row {rowid} -> {parent})"
+        raise CommandError(
+            f"the migration would leave {len(broken)} row(s) referring to missing ones "
+            f"(first: {table} row {rowid} -> {parent}); nothing was changed"
         )
 
 
 with engine.connect() as connection:
-    sqlite = connection.dialect.name == "sqlite"
-    if sqlite:
+    if connection.dialect.name != "sqlite":
+        with connection.begin():
+            _migrate(connection, sqlite=False)
+    else:
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction
         connection.commit()
-    try:
-        with connection.begin():
-            context.configure(
-                connection=connection,
-                target_metadata=Base.metadata,
-                render_as_batch=sqlite,
-                compare_type=True,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
-            if sqlite:
+        try:
+            with connection.begin():  # commits or rolls back the BEGIN below
+                connection.exec_driver_sql("BEGIN")
+                _migrate(connection, sqlite=True)
                 _check_foreign_keys(connection)
-    finally:
-        if sqlite:
+        finally:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
             connection.commit()
