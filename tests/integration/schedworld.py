@@ -56,7 +56,9 @@ class HookedRunner:
     async def checkpoint(self, workload: Workload, gpus: Sequence[Device]) -> float:
         return await self.inner.checkpoint(workload, gpus)
 
-    async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
+    async def stop(
+        self, workload: Workload, gpus: Sequence[Device], checkpoint: bool
+    ) -> float | None:
         return await self.inner.stop(workload, gpus, checkpoint)
 
     async def poll(

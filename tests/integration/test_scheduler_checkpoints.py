@@ -3,15 +3,18 @@ last checkpoint the scheduler saw, not from the start, and is charged only the w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from hcp.adapters.devices.errors import DeviceTimeout
 from hcp.adapters.devices.gpu_runner import run_id, split_address
 from hcp.domain.devices import DeviceKind
+from hcp.domain.fleet import Device
 from hcp.domain.status import DeviceStatus
-from hcp.domain.workloads import WorkloadClass, WorkloadState
+from hcp.domain.workloads import Workload, WorkloadClass, WorkloadState
 from tests.integration.schedworld import SITE, World, world
 
 
@@ -154,17 +157,145 @@ async def test_a_checkpoint_a_node_fails_leaves_the_run_going(tmp_path: Path) ->
     async with world(tmp_path) as w:
         job = await w.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=10, checkpointable=True)
         await w.scheduler.tick({SITE: 10})
-        host = _node_of(w, job)
         w.clock.advance(timedelta(hours=1, minutes=5))
-        w.nodes[host].set_down(True)
+        inner = w.runner.checkpoint
+
+        async def timing_out(workload: Workload, gpus: Sequence[Device]) -> float:
+            raise DeviceTimeout("node-1", "no answer within 5 s")
+
+        w.runner.checkpoint = timing_out  # type: ignore[method-assign]
         report = await w.scheduler.tick({SITE: 10})
         assert w.get(job).state is WorkloadState.RUNNING
         assert w.get(job).checkpointed_at is None
         assert any(e.startswith(f"checkpoint {job}") for e in report.errors)
         (failed,) = [c for c in w.commands if c.action == "checkpoint"]
-        assert failed.status == "failed" and host in (failed.detail or "")
+        assert failed.status == "failed"
+
+        w.runner.checkpoint = inner  # type: ignore[method-assign]
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})  # asked again at the next follow
+        assert w.get(job).checkpoint == pytest.approx(70 / 600)
+
+
+async def test_a_run_whose_nodes_do_not_answer_is_not_asked_to_checkpoint(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=10, checkpointable=True)
+        await w.scheduler.tick({SITE: 10})
+        host = _node_of(w, job)
+        w.clock.advance(timedelta(hours=1, minutes=5))
+        w.nodes[host].set_down(True)
+        report = await w.scheduler.tick({SITE: 10})
+        assert job in report.unanswered
+        assert w.get(job).state is WorkloadState.RUNNING
+        assert [c for c in w.commands if c.action == "checkpoint"] == []
 
         w.nodes[host].set_down(False)  # back, but the run failed with it
         report = await w.scheduler.tick({SITE: 10})
         assert job in report.requeued
         assert w.get(job).progress == 0.0  # no checkpoint was ever taken
+        with w.runtime.unit_of_work() as uow:
+            (record,) = uow.workloads.preemptions()
+        assert record.lost_gpu_hours == pytest.approx(2 * (65 / 60))  # all of its run
+
+
+def _forget(w: World, host: str, workload_id: str) -> None:
+    """The node agent restarted: it no longer knows the run, its GPUs are free."""
+    node = w.nodes[host]
+    rid = run_id(w.get(workload_id))
+    node._workloads.pop(rid)
+    for g in node._gpus:
+        if g.workload_id == rid:
+            g.workload_id, g.fb_used_mib = None, 0
+
+
+async def _checkpointed_at_four_hours(w: World) -> tuple[str, str]:
+    """A 10 h, 2-GPU checkpointable job its framework checkpointed at 4 h (0.4), seen."""
+    job = await w.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=10, checkpointable=True)
+    await w.scheduler.tick({SITE: 10})
+    host = _node_of(w, job)
+    w.clock.advance(timedelta(hours=4))
+    w.nodes[host].checkpoint(run_id(w.get(job)))
+    await w.scheduler.tick({SITE: 10})
+    assert w.get(job).checkpoint == pytest.approx(0.4)
+    assert w.get(job).checkpointed_at == w.clock.now()  # asked by the hourly checkpoint
+    return job, host
+
+
+async def test_a_run_its_node_forgot_before_the_stop_keeps_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The node agent restarted between the tick's poll and its stop. Before, the stop's
+    empty answer counted as a checkpoint at 0: the stored 0.4 was wiped, nothing lost."""
+    async with world(tmp_path) as w:
+        job, host = await _checkpointed_at_four_hours(w)
+        w.clock.advance(timedelta(minutes=30))
+        inner = w.runner.stop
+
+        async def stop_after_restart(
+            workload: Workload, gpus: Sequence[Device], checkpoint: bool
+        ) -> float | None:
+            _forget(w, host, workload.id)
+            return await inner(workload, gpus, checkpoint)
+
+        w.runner.stop = stop_after_restart  # type: ignore[method-assign]
+        report = await w.scheduler.tick({SITE: 0})
+        assert [p.workload_id for p in report.preempted] == [job]
+        stored = w.get(job)
+        assert (stored.progress, stored.checkpoint) == (pytest.approx(0.4), pytest.approx(0.4))
+        with w.runtime.unit_of_work() as uow:
+            (record,) = uow.workloads.preemptions()
+        assert record.lost_gpu_hours == pytest.approx(2 * 0.5)
+
+
+async def test_a_run_its_node_forgot_records_the_work_it_loses(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        job, host = await _checkpointed_at_four_hours(w)
+        w.clock.advance(timedelta(minutes=30))
+        _forget(w, host, job)
+        report = await w.scheduler.tick({SITE: 10})
+        assert job in report.requeued
+        assert w.get(job).progress == pytest.approx(0.4)
+        with w.runtime.unit_of_work() as uow:
+            (record,) = uow.workloads.preemptions()
+        assert record.lost_gpu_hours == pytest.approx(2 * 0.5)  # 30 min on 2 GPUs
+
+
+async def test_a_checkpoint_first_seen_in_a_poll_counts_from_the_poll_before(
+    tmp_path: Path,
+) -> None:
+    """It was taken at some time since the last follow; counting from the one that saw it
+    would understate the work a node's loss costs."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=10, checkpointable=True)
+        await w.scheduler.tick({SITE: 10})
+        host = _node_of(w, job)
+        w.clock.advance(timedelta(minutes=40))
+        await w.scheduler.tick({SITE: 10})
+        followed = w.clock.now()
+        w.clock.advance(timedelta(minutes=5))
+        w.nodes[host].checkpoint(run_id(w.get(job)))
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        stored = w.get(job)
+        assert stored.checkpoint == pytest.approx(45 / 600)
+        assert stored.checkpointed_at == followed
+
+
+async def test_a_checkpoint_a_failed_run_kept_unseen_gets_its_own_time(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        job, host = await _checkpointed_at_four_hours(w)
+        w.clock.advance(timedelta(minutes=30))
+        w.nodes[host].checkpoint(run_id(w.get(job)))  # the framework saves 0.45 ...
+        w.clock.advance(timedelta(minutes=1))
+        index = w.nodes[host].workload(run_id(w.get(job))).gpu_indices[0]
+        w.nodes[host].inject_xid(index)  # ... and the run fails before a poll sees it
+        await w.scheduler.tick({SITE: 10})
+        stored = w.get(job)
+        assert stored.checkpoint == pytest.approx(0.45)
+        assert stored.checkpointed_at == w.clock.now()
+        with w.runtime.unit_of_work() as uow:
+            (record,) = uow.workloads.preemptions()
+        # the work since 0.45 by progress (the last poll saw 0.4): none counted, not 31 min
+        assert record.lost_gpu_hours == 0.0

@@ -59,21 +59,42 @@ def test_an_upgrade_that_fails_midway_leaves_the_schema_as_it_was(
     assert current_revision(engine) == "0013"
 
 
-def test_a_migration_that_would_leave_dangling_rows_is_refused_whole(tmp_path: Path) -> None:
-    path = tmp_path / "hcp.db"
-    engine = make_engine(f"sqlite:///{path}")
+_ORPHAN = (
+    "INSERT INTO workload_events (workload_id, at, event, to_state) "
+    "VALUES ('gone', '2025-01-01 00:00:00', 'submit', 'queued')"
+)
+
+
+def test_a_migration_that_would_leave_dangling_rows_is_refused_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'hcp.db'}")
     upgrade(engine, "0011")
-    raw = sqlite3.connect(path)
-    raw.execute(  # foreign keys are off in a plain connection: a row for no workload
-        "INSERT INTO workload_events (workload_id, at, event, to_state) "
-        "VALUES ('gone', '2025-01-01 00:00:00', 'submit', 'queued')"
-    )
-    raw.commit()
-    raw.close()
+    real = Operations.execute
+
+    def orphaning(self: Operations, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        if "INSERT INTO price_changes" in str(sql):
+            real(self, _ORPHAN)  # a migration with a bug: a history row for no workload
+        return real(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(Operations, "execute", orphaning)
     with pytest.raises(CommandError, match=r"1 row.* referring to missing ones"):
         upgrade(engine)
     assert current_revision(engine) == "0011"
     assert "price_changes" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_rows_dangling_before_a_migration_do_not_stop_it(tmp_path: Path) -> None:
+    path = tmp_path / "hcp.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, "0011")
+    raw = sqlite3.connect(path)  # foreign keys are off in a plain connection
+    raw.execute(_ORPHAN)
+    raw.commit()
+    raw.close()
+    upgrade(engine)
+    assert current_revision(engine) == "0013"
     engine.dispose()
 
 

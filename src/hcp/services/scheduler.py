@@ -36,6 +36,7 @@ from hcp.scheduling import (
     SchedulingPolicy,
     WorkloadQueue,
     WorkloadSpec,
+    lost_gpu_hours,
     schedule,
 )
 from hcp.services.ports import Clock, GpuCommandLog, StoredCommand, UnitOfWork, UnitOfWorkFactory
@@ -72,8 +73,11 @@ class GpuRunner(Protocol):
         """Checkpoint a running workload where it runs: the progress the checkpoint keeps."""
         ...
 
-    async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
-        """Stop it; the progress a resumed run would start from."""
+    async def stop(
+        self, workload: Workload, gpus: Sequence[Device], checkpoint: bool
+    ) -> float | None:
+        """Stop it; the progress a resumed run would start from, or None when a node no
+        longer knows the run (nothing kept there: the last checkpoint known stands)."""
         ...
 
     async def poll(
@@ -94,6 +98,8 @@ class TickReport:
     on_nodes: list[str] = field(default_factory=list)
     """Workloads their nodes were asked about and answered still running, or finished (with
     the instant): the nodes vouch for their time (see `ControlLoop.resume_metering`)."""
+    unanswered: set[str] = field(default_factory=set)
+    """Workloads whose nodes did not answer this tick's follow (their status is unknown)."""
     failed_on: set[str] = field(default_factory=set)
     """GPUs a run failed on, as its node reported this tick (kept out of this tick's
     placements)."""
@@ -309,12 +315,22 @@ class SchedulerService:
         with self._writing():
             for w, _ in held:
                 status = statuses.get(w.id)
-                if status is not None and status.state is not RunState.UNKNOWN:
-                    self._follow_one(w, status, now, report, progress)
-                    if status.state is RunState.RUNNING and status.checkpoint > w.checkpoint:
-                        checkpoints[w.id] = (status.checkpoint, now)
+                if status is None or status.state is RunState.UNKNOWN:
+                    report.unanswered.add(w.id)
+                    continue
+                self._follow_one(w, status, now, report, progress)
+                if status.state is RunState.RUNNING and status.checkpoint > w.checkpoint:
+                    checkpoints[w.id] = (status.checkpoint, self._taken_by(w))
             self._writer().workloads.save_progress(progress)
             self._writer().workloads.save_checkpoints(checkpoints)
+
+    def _taken_by(self, w: Workload) -> datetime:
+        """The earliest a checkpoint first seen now may have been taken: after the run's start
+        and after the last follow (which did not see it). The earliest, so that the work lost
+        since it is never understated."""
+        started = w.started_at or w.updated_at
+        last = self.followed_at
+        return started if last is None else max(started, last)
 
     def _follow_one(
         self,
@@ -351,8 +367,9 @@ class SchedulerService:
         self, gpus: Mapping[str, Device], now: datetime, report: TickReport
     ) -> None:
         """Checkpoint the runs `policy.checkpoint_every` past their last checkpoint (or their
-        start) and store the checkpoints their nodes took. A node that fails is only noted: the
-        run goes on and is asked again at the next follow."""
+        start) whose nodes answered the follow, and store the checkpoints their nodes took. A
+        node that fails is only noted: the run goes on and is asked again at the next
+        follow."""
         every = self._policy.checkpoint_every
         if every is None:
             return
@@ -361,7 +378,10 @@ class SchedulerService:
         due = [
             (w, [gpus[g] for g in w.gpu_ids if g in gpus])
             for w in running
-            if w.checkpointable and w.gpu_ids and _last_checkpoint(w) + every <= now
+            if w.checkpointable
+            and w.gpu_ids
+            and w.id not in report.unanswered  # its nodes did not answer the follow just now
+            and _last_checkpoint(w) + every <= now
         ]
         if not due:
             return
@@ -420,8 +440,9 @@ class SchedulerService:
         checkpoint: bool,
     ) -> float | None:
         """Ask `w`'s nodes to stop it (checkpointing first when asked) and note the command as
-        they answered: the progress to resume from, or None when a node failed the stop (the
-        error is in the report, and the GPUs count as still drawing)."""
+        they answered: the progress to resume from, or None when nothing was kept on them: a
+        node failed the stop (the error is in the report, and the GPUs count as still
+        drawing) or no longer knew the run."""
         issued = self._clock.now()
         try:
             resume = await self._runner.stop(w, devices, checkpoint=checkpoint)
@@ -573,12 +594,16 @@ class SchedulerService:
         progress: float | None = None,
     ) -> None:
         action = "fail" if retries > self._policy.max_retries else "requeue"
-        record = PreemptionRecord(now, w.id, "gpu_failure", action, 0.0, w.gpu_ids)
+        # A start that failed (no `progress`) ran nothing; a run that failed loses what it did
+        # since the checkpoint it resumes from.
+        lost = 0.0 if progress is None else _lost_to_failure(w, progress, now)
+        record = PreemptionRecord(now, w.id, "gpu_failure", action, lost, w.gpu_ids)
         self._writer().workloads.add_preemption(record)
         if action == "fail":
             self._fail(w, f"{reason}; retry limit reached", now, report)
             return
         kept = w.progress if progress is None else progress
+        seen = {} if kept == w.checkpoint else {"checkpointed_at": now}
         preempted = self._apply(
             w,
             WorkloadEvent.PREEMPT,
@@ -588,6 +613,7 @@ class SchedulerService:
             retries=retries,
             progress=kept,
             checkpoint=kept,
+            **seen,
         )
         self._apply(preempted, WorkloadEvent.REQUEUE, now, reason)
         report.requeued.append(w.id)
@@ -651,6 +677,16 @@ def _preemption_reason(p: Preemption) -> str:
     return f"preempted ({p.reason.value}, {p.action.value})"
 
 
+def _lost_to_failure(w: Workload, kept: float, now: datetime) -> float:
+    """GPU-hours of work a failed run loses when it resumes from `kept`: the time since the
+    checkpoint known (or its start); by progress when the nodes kept a checkpoint not yet seen,
+    whose time is unknown."""
+    hours = w.requirements.estimated_hours
+    if kept > w.checkpoint and hours:
+        return max(0.0, w.progress - kept) * hours * len(w.gpu_ids)
+    return lost_gpu_hours(_running(w), now)
+
+
 def _last_checkpoint(w: Workload) -> datetime:
     """When `w`'s work was last kept: its last checkpoint, or its start if later."""
     return max(
@@ -668,7 +704,7 @@ def _resume(w: Workload, p: Preemption, resume: float | None, now: datetime) -> 
     the start when `p` does not keep its work."""
     if not (_keeps_work(p) and w.checkpointable):
         return {"progress": 0.0, "checkpoint": 0.0}
-    if resume is None:
+    if resume is None or resume <= w.checkpoint:
         return {"progress": w.checkpoint}
     return {"progress": resume, "checkpoint": resume, "checkpointed_at": now}
 

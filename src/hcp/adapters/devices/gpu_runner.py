@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar, cast
 
 import httpx
 
@@ -16,6 +17,8 @@ from hcp.domain.fleet import Device
 from hcp.domain.gpu_telemetry import AgentWorkloadState
 from hcp.domain.workloads import Workload
 from hcp.services.scheduler import DEFAULT_HOURS, RunState, RunStatus
+
+T = TypeVar("T")
 
 _STATES = {
     AgentWorkloadState.RUNNING: RunState.RUNNING,
@@ -93,22 +96,25 @@ class NodeAgentGpuRunner:
             )
 
     async def checkpoint(self, workload: Workload, gpus: Sequence[Device]) -> float:
-        """Have each node of `workload` checkpoint it now: the progress kept (its nodes' least)."""
-        statuses = await asyncio.gather(
-            *(self._checkpoint_on(host, workload) for host in by_node(gpus))
-        )
+        """Have each node of `workload` checkpoint it now: the progress kept (its nodes' least).
+        Every node's call ends before a node's error is raised."""
+        statuses = await _every(self._checkpoint_on(host, workload) for host in by_node(gpus))
         return min(s.checkpoint_progress for s in statuses)
 
     async def _checkpoint_on(self, host: str, w: Workload) -> WorkloadStatus:
         async with self._in_flight:
             return await self._agent(host).checkpoint(run_id(w))
 
-    async def stop(self, workload: Workload, gpus: Sequence[Device], checkpoint: bool) -> float:
-        statuses = await asyncio.gather(
-            *(self._stop_on(host, workload, checkpoint) for host in by_node(gpus))
-        )
-        kept = [s.checkpoint_progress for s in statuses if s is not None]
-        return min(kept, default=0.0)
+    async def stop(
+        self, workload: Workload, gpus: Sequence[Device], checkpoint: bool
+    ) -> float | None:
+        """Stop it on each node; the progress a resumed run starts from (its nodes' least), or
+        None when a node no longer knows the run (it kept nothing there). Every node's call
+        ends before a node's error is raised."""
+        statuses = await _every(self._stop_on(host, workload, checkpoint) for host in by_node(gpus))
+        if any(s is None for s in statuses):
+            return None
+        return min((s.checkpoint_progress for s in statuses if s is not None), default=None)
 
     async def _stop_on(self, host: str, w: Workload, checkpoint: bool) -> WorkloadStatus | None:
         agent = self._agent(host)
@@ -171,3 +177,13 @@ def combine(statuses: Sequence[WorkloadStatus]) -> RunStatus:
         if state in states:
             return RunStatus(state, progress, checkpoint, detail, ended)
     return RunStatus(RunState.COMPLETED, 1.0, checkpoint, detail, ended)
+
+
+async def _every(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """The results of `calls`, run together; the first error raised once all have ended (a
+    node's call is never left running unobserved)."""
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(list[T], outcomes)

@@ -13,6 +13,8 @@ turned back on.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from alembic import context
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine
@@ -35,13 +37,21 @@ def _migrate(connection: Connection, *, sqlite: bool) -> None:
         context.run_migrations()
 
 
-def _check_foreign_keys(connection: Connection) -> None:
-    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    if broken:
-        table, rowid, parent, _ = broken[0]
+def _dangling(connection: Connection) -> Counter[tuple[str, str]]:
+    """Rows referring to missing ones, counted by (table, table referred to)."""
+    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    return Counter((str(table), str(parent)) for table, _, parent, _ in rows)
+
+
+def _check_foreign_keys(connection: Connection, before: Counter[tuple[str, str]]) -> None:
+    """Refuse a migration that leaves rows referring to missing ones; rows that did so before
+    it ran are not its doing."""
+    added = _dangling(connection) - before
+    if added:
+        (table, parent), count = next(iter(added.items()))
         raise CommandError(
-            f"the migration would leave {len(broken)} row(s) referring to missing ones "
-            f"(first: {table} row {rowid} -> {parent}); nothing was changed"
+            f"the migration would leave {sum(added.values())} row(s) referring to missing "
+            f"ones (first: {count} in {table} -> {parent}); nothing was changed"
         )
 
 
@@ -55,8 +65,9 @@ with engine.connect() as connection:
         try:
             with connection.begin():  # commits or rolls back the BEGIN below
                 connection.exec_driver_sql("BEGIN")
+                before = _dangling(connection)
                 _migrate(connection, sqlite=True)
-                _check_foreign_keys(connection)
+                _check_foreign_keys(connection, before)
         finally:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
             connection.commit()
