@@ -24,6 +24,10 @@ def test_a_database_not_created_yet_is_named_and_not_created(tmp_path: Path) -> 
     assert code == 1
     assert f"hcp: no database at {var / 'hcp.db'}: run `hcp db upgrade`" in output
     assert not (var / "hcp.db").exists()
+    deep = tmp_path / "no" / "such" / "folder" / "hcp.db"
+    code, output = run("keys", "list", env={"HCP_DATABASE_URL": f"sqlite:///{deep}"})
+    assert code == 1 and f"no database at {deep}" in output
+    assert not (tmp_path / "no").exists()  # its folder was made on the way, before
 
 
 @pytest.mark.parametrize(

@@ -41,14 +41,20 @@ def reason(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def require_migrated(engine: Engine, url: str) -> None:
-    """Stop unless the database exists and is at the newest schema; creates nothing."""
-    from hcp.adapters.db.migrate import is_current
-
+def require_existing(url: str) -> None:
+    """Stop unless a SQLite database's file exists. Called before the engine is made: making
+    it creates the file's folder."""
     parsed = make_url(url)
     file = parsed.database if parsed.get_backend_name() == "sqlite" else None
     if file and file != ":memory:" and not Path(file).is_file():
         fail(f"no database at {file}: run `hcp db upgrade` (or `hcp up`) first")
+
+
+def require_migrated(engine: Engine, url: str) -> None:
+    """Stop unless the database exists and is at the newest schema; creates nothing."""
+    from hcp.adapters.db.migrate import is_current
+
+    require_existing(url)
     if not is_current(engine):
         fail(f"database {shown(url)} is not at the newest schema: run `hcp db upgrade`")
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hcp.cli.database import database_errors, require_migrated
+from hcp.cli.database import database_errors, require_existing, require_migrated
 from hcp.cli.settings import load_settings
 from hcp.domain.errors import HcpError
 from hcp.domain.identity import Principal, Role
@@ -36,6 +36,7 @@ def platform() -> Iterator[Platform]:
     settings = load_settings()
     url = settings.effective_database_url
     with database_errors(url):
+        require_existing(url)
         runtime = bootstrap.build(settings)
         try:
             require_migrated(runtime.engine, url)

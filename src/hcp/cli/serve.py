@@ -20,7 +20,7 @@ from hcp.adapters.db.leadership import leadership_for
 from hcp.adapters.db.platform_clock import SqlClockAnchors
 from hcp.adapters.devices.site_file import DeviceFile, load_device_file
 from hcp.aio import run_on_uvloop
-from hcp.cli.database import database_errors, require_migrated
+from hcp.cli.database import database_errors, require_existing, require_migrated
 from hcp.cli.settings import load_settings
 from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.domain.devices import DeviceKind
@@ -166,6 +166,7 @@ def serve_api(host: str | None, port: int | None) -> None:
         clock = FollowedClock()
         url = settings.effective_database_url
         with database_errors(url):
+            require_existing(url)
             runtime = bootstrap.build(settings, clock, wall=SystemClock())
         try:
             with database_errors(url):
