@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
+
+import orjson
 import pytest
 
 from tests.api.conftest import Api
@@ -111,3 +115,66 @@ def test_every_api_call_needs_a_valid_key(api: Api, header: str | None) -> None:
         assert response.status_code == 401, (method, path, header)
         assert response.json()["error"] == "unauthenticated"
     assert stored(api) == 0
+
+
+def test_an_oversized_body_without_a_length_is_refused_with_413(api: Api) -> None:
+    """A chunked body is found too large while FastAPI reads it; its 400 "error parsing the
+    body" became the answer before."""
+    huge = orjson.dumps({**VALID, "customer_id": "x" * 40_000})
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(huge), 4096):
+            yield huge[start : start + 4096]
+
+    headers = {**api.customer, "content-type": "application/json"}
+    response = api.client.post("/api/v1/workloads", content=chunks(), headers=headers)
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert stored(api) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/workloads", {**VALID, "deadline": "9999-12-31T23:59:59-01:00"}, "deadline"),
+        ("/api/v1/workloads", {**VALID, "deadline": "0001-01-01T00:30:00+01:00"}, "deadline"),
+        ("/api/v1/keys", {"name": "k", "expires_at": "9999-12-31T23:59:59-01:00"}, "expires_at"),
+    ],
+)
+def test_a_time_no_utc_calendar_holds_is_a_422_naming_it(
+    api: Api, path: str, body: dict[str, object], field: str
+) -> None:
+    response = api.client.post(path, json=body, headers=api.customer)
+    assert response.status_code == 422, response.text
+    assert response.json()["fields"][0]["field"] == field
+    assert stored(api) == 0
+
+
+def test_telemetry_bounds_no_utc_calendar_holds_are_a_422(api: Api) -> None:
+    query = "from=0001-01-01T00:00:00%2B01:00&to=0001-01-01T05:00:00%2B01:00"
+    response = api.client.get(
+        f"/api/v1/telemetry?device=site-west-1-asic-00001&metric=power_w&{query}",
+        headers=api.admin,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["fields"][0]["field"] == "from"
+
+
+def test_a_deadline_years_away_is_refused(api: Api) -> None:
+    """Before: accepted, and the optimizer then sized an array by the intervals to it (6 GiB
+    for year 9999, then the process was killed for memory)."""
+    far = (api.clock.now() + timedelta(days=400)).isoformat()
+    response = api.client.post(
+        "/api/v1/workloads", json={**VALID, "deadline": far}, headers=api.customer
+    )
+    assert response.status_code == 422
+    assert response.json()["fields"][0] == {
+        "field": "deadline",
+        "message": "must be within 366 days",
+    }
+    near = (api.clock.now() + timedelta(days=300)).isoformat()
+    ok = api.client.post(
+        "/api/v1/workloads", json={**VALID, "deadline": near}, headers=api.customer
+    )
+    assert ok.status_code == 201

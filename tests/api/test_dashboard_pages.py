@@ -316,6 +316,31 @@ def test_billing_shows_the_month_and_exports_csv(api: Api) -> None:
         assert csv.text.startswith("workload_id,")
     assert api.client.get("/billing?month=June").status_code == 422
     assert api.client.get("/billing/invoices/inv-2025-06-cust-002.csv").status_code == 404
+    # The month before year 1's January does not exist (a 500 before).
+    assert api.client.get("/billing?month=0001-01").status_code == 422
+    assert api.client.get("/billing?month=0002-01").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "status"),
+    [
+        ("origin", "https://evil.example", 403),
+        ("origin", "null", 403),
+        ("referer", "https://evil.example/page", 403),
+        ("origin", "http://testserver", 303),
+        ("referer", "http://testserver/login", 303),
+    ],
+)
+def test_a_login_posted_from_another_site_is_refused(
+    api: Api, header: str, value: str, status: int
+) -> None:
+    """Login CSRF: a page elsewhere could log the browser into its author's account, and the
+    victim's workloads would be filed under it."""
+    creds = credentials(api)
+    form = {"email": creds["customer_email"], "password": creds["customer_password"]}
+    response = api.client.post("/login", data=form, headers={header: value}, follow_redirects=False)
+    assert response.status_code == status
+    assert ("hcp_session" in response.headers.get("set-cookie", "")) == (status == 303)
 
 
 def test_settings_create_a_key_shown_once_and_revoke_it(api: Api) -> None:

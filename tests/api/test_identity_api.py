@@ -100,6 +100,30 @@ def test_expired_key_is_refused(api: Api) -> None:
     assert past.status_code == 422 and past.json()["fields"][0]["field"] == "expires_at"
 
 
+def test_a_key_that_expires_makes_no_key_that_outlives_it(api: Api) -> None:
+    """Before, a contractor's one-hour key could make itself a key that never expired."""
+    expires = api.clock.now() + timedelta(hours=1)
+    short = bearer(
+        api.client.post(
+            "/api/v1/keys",
+            json={"name": "contractor", "expires_at": expires.isoformat()},
+            headers=api.customer,
+        ).json()["secret"]
+    )
+    later = (expires + timedelta(minutes=1)).isoformat()
+    refused = api.client.post(
+        "/api/v1/keys", json={"name": "later", "expires_at": later}, headers=short
+    )
+    assert refused.status_code == 422
+    assert refused.json()["fields"][0]["field"] == "expires_at"
+    minted = api.client.post("/api/v1/keys", json={"name": "forever"}, headers=short)
+    assert minted.status_code == 201
+    assert datetime.fromisoformat(minted.json()["expires_at"]) == expires
+    api.clock.advance(timedelta(hours=2))
+    key = bearer(minted.json()["secret"])
+    assert api.client.get("/api/v1/queue/depth", headers=key).status_code == 401
+
+
 def test_bad_user_input_names_the_field(api: Api) -> None:
     cases = [
         ({"email": "not-an-email", "role": "admin", "password": "long enough pw"}, "email"),

@@ -161,6 +161,18 @@ def test_jobs_deferred_past_the_horizon_share_the_family_gpus_there() -> None:
     assert list(work_needed(inputs([9000.0] * 6, jobs=(a,)))) == [4.0]
 
 
+def test_deadlines_years_away_cost_no_more_than_the_work_they_hold() -> None:
+    """The later share was worked out on an array one slot per interval to the last deadline:
+    a deadline in year 9999 (the API took it) asked for 6 GiB each tick."""
+    far = 10**12  # intervals
+    a = JobInputs("a", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, far, 2.25)
+    b = JobInputs("b", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, far + 1, 2.25)
+    assert list(work_needed(inputs([9000.0] * 6, jobs=(a, b)))) == [0.0, 0.0]
+    near_a = JobInputs("a", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, 11, 2.25)
+    near_b = JobInputs("b", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, 12, 2.25)
+    assert list(work_needed(inputs([9000.0] * 6, jobs=(near_a, near_b)))) == [0.0, 16.0]
+
+
 def test_work_that_cannot_fit_is_charged_the_penalty() -> None:
     job = JobInputs("t1", WorkloadClass.AI_TRAINING, "H100", 4, 20, 0, 2, 2.25)
     plan = solve(inputs([20.0, 20.0], jobs=(job,)))

@@ -76,7 +76,7 @@ def parse_month(month: str) -> tuple[datetime, datetime]:
     if match is None:
         raise ValidationError("month", f"expected YYYY-MM (e.g. 2025-06), got {month!r}")
     year, number = int(match[1]), int(match[2])
-    if not 1 <= year <= 9998:
+    if not 2 <= year <= 9998:  # both neighbours of a month must exist
         raise ValidationError("month", f"year {year} is out of range")
     start = datetime(year, number, 1, tzinfo=UTC)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)

@@ -28,6 +28,9 @@ class Principal:
     role: Role
     customer_id: str | None
     user_id: str | None = None
+    expires_at: datetime | None = None
+    """When the key it called with stops working (None: a key that does not expire, a session
+    or a system caller)."""
 
     @property
     def manages_users(self) -> bool:

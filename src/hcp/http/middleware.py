@@ -24,20 +24,35 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
-        received = 0
+        received, too_large, started, refused = 0, False, False, False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
+                too_large = True
                 raise _TooLarge
             return message
 
+        async def answer(message: Message) -> None:
+            # A body without a length (chunked) is found too large while the app reads it;
+            # FastAPI answers the error it caught with its own 400, which becomes our 413.
+            nonlocal started, refused
+            if too_large and not started:
+                if not refused:
+                    refused = True
+                    await self._refuse(send)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, answer)
         except _TooLarge:
-            await self._refuse(send)
+            if not (started or refused):
+                await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = orjson.dumps(

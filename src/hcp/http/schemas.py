@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from hcp.domain.fleet import MAX_MAINTENANCE_REASON
 from hcp.domain.identity import Role
 from hcp.domain.workloads import WorkloadClass, WorkloadState
 
 MAX_GPUS_PER_REQUEST = 100_000
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; one a UTC calendar cannot hold (years 1 and 9999 at the edges,
+    with an offset) is refused rather than overflowing later."""
+    if not 2 <= value.year <= 9998:
+        raise ValueError("must be between the years 2 and 9998")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A time with its zone, given back in UTC."""
 
 
 class Strict(BaseModel):
@@ -38,7 +50,7 @@ class WorkloadIn(Strict):
     workload_type: WorkloadClass
     priority: int | None = Field(None, ge=1, le=3, description="follows the class; may be omitted")
     requirements: RequirementsIn = Field(default_factory=lambda: RequirementsIn())
-    deadline: AwareDatetime | None = None
+    deadline: UtcDatetime | None = None
     checkpointable: bool = False
     max_price_usd_per_gpu_hour: Decimal | None = Field(None, ge=0, le=10_000, decimal_places=6)
     tier: Literal["standard", "interruptible"] = Field(
@@ -219,7 +231,7 @@ class KeyIn(Strict):
     name: str = Field(..., min_length=1, max_length=200)
     role: Role = Role.CUSTOMER
     customer_id: str | None = Field(None, min_length=1, max_length=64)
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
 
 
 class KeyOut(BaseModel):

@@ -12,6 +12,7 @@ serve realtime inference, each batch or training job, the spot market (the rest 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -336,7 +337,15 @@ def work_needed(x: SiteInputs) -> np.ndarray:
             for i, j, n in zip(order, jobs, steps, strict=True):
                 needed[i] = max(0, j.remaining_gpu_steps - j.max_gpus * n)
             continue
-        free = np.full(max(steps, default=0), float(gpus))
+        # Long enough to hold all their work (each job in turn at its widest): a deadline
+        # years away must not make a horizon of as many intervals.
+        widest = [max(1, min(j.max_gpus, gpus)) for j in jobs]
+        enough = (
+            sum(math.ceil(j.remaining_gpu_steps / w) for j, w in zip(jobs, widest, strict=True))
+            if gpus
+            else 0
+        )
+        free = np.full(min(max(steps, default=0), enough), float(gpus))
         for i, j, n in zip(order, jobs, steps, strict=True):
             take = np.minimum(free[:n], float(j.max_gpus))
             done = np.cumsum(take)

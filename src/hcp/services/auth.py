@@ -76,7 +76,9 @@ class Authenticator:
         key = self._lookup(hash_key(secret), now)
         if key is None or not key.is_active(now):
             raise Unauthenticated("invalid, expired or revoked API key")
-        return Principal(key_id=key.id, role=key.role, customer_id=key.customer_id)
+        return Principal(
+            key_id=key.id, role=key.role, customer_id=key.customer_id, expires_at=key.expires_at
+        )
 
     def _lookup(self, key_hash: str, now: datetime) -> ApiKey | None:
         cached = self._cache.get(key_hash)

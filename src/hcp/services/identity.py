@@ -214,7 +214,8 @@ class IdentityService:
         customer_id: str | None = None,
         expires_at: datetime | None = None,
     ) -> IssuedKey:
-        """A new key; its secret is returned once and never stored."""
+        """A new key; its secret is returned once and never stored. A key made with a key that
+        expires expires no later (by default, at the same time)."""
         if principal.role is Role.CUSTOMER:
             customer_id = customer_id or principal.customer_id
             if role is not Role.CUSTOMER or customer_id != principal.customer_id:
@@ -225,6 +226,16 @@ class IdentityService:
         now = self._clock.now()
         if expires_at is not None and expires_at <= now:
             raise ValidationError("expires_at", "must be in the future")
+        if principal.expires_at is not None:
+            # A key that expires may not outlive itself through the keys it makes.
+            if expires_at is None:
+                expires_at = principal.expires_at
+            elif expires_at > principal.expires_at:
+                raise ValidationError(
+                    "expires_at",
+                    f"must not be later than the expiry of the key making it "
+                    f"({principal.expires_at.isoformat()})",
+                )
         with self._uow() as uow:
             if customer_id is not None and uow.customers.get(customer_id) is None:
                 raise ValidationError("customer_id", f"unknown customer {customer_id!r}")

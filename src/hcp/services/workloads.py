@@ -26,6 +26,8 @@ from hcp.domain.workloads import (
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 
 CAPACITY_TTL = timedelta(seconds=10)
+MAX_DEADLINE_AHEAD = timedelta(days=366)
+"""The latest deadline a submission may ask for, from its submission."""
 """How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
 
 
@@ -99,6 +101,8 @@ def check_submission(sub: Submission, pools: Pools, now: datetime) -> None:
             )
     if sub.deadline is not None and sub.deadline <= now:
         raise ValidationError("deadline", "must be in the future")
+    if sub.deadline is not None and sub.deadline > now + MAX_DEADLINE_AHEAD:
+        raise ValidationError("deadline", f"must be within {MAX_DEADLINE_AHEAD.days} days")
 
 
 def check_max_price(sub: Submission, sheet: BillingPriceSheet, families: Collection[str]) -> None:

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from hcp.domain.errors import RateLimited, Unauthenticated
-from hcp.http.dashboard.web import COOKIE, PageRoute, PostedDep, page, redirect, safe_next
+from hcp.http.dashboard.web import (
+    COOKIE,
+    PageRoute,
+    PostedDep,
+    page,
+    redirect,
+    safe_next,
+    same_origin,
+)
 from hcp.http.deps import PlatformDep
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -41,8 +49,14 @@ def login(
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> HTMLResponse | Response:
-    """Check the credentials and set the session cookie; the form again with a message if wrong."""
+    """Check the credentials and set the session cookie; the form again with a message if wrong.
+    A login posted from another site is refused: it would log the browser into the account of
+    whoever wrote that page (login CSRF; the session's cookie is not there yet to carry a
+    token, so the browser's Origin, or Referer, decides)."""
     email, target = email[:MAX_FIELD], safe_next(next)
+    if not same_origin(request):
+        error = "this login form was posted from another site; log in from this page"
+        return page(request, None, "login.html", 403, next=target, email="", error=error)
     try:
         secret, session = platform.identity.login(email, password[:MAX_FIELD])
     except Unauthenticated as exc:

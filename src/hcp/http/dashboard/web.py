@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from fastapi import Depends, Request, Response
@@ -188,3 +188,13 @@ class PageRoute(APIRoute):
                 return error_page(request, exc)
 
         return handle
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a browser's POST came from a page of this site: its Origin header, else its
+    Referer, names this host and port (the scheme may differ behind a proxy that ends TLS). A
+    request with neither (not a browser's) passes; an opaque origin ("null") does not."""
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if claimed is None:
+        return True
+    return urlsplit(claimed).netloc == request.url.netloc

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from hcp.domain.telemetry import Point
 from hcp.http.deps import PlatformDep, StaffPrincipal
+from hcp.http.schemas import UtcDatetime
 from hcp.services.telemetry import DeviceKinds, parse_step
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
@@ -44,8 +45,8 @@ def telemetry(
     kinds: Annotated[DeviceKinds, Depends(get_device_kinds)],
     device: Annotated[str, Query(min_length=1, max_length=64)],
     metric: Annotated[str, Query(min_length=1, max_length=64, examples=["power_w"])],
-    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    start: Annotated[UtcDatetime | None, Query(alias="from")] = None,
+    end: Annotated[UtcDatetime | None, Query(alias="to")] = None,
     step: Annotated[str, Query(max_length=16, examples=["60s", "5m", "1h"])] = "60s",
 ) -> TelemetryOut:
     """One metric of one device over [from, to) (default: the last hour), a point per step.
