@@ -162,3 +162,19 @@ def test_rate_limiter_refills_over_time() -> None:
     assert limited.value.retry_after_s == pytest.approx(0.5)
     limiter.check("k", t0 + timedelta(seconds=0.5))
     limiter.check("other", t0)  # buckets are per key
+
+
+def test_a_flood_of_new_keys_does_not_refill_the_one_under_attack() -> None:
+    """Before, the 100,000th distinct key cleared every bucket: trying that many emails reset
+    the login throttle of the account being guessed."""
+    limiter = RateLimiter(per_second=1 / 60, burst=5, max_keys=100)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    for _ in range(5):
+        limiter.check("victim@example.com", t0)
+    for n in range(1_000):
+        at = t0 + timedelta(milliseconds=n)
+        limiter.check(f"spray-{n}@example.com", at)
+        if n % 50 == 0:
+            with pytest.raises(RateLimited):
+                limiter.check("victim@example.com", at)
+    assert len(limiter._buckets) <= 100

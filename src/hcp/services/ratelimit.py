@@ -34,7 +34,7 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
-                self._buckets.clear()  # a flood of distinct keys must not grow memory forever
+                self._prune(now)  # a flood of distinct keys must not grow memory forever
             bucket = self._buckets[key] = _Bucket(float(self.burst), now)
         elapsed = max(0.0, (now - bucket.updated).total_seconds())
         bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.per_second)
@@ -42,6 +42,23 @@ class RateLimiter:
         if bucket.tokens < 1.0:
             raise RateLimited((1.0 - bucket.tokens) / self.per_second)
         bucket.tokens -= 1.0
+
+    def _prune(self, now: datetime) -> None:
+        """Forget the buckets that have refilled (a new one would be the same); if that frees
+        too little, the least recently used half. Clearing them all, as before, let a flood
+        of distinct keys (emails tried at the login) refill the one under attack."""
+        full = [
+            key
+            for key, b in self._buckets.items()
+            if b.tokens + max(0.0, (now - b.updated).total_seconds()) * self.per_second
+            >= self.burst
+        ]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= self._max_keys // 2:
+            by_use = sorted(self._buckets, key=lambda k: self._buckets[k].updated)
+            for key in by_use[: len(by_use) - self._max_keys // 2]:
+                del self._buckets[key]
 
     def refund(self, key: str) -> None:
         """Give back the token of a call that should not count (a successful login)."""
