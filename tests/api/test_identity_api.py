@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -178,3 +179,78 @@ def test_a_flood_of_new_keys_does_not_refill_the_one_under_attack() -> None:
             with pytest.raises(RateLimited):
                 limiter.check("victim@example.com", at)
     assert len(limiter._buckets) <= 100
+
+
+def _logged_in(api: Api, email: str, password: str) -> bool:
+    form = {"email": email, "password": password}
+    return api.client.post("/login", data=form, follow_redirects=False).status_code == 303
+
+
+def _user(api: Api, email: str) -> dict[str, object]:
+    users = api.client.get("/api/v1/users", headers=api.admin).json()
+    return next(u for u in users if u["email"] == email)
+
+
+def test_a_disabled_user_cannot_log_in_and_its_sessions_end(api: Api) -> None:
+    creds = json.loads((api.runtime.settings.var_dir / "demo-keys.json").read_text())
+    email, password = creds["customer_email"], creds["customer_password"]
+    assert _logged_in(api, email, password)
+    assert api.client.get("/workloads", follow_redirects=False).status_code == 200
+    user_id = _user(api, email)["user_id"]
+
+    off = api.client.patch(f"/api/v1/users/{user_id}", json={"disabled": True}, headers=api.admin)
+    assert off.status_code == 200 and off.json()["disabled"] is True
+    assert api.client.get("/workloads", follow_redirects=False).status_code == 303  # to /login
+    assert not _logged_in(api, email, password)
+
+    on = api.client.patch(f"/api/v1/users/{user_id}", json={"disabled": False}, headers=api.admin)
+    assert on.json()["disabled"] is False
+    assert _logged_in(api, email, password)
+
+
+def test_a_new_password_ends_the_users_sessions_and_replaces_the_old(api: Api) -> None:
+    creds = json.loads((api.runtime.settings.var_dir / "demo-keys.json").read_text())
+    email, old = creds["customer_email"], creds["customer_password"]
+    assert _logged_in(api, email, old)
+    user_id = _user(api, email)["user_id"]
+    new = "a much better passphrase"
+    changed = api.client.patch(
+        f"/api/v1/users/{user_id}", json={"password": new}, headers=api.admin
+    )
+    assert changed.status_code == 200
+    assert api.client.get("/workloads", follow_redirects=False).status_code == 303
+    assert not _logged_in(api, email, old)
+    assert _logged_in(api, email, new)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({}, 422, "body"),
+        ({"password": "short"}, 422, "password"),
+        ({"disabled": True, "role": "admin"}, 422, "role"),
+    ],
+)
+def test_a_bad_user_change_names_what_is_wrong(
+    api: Api, body: dict[str, object], status: int, field: str
+) -> None:
+    user_id = _user(api, "customer@hcp.local")["user_id"]
+    response = api.client.patch(f"/api/v1/users/{user_id}", json=body, headers=api.admin)
+    assert response.status_code == status
+    assert response.json()["fields"][0]["field"] == field
+    missing = api.client.patch(
+        "/api/v1/users/user-nobody", json={"disabled": True}, headers=api.admin
+    )
+    assert missing.status_code == 404
+
+
+def test_an_admin_cannot_disable_itself() -> None:
+    from hcp.adapters.clock import ManualClock
+    from hcp.domain.errors import ValidationError
+    from hcp.domain.identity import Principal, Role
+    from hcp.services.identity import IdentityService
+
+    me = Principal("session:user-me", Role.ADMIN, None, "user-me")
+    service = IdentityService(lambda: None, ManualClock(datetime(2025, 1, 1, tzinfo=UTC)), None)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="its own user"):
+        service.update_user(me, "user-me", disabled=True)

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from hcp.domain.devices import DeviceKind
-from hcp.domain.identity import Role
+from hcp.domain.identity import Principal, Role
 from hcp.domain.plans import GPU_WORKLOADS, Allocation, SitePlan
 from hcp.domain.workloads import PreemptionRecord, StateChange, WorkloadEvent, WorkloadState
 from tests.api.conftest import START, Api
@@ -34,10 +34,11 @@ class Objects:
     workload_id: str
     key_id: str
     invoice_id: str
+    user_id: str
 
     def fill(self, template: str) -> str:
-        """`template` with {customer_id}, {workload_id}, {key_id}, {invoice_id}, {month} and
-        {device_id} (a miner of the site: devices are no customer's)."""
+        """`template` with {customer_id}, {workload_id}, {key_id}, {invoice_id}, {user_id},
+        {month} and {device_id} (a miner of the site: devices are no customer's)."""
         return template.format(month=MONTH, device_id=DEVICE, **asdict(self))
 
     def ids(self) -> set[str]:
@@ -73,10 +74,33 @@ def world(api: Api) -> World:
     platform = api.runtime.platform
     assert platform.billing.meter(START, START + timedelta(hours=1), 30.0) > 0
     invoices = {i.customer_id: i.id for i in platform.billing.issue_all(MONTH)}
-    own = Objects("cust-001", own_workload, own_key, invoices["cust-001"])
-    other = Objects("cust-002", other_workload, other_key_id, invoices["cust-002"])
+    own = Objects(
+        "cust-001", own_workload, own_key, invoices["cust-001"], _user_of(api, "cust-001")
+    )
+    other = Objects(
+        "cust-002", other_workload, other_key_id, invoices["cust-002"], _user_of(api, "cust-002")
+    )
     staff = {operator.json()["key_id"], *_admin_key_ids(api)}
     return World(api, own, other, bearer(operator.json()["secret"]), staff)
+
+
+def _user_of(api: Api, customer_id: str) -> str:
+    """The id of a dashboard user of `customer_id` (made if it has none)."""
+    identity = api.runtime.platform.identity
+    with api.runtime.unit_of_work() as uow:
+        found = [u.id for u in uow.users.all() if u.customer_id == customer_id]
+    if found:
+        return found[0]
+    system = Principal("matrix", Role.ADMIN, None)
+    made = identity.create_user(
+        system,
+        email=f"user@{customer_id}.example",
+        name=customer_id,
+        role=Role.CUSTOMER,
+        password="correct horse battery",
+        customer_id=customer_id,
+    )
+    return made.id
 
 
 def _admin_key_ids(api: Api) -> set[str]:

@@ -102,6 +102,8 @@ MATRIX: tuple[Row, ...] = (
     row("DELETE /keys/{key_id}",                                 401, 200, 404, 404, 200),
     row("GET /users",                                            401, 403, 403, 403, 200),
     row("POST /users",                                           401, 403, 403, 403, 201, USER),
+    row("PATCH /users/{user_id}",                                401, 403, 403, 403, 200,
+        {"disabled": False}),
     row("GET /customers",                                        401, 200, 200, 200, 200),
     row("POST /customers",                                       401, 403, 403, 403, 201, CUSTOMER),
     row("GET /billing/usage?month={month}",                      401, 200, 200, 200, 200),

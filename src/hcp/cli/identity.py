@@ -17,7 +17,7 @@ from rich.table import Table
 
 from hcp.cli.database import database_errors, require_existing, require_migrated
 from hcp.cli.settings import load_settings
-from hcp.domain.errors import HcpError
+from hcp.domain.errors import HcpError, NotFound
 from hcp.domain.identity import Principal, Role
 from hcp.services.platform import Platform
 
@@ -64,6 +64,43 @@ def create_user(
             SYSTEM, email=email, name=name, role=role, password=password, customer_id=customer
         )
     console.print(f"{user.id}  {user.email}  {user.role.value}")
+
+
+def _user_id(p: Platform, email: str) -> str:
+    wanted = email.strip().lower()
+    found = [u.id for u in p.identity.users(SYSTEM) if u.email == wanted]
+    if not found:
+        raise NotFound("user", wanted)
+    return found[0]
+
+
+@users.command("disable")
+def disable_user(email: str) -> None:
+    """Stop a user logging in; its dashboard sessions end at once."""
+    with platform() as p:
+        user = p.identity.update_user(SYSTEM, _user_id(p, email), disabled=True)
+    console.print(f"{user.id}  {user.email}  disabled")
+
+
+@users.command("enable")
+def enable_user(email: str) -> None:
+    """Let a disabled user log in again."""
+    with platform() as p:
+        user = p.identity.update_user(SYSTEM, _user_id(p, email), disabled=False)
+    console.print(f"{user.id}  {user.email}  enabled")
+
+
+@users.command("password")
+def set_password(
+    email: str,
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, envvar="HCP_NEW_USER_PASSWORD"
+    ),
+) -> None:
+    """Set a user's password; its dashboard sessions end at once."""
+    with platform() as p:
+        user = p.identity.update_user(SYSTEM, _user_id(p, email), password=password)
+    console.print(f"{user.id}  {user.email}  password set; its sessions ended")
 
 
 @customers.command("create")

@@ -257,6 +257,11 @@ class UserIn(Strict):
     password: str = Field(..., min_length=1, max_length=1024)
 
 
+class UserPatch(Strict):
+    disabled: bool | None = None
+    password: str | None = Field(None, min_length=1, max_length=1024)
+
+
 class UserOut(BaseModel):
     user_id: str
     email: str

@@ -7,6 +7,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -149,6 +150,40 @@ class IdentityService:
             password_hash=self._hasher.hash(password),
         )
         return user
+
+    def update_user(
+        self,
+        principal: Principal,
+        user_id: str,
+        *,
+        disabled: bool | None = None,
+        password: str | None = None,
+    ) -> User:
+        """Disable or enable a user, or set its password (admins only). Either ends the user's
+        browser sessions: a password changed because it leaked must not leave the thief
+        logged in. An admin cannot disable itself (nobody might be left to undo it)."""
+        require_admin(principal, "change users")
+        if disabled is None and password is None:
+            raise ValidationError("body", "give `disabled`, `password` or both")
+        if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+            raise ValidationError("password", f"at least {MIN_PASSWORD_LENGTH} characters")
+        if disabled and principal.user_id == user_id:
+            raise ValidationError("disabled", "an admin cannot disable its own user")
+        hashed = None if password is None else self._hasher.hash(password)
+        with self._uow() as uow:
+            user = uow.users.get(user_id)
+            if user is None:
+                raise NotFound("user", user_id)
+            changed = replace(
+                user,
+                disabled=user.disabled if disabled is None else disabled,
+                password_hash=user.password_hash if hashed is None else hashed,
+            )
+            uow.users.update(changed)
+            if hashed is not None or changed.disabled:
+                uow.sessions.delete_for_user(user_id)
+            uow.commit()
+        return changed
 
     def _check_new_user(self, uow: UnitOfWork, user: User) -> None:
         if uow.users.by_email(user.email) is not None:

@@ -433,6 +433,13 @@ class SqlUsers:
         )
         _flush(self._s)  # sessions reference the user
 
+    def update(self, user: User) -> None:
+        self._s.execute(
+            update(UserRow)
+            .where(UserRow.id == user.id)
+            .values(password_hash=user.password_hash, disabled=user.disabled)
+        )
+
     def get(self, user_id: str) -> User | None:
         row = self._s.get(UserRow, user_id)
         return None if row is None else _user(row)
@@ -481,6 +488,10 @@ class SqlSessions:
 
     def delete(self, session_id: str) -> None:
         self._s.execute(delete(SessionRow).where(SessionRow.id == session_id))
+
+    def delete_for_user(self, user_id: str) -> int:
+        ended = self._s.execute(delete(SessionRow).where(SessionRow.user_id == user_id))
+        return int(getattr(ended, "rowcount", 0) or 0)
 
 
 def _api_key(r: ApiKeyRow) -> ApiKey:

@@ -6,7 +6,16 @@ from fastapi import APIRouter, status
 
 from hcp.domain.identity import ApiKey, Customer, User
 from hcp.http.deps import CurrentPrincipal, PlatformDep
-from hcp.http.schemas import CustomerIn, CustomerOut, KeyCreated, KeyIn, KeyOut, UserIn, UserOut
+from hcp.http.schemas import (
+    CustomerIn,
+    CustomerOut,
+    KeyCreated,
+    KeyIn,
+    KeyOut,
+    UserIn,
+    UserOut,
+    UserPatch,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -52,6 +61,18 @@ def create_user(body: UserIn, platform: PlatformDep, caller: CurrentPrincipal) -
         role=body.role,
         password=body.password,
         customer_id=body.customer_id,
+    )
+    return user_out(user)
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+def update_user(
+    user_id: str, body: UserPatch, platform: PlatformDep, caller: CurrentPrincipal
+) -> UserOut:
+    """Disable or enable a user, or set its password (admins only); either ends the user's
+    dashboard sessions."""
+    user = platform.identity.update_user(
+        caller, user_id, disabled=body.disabled, password=body.password
     )
     return user_out(user)
 
