@@ -16,6 +16,7 @@ from hcp.dispatch import (
     DispatchPolicy,
     MinerView,
     Trouble,
+    admit_increases,
     plan_commands,
 )
 from hcp.dispatch.planning import confirm_within
@@ -303,6 +304,40 @@ def test_a_second_plan_in_the_same_tick_does_not_spend_the_ramp_again() -> None:
     later = plan_commands(wanted, [sent(first, m) for m in fleet], NOW + timedelta(minutes=5))
     assert len(first.commands) == 2 and again.commands == ()
     assert len(later.commands) == 2
+
+
+def test_increases_go_only_as_far_as_the_delivered_decreases_make_room() -> None:
+    """Two S19 XP swapped for two S21: the wakes add 970 W more than the sleeps take off, all
+    the room the site has before a sleep lands (the target fits its limit once all is done)."""
+    fleet = [
+        miner(0, model=S19),
+        miner(1, model=S19),
+        miner(2, MinerState.SLEEPING),
+        miner(3, MinerState.SLEEPING),
+    ]
+    plan = plan_commands(target({"S19 XP": {}, "S21": {"stock": 2}}), fleet, NOW)
+    sleeps = plan.decreases
+    assert [(c.device_id, c.power_decrease_w) for c in sleeps] == [("m000", 2990), ("m001", 2990)]
+    assert [c.device_id for c in plan.increases] == ["m002", "m003"]
+    assert plan.room_w == pytest.approx(2 * WAKE_STOCK_W - 2 * 2990)
+    assert admit_increases(plan, []) is plan
+    one_lost = admit_increases(plan, sleeps[:1])  # 970 + 2990 W: room for one wake
+    assert one_lost.commands == (*sleeps, plan.increases[0]) and one_lost.deferred == ("m003",)
+    assert one_lost.power_increase_w == WAKE_STOCK_W
+    both_lost = admit_increases(plan, sleeps)
+    assert both_lost.commands == sleeps and both_lost.deferred == ("m002", "m003")
+    assert both_lost.power_increase_w == 0.0
+
+
+def test_increases_the_site_has_room_for_go_though_a_decrease_fails() -> None:
+    """Waking two S21 while an S19 XP sleeps: the target adds 3960 W beyond the sleep, so one
+    wake fits whether the sleep lands or not."""
+    fleet = [miner(0, model=S19), *(miner(i, MinerState.SLEEPING) for i in (1, 2, 3))]
+    plan = plan_commands(target({"S19 XP": {}, "S21": {"stock": 2}}), fleet, NOW)
+    assert plan.room_w == pytest.approx(2 * WAKE_STOCK_W - 2990)
+    admitted = admit_increases(plan, plan.decreases)
+    assert [c.device_id for c in admitted.increases] == ["m001"]
+    assert admitted.deferred == ("m002",)
 
 
 # --- the closed loop ---------------------------------------------------------------------

@@ -7,17 +7,23 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from tests.unit.test_dispatch_planning import NOW, REASON, miner, reading
+from tests.unit.test_dispatch_planning import NOW, REASON, S19, miner, reading
 
 from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.errors import DeviceTimeout, MalformedReply
-from hcp.dispatch import AsicTarget, DispatchPolicy, OutcomeStatus, plan_commands
+from hcp.dispatch import Action, AsicTarget, DispatchPolicy, MinerView, OutcomeStatus, plan_commands
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
 from hcp.domain.plans import Allocation, SitePlan
 from hcp.domain.status import DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
-from hcp.services.dispatcher import Dispatcher, InMemoryCommandLog, SiteDispatcher, reading_of
+from hcp.services.dispatcher import (
+    Dispatcher,
+    InMemoryCommandLog,
+    SiteDispatcher,
+    reading_of,
+    status_of,
+)
 
 LATER = NOW + timedelta(seconds=10)
 CURTAIL = AsicTarget({"S21": {}}, reason=REASON)
@@ -147,6 +153,49 @@ async def test_commands_in_flight_are_bounded_by_the_concurrency() -> None:
     dispatcher = Dispatcher(driver, InMemoryCommandLog(), concurrency=4)
     report = await dispatcher.tick(CURTAIL, [miner(i) for i in range(20)], NOW)
     assert len(report.sent) == 20 and driver.most_in_flight == 4
+
+
+SWAP = AsicTarget({"S19 XP": {}, "S21": {"stock": 2}}, reason=REASON)
+"""Two S19 XP (2 x 3010 W) asleep for two S21 (2 x 3500 W) awake: 970 W more in all."""
+
+
+def swap_fleet() -> list[MinerView]:
+    return [
+        miner(1, model=S19),
+        miner(2, model=S19),
+        miner(3, MinerState.SLEEPING),
+        miner(4, MinerState.SLEEPING),
+    ]
+
+
+async def test_wakes_are_sent_once_the_sleeps_making_room_for_them_are_delivered() -> None:
+    class SlowSleeps(FakeDriver):
+        async def sleep(self, address: str) -> None:
+            await asyncio.sleep(0.05)  # a retry after a timeout, say
+            await super().sleep(address)
+
+    driver = SlowSleeps()
+    report = await Dispatcher(driver, InMemoryCommandLog()).tick(SWAP, swap_fleet(), NOW)
+    assert [verb for verb, _, _ in driver.calls] == ["sleep", "sleep", "wake", "wake"]
+    assert len(report.sent) == 4 and report.plan.deferred == ()
+
+
+async def test_wakes_wait_for_a_later_tick_when_the_sleeps_making_room_fail() -> None:
+    broken = {"127.0.0.1:4028": DeviceTimeout("127.0.0.1:4028", "no reply within 2 s")}
+    driver = FakeDriver(broken)
+    dispatcher = Dispatcher(driver, InMemoryCommandLog())
+    first = await dispatcher.tick(SWAP, swap_fleet(), NOW)
+    # One S19 still hashes: room for one S21 only (3010 + 20 + 3500 + 25 W, not 10,000 W).
+    assert driver.calls == [("sleep", "127.0.0.2:4028", None), ("wake", "127.0.0.3:4028", None)]
+    assert first.plan.deferred == ("m004",) and first.errors.keys() == {"m001"}
+    assert status_of("s1", first).deferred == ("m004",)
+    driver.broken.clear()
+    second = await dispatcher.tick(SWAP, swap_fleet(), LATER)  # m002, m003: in flight
+    assert [(c.device_id, c.action, c.attempt) for c in second.sent] == [
+        ("m001", Action.SLEEP, 2),
+        ("m004", Action.WAKE, 1),
+    ]
+    assert second.plan.deferred == ()
 
 
 def test_the_in_memory_log_keeps_the_newest_records() -> None:

@@ -78,7 +78,8 @@ class Command:
 
     `profile` is what a wake or a profile change runs at (None for a sleep), `from_profile` what
     the miner ran at before. Telemetry should then show `expected_power_w`; `power_increase_w` is
-    what the command adds to the site's draw (0 for sleeps and profile cuts). A command is
+    what the command adds to the site's draw (0 for sleeps and profile cuts), `power_decrease_w`
+    what it takes off it (0 for wakes and profile raises), both by the catalog. A command is
     confirmed only by a reading taken after `issued_at`, and failed if none has by `confirm_by`.
     `attempt` counts the tries of the same order (1 for the first).
     """
@@ -95,6 +96,7 @@ class Command:
     expected_power_w: float
     power_increase_w: float = 0.0
     from_profile: str | None = None
+    power_decrease_w: float = 0.0
 
     @property
     def slot(self) -> Slot:
@@ -218,7 +220,10 @@ class Degradation:
 class DispatchPlan:
     """What one tick decides.
 
-    `commands` to send now; `deferred` miners whose wake or profile raise waits for ramp room;
+    `commands` to send now: the `decreases` first, then the `increases` (wakes and profile
+    raises) that fit in what the delivered decreases free beside `room_w`, the power the site
+    can take before any decrease lands (`planning.admit_increases`); `deferred` miners whose
+    wake or profile raise waits for ramp room, or for decreases that did not get through;
     `shortfall` miners per model the target wants that no healthy, manageable miner can run;
     `unhealthy` and `degraded` miners (device id: why) that get no work; `newly_degraded` the
     miners this tick gave up on; `power_increase_w` what the commands add to the site's draw.
@@ -231,3 +236,14 @@ class DispatchPlan:
     degraded: Mapping[str, str] = field(default_factory=dict)
     newly_degraded: tuple[Degradation, ...] = ()
     power_increase_w: float = 0.0
+    room_w: float = 0.0
+
+    @property
+    def decreases(self) -> tuple[Command, ...]:
+        """The commands that add nothing to the site's draw (sleeps, profile cuts)."""
+        return tuple(c for c in self.commands if c.power_increase_w <= 0)
+
+    @property
+    def increases(self) -> tuple[Command, ...]:
+        """The wakes and profile raises, in the order they are admitted."""
+        return tuple(c for c in self.commands if c.power_increase_w > 0)

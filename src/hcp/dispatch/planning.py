@@ -14,15 +14,18 @@ rank order, hashing ones first (a profile change). A miner that strayed from its
 ranks last, so it is the first put back. Sleeps and profile cuts are always sent; increases (wakes,
 profile raises) are admitted in order while they fit in the tick's ramp limit beside the increases
 already ordered within the ramp window (a miner raised in the window is not raised again in it),
-and the rest wait for a later tick. A miner whose command is in flight and still wanted gets
-nothing new until that command's deadline passes.
+and the rest wait for a later tick. The decreases are sent first: the increases then go only as
+far as the power the delivered decreases free, beside what the target adds beyond what it takes
+off (`admit_increases`), so a sleep that does not get through never leaves the site drawing old
+and new load at once. A miner whose command is in flight and still wanted gets nothing new until
+that command's deadline passes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from hcp.dispatch.model import (
@@ -52,13 +55,15 @@ Rank = tuple[bool, float, str]
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A miner that should move from `current` to `goal`, why, and the power it adds in W."""
+    """A miner that should move from `current` to `goal`, why, and the power it adds or takes
+    off in W (by the catalog)."""
 
     miner: MinerView
     current: Slot
     goal: Slot
     why: str
     increase_w: float
+    decrease_w: float
 
 
 @dataclass(slots=True)
@@ -107,6 +112,42 @@ def plan_commands(
         degraded=fleet.degraded,
         newly_degraded=tuple(fleet.newly_degraded),
         power_increase_w=sum(command.power_increase_w for command in commands),
+        room_w=room_before_decreases(fleet.changes),
+    )
+
+
+def room_before_decreases(changes: Sequence[Change]) -> float:
+    """W the increases may add before any decrease lands: what all the changes add beyond what
+    they take off (0 when they take off more). The target fits the site's limit with every
+    change made, so the site has at least this much room now."""
+    added_w = sum(change.increase_w for change in changes)
+    return max(0.0, added_w - sum(change.decrease_w for change in changes))
+
+
+def admit_increases(plan: DispatchPlan, undelivered: Iterable[Command]) -> DispatchPlan:
+    """`plan` once its decreases are sent, `undelivered` those that did not get through: its
+    increases, in order, as far as they fit in `plan.room_w` and what the delivered decreases
+    free; the rest are deferred to a later tick. With every decrease delivered, `plan` as it
+    is."""
+    lost_w = sum(command.power_decrease_w for command in undelivered)
+    if lost_w <= 0:
+        return plan
+    decreases = plan.decreases
+    room_w = plan.room_w + sum(c.power_decrease_w for c in decreases) - lost_w
+    admitted: list[Command] = []
+    waiting: list[str] = []
+    spent_w = 0.0
+    for command in plan.increases:
+        if spent_w + command.power_increase_w <= room_w:
+            spent_w += command.power_increase_w
+            admitted.append(command)
+        else:
+            waiting.append(command.device_id)
+    return replace(
+        plan,
+        commands=decreases + tuple(admitted),
+        deferred=plan.deferred + tuple(waiting),
+        power_increase_w=spent_w,
     )
 
 
@@ -200,7 +241,8 @@ def _sleep_unhealthy(miner: MinerView, now: datetime, sorting: _Sorting) -> None
     current = current_slot(miner, now)
     if current is not None:
         why = f"unhealthy: {sorting.unhealthy[miner.device_id]}"
-        sorting.changes.append(Change(miner, current, None, why, 0.0))
+        decrease_w = max(0.0, power_w(miner, current) - power_w(miner, None))
+        sorting.changes.append(Change(miner, current, None, why, 0.0, decrease_w))
 
 
 # --- who does what ------------------------------------------------------------------------
@@ -284,8 +326,9 @@ def _change(miner: MinerView, current: Slot, goal: Slot, running: int, now: date
     strayed = drift(miner, now)
     if strayed is not None:
         why = f"{strayed}; {why}"
-    increase_w = 0.0 if goal is None else max(0.0, power_w(miner, goal) - power_w(miner, current))
-    return Change(miner, current, goal, why, increase_w)
+    added_w = power_w(miner, goal) - power_w(miner, current)
+    increase_w = 0.0 if goal is None else max(0.0, added_w)
+    return Change(miner, current, goal, why, increase_w, max(0.0, -added_w))
 
 
 # --- the ramp and the commands ------------------------------------------------------------
@@ -351,6 +394,7 @@ class _Issuer:
             expected_power_w=power_w(miner, goal),
             power_increase_w=change.increase_w,
             from_profile=_profile_before(change),
+            power_decrease_w=change.decrease_w,
         )
 
     def deadline(self, action: Action, model: AsicModel) -> datetime:

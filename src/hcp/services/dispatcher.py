@@ -36,6 +36,7 @@ from hcp.dispatch import (
     Ledger,
     MinerView,
     OutcomeStatus,
+    admit_increases,
     confirm,
     plan_commands,
 )
@@ -177,11 +178,24 @@ class Dispatcher:
         return plan
 
     async def send(self, plan: DispatchPlan, now: datetime) -> DispatchReport:
-        """Deliver `plan`'s commands (the second half of `tick`); the report says which the
-        driver could not deliver."""
-        errors = await self._send_all(plan.commands, now)
-        sent = tuple(c for c in plan.commands if c.device_id not in errors)
-        self.last_report = DispatchReport(now, plan, sent, errors)
+        """Deliver `plan`'s commands (the second half of `tick`): the decreases first, then the
+        increases as far as the decreases delivered make room (`admit_increases`). The report
+        says which the driver could not deliver; its plan defers the increases held back."""
+        decreases = plan.decreases
+        errors = await self._send_all(decreases, now)
+        undelivered = [c for c in decreases if c.device_id in errors]
+        admitted = admit_increases(plan, undelivered)
+        if held := len(admitted.deferred) - len(plan.deferred):
+            log.warning(
+                "%d of %d sleeps and profile cuts were not delivered: %d wakes and profile "
+                "raises wait for a later tick",
+                len(undelivered),
+                len(decreases),
+                held,
+            )
+        errors.update(await self._send_all(admitted.increases, now))
+        sent = tuple(c for c in admitted.commands if c.device_id not in errors)
+        self.last_report = DispatchReport(now, admitted, sent, errors)
         return self.last_report
 
     async def confirm(self, readings: Iterable[AsicReading], now: datetime) -> list[CommandOutcome]:

@@ -316,7 +316,8 @@ class DispatchStatus:
     sent: int
     power_increase_w: float
     deferred: tuple[str, ...]
-    """Miners whose wake or profile raise waits for room in the site's ramp."""
+    """Miners whose wake or profile raise waits for room in the site's ramp, or for sleeps and
+    profile cuts that did not get through to make room for it."""
     shortfall: Mapping[str, int]
     """Miners per model the plan wants that no healthy, manageable miner can run."""
     unhealthy: Mapping[str, str]
