@@ -643,6 +643,35 @@ async def test_miners_in_maintenance_are_left_alone_and_their_power_kept_out_of_
     assert sorted(c["device_id"] for c in sent if c["status"] == "sent") == held
 
 
+async def test_a_miner_put_in_maintenance_while_the_tick_runs_gets_no_command(
+    site: Site,
+) -> None:
+    """The tick reads the fleet in its plan step; an operator flags a miner while its scheduler
+    step runs (GPU nodes over HTTP: seconds at scale). The flags are read again before the
+    miners' commands are planned: through the price spike the other eleven sleep, it hashes on.
+    """
+    control = site.live.control
+    control._feed = SpikeFeed(site.clock)
+    await control.poll()
+    flagged = "site-west-1-asic-00007"
+    scheduler = control._scheduler
+    scheduled = scheduler.tick
+    admin = Principal("k", Role.ADMIN, None, "admin")
+
+    async def flag_then_schedule(*args: Any, **kwargs: Any) -> Any:
+        site.runtime.platform.fleet.start_maintenance(admin, flagged, "PSU swap")
+        return await scheduled(*args, **kwargs)
+
+    scheduler.tick = flag_then_schedule  # type: ignore[method-assign]
+    outcome = await control.tick()
+    assert outcome.errors == [] and outcome.plan is not None
+    await site.live.dispatcher.delivered()
+    sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    assert len(sent) == 11 and flagged not in {c["device_id"] for c in sent}
+    report = site.live.dispatcher.site.dispatcher.last_report
+    assert report is not None and report.degraded[flagged] == "in maintenance: PSU swap"
+
+
 async def test_a_gpu_in_maintenance_takes_no_new_workload_and_its_running_one_drains(
     site: Site,
 ) -> None:

@@ -218,6 +218,13 @@ class FakeFleet:
     ) -> list[Device]:
         return [d for d in self._devices if d.site_id == site_id and d.kind is kind]
 
+    def in_maintenance(self, site_id: str) -> dict[str, str]:
+        return {
+            d.id: d.maintenance
+            for d in self._devices
+            if d.site_id == site_id and d.maintenance is not None
+        }
+
 
 class FakeUnitOfWork:
     def __init__(self, devices: list[Device]) -> None:
@@ -274,6 +281,25 @@ async def test_the_site_dispatcher_runs_a_stored_plan_against_the_latest_statuse
     asleep = replace(status(1, "sleeping", 25.0), at=clock.now())
     (outcome,) = await site.confirm_latest({"m001": asleep})
     assert outcome.status is OutcomeStatus.CONFIRMED
+
+
+async def test_a_miner_flagged_after_the_fleet_was_read_gets_no_command() -> None:
+    """The control loop hands over the fleet as its plan step read it; an operator put m001 in
+    maintenance since. The flags are read again before planning: it is not put to sleep as
+    the less efficient of the two, and m000 fills the one place of the plan."""
+    read_then = [stored_miner(0), stored_miner(1)]
+    stored_now = [read_then[0], replace(read_then[1], maintenance="PSU swap")]
+    driver = FakeDriver()
+    site = SiteDispatcher(
+        Dispatcher(driver, InMemoryCommandLog()),
+        lambda: FakeUnitOfWork(stored_now),
+        ManualClock(NOW),
+    )
+    latest = {"m000": status(0, power_w=3_400.0), "m001": status(1)}
+    await site.dispatch(PLAN, latest, read_then)
+    report = await site.delivered()
+    assert driver.calls == []
+    assert report is not None and report.degraded == {"m001": "in maintenance: PSU swap"}
 
 
 async def test_a_dispatch_returns_once_planned_and_the_next_waits_for_the_sends() -> None:

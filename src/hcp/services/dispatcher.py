@@ -285,12 +285,20 @@ class SiteDispatcher:
         is the site's fleet when the caller has just read it (else it is read here);
         `others_added_w` is the power the GPUs were ordered to add this tick, which comes off
         the miners' share of the ramp (power they give back adds nothing to it: sleeps are
-        never held back, and a rise is only ever deferred). Returns once the commands are
-        planned and logged; they are sent in the background."""
+        never held back, and a rise is only ever deferred). The maintenance flags are read
+        again just before planning: a miner an operator took out while the tick ran (its
+        scheduler step, say) gets no command. Returns once the commands are planned and
+        logged; they are sent in the background."""
         await self.delivered()  # the last tick's commands are out before new ones are planned
+        site_id = plan.site_id
         if devices is None:
-            devices = await asyncio.to_thread(self._devices_of, plan.site_id)
-        miners = [miner_view(d, latest.get(d.id)) for d in devices if _managed(d, plan.site_id)]
+            devices = await asyncio.to_thread(self._devices_of, site_id)
+        flags = await asyncio.to_thread(self._maintenance_of, site_id)
+        miners = [
+            miner_view(d, latest.get(d.id), flags.get(d.id))
+            for d in devices
+            if _managed(d, site_id)
+        ]
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
         planned = self.dispatcher.plan(self.target(plan, others_added_w), miners, now)
@@ -332,6 +340,10 @@ class SiteDispatcher:
         with self._uow() as uow:
             return uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
 
+    def _maintenance_of(self, site_id: str) -> dict[str, str]:
+        with self._uow() as uow:
+            return uow.fleet.in_maintenance(site_id)
+
 
 def _log_failure(task: asyncio.Task[DispatchReport]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
@@ -348,13 +360,13 @@ def _managed(device: Device, site_id: str) -> bool:
     )
 
 
-def miner_view(device: Device, status: DeviceStatus | None) -> MinerView:
-    """What the dispatcher is told of one stored miner: identity, latest reading and whether
-    it is in maintenance."""
+def miner_view(device: Device, status: DeviceStatus | None, maintenance: str | None) -> MinerView:
+    """What the dispatcher is told of one stored miner: identity, latest reading and why it
+    is in maintenance (`maintenance`, as read just now; None: in service)."""
     address = device.address or ""
     model = ASIC_MODELS[device.model_name]
     reading = reading_of(status, address)
-    return MinerView(device.id, model, address, reading, maintenance=device.maintenance)
+    return MinerView(device.id, model, address, reading, maintenance=maintenance)
 
 
 _STATES = {state.value: state for state in MinerState}
