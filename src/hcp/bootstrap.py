@@ -416,6 +416,9 @@ class LoggedDispatcher:
     def held_asleep(self) -> set[str]:
         return self.site.held_asleep()
 
+    def degraded(self) -> set[str]:
+        return self.site.degraded()
+
     async def _log_delivery(self) -> None:
         """Write the command log once the commands sent in the background are out."""
         try:

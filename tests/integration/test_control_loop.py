@@ -183,6 +183,42 @@ async def test_miners_that_stop_answering_keep_their_last_power_out_of_the_plan(
     assert reduced.capacity_mw == pytest.approx(full.capacity_mw - held_w * full.pue / 1e6)
 
 
+async def test_a_miner_whose_sleeps_never_land_is_left_out_of_the_plan_with_its_draw(
+    site: Site,
+) -> None:
+    """A miner takes its sleep and hashes on, reading healthy. After three unconfirmed tries
+    the dispatcher gives it no more work; the next plan counts on it no more and gets the
+    site's MW less what it draws, as for a miner held asleep."""
+    control = site.live.control
+    recording = _RecordingPlanner(control._planner)
+    control._planner = recording  # type: ignore[assignment]
+    control._feed = SpikeFeed(site.clock)
+    stubborn = "site-west-1-asic-00002"
+    device = site.runtime.platform.fleet.device(stubborn)
+    driver = site.live.dispatcher.driver
+    sleep = driver.sleep
+
+    async def ignored_by_one(address: str) -> None:
+        if address != device.address:
+            await sleep(address)
+
+    driver.sleep = ignored_by_one  # type: ignore[method-assign]
+    for _ in range(4):  # three tries, each failed at the poll past its deadline; then degraded
+        await control.poll()
+        await control.tick()
+        await site.live.dispatcher.delivered()
+        site.clock.advance(timedelta(minutes=5))
+    assert site.live.dispatcher.degraded() == {stubborn}
+    await control.poll()
+    drawn_w = control._monitor.latest[stubborn].power_w
+    assert control._monitor.latest[stubborn].healthy and drawn_w > 3_000
+    outcome = await control.tick()
+    assert outcome.plan is not None
+    assert sum(a.count for a in outcome.plan.allocations if a.device_model == "S21") == 11
+    full, last = recording.sites[0], recording.sites[-1]
+    assert last.capacity_mw == pytest.approx(full.capacity_mw - drawn_w * full.pue / 1e6)
+
+
 async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> None:
     await site.live.site.asic_fleet.set_faults(3, Faults(offline=True))
     await site.live.site.asic_fleet.set_faults(5, Faults(malformed_replies=True))

@@ -271,11 +271,23 @@ def test_a_degraded_miner_the_plan_left_out_fills_no_place_though_it_hashes() ->
     assert by_action(plan)[Action.WAKE] == ["m002", "m003"] and plan.shortfall == {}
 
 
-def test_a_degraded_miner_that_still_hashes_takes_a_place_of_the_target() -> None:
+def test_a_miner_out_of_attempts_now_that_still_hashes_takes_a_place_of_the_target() -> None:
+    """The plan was made before it ran out of attempts: it counted on it, and it draws."""
+    sleep = plan_commands(target({"S21": {}}), [miner(0)], NOW).commands[0]
+    stuck = miner(0, failed=replace(sleep, attempt=3))
+    fleet = [stuck, miner(1, MinerState.SLEEPING), miner(2, MinerState.SLEEPING)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert by_action(plan)[Action.WAKE] == ["m001"] and plan.shortfall == {}
+    assert plan.degraded["m000"] == "sleep unconfirmed after 3 attempts"
+
+
+def test_a_miner_in_a_degradation_fills_no_place_though_it_hashes() -> None:
+    """The plan leaves out the miners in a degradation, as those held asleep, and takes what
+    they draw off the site's MW: a place filled by one too would keep a wanted miner asleep."""
     stuck = miner(0, degraded_until=NOW + timedelta(minutes=10))
     fleet = [stuck, miner(1, MinerState.SLEEPING), miner(2, MinerState.SLEEPING)]
     plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
-    assert len(plan.commands) == 1 and plan.shortfall == {}
+    assert by_action(plan)[Action.WAKE] == ["m001", "m002"] and plan.shortfall == {}
     assert plan.degraded["m000"].startswith("degraded until 2025-06-01T12:10")
 
 

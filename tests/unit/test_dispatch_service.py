@@ -11,7 +11,15 @@ from tests.unit.test_dispatch_planning import NOW, REASON, S19, miner, reading
 
 from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.errors import DeviceTimeout, MalformedReply
-from hcp.dispatch import Action, AsicTarget, DispatchPolicy, MinerView, OutcomeStatus, plan_commands
+from hcp.dispatch import (
+    DEFAULT_POLICY,
+    Action,
+    AsicTarget,
+    DispatchPolicy,
+    MinerView,
+    OutcomeStatus,
+    plan_commands,
+)
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
 from hcp.domain.plans import Allocation, SitePlan
@@ -196,6 +204,20 @@ async def test_wakes_wait_for_a_later_tick_when_the_sleeps_making_room_fail() ->
         ("m004", Action.WAKE, 1),
     ]
     assert second.plan.deferred == ()
+
+
+async def test_a_miner_whose_sleeps_never_land_is_degraded_for_the_plan_too() -> None:
+    """It takes each sleep and hashes on; out of attempts, the dispatcher tells the plan it
+    gives it no work (until the cooldown ends), beside the miners it holds asleep."""
+    dispatcher = Dispatcher(FakeDriver(), InMemoryCommandLog())
+    now = NOW
+    for _ in range(4):  # three tries, each past its deadline at the next tick; then degraded
+        assert dispatcher.degraded(now) == set()
+        hashing = replace(miner(0), reading=reading("127.0.0.0:4028", at=now))
+        await dispatcher.tick(CURTAIL, [hashing], now)
+        now += timedelta(minutes=5)
+    assert dispatcher.degraded(now) == {"m000"} and dispatcher.held_asleep(now) == set()
+    assert dispatcher.degraded(now + timedelta(seconds=DEFAULT_POLICY.degraded_cooldown_s)) == set()
 
 
 def test_the_in_memory_log_keeps_the_newest_records() -> None:

@@ -79,6 +79,14 @@ class Ledger:
             if memory.trouble is not None and now < policy.held_until(memory.trouble)
         }
 
+    def degraded(self, now: datetime) -> set[str]:
+        """Miners in a degradation at `now`: out of attempts, they get no work until it ends."""
+        return {
+            device_id
+            for device_id, memory in self._memory.items()
+            if memory.degraded_until is not None and now < memory.degraded_until
+        }
+
     def pending(self) -> list[Command]:
         """Every command sent and not yet confirmed or failed."""
         return [m.pending for m in self._memory.values() if m.pending is not None]

@@ -3,22 +3,23 @@
 Per model: miners in maintenance get nothing and fill no place of the target (the plan counts on
 none of them, and takes what they draw off the site's MW). Miners without telemetry, in a
 degradation, or out of attempts get no work (one that still hashes fills a place of the target,
-since it draws power whatever we say, if the plan counted on it: it reads healthy and is not held
-asleep); unhealthy miners are put to sleep, and held asleep for a while after they read healthy
-again, twice as long after each further trip (an overheated miner cools asleep, and would overheat
-again if woken at once). Of the others, those that hash are the most efficient of the miners
-hashing now when there are fewer places than them, else all of those and the most efficient
+since it draws power whatever we say, if the plan counted on it: it reads healthy, is not held
+asleep, and ran out of attempts only now; the plan leaves out the miners in a degradation as it does
+those held asleep); unhealthy miners are put to sleep, and held asleep for a while after they read
+healthy again, twice as long after each further trip (an overheated miner cools asleep, and would
+overheat again if woken at once). Of the others, those that hash are the most efficient of the
+miners hashing now when there are fewer places than them, else all of those and the most efficient
 sleeping ones (a wake): the least efficient sleep first, and a count that stays the same swaps
 nobody. They keep what they do when it is wanted (fewest changes); the open places go to them in
 rank order, hashing ones first (a profile change). A miner that strayed from its confirmed command
 ranks last, so it is the first put back. Sleeps and profile cuts are always sent; increases (wakes,
 profile raises) are admitted in order while they fit in the tick's ramp limit beside the increases
-already ordered within the ramp window (a miner raised in the window is not raised again in it),
-and the rest wait for a later tick. The decreases are sent first: the increases then go only as
-far as the power the delivered decreases free, beside what the target adds beyond what it takes
-off (`admit_increases`), so a sleep that does not get through never leaves the site drawing old
-and new load at once. A miner whose command is in flight and still wanted gets nothing new until
-that command's deadline passes.
+already ordered within the ramp window (a miner raised in the window is not raised again in it), and
+the rest wait for a later tick. The decreases are sent first: the increases then go only as far as
+the power the delivered decreases free, beside what the target adds beyond what it takes off
+(`admit_increases`), so a sleep that does not get through never leaves the site drawing old and new
+load at once. A miner whose command is in flight and still wanted gets nothing new until that
+command's deadline passes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hcp.dispatch.model import (
 from hcp.dispatch.state import (
     current_slot,
     drift,
+    in_degradation,
     last_failure,
     live_pending,
     power_w,
@@ -188,11 +190,13 @@ def _sort(miners: Sequence[MinerView], now: datetime, policy: DispatchPolicy) ->
         if why is not None:
             sorting.degraded[miner.device_id] = why
             # It fills a place only if the plan counted on it: one the plan leaves out
-            # (unhealthy, held asleep, silent) has its draw taken off the MW already.
+            # (unhealthy, held asleep, silent, already in a degradation) has its draw taken
+            # off the MW already.
             counted = (
                 miner.reading is not None
                 and miner.reading.healthy
                 and _held_because(miner, now, policy) is None
+                and not in_degradation(miner, now)
             )
             sorting.stuck_running += counted and current_slot(miner, now) is not None
         elif miner.reading is not None and not miner.reading.healthy:

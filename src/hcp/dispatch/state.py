@@ -30,6 +30,11 @@ def live_pending(miner: MinerView, now: datetime) -> Command | None:
     return pending if pending is not None and now < pending.confirm_by else None
 
 
+def in_degradation(miner: MinerView, now: datetime) -> bool:
+    """Whether the miner gets no work at `now` after running out of attempts."""
+    return miner.degraded_until is not None and now < miner.degraded_until
+
+
 def last_failure(miner: MinerView, now: datetime) -> Command | None:
     """The command that failed last: one in flight past its deadline, else the recorded one."""
     pending = miner.pending

@@ -215,6 +215,11 @@ class Dispatcher:
         """Miners kept asleep at `now` though they may read healthy: after an unhealthy spell."""
         return self.ledger.held(now, self.policy)
 
+    def degraded(self, now: datetime) -> set[str]:
+        """Miners given no work at `now` though they may read healthy: out of attempts (a
+        sleep that never lands leaves one hashing)."""
+        return self.ledger.degraded(now)
+
     async def _send_all(self, commands: Sequence[Command], now: datetime) -> dict[str, str]:
         async def one(command: Command) -> tuple[str, str] | None:
             return await self._send(command, now)
@@ -327,6 +332,10 @@ class SiteDispatcher:
     def held_asleep(self) -> set[str]:
         """Miners the dispatcher keeps asleep now after an unhealthy spell."""
         return self.dispatcher.held_asleep(self._clock.now())
+
+    def degraded(self) -> set[str]:
+        """Miners the dispatcher gives no work now, out of attempts."""
+        return self.dispatcher.degraded(self._clock.now())
 
     def target(self, plan: SitePlan, others_added_w: float = 0.0) -> AsicTarget:
         """What the miners should run, with what is left of the ramp after `others_added_w`."""
