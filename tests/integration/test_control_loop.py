@@ -598,6 +598,13 @@ async def test_the_optimizer_keeps_to_the_site_ramp_limit(tmp_path: Path) -> Non
         assert drawn[-1] < drawn[0] - 40  # three ticks of the spike: down to the sleepers
 
 
+async def test_the_sites_minimum_on_and_off_time_reach_the_dispatcher(tmp_path: Path) -> None:
+    """The optimizer plans counts within them; the dispatcher picks which miners switch."""
+    async for site in _live_site(tmp_path, site_min_on_minutes=10, site_min_off_minutes=30):
+        policy = site.live.dispatcher.site.dispatcher.policy
+        assert (policy.min_on_s, policy.min_off_s) == (600, 1_800)
+
+
 async def test_gpu_node_commands_are_in_the_dispatch_log_with_reason_and_answer(site: Site) -> None:
     await site.live.control.poll()
     customer = Principal("k", Role.CUSTOMER, "cust-001")

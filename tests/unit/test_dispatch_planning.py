@@ -291,6 +291,46 @@ def test_a_miner_in_a_degradation_fills_no_place_though_it_hashes() -> None:
     assert plan.degraded["m000"].startswith("degraded until 2025-06-01T12:10")
 
 
+# --- minimum on and off time --------------------------------------------------------------
+
+WINDOWS = DispatchPolicy(min_on_s=1_800, min_off_s=1_800)
+
+
+def test_a_miner_slept_within_its_minimum_off_time_is_woken_only_when_no_other_can_be() -> None:
+    slept = replace(miner(0, MinerState.SLEEPING), slept_at=NOW - timedelta(minutes=5))
+    worse = miner(1, MinerState.SLEEPING, last_mining=reading("127.0.0.1:4028", j_per_th_ratio=1.3))
+    fleet = [slept, worse]
+    one = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW, WINDOWS)
+    assert by_action(one)[Action.WAKE] == ["m001"]
+    two = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW, WINDOWS)
+    assert sorted(by_action(two)[Action.WAKE]) == ["m000", "m001"]
+    later = plan_commands(
+        target({"S21": {"stock": 1}}), fleet, NOW + timedelta(minutes=25), WINDOWS
+    )
+    assert by_action(later)[Action.WAKE] == ["m000"]  # 30 minutes asleep: the better again
+    no_minimum = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW)
+    assert by_action(no_minimum)[Action.WAKE] == ["m000"]
+
+
+def test_a_miner_woken_within_its_minimum_on_time_is_slept_only_when_no_other_can_be() -> None:
+    woken = replace(miner(0, ratio=1.3), woken_at=NOW - timedelta(minutes=5))
+    fleet = [woken, miner(1)]
+    one = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW, WINDOWS)
+    assert by_action(one)[Action.SLEEP] == ["m001"]
+    none = plan_commands(target({"S21": {}}), fleet, NOW, WINDOWS)
+    assert sorted(by_action(none)[Action.SLEEP]) == ["m000", "m001"]
+    # Woken, then slept again since: its off time runs, not its on time.
+    slept_since = replace(woken, slept_at=NOW - timedelta(minutes=1))
+    again = plan_commands(target({"S21": {"stock": 1}}), [slept_since, miner(1)], NOW, WINDOWS)
+    assert by_action(again)[Action.SLEEP] == ["m000"]
+
+
+@pytest.mark.parametrize("times", [{"min_on_s": -1.0}, {"min_off_s": math.nan}])
+def test_a_negative_minimum_on_or_off_time_is_refused(times: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="min_on_s"):
+        DispatchPolicy(**times)
+
+
 # --- the ramp limit ----------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from tests.unit.test_dispatch_planning import NOW, REASON, S19, miner, reading
@@ -218,6 +218,35 @@ async def test_a_miner_whose_sleeps_never_land_is_degraded_for_the_plan_too() ->
         now += timedelta(minutes=5)
     assert dispatcher.degraded(now) == {"m000"} and dispatcher.held_asleep(now) == set()
     assert dispatcher.degraded(now + timedelta(seconds=DEFAULT_POLICY.degraded_cooldown_s)) == set()
+
+
+async def test_the_dispatcher_wakes_a_miner_slept_within_its_minimum_off_time_last() -> None:
+    """m004, the least efficient, was slept two hours ago; m002 and m003 five minutes ago. With
+    a 30-minute minimum off time the next wake goes to m004, not to the better m002."""
+    ratios = [1.00, 1.02, 1.20, 1.22, 1.30]
+    policy = DispatchPolicy(min_off_s=1_800)
+    dispatcher = Dispatcher(FakeDriver(), InMemoryCommandLog(), policy)
+
+    def fleet(asleep: set[int], at: datetime) -> list[MinerView]:
+        views = []
+        for i, ratio in enumerate(ratios):
+            state = MinerState.SLEEPING if i in asleep else MinerState.MINING
+            polled = reading(f"127.0.0.{i}:4028", state, j_per_th_ratio=ratio, at=at)
+            views.append(replace(miner(i), reading=polled))
+        return views
+
+    async def tick(running: int, asleep: set[int], at: datetime) -> set[str]:
+        report = await dispatcher.tick(
+            AsicTarget({"S21": {"stock": running}}), fleet(asleep, at), at
+        )
+        after = at + timedelta(seconds=30)
+        slept = asleep | {int(c.device_id[1:]) for c in report.sent if c.action is Action.SLEEP}
+        await dispatcher.confirm([v.reading for v in fleet(slept, after) if v.reading], after)
+        return {c.device_id for c in report.sent}
+
+    assert await tick(4, set(), NOW - timedelta(hours=2)) == {"m004"}
+    assert await tick(2, {4}, NOW) == {"m002", "m003"}
+    assert await tick(3, {2, 3, 4}, NOW + timedelta(minutes=5)) == {"m004"}
 
 
 def test_the_in_memory_log_keeps_the_newest_records() -> None:

@@ -126,9 +126,10 @@ class MinerView:
     dispatcher's own memory: the command in flight (`pending`), the last one telemetry confirmed,
     the last one that failed (cleared once confirmed or when the miner is degraded), until when
     the miner is degraded, the last reading taken while it was mining (its measured
-    efficiency while it sleeps), and its latest spell of unhealthy readings (`trouble`).
-    `maintenance` says why an operator took the miner out of the dispatcher's hands (None:
-    it is in service).
+    efficiency while it sleeps), its latest spell of unhealthy readings (`trouble`), and when
+    the last sleep and the last wake sent to it were issued (`slept_at`, `woken_at`: None
+    when this dispatcher sent none). `maintenance` says why an operator took the miner out of
+    the dispatcher's hands (None: it is in service).
     """
 
     device_id: str
@@ -142,6 +143,8 @@ class MinerView:
     last_mining: AsicReading | None = None
     trouble: Trouble | None = None
     maintenance: str | None = None
+    slept_at: datetime | None = None
+    woken_at: datetime | None = None
 
 
 class OutcomeStatus(StrEnum):
@@ -176,7 +179,9 @@ class DispatchPolicy:
     (1 + `sleep_power_tolerance`) x its model's sleep power. Increases issued within
     `ramp_window_s` before now share the tick's ramp budget (0: only those issued at `now`).
     A miner that read unhealthy stays asleep `unhealthy_hold_s` after its last unhealthy reading,
-    doubled for each further trip (`Trouble.trips`), up to `unhealthy_hold_max_s`.
+    doubled for each further trip (`Trouble.trips`), up to `unhealthy_hold_max_s`. A miner woken
+    less than `min_on_s` ago is put to sleep, and one put to sleep less than `min_off_s` ago is
+    woken, only when no other miner can be (the site's minimum on and off time; 0: none).
     """
 
     poll_interval_s: float = 30.0
@@ -188,10 +193,14 @@ class DispatchPolicy:
     ramp_window_s: float = 0.0
     unhealthy_hold_s: float = 600.0
     unhealthy_hold_max_s: float = 14_400.0
+    min_on_s: float = 0.0
+    min_off_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValidationError("max_attempts", "must be at least 1")
+        if not (self.min_on_s >= 0 and self.min_off_s >= 0):
+            raise ValidationError("min_on_s", "minimum on and off times must be >= 0")
         if self.poll_interval_s <= 0 or self.confirm_polls < 1:
             raise ValidationError("poll_interval_s", "polls must be positive")
         if not 0 <= self.unhealthy_hold_s <= self.unhealthy_hold_max_s:

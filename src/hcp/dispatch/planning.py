@@ -12,7 +12,10 @@ miners hashing now when there are fewer places than them, else all of those and 
 sleeping ones (a wake): the least efficient sleep first, and a count that stays the same swaps
 nobody. They keep what they do when it is wanted (fewest changes); the open places go to them in
 rank order, hashing ones first (a profile change). A miner that strayed from its confirmed command
-ranks last, so it is the first put back. Sleeps and profile cuts are always sent; increases (wakes,
+ranks last, so it is the first put back. Before all that, a miner within its minimum on time
+(`DispatchPolicy.min_on_s` since its last wake) ranks first, so it is slept only when no other can
+be, and one within its minimum off time (`min_off_s` since its last sleep) last, so it is woken
+only when no other can be. Sleeps and profile cuts are always sent; increases (wakes,
 profile raises) are admitted in order while they fit in the tick's ramp limit beside the increases
 already ordered within the ramp window (a miner raised in the window is not raised again in it), and
 the rest wait for a later tick. The decreases are sent first: the increases then go only as far as
@@ -49,10 +52,13 @@ from hcp.dispatch.state import (
     power_w,
     reading_slot,
     stock_equivalent_j_per_th,
+    switch_window,
 )
 from hcp.domain.devices import AsicModel
 
-Rank = tuple[bool, float, str]
+Rank = tuple[int, bool, float, str]
+_WINDOW_RANK: dict[Action | None, int] = {Action.WAKE: 0, None: 1, Action.SLEEP: 2}
+"""Where a miner's switch window puts it: kept on after a wake, left off after a sleep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,7 @@ def plan_commands(
     shortfall = _models_without_miners(target, by_model)
     for name, group in by_model.items():
         sorting = _sort(group, now, policy)
-        missing = _plan_model(target.wanted(name), group[0].model, sorting, now)
+        missing = _plan_model(target.wanted(name), group[0].model, sorting, now, policy)
         if missing:
             shortfall[name] = missing
         fleet.absorb(sorting)
@@ -253,11 +259,15 @@ def _sleep_unhealthy(miner: MinerView, now: datetime, sorting: _Sorting) -> None
 
 
 def _plan_model(
-    wanted: Mapping[str, int], model: AsicModel, sorting: _Sorting, now: datetime
+    wanted: Mapping[str, int],
+    model: AsicModel,
+    sorting: _Sorting,
+    now: datetime,
+    policy: DispatchPolicy,
 ) -> int:
     """Add the model's changes to `sorting`; return how many wanted miners it lacks."""
     places, missing = fit(wanted, len(sorting.available), sorting.stuck_running, model)
-    ranked = sorted(sorting.available, key=lambda miner: rank(miner, now))
+    ranked = sorted(sorting.available, key=lambda miner: rank(miner, now, policy))
     currents = {miner.device_id: current_slot(miner, now) for miner in ranked}
     goals = assign(places, ranked, currents)
     running = sum(places.values())
@@ -268,9 +278,16 @@ def _plan_model(
     return missing
 
 
-def rank(miner: MinerView, now: datetime) -> Rank:
-    """Sort key, best first: not drifting, then lowest stock-equivalent J/TH, then id."""
-    return drift(miner, now) is not None, stock_equivalent_j_per_th(miner), miner.device_id
+def rank(miner: MinerView, now: datetime, policy: DispatchPolicy) -> Rank:
+    """Sort key, best first: within its minimum on time, then neither within that nor its
+    minimum off time, then within its minimum off time (`switch_window`); within each, not
+    drifting, then lowest stock-equivalent J/TH, then id."""
+    return (
+        _WINDOW_RANK[switch_window(miner, now, policy)],
+        drift(miner, now) is not None,
+        stock_equivalent_j_per_th(miner),
+        miner.device_id,
+    )
 
 
 def fit(

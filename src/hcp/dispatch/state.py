@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from hcp.dispatch.model import Command, MinerView, Slot
+from hcp.dispatch.model import Action, Command, DispatchPolicy, MinerView, Slot
 from hcp.domain.devices import AsicModel
 from hcp.domain.telemetry import AsicReading, MinerState
 
@@ -50,6 +50,17 @@ def current_slot(miner: MinerView, now: datetime) -> Slot:
     if pending is not None:
         return pending.slot
     return None if miner.reading is None else reading_slot(miner.reading, miner.model)
+
+
+def switch_window(miner: MinerView, now: datetime, policy: DispatchPolicy) -> Action | None:
+    """WAKE while the miner is within its minimum on time after the last wake sent to it, SLEEP
+    within its minimum off time after the last sleep (whichever was sent last); else None."""
+    slept, woken = miner.slept_at, miner.woken_at
+    if slept is not None and (woken is None or slept >= woken):
+        return Action.SLEEP if now - slept < timedelta(seconds=policy.min_off_s) else None
+    if woken is not None and now - woken < timedelta(seconds=policy.min_on_s):
+        return Action.WAKE
+    return None
 
 
 def drift(miner: MinerView, now: datetime) -> str | None:
