@@ -353,6 +353,29 @@ async def test_a_miner_flagged_after_the_fleet_was_read_gets_no_command() -> Non
     assert report is not None and report.degraded == {"m001": "in maintenance: PSU swap"}
 
 
+async def test_a_miner_flagged_while_the_commands_go_out_gets_no_wake() -> None:
+    """The commands go out behind the tick, wakes after the sleeps: the flags are read again
+    before the wakes, and a miner put in maintenance meanwhile is passed over."""
+    stored = [stored_miner(0), stored_miner(1), stored_miner(2)]
+    driver = FakeDriver()
+    site = SiteDispatcher(
+        Dispatcher(driver, InMemoryCommandLog()),
+        lambda: FakeUnitOfWork(stored),
+        ManualClock(NOW),
+    )
+    asleep = [status(i, "sleeping", 25.0) for i in (1, 2)]
+    latest = {"m000": status(0), "m001": asleep[0], "m002": asleep[1]}
+    two = replace(PLAN, allocations=(Allocation("S21", "stock", 2, 7.0),))
+    await site.dispatch(two, latest)  # plans the wake of m001
+    planned = site.dispatcher.last_report
+    assert planned is not None and [c.device_id for c in planned.plan.commands] == ["m001"]
+    stored[1] = replace(stored[1], maintenance="PSU swap")  # before the sends run
+    report = await site.delivered()
+    assert driver.calls == []
+    assert report is not None and report.sent == () and report.plan.commands == ()
+    assert report.degraded == {"m001": "in maintenance: PSU swap"}
+
+
 async def test_a_dispatch_returns_once_planned_and_the_next_waits_for_the_sends() -> None:
     devices = [stored_miner(0), stored_miner(1)]
     driver, clock = FakeDriver(delay_s=0.05), ManualClock(NOW)

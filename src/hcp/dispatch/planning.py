@@ -384,6 +384,22 @@ def _increase_order(change: Change) -> tuple[bool, float, str]:
     return change.current is None, stock_equivalent_j_per_th(miner), miner.device_id
 
 
+def set_aside(plan: DispatchPlan, maintenance: Mapping[str, str]) -> DispatchPlan:
+    """`plan` without its increases to miners put in maintenance since it was made
+    (`maintenance`: device id -> why), which are reported degraded as at planning."""
+    flagged = {c.device_id for c in plan.increases if c.device_id in maintenance}
+    if not flagged:
+        return plan
+    kept = tuple(c for c in plan.commands if c.device_id not in flagged)
+    why = {device_id: f"in maintenance: {maintenance[device_id]}" for device_id in flagged}
+    return replace(
+        plan,
+        commands=kept,
+        degraded={**plan.degraded, **why},
+        power_increase_w=sum(c.power_increase_w for c in kept),
+    )
+
+
 @dataclass(slots=True)
 class _Issuer:
     """Turns admitted changes into commands stamped with this tick's instant and reason."""

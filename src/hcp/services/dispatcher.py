@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -39,6 +39,7 @@ from hcp.dispatch import (
     admit_increases,
     confirm,
     plan_commands,
+    set_aside,
 )
 from hcp.domain.catalog import ASIC_MODELS
 from hcp.domain.devices import DeviceKind
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 256
 """Commands in flight at once (the driver may bound its exchanges further)."""
+
+
+MaintenanceFlags = Callable[[], Awaitable[Mapping[str, str]]]
+"""Reads which miners are in maintenance now (device id -> why)."""
 
 
 class MinerDriver(Protocol):
@@ -177,9 +182,13 @@ class Dispatcher:
         self.last_report = DispatchReport(now, plan, ())
         return plan
 
-    async def send(self, plan: DispatchPlan, now: datetime) -> DispatchReport:
+    async def send(
+        self, plan: DispatchPlan, now: datetime, maintenance: MaintenanceFlags | None = None
+    ) -> DispatchReport:
         """Deliver `plan`'s commands (the second half of `tick`): the decreases first, then the
-        increases as far as the decreases delivered make room (`admit_increases`). The report
+        increases as far as the decreases delivered make room (`admit_increases`), but for
+        those to miners that `maintenance`, read just before they go, says were put in
+        maintenance since the plan (`set_aside`; the decreases may take seconds). The report
         says which the driver could not deliver; its plan defers the increases held back."""
         decreases = plan.decreases
         errors = await self._send_all(decreases, now)
@@ -193,6 +202,8 @@ class Dispatcher:
                 len(decreases),
                 held,
             )
+        if maintenance is not None and admitted.increases:
+            admitted = set_aside(admitted, await maintenance())
         errors.update(await self._send_all(admitted.increases, now))
         sent = tuple(c for c in admitted.commands if c.device_id not in errors)
         self.last_report = DispatchReport(now, admitted, sent, errors)
@@ -291,8 +302,9 @@ class SiteDispatcher:
         `others_added_w` is the power the GPUs were ordered to add this tick, which comes off
         the miners' share of the ramp (power they give back adds nothing to it: sleeps are
         never held back, and a rise is only ever deferred). The maintenance flags are read
-        again just before planning: a miner an operator took out while the tick ran (its
-        scheduler step, say) gets no command. Returns once the commands are planned and
+        again just before planning, and before the wakes and raises go: a miner an operator
+        took out while the tick ran (its scheduler step, say) gets no command, and one taken
+        out while the sleeps went gets no wake or raise. Returns once the commands are planned and
         logged; they are sent in the background."""
         await self.delivered()  # the last tick's commands are out before new ones are planned
         site_id = plan.site_id
@@ -307,7 +319,11 @@ class SiteDispatcher:
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
         planned = self.dispatcher.plan(self.target(plan, others_added_w), miners, now)
-        self._delivery = asyncio.create_task(self.dispatcher.send(planned, now))
+
+        async def flags_now() -> dict[str, str]:
+            return await asyncio.to_thread(self._maintenance_of, site_id)
+
+        self._delivery = asyncio.create_task(self.dispatcher.send(planned, now, flags_now))
         self._delivery.add_done_callback(_log_failure)
 
     async def delivered(self) -> DispatchReport | None:
