@@ -416,6 +416,9 @@ class LoggedDispatcher:
     def held_asleep(self) -> set[str]:
         return self.site.held_asleep()
 
+    def degraded(self) -> set[str]:
+        return self.site.degraded()
+
     async def _log_delivery(self) -> None:
         """Write the command log once the commands sent in the background are out."""
         try:
@@ -470,7 +473,13 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
     # Deadlines are in platform time: a poll every poll_seconds of wall time is `speed` times
     # as long on a sped-up clock.
     speed = getattr(clock, "speed", 1.0)
-    policy = DispatchPolicy(poll_interval_s=settings.poll_seconds * speed)
+    # The miners' minimum on and off time: the optimizer plans counts within them, and the
+    # dispatcher chooses which miners switch so that none switches back inside its own.
+    policy = DispatchPolicy(
+        poll_interval_s=settings.poll_seconds * speed,
+        min_on_s=settings.site_min_on_minutes * 60,
+        min_off_s=settings.site_min_off_minutes * 60,
+    )
     device_io = None
     if settings.device_io_workers:
         # The miners' sockets in worker processes: one process's core does not carry the

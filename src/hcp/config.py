@@ -73,10 +73,16 @@ class Settings(BaseSettings):
         None, gt=0, description="largest rise or fall of grid draw from one tick to the next"
     )
     site_min_on_minutes: float = Field(
-        0.0, ge=0, description="a miner the optimizer wakes stays on at least this long"
+        0.0,
+        ge=0,
+        description="a miner woken stays on at least this long (the optimizer plans within it, "
+        "the dispatcher sleeps such a miner only when no other can be)",
     )
     site_min_off_minutes: float = Field(
-        0.0, ge=0, description="a miner the optimizer puts to sleep stays asleep this long"
+        0.0,
+        ge=0,
+        description="a miner put to sleep stays asleep this long (the optimizer plans within "
+        "it, the dispatcher wakes such a miner only when no other can be)",
     )
 
     @model_validator(mode="after")

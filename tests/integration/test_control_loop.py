@@ -183,6 +183,42 @@ async def test_miners_that_stop_answering_keep_their_last_power_out_of_the_plan(
     assert reduced.capacity_mw == pytest.approx(full.capacity_mw - held_w * full.pue / 1e6)
 
 
+async def test_a_miner_whose_sleeps_never_land_is_left_out_of_the_plan_with_its_draw(
+    site: Site,
+) -> None:
+    """A miner takes its sleep and hashes on, reading healthy. After three unconfirmed tries
+    the dispatcher gives it no more work; the next plan counts on it no more and gets the
+    site's MW less what it draws, as for a miner held asleep."""
+    control = site.live.control
+    recording = _RecordingPlanner(control._planner)
+    control._planner = recording  # type: ignore[assignment]
+    control._feed = SpikeFeed(site.clock)
+    stubborn = "site-west-1-asic-00002"
+    device = site.runtime.platform.fleet.device(stubborn)
+    driver = site.live.dispatcher.driver
+    sleep = driver.sleep
+
+    async def ignored_by_one(address: str) -> None:
+        if address != device.address:
+            await sleep(address)
+
+    driver.sleep = ignored_by_one  # type: ignore[method-assign]
+    for _ in range(4):  # three tries, each failed at the poll past its deadline; then degraded
+        await control.poll()
+        await control.tick()
+        await site.live.dispatcher.delivered()
+        site.clock.advance(timedelta(minutes=5))
+    assert site.live.dispatcher.degraded() == {stubborn}
+    await control.poll()
+    drawn_w = control._monitor.latest[stubborn].power_w
+    assert control._monitor.latest[stubborn].healthy and drawn_w > 3_000
+    outcome = await control.tick()
+    assert outcome.plan is not None
+    assert sum(a.count for a in outcome.plan.allocations if a.device_model == "S21") == 11
+    full, last = recording.sites[0], recording.sites[-1]
+    assert last.capacity_mw == pytest.approx(full.capacity_mw - drawn_w * full.pue / 1e6)
+
+
 async def test_a_dead_miner_is_degraded_and_the_loop_keeps_going(site: Site) -> None:
     await site.live.site.asic_fleet.set_faults(3, Faults(offline=True))
     await site.live.site.asic_fleet.set_faults(5, Faults(malformed_replies=True))
@@ -562,6 +598,13 @@ async def test_the_optimizer_keeps_to_the_site_ramp_limit(tmp_path: Path) -> Non
         assert drawn[-1] < drawn[0] - 40  # three ticks of the spike: down to the sleepers
 
 
+async def test_the_sites_minimum_on_and_off_time_reach_the_dispatcher(tmp_path: Path) -> None:
+    """The optimizer plans counts within them; the dispatcher picks which miners switch."""
+    async for site in _live_site(tmp_path, site_min_on_minutes=10, site_min_off_minutes=30):
+        policy = site.live.dispatcher.site.dispatcher.policy
+        assert (policy.min_on_s, policy.min_off_s) == (600, 1_800)
+
+
 async def test_gpu_node_commands_are_in_the_dispatch_log_with_reason_and_answer(site: Site) -> None:
     await site.live.control.poll()
     customer = Principal("k", Role.CUSTOMER, "cust-001")
@@ -641,6 +684,35 @@ async def test_miners_in_maintenance_are_left_alone_and_their_power_kept_out_of_
     await site.live.dispatcher.delivered()
     sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
     assert sorted(c["device_id"] for c in sent if c["status"] == "sent") == held
+
+
+async def test_a_miner_put_in_maintenance_while_the_tick_runs_gets_no_command(
+    site: Site,
+) -> None:
+    """The tick reads the fleet in its plan step; an operator flags a miner while its scheduler
+    step runs (GPU nodes over HTTP: seconds at scale). The flags are read again before the
+    miners' commands are planned: through the price spike the other eleven sleep, it hashes on.
+    """
+    control = site.live.control
+    control._feed = SpikeFeed(site.clock)
+    await control.poll()
+    flagged = "site-west-1-asic-00007"
+    scheduler = control._scheduler
+    scheduled = scheduler.tick
+    admin = Principal("k", Role.ADMIN, None, "admin")
+
+    async def flag_then_schedule(*args: Any, **kwargs: Any) -> Any:
+        site.runtime.platform.fleet.start_maintenance(admin, flagged, "PSU swap")
+        return await scheduled(*args, **kwargs)
+
+    scheduler.tick = flag_then_schedule  # type: ignore[method-assign]
+    outcome = await control.tick()
+    assert outcome.errors == [] and outcome.plan is not None
+    await site.live.dispatcher.delivered()
+    sent = (await site.api.get("/api/v1/dispatch", headers=site.admin)).json()
+    assert len(sent) == 11 and flagged not in {c["device_id"] for c in sent}
+    report = site.live.dispatcher.site.dispatcher.last_report
+    assert report is not None and report.degraded[flagged] == "in maintenance: PSU swap"
 
 
 async def test_a_gpu_in_maintenance_takes_no_new_workload_and_its_running_one_drains(

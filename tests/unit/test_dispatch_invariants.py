@@ -25,7 +25,13 @@ from hcp.dispatch import (
     plan_commands,
 )
 from hcp.dispatch.planning import recent_orders
-from hcp.dispatch.state import current_slot, drift, live_pending, stock_equivalent_j_per_th
+from hcp.dispatch.state import (
+    current_slot,
+    drift,
+    in_degradation,
+    live_pending,
+    stock_equivalent_j_per_th,
+)
 from hcp.domain.devices import AsicModel
 from hcp.domain.telemetry import MinerState
 
@@ -132,9 +138,13 @@ def test_no_model_runs_more_miners_than_the_target_wants(world: World) -> None:
     for model in MODELS:
         group = [m for m in world.fleet if m.model is model]
         # A degraded miner that hashes fills a place only if the plan counted on it (it reads
-        # healthy): the plan takes what an unhealthy or silent one draws off the MW instead.
+        # healthy and ran out of attempts only now): the plan takes what an unhealthy or
+        # silent one, or one already in a degradation, draws off the MW instead.
         stuck = sum(
-            current_slot(m, NOW) is not None and m.reading is not None and m.reading.healthy
+            current_slot(m, NOW) is not None
+            and m.reading is not None
+            and m.reading.healthy
+            and not in_degradation(m, NOW)
             for m in group
             if m.device_id in plan.degraded
         )

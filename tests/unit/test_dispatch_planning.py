@@ -16,6 +16,7 @@ from hcp.dispatch import (
     DispatchPolicy,
     MinerView,
     Trouble,
+    admit_increases,
     plan_commands,
 )
 from hcp.dispatch.planning import confirm_within
@@ -270,12 +271,64 @@ def test_a_degraded_miner_the_plan_left_out_fills_no_place_though_it_hashes() ->
     assert by_action(plan)[Action.WAKE] == ["m002", "m003"] and plan.shortfall == {}
 
 
-def test_a_degraded_miner_that_still_hashes_takes_a_place_of_the_target() -> None:
+def test_a_miner_out_of_attempts_now_that_still_hashes_takes_a_place_of_the_target() -> None:
+    """The plan was made before it ran out of attempts: it counted on it, and it draws."""
+    sleep = plan_commands(target({"S21": {}}), [miner(0)], NOW).commands[0]
+    stuck = miner(0, failed=replace(sleep, attempt=3))
+    fleet = [stuck, miner(1, MinerState.SLEEPING), miner(2, MinerState.SLEEPING)]
+    plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
+    assert by_action(plan)[Action.WAKE] == ["m001"] and plan.shortfall == {}
+    assert plan.degraded["m000"] == "sleep unconfirmed after 3 attempts"
+
+
+def test_a_miner_in_a_degradation_fills_no_place_though_it_hashes() -> None:
+    """The plan leaves out the miners in a degradation, as those held asleep, and takes what
+    they draw off the site's MW: a place filled by one too would keep a wanted miner asleep."""
     stuck = miner(0, degraded_until=NOW + timedelta(minutes=10))
     fleet = [stuck, miner(1, MinerState.SLEEPING), miner(2, MinerState.SLEEPING)]
     plan = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW)
-    assert len(plan.commands) == 1 and plan.shortfall == {}
+    assert by_action(plan)[Action.WAKE] == ["m001", "m002"] and plan.shortfall == {}
     assert plan.degraded["m000"].startswith("degraded until 2025-06-01T12:10")
+
+
+# --- minimum on and off time --------------------------------------------------------------
+
+WINDOWS = DispatchPolicy(min_on_s=1_800, min_off_s=1_800)
+
+
+def test_a_miner_slept_within_its_minimum_off_time_is_woken_only_when_no_other_can_be() -> None:
+    slept = replace(miner(0, MinerState.SLEEPING), slept_at=NOW - timedelta(minutes=5))
+    worse = miner(1, MinerState.SLEEPING, last_mining=reading("127.0.0.1:4028", j_per_th_ratio=1.3))
+    fleet = [slept, worse]
+    one = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW, WINDOWS)
+    assert by_action(one)[Action.WAKE] == ["m001"]
+    two = plan_commands(target({"S21": {"stock": 2}}), fleet, NOW, WINDOWS)
+    assert sorted(by_action(two)[Action.WAKE]) == ["m000", "m001"]
+    later = plan_commands(
+        target({"S21": {"stock": 1}}), fleet, NOW + timedelta(minutes=25), WINDOWS
+    )
+    assert by_action(later)[Action.WAKE] == ["m000"]  # 30 minutes asleep: the better again
+    no_minimum = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW)
+    assert by_action(no_minimum)[Action.WAKE] == ["m000"]
+
+
+def test_a_miner_woken_within_its_minimum_on_time_is_slept_only_when_no_other_can_be() -> None:
+    woken = replace(miner(0, ratio=1.3), woken_at=NOW - timedelta(minutes=5))
+    fleet = [woken, miner(1)]
+    one = plan_commands(target({"S21": {"stock": 1}}), fleet, NOW, WINDOWS)
+    assert by_action(one)[Action.SLEEP] == ["m001"]
+    none = plan_commands(target({"S21": {}}), fleet, NOW, WINDOWS)
+    assert sorted(by_action(none)[Action.SLEEP]) == ["m000", "m001"]
+    # Woken, then slept again since: its off time runs, not its on time.
+    slept_since = replace(woken, slept_at=NOW - timedelta(minutes=1))
+    again = plan_commands(target({"S21": {"stock": 1}}), [slept_since, miner(1)], NOW, WINDOWS)
+    assert by_action(again)[Action.SLEEP] == ["m000"]
+
+
+@pytest.mark.parametrize("times", [{"min_on_s": -1.0}, {"min_off_s": math.nan}])
+def test_a_negative_minimum_on_or_off_time_is_refused(times: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="min_on_s"):
+        DispatchPolicy(**times)
 
 
 # --- the ramp limit ----------------------------------------------------------------------
@@ -303,6 +356,40 @@ def test_a_second_plan_in_the_same_tick_does_not_spend_the_ramp_again() -> None:
     later = plan_commands(wanted, [sent(first, m) for m in fleet], NOW + timedelta(minutes=5))
     assert len(first.commands) == 2 and again.commands == ()
     assert len(later.commands) == 2
+
+
+def test_increases_go_only_as_far_as_the_delivered_decreases_make_room() -> None:
+    """Two S19 XP swapped for two S21: the wakes add 970 W more than the sleeps take off, all
+    the room the site has before a sleep lands (the target fits its limit once all is done)."""
+    fleet = [
+        miner(0, model=S19),
+        miner(1, model=S19),
+        miner(2, MinerState.SLEEPING),
+        miner(3, MinerState.SLEEPING),
+    ]
+    plan = plan_commands(target({"S19 XP": {}, "S21": {"stock": 2}}), fleet, NOW)
+    sleeps = plan.decreases
+    assert [(c.device_id, c.power_decrease_w) for c in sleeps] == [("m000", 2990), ("m001", 2990)]
+    assert [c.device_id for c in plan.increases] == ["m002", "m003"]
+    assert plan.room_w == pytest.approx(2 * WAKE_STOCK_W - 2 * 2990)
+    assert admit_increases(plan, []) is plan
+    one_lost = admit_increases(plan, sleeps[:1])  # 970 + 2990 W: room for one wake
+    assert one_lost.commands == (*sleeps, plan.increases[0]) and one_lost.deferred == ("m003",)
+    assert one_lost.power_increase_w == WAKE_STOCK_W
+    both_lost = admit_increases(plan, sleeps)
+    assert both_lost.commands == sleeps and both_lost.deferred == ("m002", "m003")
+    assert both_lost.power_increase_w == 0.0
+
+
+def test_increases_the_site_has_room_for_go_though_a_decrease_fails() -> None:
+    """Waking two S21 while an S19 XP sleeps: the target adds 3960 W beyond the sleep, so one
+    wake fits whether the sleep lands or not."""
+    fleet = [miner(0, model=S19), *(miner(i, MinerState.SLEEPING) for i in (1, 2, 3))]
+    plan = plan_commands(target({"S19 XP": {}, "S21": {"stock": 2}}), fleet, NOW)
+    assert plan.room_w == pytest.approx(2 * WAKE_STOCK_W - 2990)
+    admitted = admit_increases(plan, plan.decreases)
+    assert [c.device_id for c in admitted.increases] == ["m001"]
+    assert admitted.deferred == ("m002",)
 
 
 # --- the closed loop ---------------------------------------------------------------------

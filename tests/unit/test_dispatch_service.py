@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from tests.unit.test_dispatch_planning import NOW, REASON, miner, reading
+from tests.unit.test_dispatch_planning import NOW, REASON, S19, miner, reading
 
 from hcp.adapters.clock import ManualClock
 from hcp.adapters.devices.errors import DeviceTimeout, MalformedReply
-from hcp.dispatch import AsicTarget, DispatchPolicy, OutcomeStatus, plan_commands
+from hcp.dispatch import (
+    DEFAULT_POLICY,
+    Action,
+    AsicTarget,
+    DispatchPolicy,
+    MinerView,
+    OutcomeStatus,
+    plan_commands,
+)
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device
 from hcp.domain.plans import Allocation, SitePlan
 from hcp.domain.status import DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
-from hcp.services.dispatcher import Dispatcher, InMemoryCommandLog, SiteDispatcher, reading_of
+from hcp.services.dispatcher import (
+    Dispatcher,
+    InMemoryCommandLog,
+    SiteDispatcher,
+    reading_of,
+    status_of,
+)
 
 LATER = NOW + timedelta(seconds=10)
 CURTAIL = AsicTarget({"S21": {}}, reason=REASON)
@@ -149,6 +163,92 @@ async def test_commands_in_flight_are_bounded_by_the_concurrency() -> None:
     assert len(report.sent) == 20 and driver.most_in_flight == 4
 
 
+SWAP = AsicTarget({"S19 XP": {}, "S21": {"stock": 2}}, reason=REASON)
+"""Two S19 XP (2 x 3010 W) asleep for two S21 (2 x 3500 W) awake: 970 W more in all."""
+
+
+def swap_fleet() -> list[MinerView]:
+    return [
+        miner(1, model=S19),
+        miner(2, model=S19),
+        miner(3, MinerState.SLEEPING),
+        miner(4, MinerState.SLEEPING),
+    ]
+
+
+async def test_wakes_are_sent_once_the_sleeps_making_room_for_them_are_delivered() -> None:
+    class SlowSleeps(FakeDriver):
+        async def sleep(self, address: str) -> None:
+            await asyncio.sleep(0.05)  # a retry after a timeout, say
+            await super().sleep(address)
+
+    driver = SlowSleeps()
+    report = await Dispatcher(driver, InMemoryCommandLog()).tick(SWAP, swap_fleet(), NOW)
+    assert [verb for verb, _, _ in driver.calls] == ["sleep", "sleep", "wake", "wake"]
+    assert len(report.sent) == 4 and report.plan.deferred == ()
+
+
+async def test_wakes_wait_for_a_later_tick_when_the_sleeps_making_room_fail() -> None:
+    broken = {"127.0.0.1:4028": DeviceTimeout("127.0.0.1:4028", "no reply within 2 s")}
+    driver = FakeDriver(broken)
+    dispatcher = Dispatcher(driver, InMemoryCommandLog())
+    first = await dispatcher.tick(SWAP, swap_fleet(), NOW)
+    # One S19 still hashes: room for one S21 only (3010 + 20 + 3500 + 25 W, not 10,000 W).
+    assert driver.calls == [("sleep", "127.0.0.2:4028", None), ("wake", "127.0.0.3:4028", None)]
+    assert first.plan.deferred == ("m004",) and first.errors.keys() == {"m001"}
+    assert status_of("s1", first).deferred == ("m004",)
+    driver.broken.clear()
+    second = await dispatcher.tick(SWAP, swap_fleet(), LATER)  # m002, m003: in flight
+    assert [(c.device_id, c.action, c.attempt) for c in second.sent] == [
+        ("m001", Action.SLEEP, 2),
+        ("m004", Action.WAKE, 1),
+    ]
+    assert second.plan.deferred == ()
+
+
+async def test_a_miner_whose_sleeps_never_land_is_degraded_for_the_plan_too() -> None:
+    """It takes each sleep and hashes on; out of attempts, the dispatcher tells the plan it
+    gives it no work (until the cooldown ends), beside the miners it holds asleep."""
+    dispatcher = Dispatcher(FakeDriver(), InMemoryCommandLog())
+    now = NOW
+    for _ in range(4):  # three tries, each past its deadline at the next tick; then degraded
+        assert dispatcher.degraded(now) == set()
+        hashing = replace(miner(0), reading=reading("127.0.0.0:4028", at=now))
+        await dispatcher.tick(CURTAIL, [hashing], now)
+        now += timedelta(minutes=5)
+    assert dispatcher.degraded(now) == {"m000"} and dispatcher.held_asleep(now) == set()
+    assert dispatcher.degraded(now + timedelta(seconds=DEFAULT_POLICY.degraded_cooldown_s)) == set()
+
+
+async def test_the_dispatcher_wakes_a_miner_slept_within_its_minimum_off_time_last() -> None:
+    """m004, the least efficient, was slept two hours ago; m002 and m003 five minutes ago. With
+    a 30-minute minimum off time the next wake goes to m004, not to the better m002."""
+    ratios = [1.00, 1.02, 1.20, 1.22, 1.30]
+    policy = DispatchPolicy(min_off_s=1_800)
+    dispatcher = Dispatcher(FakeDriver(), InMemoryCommandLog(), policy)
+
+    def fleet(asleep: set[int], at: datetime) -> list[MinerView]:
+        views = []
+        for i, ratio in enumerate(ratios):
+            state = MinerState.SLEEPING if i in asleep else MinerState.MINING
+            polled = reading(f"127.0.0.{i}:4028", state, j_per_th_ratio=ratio, at=at)
+            views.append(replace(miner(i), reading=polled))
+        return views
+
+    async def tick(running: int, asleep: set[int], at: datetime) -> set[str]:
+        report = await dispatcher.tick(
+            AsicTarget({"S21": {"stock": running}}), fleet(asleep, at), at
+        )
+        after = at + timedelta(seconds=30)
+        slept = asleep | {int(c.device_id[1:]) for c in report.sent if c.action is Action.SLEEP}
+        await dispatcher.confirm([v.reading for v in fleet(slept, after) if v.reading], after)
+        return {c.device_id for c in report.sent}
+
+    assert await tick(4, set(), NOW - timedelta(hours=2)) == {"m004"}
+    assert await tick(2, {4}, NOW) == {"m002", "m003"}
+    assert await tick(3, {2, 3, 4}, NOW + timedelta(minutes=5)) == {"m004"}
+
+
 def test_the_in_memory_log_keeps_the_newest_records() -> None:
     log = InMemoryCommandLog(capacity=2)
     for command in plan_commands(CURTAIL, [miner(i) for i in range(3)], NOW).commands:
@@ -168,6 +268,13 @@ class FakeFleet:
         self, *, site_id: str | None = None, kind: DeviceKind | None = None
     ) -> list[Device]:
         return [d for d in self._devices if d.site_id == site_id and d.kind is kind]
+
+    def in_maintenance(self, site_id: str) -> dict[str, str]:
+        return {
+            d.id: d.maintenance
+            for d in self._devices
+            if d.site_id == site_id and d.maintenance is not None
+        }
 
 
 class FakeUnitOfWork:
@@ -225,6 +332,48 @@ async def test_the_site_dispatcher_runs_a_stored_plan_against_the_latest_statuse
     asleep = replace(status(1, "sleeping", 25.0), at=clock.now())
     (outcome,) = await site.confirm_latest({"m001": asleep})
     assert outcome.status is OutcomeStatus.CONFIRMED
+
+
+async def test_a_miner_flagged_after_the_fleet_was_read_gets_no_command() -> None:
+    """The control loop hands over the fleet as its plan step read it; an operator put m001 in
+    maintenance since. The flags are read again before planning: it is not put to sleep as
+    the less efficient of the two, and m000 fills the one place of the plan."""
+    read_then = [stored_miner(0), stored_miner(1)]
+    stored_now = [read_then[0], replace(read_then[1], maintenance="PSU swap")]
+    driver = FakeDriver()
+    site = SiteDispatcher(
+        Dispatcher(driver, InMemoryCommandLog()),
+        lambda: FakeUnitOfWork(stored_now),
+        ManualClock(NOW),
+    )
+    latest = {"m000": status(0, power_w=3_400.0), "m001": status(1)}
+    await site.dispatch(PLAN, latest, read_then)
+    report = await site.delivered()
+    assert driver.calls == []
+    assert report is not None and report.degraded == {"m001": "in maintenance: PSU swap"}
+
+
+async def test_a_miner_flagged_while_the_commands_go_out_gets_no_wake() -> None:
+    """The commands go out behind the tick, wakes after the sleeps: the flags are read again
+    before the wakes, and a miner put in maintenance meanwhile is passed over."""
+    stored = [stored_miner(0), stored_miner(1), stored_miner(2)]
+    driver = FakeDriver()
+    site = SiteDispatcher(
+        Dispatcher(driver, InMemoryCommandLog()),
+        lambda: FakeUnitOfWork(stored),
+        ManualClock(NOW),
+    )
+    asleep = [status(i, "sleeping", 25.0) for i in (1, 2)]
+    latest = {"m000": status(0), "m001": asleep[0], "m002": asleep[1]}
+    two = replace(PLAN, allocations=(Allocation("S21", "stock", 2, 7.0),))
+    await site.dispatch(two, latest)  # plans the wake of m001
+    planned = site.dispatcher.last_report
+    assert planned is not None and [c.device_id for c in planned.plan.commands] == ["m001"]
+    stored[1] = replace(stored[1], maintenance="PSU swap")  # before the sends run
+    report = await site.delivered()
+    assert driver.calls == []
+    assert report is not None and report.sent == () and report.plan.commands == ()
+    assert report.degraded == {"m001": "in maintenance: PSU swap"}
 
 
 async def test_a_dispatch_returns_once_planned_and_the_next_waits_for_the_sends() -> None:

@@ -3,7 +3,9 @@ device's trouble once when it starts and once when it ends, never on every poll.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from hcp.adapters.clock import ManualClock
-from hcp.adapters.devices import fleet_readers
+from hcp.adapters.devices import fleet_readers, luxos
 from hcp.adapters.devices.dcgm import DcgmScraper, DcgmSweep, DcgmTarget
 from hcp.adapters.devices.errors import DeviceError, DeviceUnreachable
 from hcp.adapters.devices.fleet_readers import (
@@ -23,9 +25,13 @@ from hcp.adapters.devices.fleet_readers import (
     condition,
 )
 from hcp.adapters.devices.luxos import LuxosClient
+from hcp.domain.catalog import asic_model
 from hcp.domain.gpu_telemetry import GpuHealth, GpuReading
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
+from hcp.simulators.asic.config import MinerSimConfig
+from hcp.simulators.asic.miner import MinerSim
+from hcp.simulators.asic.rpc import answer
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 NODE_DOWN = "unreachable: node node-1: cannot connect: refused"
@@ -135,6 +141,40 @@ async def test_the_luxos_reader_says_why_a_miner_is_unreachable_and_logs_it_once
         ("WARNING", "miner m1 is degraded (was ok): board 2 dead"),
         ("INFO", "miner m2 recovered (was unreachable)"),
     ]
+
+
+class SimulatedMiners:
+    """A transport that answers as simulated S21s do, except: the miner on port 1 puts NaN
+    (valid on the wire, as decoded) in its share count, and the one on port 2 makes the read
+    raise what no device error covers."""
+
+    def __init__(self) -> None:
+        self.sims = {p: MinerSim(MinerSimConfig(asic_model("S21"), seed=p), NOW) for p in range(4)}
+
+    async def exchange(self, host: str, port: int, request: bytes) -> bytes:
+        if port == 2:
+            raise RuntimeError("a bug met on this miner")
+        reply = answer(self.sims[port], request, NOW)
+        raw = json.dumps(reply)
+        if port == 1:
+            raw = re.sub(r'"Accepted": \d+', '"Accepted": NaN', raw, count=1)
+        return raw.encode() + b"\x00"
+
+
+async def test_a_miner_whose_reply_breaks_its_read_is_unreachable_and_the_rest_are_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, luxos.__name__)
+    addresses = {f"m{p}": ("127.0.0.1", p) for p in range(4)}
+    reader = LuxosFleetReader(addresses, ManualClock(NOW), transport=SimulatedMiners())
+    statuses = await reader.read()
+    assert [s.state for s in statuses] == ["mining", UNREACHABLE, UNREACHABLE, "mining"]
+    assert "'Accepted' is not a finite number" in statuses[1].problems[0]
+    assert statuses[2].problems == (
+        "unreachable: reading failed: RuntimeError: a bug met on this miner",
+    )
+    [record] = [r for r in caplog.records if r.name == luxos.__name__]
+    assert "1 miner(s)" in record.getMessage() and record.exc_info is not None
 
 
 @dataclass

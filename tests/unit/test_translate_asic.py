@@ -193,3 +193,29 @@ def test_requests_and_replies_round_trip_the_wire_format() -> None:
 def test_garbage_on_the_wire_is_malformed(raw: bytes) -> None:
     with pytest.raises(MalformedReply):
         decode_reply(DEVICE, raw)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1" + "0" * 400])
+@pytest.mark.parametrize(
+    ("part", "section", "key"),
+    [
+        ("summary", "SUMMARY", "Accepted"),
+        ("summary", "SUMMARY", "GHS 5s"),
+        ("power", "POWER", "Watts"),
+        ("devs", "DEVS", "Temperature"),
+        ("devs", "DEVS", "ASC"),
+        ("devs", "DEVS", "Nominal MHS"),
+        ("tempctrl", "TEMPCTRL", "Hot"),
+    ],
+)
+def test_a_non_finite_number_on_the_wire_is_malformed(
+    part: str, section: str, key: str, value: str
+) -> None:
+    """The decoder lets NaN, Infinity and huge integers through (orjson refuses them, json
+    takes them); no reading is made of them, as of any other field that is not a number."""
+    payload = recorded("read_mining")
+    payload[part][0][section][0][key] = "__HERE__"
+    raw = json.dumps(payload).replace('"__HERE__"', value).encode() + b"\x00"
+    replies = translate.split_joined(DEVICE, decode_reply(DEVICE, raw), READ)
+    with pytest.raises(MalformedReply, match=key):
+        translate.asic_reading(DEVICE, AT, replies)

@@ -17,7 +17,7 @@ from hcp.dispatch.model import (
     Slot,
     Trouble,
 )
-from hcp.dispatch.planning import plan_commands
+from hcp.dispatch.planning import admit_increases, plan_commands, set_aside
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -33,6 +33,8 @@ __all__ = [
     "OutcomeStatus",
     "Slot",
     "Trouble",
+    "admit_increases",
     "confirm",
     "plan_commands",
+    "set_aside",
 ]

@@ -1,6 +1,6 @@
 """The dispatcher's memory between ticks, per miner: the command in flight, the last confirmed
-and last failed one, a degradation, the last reading taken while mining, and its latest spell of
-unhealthy readings. No I/O."""
+and last failed one, a degradation, the last reading taken while mining, its latest spell of
+unhealthy readings, and when it was last put to sleep and last woken. No I/O."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hcp.dispatch.model import (
+    Action,
     Command,
     CommandOutcome,
     Degradation,
@@ -30,6 +31,8 @@ class Memory:
     last_mining: AsicReading | None = None
     trouble: Trouble | None = None
     troubled: bool = False  # the last reading was unhealthy: a spell is going on
+    slept_at: datetime | None = None
+    woken_at: datetime | None = None
 
 
 TRIP_MEMORY = timedelta(days=1)
@@ -69,6 +72,8 @@ class Ledger:
             last_mining=memory.last_mining,
             trouble=memory.trouble,
             maintenance=miner.maintenance,
+            slept_at=memory.slept_at,
+            woken_at=memory.woken_at,
         )
 
     def held(self, now: datetime, policy: DispatchPolicy) -> set[str]:
@@ -79,14 +84,27 @@ class Ledger:
             if memory.trouble is not None and now < policy.held_until(memory.trouble)
         }
 
+    def degraded(self, now: datetime) -> set[str]:
+        """Miners in a degradation at `now`: out of attempts, they get no work until it ends."""
+        return {
+            device_id
+            for device_id, memory in self._memory.items()
+            if memory.degraded_until is not None and now < memory.degraded_until
+        }
+
     def pending(self) -> list[Command]:
         """Every command sent and not yet confirmed or failed."""
         return [m.pending for m in self._memory.values() if m.pending is not None]
 
     def sent(self, command: Command) -> Command | None:
-        """`command` is in flight; the one it replaces, unsettled, if any (it is superseded)."""
+        """`command` is in flight (a sleep or wake: the miner was switched when it was issued);
+        the one it replaces, unsettled, if any (it is superseded)."""
         memory = self._memory.setdefault(command.device_id, Memory())
         replaced, memory.pending = memory.pending, command
+        if command.action is Action.SLEEP:
+            memory.slept_at = command.issued_at
+        elif command.action is Action.WAKE:
+            memory.woken_at = command.issued_at
         return replaced if replaced is not None and replaced.id != command.id else None
 
     def not_delivered(self, command: Command) -> None:

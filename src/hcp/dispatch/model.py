@@ -78,7 +78,8 @@ class Command:
 
     `profile` is what a wake or a profile change runs at (None for a sleep), `from_profile` what
     the miner ran at before. Telemetry should then show `expected_power_w`; `power_increase_w` is
-    what the command adds to the site's draw (0 for sleeps and profile cuts). A command is
+    what the command adds to the site's draw (0 for sleeps and profile cuts), `power_decrease_w`
+    what it takes off it (0 for wakes and profile raises), both by the catalog. A command is
     confirmed only by a reading taken after `issued_at`, and failed if none has by `confirm_by`.
     `attempt` counts the tries of the same order (1 for the first).
     """
@@ -95,6 +96,7 @@ class Command:
     expected_power_w: float
     power_increase_w: float = 0.0
     from_profile: str | None = None
+    power_decrease_w: float = 0.0
 
     @property
     def slot(self) -> Slot:
@@ -124,9 +126,10 @@ class MinerView:
     dispatcher's own memory: the command in flight (`pending`), the last one telemetry confirmed,
     the last one that failed (cleared once confirmed or when the miner is degraded), until when
     the miner is degraded, the last reading taken while it was mining (its measured
-    efficiency while it sleeps), and its latest spell of unhealthy readings (`trouble`).
-    `maintenance` says why an operator took the miner out of the dispatcher's hands (None:
-    it is in service).
+    efficiency while it sleeps), its latest spell of unhealthy readings (`trouble`), and when
+    the last sleep and the last wake sent to it were issued (`slept_at`, `woken_at`: None
+    when this dispatcher sent none). `maintenance` says why an operator took the miner out of
+    the dispatcher's hands (None: it is in service).
     """
 
     device_id: str
@@ -140,6 +143,8 @@ class MinerView:
     last_mining: AsicReading | None = None
     trouble: Trouble | None = None
     maintenance: str | None = None
+    slept_at: datetime | None = None
+    woken_at: datetime | None = None
 
 
 class OutcomeStatus(StrEnum):
@@ -174,7 +179,9 @@ class DispatchPolicy:
     (1 + `sleep_power_tolerance`) x its model's sleep power. Increases issued within
     `ramp_window_s` before now share the tick's ramp budget (0: only those issued at `now`).
     A miner that read unhealthy stays asleep `unhealthy_hold_s` after its last unhealthy reading,
-    doubled for each further trip (`Trouble.trips`), up to `unhealthy_hold_max_s`.
+    doubled for each further trip (`Trouble.trips`), up to `unhealthy_hold_max_s`. A miner woken
+    less than `min_on_s` ago is put to sleep, and one put to sleep less than `min_off_s` ago is
+    woken, only when no other miner can be (the site's minimum on and off time; 0: none).
     """
 
     poll_interval_s: float = 30.0
@@ -186,10 +193,14 @@ class DispatchPolicy:
     ramp_window_s: float = 0.0
     unhealthy_hold_s: float = 600.0
     unhealthy_hold_max_s: float = 14_400.0
+    min_on_s: float = 0.0
+    min_off_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValidationError("max_attempts", "must be at least 1")
+        if not (self.min_on_s >= 0 and self.min_off_s >= 0):
+            raise ValidationError("min_on_s", "minimum on and off times must be >= 0")
         if self.poll_interval_s <= 0 or self.confirm_polls < 1:
             raise ValidationError("poll_interval_s", "polls must be positive")
         if not 0 <= self.unhealthy_hold_s <= self.unhealthy_hold_max_s:
@@ -218,7 +229,10 @@ class Degradation:
 class DispatchPlan:
     """What one tick decides.
 
-    `commands` to send now; `deferred` miners whose wake or profile raise waits for ramp room;
+    `commands` to send now: the `decreases` first, then the `increases` (wakes and profile
+    raises) that fit in what the delivered decreases free beside `room_w`, the power the site
+    can take before any decrease lands (`planning.admit_increases`); `deferred` miners whose
+    wake or profile raise waits for ramp room, or for decreases that did not get through;
     `shortfall` miners per model the target wants that no healthy, manageable miner can run;
     `unhealthy` and `degraded` miners (device id: why) that get no work; `newly_degraded` the
     miners this tick gave up on; `power_increase_w` what the commands add to the site's draw.
@@ -231,3 +245,14 @@ class DispatchPlan:
     degraded: Mapping[str, str] = field(default_factory=dict)
     newly_degraded: tuple[Degradation, ...] = ()
     power_increase_w: float = 0.0
+    room_w: float = 0.0
+
+    @property
+    def decreases(self) -> tuple[Command, ...]:
+        """The commands that add nothing to the site's draw (sleeps, profile cuts)."""
+        return tuple(c for c in self.commands if c.power_increase_w <= 0)
+
+    @property
+    def increases(self) -> tuple[Command, ...]:
+        """The wakes and profile raises, in the order they are admitted."""
+        return tuple(c for c in self.commands if c.power_increase_w > 0)

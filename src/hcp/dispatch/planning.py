@@ -3,26 +3,33 @@
 Per model: miners in maintenance get nothing and fill no place of the target (the plan counts on
 none of them, and takes what they draw off the site's MW). Miners without telemetry, in a
 degradation, or out of attempts get no work (one that still hashes fills a place of the target,
-since it draws power whatever we say, if the plan counted on it: it reads healthy and is not held
-asleep); unhealthy miners are put to sleep, and held asleep for a while after they read healthy
-again, twice as long after each further trip (an overheated miner cools asleep, and would overheat
-again if woken at once). Of the others, those that hash are the most efficient of the miners
-hashing now when there are fewer places than them, else all of those and the most efficient
+since it draws power whatever we say, if the plan counted on it: it reads healthy, is not held
+asleep, and ran out of attempts only now; the plan leaves out the miners in a degradation as it does
+those held asleep); unhealthy miners are put to sleep, and held asleep for a while after they read
+healthy again, twice as long after each further trip (an overheated miner cools asleep, and would
+overheat again if woken at once). Of the others, those that hash are the most efficient of the
+miners hashing now when there are fewer places than them, else all of those and the most efficient
 sleeping ones (a wake): the least efficient sleep first, and a count that stays the same swaps
 nobody. They keep what they do when it is wanted (fewest changes); the open places go to them in
 rank order, hashing ones first (a profile change). A miner that strayed from its confirmed command
-ranks last, so it is the first put back. Sleeps and profile cuts are always sent; increases (wakes,
+ranks last, so it is the first put back. Before all that, a miner within its minimum on time
+(`DispatchPolicy.min_on_s` since its last wake) ranks first, so it is slept only when no other can
+be, and one within its minimum off time (`min_off_s` since its last sleep) last, so it is woken
+only when no other can be. Sleeps and profile cuts are always sent; increases (wakes,
 profile raises) are admitted in order while they fit in the tick's ramp limit beside the increases
-already ordered within the ramp window (a miner raised in the window is not raised again in it),
-and the rest wait for a later tick. A miner whose command is in flight and still wanted gets
-nothing new until that command's deadline passes.
+already ordered within the ramp window (a miner raised in the window is not raised again in it), and
+the rest wait for a later tick. The decreases are sent first: the increases then go only as far as
+the power the delivered decreases free, beside what the target adds beyond what it takes off
+(`admit_increases`), so a sleep that does not get through never leaves the site drawing old and new
+load at once. A miner whose command is in flight and still wanted gets nothing new until that
+command's deadline passes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from hcp.dispatch.model import (
@@ -39,26 +46,32 @@ from hcp.dispatch.model import (
 from hcp.dispatch.state import (
     current_slot,
     drift,
+    in_degradation,
     last_failure,
     live_pending,
     power_w,
     reading_slot,
     stock_equivalent_j_per_th,
+    switch_window,
 )
 from hcp.domain.devices import AsicModel
 
-Rank = tuple[bool, float, str]
+Rank = tuple[int, bool, float, str]
+_WINDOW_RANK: dict[Action | None, int] = {Action.WAKE: 0, None: 1, Action.SLEEP: 2}
+"""Where a miner's switch window puts it: kept on after a wake, left off after a sleep."""
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A miner that should move from `current` to `goal`, why, and the power it adds in W."""
+    """A miner that should move from `current` to `goal`, why, and the power it adds or takes
+    off in W (by the catalog)."""
 
     miner: MinerView
     current: Slot
     goal: Slot
     why: str
     increase_w: float
+    decrease_w: float
 
 
 @dataclass(slots=True)
@@ -91,7 +104,7 @@ def plan_commands(
     shortfall = _models_without_miners(target, by_model)
     for name, group in by_model.items():
         sorting = _sort(group, now, policy)
-        missing = _plan_model(target.wanted(name), group[0].model, sorting, now)
+        missing = _plan_model(target.wanted(name), group[0].model, sorting, now, policy)
         if missing:
             shortfall[name] = missing
         fleet.absorb(sorting)
@@ -107,6 +120,42 @@ def plan_commands(
         degraded=fleet.degraded,
         newly_degraded=tuple(fleet.newly_degraded),
         power_increase_w=sum(command.power_increase_w for command in commands),
+        room_w=room_before_decreases(fleet.changes),
+    )
+
+
+def room_before_decreases(changes: Sequence[Change]) -> float:
+    """W the increases may add before any decrease lands: what all the changes add beyond what
+    they take off (0 when they take off more). The target fits the site's limit with every
+    change made, so the site has at least this much room now."""
+    added_w = sum(change.increase_w for change in changes)
+    return max(0.0, added_w - sum(change.decrease_w for change in changes))
+
+
+def admit_increases(plan: DispatchPlan, undelivered: Iterable[Command]) -> DispatchPlan:
+    """`plan` once its decreases are sent, `undelivered` those that did not get through: its
+    increases, in order, as far as they fit in `plan.room_w` and what the delivered decreases
+    free; the rest are deferred to a later tick. With every decrease delivered, `plan` as it
+    is."""
+    lost_w = sum(command.power_decrease_w for command in undelivered)
+    if lost_w <= 0:
+        return plan
+    decreases = plan.decreases
+    room_w = plan.room_w + sum(c.power_decrease_w for c in decreases) - lost_w
+    admitted: list[Command] = []
+    waiting: list[str] = []
+    spent_w = 0.0
+    for command in plan.increases:
+        if spent_w + command.power_increase_w <= room_w:
+            spent_w += command.power_increase_w
+            admitted.append(command)
+        else:
+            waiting.append(command.device_id)
+    return replace(
+        plan,
+        commands=decreases + tuple(admitted),
+        deferred=plan.deferred + tuple(waiting),
+        power_increase_w=spent_w,
     )
 
 
@@ -147,11 +196,13 @@ def _sort(miners: Sequence[MinerView], now: datetime, policy: DispatchPolicy) ->
         if why is not None:
             sorting.degraded[miner.device_id] = why
             # It fills a place only if the plan counted on it: one the plan leaves out
-            # (unhealthy, held asleep, silent) has its draw taken off the MW already.
+            # (unhealthy, held asleep, silent, already in a degradation) has its draw taken
+            # off the MW already.
             counted = (
                 miner.reading is not None
                 and miner.reading.healthy
                 and _held_because(miner, now, policy) is None
+                and not in_degradation(miner, now)
             )
             sorting.stuck_running += counted and current_slot(miner, now) is not None
         elif miner.reading is not None and not miner.reading.healthy:
@@ -200,18 +251,23 @@ def _sleep_unhealthy(miner: MinerView, now: datetime, sorting: _Sorting) -> None
     current = current_slot(miner, now)
     if current is not None:
         why = f"unhealthy: {sorting.unhealthy[miner.device_id]}"
-        sorting.changes.append(Change(miner, current, None, why, 0.0))
+        decrease_w = max(0.0, power_w(miner, current) - power_w(miner, None))
+        sorting.changes.append(Change(miner, current, None, why, 0.0, decrease_w))
 
 
 # --- who does what ------------------------------------------------------------------------
 
 
 def _plan_model(
-    wanted: Mapping[str, int], model: AsicModel, sorting: _Sorting, now: datetime
+    wanted: Mapping[str, int],
+    model: AsicModel,
+    sorting: _Sorting,
+    now: datetime,
+    policy: DispatchPolicy,
 ) -> int:
     """Add the model's changes to `sorting`; return how many wanted miners it lacks."""
     places, missing = fit(wanted, len(sorting.available), sorting.stuck_running, model)
-    ranked = sorted(sorting.available, key=lambda miner: rank(miner, now))
+    ranked = sorted(sorting.available, key=lambda miner: rank(miner, now, policy))
     currents = {miner.device_id: current_slot(miner, now) for miner in ranked}
     goals = assign(places, ranked, currents)
     running = sum(places.values())
@@ -222,9 +278,16 @@ def _plan_model(
     return missing
 
 
-def rank(miner: MinerView, now: datetime) -> Rank:
-    """Sort key, best first: not drifting, then lowest stock-equivalent J/TH, then id."""
-    return drift(miner, now) is not None, stock_equivalent_j_per_th(miner), miner.device_id
+def rank(miner: MinerView, now: datetime, policy: DispatchPolicy) -> Rank:
+    """Sort key, best first: within its minimum on time, then neither within that nor its
+    minimum off time, then within its minimum off time (`switch_window`); within each, not
+    drifting, then lowest stock-equivalent J/TH, then id."""
+    return (
+        _WINDOW_RANK[switch_window(miner, now, policy)],
+        drift(miner, now) is not None,
+        stock_equivalent_j_per_th(miner),
+        miner.device_id,
+    )
 
 
 def fit(
@@ -284,8 +347,9 @@ def _change(miner: MinerView, current: Slot, goal: Slot, running: int, now: date
     strayed = drift(miner, now)
     if strayed is not None:
         why = f"{strayed}; {why}"
-    increase_w = 0.0 if goal is None else max(0.0, power_w(miner, goal) - power_w(miner, current))
-    return Change(miner, current, goal, why, increase_w)
+    added_w = power_w(miner, goal) - power_w(miner, current)
+    increase_w = 0.0 if goal is None else max(0.0, added_w)
+    return Change(miner, current, goal, why, increase_w, max(0.0, -added_w))
 
 
 # --- the ramp and the commands ------------------------------------------------------------
@@ -320,6 +384,22 @@ def _increase_order(change: Change) -> tuple[bool, float, str]:
     return change.current is None, stock_equivalent_j_per_th(miner), miner.device_id
 
 
+def set_aside(plan: DispatchPlan, maintenance: Mapping[str, str]) -> DispatchPlan:
+    """`plan` without its increases to miners put in maintenance since it was made
+    (`maintenance`: device id -> why), which are reported degraded as at planning."""
+    flagged = {c.device_id for c in plan.increases if c.device_id in maintenance}
+    if not flagged:
+        return plan
+    kept = tuple(c for c in plan.commands if c.device_id not in flagged)
+    why = {device_id: f"in maintenance: {maintenance[device_id]}" for device_id in flagged}
+    return replace(
+        plan,
+        commands=kept,
+        degraded={**plan.degraded, **why},
+        power_increase_w=sum(c.power_increase_w for c in kept),
+    )
+
+
 @dataclass(slots=True)
 class _Issuer:
     """Turns admitted changes into commands stamped with this tick's instant and reason."""
@@ -351,6 +431,7 @@ class _Issuer:
             expected_power_w=power_w(miner, goal),
             power_increase_w=change.increase_w,
             from_profile=_profile_before(change),
+            power_decrease_w=change.decrease_w,
         )
 
     def deadline(self, action: Action, model: AsicModel) -> datetime:

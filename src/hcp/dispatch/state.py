@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from hcp.dispatch.model import Command, MinerView, Slot
+from hcp.dispatch.model import Action, Command, DispatchPolicy, MinerView, Slot
 from hcp.domain.devices import AsicModel
 from hcp.domain.telemetry import AsicReading, MinerState
 
@@ -30,6 +30,11 @@ def live_pending(miner: MinerView, now: datetime) -> Command | None:
     return pending if pending is not None and now < pending.confirm_by else None
 
 
+def in_degradation(miner: MinerView, now: datetime) -> bool:
+    """Whether the miner gets no work at `now` after running out of attempts."""
+    return miner.degraded_until is not None and now < miner.degraded_until
+
+
 def last_failure(miner: MinerView, now: datetime) -> Command | None:
     """The command that failed last: one in flight past its deadline, else the recorded one."""
     pending = miner.pending
@@ -45,6 +50,17 @@ def current_slot(miner: MinerView, now: datetime) -> Slot:
     if pending is not None:
         return pending.slot
     return None if miner.reading is None else reading_slot(miner.reading, miner.model)
+
+
+def switch_window(miner: MinerView, now: datetime, policy: DispatchPolicy) -> Action | None:
+    """WAKE while the miner is within its minimum on time after the last wake sent to it, SLEEP
+    within its minimum off time after the last sleep (whichever was sent last); else None."""
+    slept, woken = miner.slept_at, miner.woken_at
+    if slept is not None and (woken is None or slept >= woken):
+        return Action.SLEEP if now - slept < timedelta(seconds=policy.min_off_s) else None
+    if woken is not None and now - woken < timedelta(seconds=policy.min_on_s):
+        return Action.WAKE
+    return None
 
 
 def drift(miner: MinerView, now: datetime) -> str | None:

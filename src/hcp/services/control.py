@@ -55,6 +55,11 @@ class AsicDispatcher(Protocol):
         the plan cannot count on them."""
         ...
 
+    def degraded(self) -> Collection[str]:
+        """Miners given no work now though they may read healthy (out of attempts: one whose
+        sleeps never landed still hashes): the plan cannot count on them."""
+        ...
+
 
 @dataclass
 class TickOutcome:
@@ -74,9 +79,9 @@ def healthy_counts(
     held: Collection[str] = (),
 ) -> FleetCounts:
     """Devices a plan may count on: those whose last status is healthy (or not yet polled),
-    not `held` asleep by the dispatcher, out of maintenance, but for the GPUs in maintenance
-    that still hold a workload (`draining`): left out, that workload would take a place of the
-    GPU budget and another would be stopped for it."""
+    not `held` by the dispatcher (asleep after a spell, or degraded), out of maintenance, but
+    for the GPUs in maintenance that still hold a workload (`draining`): left out, that
+    workload would take a place of the GPU budget and another would be stopped for it."""
     asics: Counter[str] = Counter()
     gpus: Counter[str] = Counter()
     for d in devices:
@@ -88,8 +93,8 @@ def healthy_counts(
 def _left_out(
     d: Device, status: DeviceStatus | None, held: Collection[str], draining: Collection[str] = ()
 ) -> bool:
-    """Whether the plan cannot count on `d`: unhealthy, held asleep, or in maintenance (a GPU
-    still draining its workload excepted)."""
+    """Whether the plan cannot count on `d`: unhealthy, held (asleep, or degraded) by the
+    dispatcher, or in maintenance (a GPU still draining its workload excepted)."""
     unhealthy = status is not None and not status.healthy
     return unhealthy or d.id in held or (d.in_maintenance and d.id not in draining)
 
@@ -101,9 +106,9 @@ def unmanaged_watts(
     held: Collection[str] = (),
 ) -> float:
     """W drawn, as far as known, by the miners a plan cannot count on (`healthy_counts` leaves
-    them out): an unhealthy one, one held asleep or in maintenance draws what it reads; an
-    unreachable one may well still hash, so it is taken at what it drew when it last answered
-    (nothing if it never did)."""
+    them out): an unhealthy one, one held asleep or degraded (one whose sleeps never landed
+    hashes on), or one in maintenance draws what it reads; an unreachable one may well still
+    hash, so it is taken at what it drew when it last answered (nothing if it never did)."""
     watts = 0.0
     for d in devices:
         status = latest.get(d.id)
@@ -112,6 +117,11 @@ def unmanaged_watts(
         known = status if status.state != UNREACHABLE else answers.get(d.id)
         watts += known.power_w if known is not None else 0.0
     return watts
+
+
+def _held(dispatcher: AsicDispatcher) -> set[str]:
+    """Miners the dispatcher holds from the plan: asleep after a spell, or degraded."""
+    return {*dispatcher.held_asleep(), *dispatcher.degraded()}
 
 
 class ControlLoop:
@@ -348,7 +358,7 @@ class ControlLoop:
         latest = self._monitor.latest
         cordoned = {d.id for d in devices if d.in_maintenance and d.kind is DeviceKind.GPU}
         draining = await asyncio.to_thread(self._holding, cordoned) if cordoned else set()
-        held = self._dispatcher.held_asleep() if self._dispatcher is not None else ()
+        held = _held(self._dispatcher) if self._dispatcher is not None else set()
         counts = healthy_counts(devices, latest, draining, held)
         # Miners left out of the plan still draw power: the plan gets what is left of the MW.
         held_w = unmanaged_watts(devices, latest, self._monitor.last_answers, held)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -36,8 +36,10 @@ from hcp.dispatch import (
     Ledger,
     MinerView,
     OutcomeStatus,
+    admit_increases,
     confirm,
     plan_commands,
+    set_aside,
 )
 from hcp.domain.catalog import ASIC_MODELS
 from hcp.domain.devices import DeviceKind
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 256
 """Commands in flight at once (the driver may bound its exchanges further)."""
+
+
+MaintenanceFlags = Callable[[], Awaitable[Mapping[str, str]]]
+"""Reads which miners are in maintenance now (device id -> why)."""
 
 
 class MinerDriver(Protocol):
@@ -176,12 +182,31 @@ class Dispatcher:
         self.last_report = DispatchReport(now, plan, ())
         return plan
 
-    async def send(self, plan: DispatchPlan, now: datetime) -> DispatchReport:
-        """Deliver `plan`'s commands (the second half of `tick`); the report says which the
-        driver could not deliver."""
-        errors = await self._send_all(plan.commands, now)
-        sent = tuple(c for c in plan.commands if c.device_id not in errors)
-        self.last_report = DispatchReport(now, plan, sent, errors)
+    async def send(
+        self, plan: DispatchPlan, now: datetime, maintenance: MaintenanceFlags | None = None
+    ) -> DispatchReport:
+        """Deliver `plan`'s commands (the second half of `tick`): the decreases first, then the
+        increases as far as the decreases delivered make room (`admit_increases`), but for
+        those to miners that `maintenance`, read just before they go, says were put in
+        maintenance since the plan (`set_aside`; the decreases may take seconds). The report
+        says which the driver could not deliver; its plan defers the increases held back."""
+        decreases = plan.decreases
+        errors = await self._send_all(decreases, now)
+        undelivered = [c for c in decreases if c.device_id in errors]
+        admitted = admit_increases(plan, undelivered)
+        if held := len(admitted.deferred) - len(plan.deferred):
+            log.warning(
+                "%d of %d sleeps and profile cuts were not delivered: %d wakes and profile "
+                "raises wait for a later tick",
+                len(undelivered),
+                len(decreases),
+                held,
+            )
+        if maintenance is not None and admitted.increases:
+            admitted = set_aside(admitted, await maintenance())
+        errors.update(await self._send_all(admitted.increases, now))
+        sent = tuple(c for c in admitted.commands if c.device_id not in errors)
+        self.last_report = DispatchReport(now, admitted, sent, errors)
         return self.last_report
 
     async def confirm(self, readings: Iterable[AsicReading], now: datetime) -> list[CommandOutcome]:
@@ -200,6 +225,11 @@ class Dispatcher:
     def held_asleep(self, now: datetime) -> set[str]:
         """Miners kept asleep at `now` though they may read healthy: after an unhealthy spell."""
         return self.ledger.held(now, self.policy)
+
+    def degraded(self, now: datetime) -> set[str]:
+        """Miners given no work at `now` though they may read healthy: out of attempts (a
+        sleep that never lands leaves one hashing)."""
+        return self.ledger.degraded(now)
 
     async def _send_all(self, commands: Sequence[Command], now: datetime) -> dict[str, str]:
         async def one(command: Command) -> tuple[str, str] | None:
@@ -271,16 +301,29 @@ class SiteDispatcher:
         is the site's fleet when the caller has just read it (else it is read here);
         `others_added_w` is the power the GPUs were ordered to add this tick, which comes off
         the miners' share of the ramp (power they give back adds nothing to it: sleeps are
-        never held back, and a rise is only ever deferred). Returns once the commands are
-        planned and logged; they are sent in the background."""
+        never held back, and a rise is only ever deferred). The maintenance flags are read
+        again just before planning, and before the wakes and raises go: a miner an operator
+        took out while the tick ran (its scheduler step, say) gets no command, and one taken
+        out while the sleeps went gets no wake or raise. Returns once the commands are planned and
+        logged; they are sent in the background."""
         await self.delivered()  # the last tick's commands are out before new ones are planned
+        site_id = plan.site_id
         if devices is None:
-            devices = await asyncio.to_thread(self._devices_of, plan.site_id)
-        miners = [miner_view(d, latest.get(d.id)) for d in devices if _managed(d, plan.site_id)]
+            devices = await asyncio.to_thread(self._devices_of, site_id)
+        flags = await asyncio.to_thread(self._maintenance_of, site_id)
+        miners = [
+            miner_view(d, latest.get(d.id), flags.get(d.id))
+            for d in devices
+            if _managed(d, site_id)
+        ]
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
         planned = self.dispatcher.plan(self.target(plan, others_added_w), miners, now)
-        self._delivery = asyncio.create_task(self.dispatcher.send(planned, now))
+
+        async def flags_now() -> dict[str, str]:
+            return await asyncio.to_thread(self._maintenance_of, site_id)
+
+        self._delivery = asyncio.create_task(self.dispatcher.send(planned, now, flags_now))
         self._delivery.add_done_callback(_log_failure)
 
     async def delivered(self) -> DispatchReport | None:
@@ -306,6 +349,10 @@ class SiteDispatcher:
         """Miners the dispatcher keeps asleep now after an unhealthy spell."""
         return self.dispatcher.held_asleep(self._clock.now())
 
+    def degraded(self) -> set[str]:
+        """Miners the dispatcher gives no work now, out of attempts."""
+        return self.dispatcher.degraded(self._clock.now())
+
     def target(self, plan: SitePlan, others_added_w: float = 0.0) -> AsicTarget:
         """What the miners should run, with what is left of the ramp after `others_added_w`."""
         at = plan.interval_start.strftime("%Y-%m-%dT%H:%MZ")
@@ -317,6 +364,10 @@ class SiteDispatcher:
     def _devices_of(self, site_id: str) -> list[Device]:
         with self._uow() as uow:
             return uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
+
+    def _maintenance_of(self, site_id: str) -> dict[str, str]:
+        with self._uow() as uow:
+            return uow.fleet.in_maintenance(site_id)
 
 
 def _log_failure(task: asyncio.Task[DispatchReport]) -> None:
@@ -334,13 +385,13 @@ def _managed(device: Device, site_id: str) -> bool:
     )
 
 
-def miner_view(device: Device, status: DeviceStatus | None) -> MinerView:
-    """What the dispatcher is told of one stored miner: identity, latest reading and whether
-    it is in maintenance."""
+def miner_view(device: Device, status: DeviceStatus | None, maintenance: str | None) -> MinerView:
+    """What the dispatcher is told of one stored miner: identity, latest reading and why it
+    is in maintenance (`maintenance`, as read just now; None: in service)."""
     address = device.address or ""
     model = ASIC_MODELS[device.model_name]
     reading = reading_of(status, address)
-    return MinerView(device.id, model, address, reading, maintenance=device.maintenance)
+    return MinerView(device.id, model, address, reading, maintenance=maintenance)
 
 
 _STATES = {state.value: state for state in MinerState}

@@ -177,6 +177,11 @@ class FleetRepository(Protocol):
         state: str | None = None,
     ) -> list[Device]: ...
     def device(self, device_id: str) -> Device | None: ...
+    def in_maintenance(self, site_id: str) -> dict[str, str]:
+        """The site's devices in maintenance now: device id -> why (one light query, read
+        again just before commands are planned)."""
+        ...
+
     def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         """Store each device's latest status (state, health, profile, power, hashrate)."""
         ...
@@ -323,7 +328,8 @@ class DispatchStatus:
     sent: int
     power_increase_w: float
     deferred: tuple[str, ...]
-    """Miners whose wake or profile raise waits for room in the site's ramp."""
+    """Miners whose wake or profile raise waits for room in the site's ramp, or for sleeps and
+    profile cuts that did not get through to make room for it."""
     shortfall: Mapping[str, int]
     """Miners per model the plan wants that no healthy, manageable miner can run."""
     unhealthy: Mapping[str, str]

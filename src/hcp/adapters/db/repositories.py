@@ -582,6 +582,13 @@ class SqlFleet:
         row = self._s.execute(query).first()
         return None if row is None else _device(row)
 
+    def in_maintenance(self, site_id: str) -> dict[str, str]:
+        query = select(DeviceRow.id, DeviceRow.maintenance).where(
+            DeviceRow.site_id == site_id, DeviceRow.maintenance.is_not(None)
+        )
+        rows = self._s.execute(query)
+        return {device_id: reason for device_id, reason in rows if reason is not None}
+
     def update_statuses(self, statuses: Sequence[DeviceStatus]) -> None:
         rows = [
             {

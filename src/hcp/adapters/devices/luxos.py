@@ -246,12 +246,27 @@ async def read_all(
     clients: Sequence[LuxosClient], concurrency: int = 256
 ) -> list[AsicReading | DeviceError]:
     """Read every miner, `concurrency` at a time (the clients' limiter may bound the exchanges
-    further); a miner that fails yields its DeviceError, not a raise."""
+    further); a miner that fails yields its DeviceError, not a raise. So does one whose read
+    raised anything else (a bug met on its reply): that is logged, once per sweep, and the
+    other miners are read all the same."""
+    unexpected: list[tuple[str, Exception]] = []
 
     async def one(client: LuxosClient) -> AsicReading | DeviceError:
         try:
             return await client.read()
         except DeviceError as error:
             return error
+        except Exception as error:
+            unexpected.append((client.device, error))
+            return DeviceError(client.device, f"reading failed: {type(error).__name__}: {error}")
 
-    return await bounded_map(one, clients, concurrency)
+    readings = await bounded_map(one, clients, concurrency)
+    if unexpected:
+        device, error = unexpected[0]
+        log.error(
+            "reading %d miner(s) failed unexpectedly; the first, %s:",
+            len(unexpected),
+            device,
+            exc_info=error,
+        )
+    return readings

@@ -1,11 +1,13 @@
 """Pure translators: raw LuxOS/CGMiner RPC payloads in, canonical readings out.
 
 Nothing here does I/O, so every function is tested on recorded payloads. A payload that lacks
-what a translator needs raises `MalformedReply`; a STATUS "E" block raises `CommandRejected`.
+what a translator needs, or gives it as a non-finite number (JSON NaN or Infinity, which the
+wire decoder lets through), raises `MalformedReply`; a STATUS "E" block raises `CommandRejected`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,14 +91,18 @@ def first(device: str, payload: Payload, name: str) -> Mapping[str, Any]:
 
 
 def number(device: str, entry: Mapping[str, Any], key: str) -> float:
-    """A numeric field (some firmwares send numbers as strings)."""
+    """A finite numeric field (some firmwares send numbers as strings). NaN, Infinity and
+    integers beyond a float's range are malformed: no reading is made of them."""
     value = entry.get(key)
     if isinstance(value, bool) or value is None:
         raise MalformedReply(device, f"field {key!r} is missing or not a number")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        result = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise MalformedReply(device, f"field {key!r} is not a number: {value!r}") from None
+    if not math.isfinite(result):
+        raise MalformedReply(device, f"field {key!r} is not a finite number: {value!r}")
+    return result
 
 
 def session_id(device: str, logon_reply: Payload) -> str:
@@ -133,13 +139,16 @@ def boards(device: str, devs: Payload) -> list[Board]:
 
 
 def _board(device: str, index: int, entry: Mapping[str, Any]) -> Board:
-    nominal_mhs = entry.get("Nominal MHS", 0.0)
+    """One `devs` entry; its position stands in for a missing `ASC`, and a nominal hashrate
+    that is not a JSON number for an unknown one (0)."""
+    nominal_mhs = entry.get("Nominal MHS")
+    known = isinstance(nominal_mhs, int | float) and not isinstance(nominal_mhs, bool)
     return Board(
-        index=int(entry.get("ASC", index)),
+        index=int(number(device, entry, "ASC")) if "ASC" in entry else index,
         status=str(entry.get("Status", "Unknown")),
         ramping=entry.get("IsRamping") is True,
         temperature_c=number(device, entry, "Temperature"),
-        nominal_ths=float(nominal_mhs) / 1e6 if isinstance(nominal_mhs, int | float) else 0.0,
+        nominal_ths=number(device, entry, "Nominal MHS") / 1e6 if known else 0.0,
     )
 
 

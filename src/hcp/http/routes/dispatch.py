@@ -66,7 +66,8 @@ class DispatchStatusOut(BaseModel):
     sent: int = Field(description="Commands delivered so far (the rest go out behind the tick).")
     power_increase_w: float = Field(description="What the planned wakes and raises add, W.")
     deferred: list[str] = Field(
-        description="Miners whose wake or profile raise waits for room in the site's ramp."
+        description="Miners whose wake or profile raise waits for room in the site's ramp, "
+        "or for sleeps and profile cuts that did not get through to make room for it."
     )
     shortfall: dict[str, int] = Field(
         description="Miners per model the plan wants that no healthy, manageable miner can run."
