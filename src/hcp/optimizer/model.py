@@ -349,7 +349,7 @@ def work_needed(x: SiteInputs) -> np.ndarray:
         for i, j, n in zip(order, jobs, steps, strict=True):
             take = np.minimum(free[:n], float(j.max_gpus))
             done = np.cumsum(take)
-            if n and done[-1] > j.remaining_gpu_steps:  # finished early: the rest stays free
+            if len(done) and done[-1] > j.remaining_gpu_steps:  # finished early: rest free
                 k = int(np.searchsorted(done, j.remaining_gpu_steps))
                 take[k] -= done[k] - j.remaining_gpu_steps
                 take[k + 1 :] = 0.0
