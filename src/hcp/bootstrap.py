@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from hcp.adapters.bus.memory import InMemoryBus
 from hcp.adapters.clock import CLOCK_HEARTBEAT_S, ScaledClock, SystemClock, anchor_of
 from hcp.adapters.db.dispatch_log import SqlCommandLog, SqlDispatchStatus
+from hcp.adapters.db.dispatch_memory import SqlDispatchMemory
 from hcp.adapters.db.engine import SqliteCheckpointer, make_engine, make_session_factory
 from hcp.adapters.db.migrate import is_current, upgrade
 from hcp.adapters.db.platform_clock import SqlClockAnchors
@@ -380,9 +381,9 @@ class Live:
 
 
 class LoggedDispatcher:
-    """The site dispatcher, its command log written once per dispatch, delivery or
-    confirmation, and the dispatch's status stored for the API once planned and again once
-    delivered."""
+    """The site dispatcher, its memory of the miners (what changed of it) and then its command
+    log written once per dispatch, delivery or confirmation, and the dispatch's status stored
+    for the API once planned and again once delivered."""
 
     def __init__(
         self,
@@ -409,7 +410,7 @@ class LoggedDispatcher:
         try:
             await self.site.dispatch(plan, latest, devices, others_added_w)
         finally:
-            await asyncio.to_thread(self._log.flush)
+            await self._write()
         await asyncio.to_thread(self._save_status)
         self._logged = asyncio.create_task(self._log_delivery())
 
@@ -424,7 +425,7 @@ class LoggedDispatcher:
         try:
             await self.site.delivered()
         finally:
-            await asyncio.to_thread(self._log.flush)
+            await self._write()
         await asyncio.to_thread(self._save_status)
 
     def _save_status(self) -> None:
@@ -447,6 +448,15 @@ class LoggedDispatcher:
         try:
             await self.site.confirm_latest(latest)
         finally:
+            await self._write()
+
+    async def _write(self) -> None:
+        """Store what changed of the dispatcher's memory, then the command log (a failure of
+        either is raised once both were tried). The memory first: a command in flight that
+        it does not hold is one that nothing would settle after a restart."""
+        try:
+            await self.site.store_memory()
+        finally:
             await asyncio.to_thread(self._log.flush)
 
 
@@ -466,8 +476,9 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
         addressed = device_file or load_device_file(settings.devices_file)
         simulated = ExternalSite(devices, addressed)
     addresses = await simulated.start()
+    asic_addresses = {d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()}
     with uow() as unit:
-        unit.fleet.set_addresses({d: f"{h}:{p}" for d, (h, p) in addresses.asics.items()})
+        unit.fleet.set_addresses(asic_addresses)
         unit.commit()
     command_log = SqlCommandLog(runtime.engine, settings.site_id)
     # Deadlines are in platform time: a poll every poll_seconds of wall time is `speed` times
@@ -490,9 +501,16 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
     # wakes or clocks up to keep each tick's rise within it).
     ramp = settings.site_ramp_mw_per_tick
     rise_w = math.inf if ramp is None else ramp * 1e6 / site.pue
-    miners = Dispatcher(driver, command_log, policy)
+    miners = SiteDispatcher(
+        Dispatcher(driver, command_log, policy),
+        uow,
+        clock,
+        rise_w,
+        SqlDispatchMemory(runtime.engine, settings.site_id),
+    )
+    await _restore_dispatch(miners, command_log, asic_addresses, clock)
     dispatcher = LoggedDispatcher(
-        SiteDispatcher(miners, uow, clock, rise_w),
+        miners,
         command_log,
         driver,
         runtime.platform.dispatch_status,
@@ -559,6 +577,28 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
         dispatcher,
         device_io,
     )
+
+
+async def _restore_dispatch(
+    miners: SiteDispatcher, command_log: SqlCommandLog, addresses: dict[str, str], clock: Clock
+) -> None:
+    """The dispatcher carries on from what the site's last leader remembered (this process
+    before a restart, or a leader that died): its miners held asleep stay asleep, degradations
+    and attempts count on, and its commands in flight are settled by the next telemetry or
+    their deadline. Miner commands the log still calls sent that it does not know in flight
+    are marked failed: nothing would settle them."""
+    restored = await miners.restore_memory(addresses)
+    in_flight = {m.pending.id for m in restored if m.pending is not None}
+    detail = "not settled: the controller stopped before it knew the command in flight"
+    failed = await asyncio.to_thread(command_log.fail_unknown, in_flight, clock.now(), detail)
+    if restored or failed:
+        log.info(
+            "site dispatcher: took up the memory of %d miners (%d commands in flight); %d "
+            "commands nobody knew in flight marked failed",
+            len(restored),
+            len(in_flight),
+            failed,
+        )
 
 
 def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[StateChange], None]:

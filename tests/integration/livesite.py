@@ -24,6 +24,12 @@ class LiveSite:
     api: httpx.AsyncClient
     admin: dict[str, str]
 
+    async def restart(self) -> None:
+        """Stop the control loop and the simulated site and start them again on the same
+        store, as a restarted controller does (the simulated miners start afresh)."""
+        await bootstrap.stop_live(self.live)
+        self.live = await bootstrap.start_live(self.runtime)
+
 
 @asynccontextmanager
 async def live_site(tmp_path: Path, **overrides: object) -> AsyncIterator[LiveSite]:
@@ -37,9 +43,10 @@ async def live_site(tmp_path: Path, **overrides: object) -> AsyncIterator[LiveSi
     live = await bootstrap.start_live(runtime)
     transport = httpx.ASGITransport(app=create_app(runtime.platform))
     api = httpx.AsyncClient(transport=transport, base_url="http://hcp")
+    site = LiveSite(runtime, live, clock, api, {"Authorization": f"Bearer {keys['admin']}"})
     try:
-        yield LiveSite(runtime, live, clock, api, {"Authorization": f"Bearer {keys['admin']}"})
+        yield site
     finally:
         await api.aclose()
-        await bootstrap.stop_live(live)
+        await bootstrap.stop_live(site.live)
         runtime.close()

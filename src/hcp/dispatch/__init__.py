@@ -2,7 +2,7 @@
 confirms it. No I/O and no clock; the service in `hcp.services.dispatcher` acts on it."""
 
 from hcp.dispatch.confirmation import confirm
-from hcp.dispatch.ledger import Ledger
+from hcp.dispatch.ledger import Ledger, MinerMemory
 from hcp.dispatch.model import (
     DEFAULT_POLICY,
     Action,
@@ -29,6 +29,7 @@ __all__ = [
     "DispatchPlan",
     "DispatchPolicy",
     "Ledger",
+    "MinerMemory",
     "MinerView",
     "OutcomeStatus",
     "Slot",

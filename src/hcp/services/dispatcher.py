@@ -7,7 +7,9 @@ One control tick, as the controller runs it:
     report = await dispatcher.tick(target, miners, now)     # decide and send the next ones
 
 The pure core (`hcp.dispatch`) decides; this module sends through a `MinerDriver`, keeps the
-per-miner ledger and records every command and outcome in a `CommandLog`. A miner that fails
+per-miner ledger and records every command and outcome in a `CommandLog`. `SiteDispatcher` keeps
+what the ledger remembers in a `DispatchMemoryStore` as it changes, and takes it up again when
+a process starts leading the site (`restore_memory`). A miner that fails
 (garbage, timeout, reset, refusal) is reported degraded; it never stops the tick.
 `SiteDispatcher` is the control loop's view of it: a stored plan and the fleet's latest
 statuses in, the same tick out.
@@ -34,6 +36,7 @@ from hcp.dispatch import (
     DispatchPlan,
     DispatchPolicy,
     Ledger,
+    MinerMemory,
     MinerView,
     OutcomeStatus,
     admit_increases,
@@ -48,7 +51,7 @@ from hcp.domain.fleet import Device
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
-from hcp.services.ports import Clock, DispatchStatus, UnitOfWorkFactory
+from hcp.services.ports import Clock, DispatchMemoryStore, DispatchStatus, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +225,14 @@ class Dispatcher:
         """Commands sent and not yet settled."""
         return self.ledger.pending()
 
+    def restore(
+        self, memories: Iterable[MinerMemory], addresses: Mapping[str, str] | None = None
+    ) -> None:
+        """Take up what an earlier dispatcher of the site remembered (`Ledger.restore`): its
+        holds, degradations and attempts count here, and its commands in flight are settled
+        by `confirm` (telemetry, or their deadline)."""
+        self.ledger.restore(memories, addresses)
+
     def held_asleep(self, now: datetime) -> set[str]:
         """Miners kept asleep at `now` though they may read healthy: after an unhealthy spell."""
         return self.ledger.held(now, self.policy)
@@ -274,7 +285,9 @@ class SiteDispatcher:
     the commands then go out in the background, so a tick that moves thousands of miners does
     not wait for thousands of TCP exchanges (`delivered` waits for them; the next `dispatch`
     does, before it plans). Confirmation comes from telemetry either way.
-    `max_power_increase_w` is the site's ramp limit per tick in W at the miners.
+    `max_power_increase_w` is the site's ramp limit per tick in W at the miners. `memory`,
+    when given, keeps what the dispatcher remembers of each miner (`store_memory`,
+    `restore_memory`).
     """
 
     def __init__(
@@ -283,12 +296,42 @@ class SiteDispatcher:
         uow: UnitOfWorkFactory,
         clock: Clock,
         max_power_increase_w: float = math.inf,
+        memory: DispatchMemoryStore | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self._uow = uow
         self._clock = clock
         self.max_power_increase_w = max_power_increase_w
         self._delivery: asyncio.Task[DispatchReport] | None = None
+        self._memory = memory
+        self._storing = asyncio.Lock()  # one write at a time: a later state never goes first
+
+    async def restore_memory(self, addresses: Mapping[str, str]) -> list[MinerMemory]:
+        """Take up the memory stored of the site's miners (`Dispatcher.restore`; `addresses`:
+        where each miner is now); what was restored."""
+        if self._memory is None:
+            return []
+        memories = await asyncio.to_thread(self._memory.load)
+        self.dispatcher.restore(memories, addresses)
+        return memories
+
+    async def store_memory(self) -> int:
+        """Store what changed in the dispatcher's memory since the last call (one statement, in
+        a worker thread); how many miners' memories were written. A write that fails leaves
+        them to the next call (as they are then), and raises."""
+        if self._memory is None:
+            return 0
+        async with self._storing:
+            ledger = self.dispatcher.ledger
+            changed = ledger.changed()
+            if not changed:
+                return 0
+            try:
+                await asyncio.to_thread(self._memory.save, changed)
+            except BaseException:
+                ledger.unsaved(changed)
+                raise
+            return len(changed)
 
     async def dispatch(
         self,

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from hcp.billing import Invoice, UsageRecord
+from hcp.dispatch.ledger import MinerMemory
 from hcp.domain.devices import DeviceKind
 from hcp.domain.fleet import Device, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, User
@@ -308,6 +309,21 @@ class StoredCommand:
 class GpuCommandLog(Protocol):
     def add(self, commands: Sequence[StoredCommand]) -> None:
         """Store commands already carried out (sent and answered), in one transaction."""
+        ...
+
+
+class DispatchMemoryStore(Protocol):
+    """What one site's miner dispatcher remembers of each miner (`MinerMemory`: unhealthy
+    spells, degradations, commands in flight and attempts, when it last slept and woke it),
+    kept for the next process to lead the site (a restarted controller, a standby)."""
+
+    def save(self, memories: Sequence[MinerMemory]) -> None:
+        """Store these miners' memories in place of what was stored of them (blocking I/O;
+        one statement, whatever their number)."""
+        ...
+
+    def load(self) -> list[MinerMemory]:
+        """The memory last stored of each miner of the site (blocking I/O)."""
         ...
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict
+from datetime import datetime
 
-from sqlalchemy import Engine, Update, select, update
+from sqlalchemy import Engine, Update, bindparam, select, update
 
 from hcp.adapters.db.engine import make_session_factory
-from hcp.adapters.db.tables import DispatchCommandRow, DispatchStatusRow
-from hcp.dispatch.model import Command, CommandOutcome
+from hcp.adapters.db.tables import Base, DispatchCommandRow, DispatchStatusRow
+from hcp.dispatch.model import Action, Command, CommandOutcome, OutcomeStatus
 from hcp.services.ports import DispatchStatus, StoredCommand
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,29 @@ class SqlCommandLog:
                 raise
             self._failures = 0
             return len(commands) + len(outcomes)
+
+    def fail_unknown(self, known: Collection[str], at: datetime, detail: str) -> int:
+        """Mark failed, with `detail`, the site's miner commands still stored as sent but for
+        those in `known` (the commands in flight the dispatcher knows of): nothing would ever
+        settle them (a controller that stopped between logging a command and remembering it
+        in flight). How many there were."""
+        row = DispatchCommandRow
+        query = select(row.id).where(
+            row.site_id == self._site_id,
+            row.status == "sent",
+            row.action.in_([action.value for action in Action]),
+        )
+        with self._sessions() as session, session.begin():
+            unknown = [i for i in session.scalars(query) if i not in known]
+            if unknown:
+                table = Base.metadata.tables[row.__tablename__]
+                statement = (
+                    update(table)
+                    .where(table.c.id == bindparam("b_id"))
+                    .values(status=OutcomeStatus.FAILED.value, outcome_at=at, detail=detail)
+                )
+                session.connection().execute(statement, [{"b_id": i} for i in unknown])
+        return len(unknown)
 
     def _row(self, command: Command) -> DispatchCommandRow:
         return DispatchCommandRow(

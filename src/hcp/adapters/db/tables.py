@@ -251,6 +251,28 @@ class DispatchStatusRow(Base):
     degraded: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class DispatchMemoryRow(Base):
+    """What a site's miner dispatcher remembers of each miner (its ledger), one row per miner,
+    written as it changes and read back by the next process to lead the site. The commands
+    (in flight, last confirmed, last failed) and the last reading while mining are JSON, their
+    times ISO 8601 with the UTC offset; `trouble` is the latest spell's problems (None: none)."""
+
+    __tablename__ = "dispatch_memory"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    confirmed: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    failed: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    degraded_until: Mapped[datetime | None]
+    last_mining: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    trouble: Mapped[str | None] = mapped_column(Text)
+    trouble_last_seen: Mapped[datetime | None]
+    trouble_trips: Mapped[int | None] = mapped_column(Integer)
+    troubled: Mapped[bool] = mapped_column(Boolean)
+    slept_at: Mapped[datetime | None]
+    woken_at: Mapped[datetime | None]
+
+
 class PlatformClockRow(Base):
     """Each site's platform time against the wall, as the process leading the site keeps it
     (API processes follow it)."""
