@@ -46,6 +46,20 @@ def test_a_simulated_setup_has_warm_up_then_the_window() -> None:
     assert np.all(setup.market.hashprice_usd_per_ths_day > 0)
 
 
+def test_a_simulated_window_written_with_an_offset_is_the_same_instants_in_utc(
+    tmp_path: Path,
+) -> None:
+    """The simulator keeps time in UTC: a window written in Central time is simulated from the
+    same instants as the one written in UTC, not refused."""
+    central = SMALL.replace("T00:00:00Z", "T00:00:00-06:00")
+    utc = SMALL.replace("T00:00:00Z", "T06:00:00Z")
+    assert central != SMALL and utc != SMALL
+    series = [load_market(load_scenario(write(tmp_path, text))) for text in (central, utc)]
+    assert series[0].start == series[1].start == datetime(2025, 2, 28, 6, tzinfo=UTC)
+    prices = [s.electricity_usd_per_mwh["HB_WEST"] for s in series]
+    assert np.array_equal(prices[0], prices[1])
+
+
 def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
     scenario = load_scenario(EXAMPLES / "ercot-west-uri-2021.toml")
     assert isinstance(scenario.market, ReplayMarket)

@@ -31,7 +31,8 @@ def load_market(scenario: Scenario) -> MarketSeries:
     steps = (scenario.end - first) // scenario.step
     market = scenario.market
     if isinstance(market, SimulatedMarket):
-        return simulate_series(market.config, first, steps, scenario.step, market.seed)
+        utc = first.astimezone(UTC)  # the simulator, like every series, keeps time in UTC
+        return simulate_series(market.config, utc, steps, scenario.step, market.seed)
     read = [_replay_file(scenario, market, path) for path in market.electricity]
     parts = [part for part in read if part is not None]
     files = ", ".join(str(path) for path in market.electricity)
