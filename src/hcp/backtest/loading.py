@@ -27,12 +27,12 @@ from hcp.tomlfile import key_lines
 
 def load_market(scenario: Scenario) -> MarketSeries:
     """The market of the scenario's warm-up and window (reads files or runs the simulator)."""
-    first = scenario.start - scenario.warmup
-    steps = (scenario.end - first) // scenario.step
     market = scenario.market
     if isinstance(market, SimulatedMarket):
-        utc = first.astimezone(UTC)  # the simulator, like every series, keeps time in UTC
+        steps = (scenario.end - scenario.warmup_start) // scenario.step
+        utc = scenario.warmup_start.astimezone(UTC)  # the simulator keeps time in UTC
         return simulate_series(market.config, utc, steps, scenario.step, market.seed)
+    first = scenario.start - scenario.warmup
     read = [_replay_file(scenario, market, path) for path in market.electricity]
     parts = [part for part in read if part is not None]
     files = ", ".join(str(path) for path in market.electricity)

@@ -93,6 +93,12 @@ class Scenario:
     terms: Terms
     seed: int
 
+    @property
+    def warmup_start(self) -> datetime:
+        """Where the market begins: `warmup` rounded down to whole steps before `start`, so
+        that every interval, warm-up included, lies on the window's grid."""
+        return self.start - (self.warmup // self.step) * self.step
+
 
 def load_scenario(path: Path) -> Scenario:
     """Parse the scenario at `path`; DataError naming file, line and key on any problem."""
@@ -167,8 +173,10 @@ def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]
         raise table.error("start", f"too early for {warmup_days:g} days of warm-up") from None
     if warmup < step:
         raise table.error("warmup_days", f"must cover at least one step ({step} long)")
-    if warmup < _DAY:
+    if (warmup // step) * step < _DAY:
         message = "must be at least one day: a decision knows the day before's bitcoin figures"
+        if warmup >= _DAY:
+            message = f"must hold at least one day in whole steps of {step}"
         raise table.error("warmup_days", message)
     if (end - start) % step:
         raise table.error("end", f"end − start is not a whole number of {step} steps")
