@@ -121,6 +121,18 @@ def test_a_warm_up_the_data_cannot_hold_is_shortened_with_a_warning(
     ), warned
 
 
+def test_a_fractional_warm_up_the_data_holds_is_not_reported_as_shortened(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1.001 days of warm-up are 96 whole steps, all in the data: nothing is missing."""
+    text = scenario_text().replace("warmup_days = 1", "warmup_days = 1.001")
+    scenario = load_scenario(scenario_at(folder, text))
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.first == 96
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("warm-up" in message for message in warned), warned
+
+
 def test_a_day_ahead_node_that_the_file_lacks_is_named_at_its_line(folder: Path) -> None:
     market = 'day_ahead = "da.csv"'
     typo = scenario_text(market=market, site='day_ahead_node = "HB_HUBAGV"')

@@ -32,7 +32,7 @@ def load_market(scenario: Scenario) -> MarketSeries:
         steps = (scenario.end - scenario.warmup_start) // scenario.step
         utc = scenario.warmup_start.astimezone(UTC)  # the simulator keeps time in UTC
         return simulate_series(market.config, utc, steps, scenario.step, market.seed)
-    first = scenario.start - scenario.warmup
+    first = scenario.warmup_start
     read = [_replay_file(scenario, market, path) for path in market.electricity]
     parts = [part for part in read if part is not None]
     files = ", ".join(str(path) for path in market.electricity)
@@ -55,9 +55,9 @@ def load_market(scenario: Scenario) -> MarketSeries:
         raise scenario_error(scenario, "window", message)
     if market.day_ahead is not None:
         _check_day_ahead_nodes(scenario, market.day_ahead, series)
-    if start > first:
+    missing = (start - first) // scenario.step
+    if missing:
         held = (scenario.start - start) // scenario.step
-        missing = (start - first) // scenario.step
         what = "warm-up intervals before the market data starts"
         how = f"warm-up shortened to the {held} it holds (the forecasts see less history)"
         report([Repair(str(scenario.path), what, how, missing)])
@@ -117,7 +117,7 @@ def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> Market
         )
         raise scenario_error(scenario, "window.start", message)
     # Whole steps of the window's grid inside both the file and [warm-up start, window end).
-    low = max(file_start, scenario.start - scenario.warmup)
+    low = max(file_start, scenario.warmup_start)
     high = min(file_end, scenario.end)
     first = scenario.start - ((scenario.start - low) // step) * step
     last = scenario.start + ((high - scenario.start) // step) * step
