@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hcp.backtest.loading import load_market, setup_for
-from hcp.backtest.scenario import load_scenario
+from hcp.backtest.scenario import ReplayMarket, load_scenario
 from hcp.domain.errors import DataError
 
 T0 = datetime(2024, 1, 1, 0, tzinfo=UTC)
@@ -131,6 +131,16 @@ def test_a_fractional_warm_up_the_data_holds_is_not_reported_as_shortened(
     assert setup.first == 96
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert not any("warm-up" in message for message in warned), warned
+
+
+def test_the_settlement_point_type_to_read_is_a_market_setting(folder: Path) -> None:
+    default = load_scenario(scenario_at(folder, scenario_text())).market
+    assert isinstance(default, ReplayMarket) and default.settlement_point_type == "LZ"
+    text = scenario_text(market='settlement_point_type = "LZEW"')
+    chosen = load_scenario(scenario_at(folder, text)).market
+    assert isinstance(chosen, ReplayMarket) and chosen.settlement_point_type == "LZEW"
+    with pytest.raises(DataError, match=r"market.settlement_point_type: name a type"):
+        load_scenario(scenario_at(folder, scenario_text(market='settlement_point_type = " "')))
 
 
 def test_a_day_ahead_node_that_the_file_lacks_is_named_at_its_line(folder: Path) -> None:

@@ -98,7 +98,7 @@ def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> Market
     into the series: a gap, an empty price or a missing bitcoin day elsewhere in the file
     plays no part in the run, and does not stop it."""
     node = scenario.sites[0].node
-    column = read_electricity(path, [node])[node]
+    column = read_electricity(path, [node], market.settlement_point_type)[node]
     native = timedelta(seconds=infer_step(column))
     file_start = datetime.fromtimestamp(int(column.times[0]), UTC)
     file_end = datetime.fromtimestamp(int(column.times[-1]), UTC) + native
@@ -142,6 +142,7 @@ def _read_replay_file(
         },
         max_fill_steps=market.max_fill_steps,
         finer_steps=False,
+        settlement_point_type=market.settlement_point_type,
     )
     return series
 

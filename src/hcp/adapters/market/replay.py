@@ -20,7 +20,7 @@ import numpy as np
 
 from hcp.adapters.market.bitcoin import bitcoin_on_intervals, read_bitcoin_daily
 from hcp.adapters.market.csvtable import Repair, report
-from hcp.adapters.market.ercot import read_day_ahead, read_electricity
+from hcp.adapters.market.ercot import DEFAULT_POINT_TYPE, read_day_ahead, read_electricity
 from hcp.adapters.market.gpu_spot import GpuSpotCsv, gpu_spot_on_intervals
 from hcp.adapters.market.timeline import (
     IntArray,
@@ -73,6 +73,7 @@ def load_market_series(
     max_fill_steps: int = 0,
     max_fill_days: int = 3,
     finer_steps: bool = True,
+    settlement_point_type: str = DEFAULT_POINT_TYPE,
 ) -> tuple[MarketSeries, list[Repair]]:
     """The market over [start, end) at `step` from files, and the repairs made on the way.
 
@@ -84,11 +85,12 @@ def load_market_series(
     per family, or `GpuSpotCsv` sources. `max_fill_steps` counts native electricity steps.
     `finer_steps=False` refuses a `step` finer than the electricity file's: a backtest must,
     since each price held over the sub-steps would show a decision the price of the interval
-    it is in.
+    it is in. `settlement_point_type`: the rows a native long file is read from for a point it
+    lists under several types (load zones: LZ, the default, or LZEW).
     """
     if max_fill_steps < 0:
         raise ValueError(f"max_fill_steps must be ≥ 0, got {max_fill_steps}")
-    columns = read_electricity(electricity, nodes)
+    columns = read_electricity(electricity, nodes, settlement_point_type)
     window, native = _window(columns[nodes[0]], start, end, step)
     if not finer_steps and window.step_s < native:
         first = columns[nodes[0]]
