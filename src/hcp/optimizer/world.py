@@ -4,6 +4,7 @@ information rule); `Foresight` is everything, given only to the oracle."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,10 +30,12 @@ class MarketArrays:
     and GPU spot per family (USD/GPU-hour).
 
     `hashprice_usd_per_ths_day` is what mining earned in the interval (the day's difficulty,
-    fees and BTC price); `hashprice_known_usd_per_ths_day` what a decision at the interval
-    can know of it: a day's fees are a total known only when the day ends, and its difficulty
-    may change during it, so both come from the day before, with the BTC price of the day's
-    opening and the block subsidy of the moment."""
+    fees and BTC price); `hashprice_known_usd_per_ths_day` what was known of it when the
+    interval ended, which a decision sees from the next interval on: a day's fees are a total
+    known only when the day ends, and its difficulty may change during it, so both are those
+    of the last UTC day ended by then (the day before, or the interval's own day when the
+    interval closes it), with the BTC price of the day's opening and the block subsidy of the
+    moment. NaN where the series holds no such day (intervals of its first day, warm-up)."""
 
     seconds: IntArray
     step_seconds: int
@@ -57,8 +60,8 @@ class MarketArrays:
                 series.difficulty, series.fees_btc_per_day, series.btc_usd, seconds
             ),
             hashprice_known_usd_per_ths_day=_hashprice(
-                _day_before(series.difficulty, _steps_per_day(step_s)),
-                _day_before(series.fees_btc_per_day, _steps_per_day(step_s)),
+                _known_when_ended(series.difficulty, seconds, step_s),
+                _known_when_ended(series.fees_btc_per_day, seconds, step_s),
                 series.btc_usd,
                 seconds,
             ),
@@ -75,6 +78,12 @@ class MarketArrays:
     @property
     def steps_per_day(self) -> int:
         return _steps_per_day(self.step_seconds)
+
+    def first_decidable(self) -> int:
+        """The first interval a decision can be made at: every interval before it but one may
+        lack a known hashprice (warm-up), the one just before it may not."""
+        unknown = np.flatnonzero(np.isnan(self.hashprice_known_usd_per_ths_day))
+        return 1 if unknown.size == 0 else int(unknown[-1]) + 2
 
 
 def _steps_per_day(step_seconds: int) -> int:
@@ -94,16 +103,23 @@ def _hashprice(
     )
     return np.array(
         [
-            hashprice_usd_per_ths_day(d, f, b, datetime.fromtimestamp(at_s, UTC))
+            math.nan
+            if math.isnan(d) or math.isnan(f)
+            else hashprice_usd_per_ths_day(d, f, b, datetime.fromtimestamp(at_s, UTC))
             for d, f, b, at_s in columns
         ]
     )
 
 
-def _day_before(values: FloatArray, day: int) -> FloatArray:
-    """Each interval's value of 24 hours before (`day` intervals). The series' first day has
-    none before it and keeps its own: warm-up, which no strategy decides."""
-    return np.concatenate([values[:day], values[:-day]])[: len(values)]
+def _known_when_ended(values: FloatArray, seconds: IntArray, step_s: int) -> FloatArray:
+    """A daily bitcoin figure (`values` per interval) as known when each interval ends: that of
+    the last UTC day ended by then, as it stood at that day's end (the value of the day's last
+    interval in the series); NaN where the series holds no interval of that day."""
+    day = seconds // _DAY_S
+    known_day = np.minimum(day, (seconds + step_s) // _DAY_S - 1)
+    source = np.searchsorted(seconds, (known_day + 1) * _DAY_S, side="left") - 1
+    known: FloatArray = np.where(source >= 0, values[source.clip(min=0)], np.nan)
+    return known
 
 
 @dataclass(frozen=True, slots=True)
