@@ -245,11 +245,13 @@ def test_missing_bitcoin_days_are_forward_filled_and_reported(tmp_path: Path) ->
     series, repairs = load(rt, bitcoin)
     assert series.fees_btc_per_day.tolist() == [10, 10, 10]
     assert series.btc_usd.tolist() == [40000, 41000, 41000]
+    # The last day-long step from 06:00 ends on the 4th: mining earns its figures too.
+    assert series.bitcoin_days is not None and series.bitcoin_days.last == date(2024, 1, 4)
     counts = {r.what: r.count for r in repairs}
     assert counts == {
-        "days without fees_btc_per_day": 2,
-        "days without difficulty": 1,
-        "days without btc_usd": 1,
+        "days without fees_btc_per_day": 3,
+        "days without difficulty": 2,
+        "days without btc_usd": 2,
     }
 
 

@@ -20,9 +20,11 @@ from hcp.backtest.demand import generate_demand
 from hcp.backtest.engine import Setup
 from hcp.backtest.scenario import ReplayMarket, Scenario, SimulatedMarket
 from hcp.domain.errors import DataError
-from hcp.domain.market import MarketSeries
+from hcp.domain.market import BitcoinDays, MarketSeries
 from hcp.optimizer.world import MarketArrays
 from hcp.tomlfile import key_lines
+
+_BITCOIN = ("difficulty", "fees_btc_per_day", "btc_usd")
 
 
 def load_market(scenario: Scenario) -> MarketSeries:
@@ -193,7 +195,26 @@ def _concatenate(path: Path, parts: list[MarketSeries]) -> MarketSeries:
         fees_btc_per_day=np.concatenate([p.fees_btc_per_day for p in parts]),
         gpu_spot_usd_per_gpu_hour=joined("gpu_spot_usd_per_gpu_hour"),
         day_ahead_usd_per_mwh=joined("day_ahead_usd_per_mwh"),
+        bitcoin_days=_joined_days(parts),
     )
+
+
+def _joined_days(parts: list[MarketSeries]) -> BitcoinDays | None:
+    """The parts' tables of bitcoin days as one: parts that follow one another, read from the
+    same file, share at most the days at their seams, with the same figures."""
+    tables = [part.bitcoin_days for part in parts]
+    if any(table is None for table in tables):
+        return None
+    held = [table for table in tables if table is not None]
+    first, last = held[0], held[0].last
+    columns = {name: [getattr(first, name)] for name in _BITCOIN}
+    for table in held[1:]:
+        known = (last - table.first).days + 1  # days the tables before already hold
+        for name in _BITCOIN:
+            columns[name].append(getattr(table, name)[known:])
+        last = max(last, table.last)
+    joined = {name: np.concatenate(columns[name]) for name in _BITCOIN}
+    return BitcoinDays(first.first, **joined)
 
 
 def setup_for(scenario: Scenario, series: MarketSeries) -> Setup:

@@ -4,16 +4,15 @@ information rule); `Foresight` is everything, given only to the oracle."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
 from hcp.domain.market import FloatArray, MarketSeries
 from hcp.domain.workloads import WorkloadClass
-from hcp.economics import hashprice_usd_per_ths_day
+from hcp.optimizer.hashprice import hashprices
 from hcp.optimizer.inputs import SiteNow
 from hcp.optimizer.lp import IntArray
 
@@ -29,13 +28,14 @@ class MarketArrays:
     electricity per node (USD/MWh; day-ahead NaN where unknown), hashprice (USD/TH/s/day)
     and GPU spot per family (USD/GPU-hour).
 
-    `hashprice_usd_per_ths_day` is what mining earned in the interval (the day's difficulty,
-    fees and BTC price); `hashprice_known_usd_per_ths_day` what was known of it when the
-    interval ended, which a decision sees from the next interval on: a day's fees are a total
-    known only when the day ends, and its difficulty may change during it, so both are those
-    of the last UTC day ended by then (the day before, or the interval's own day when the
-    interval closes it), with the BTC price of the day's opening and the block subsidy of the
-    moment. NaN where the series holds no such day (intervals of its first day, warm-up)."""
+    `hashprice_usd_per_ths_day` is what mining earned in the interval (each UTC day's
+    difficulty, fees and BTC price and each moment's subsidy, time-weighted over the interval);
+    `hashprice_known_usd_per_ths_day` what was known of it when the interval ended, which a
+    decision sees from the next interval on: a day's fees are a total known only when the day
+    ends, and its difficulty may change during it, so both are those of the last UTC day ended
+    by then (the day before, or the interval's own day when the interval closes it), with the
+    BTC price of the day's opening and the block subsidy of the moment. NaN where the series
+    holds no such day (intervals of its first day, warm-up). See `hcp.optimizer.hashprice`."""
 
     seconds: IntArray
     step_seconds: int
@@ -51,20 +51,14 @@ class MarketArrays:
         step_s = series.step // timedelta(seconds=1)
         start_s = int(series.start.timestamp())
         seconds = start_s + np.arange(len(series), dtype=np.int64) * step_s
+        earned, known = hashprices(series)
         return cls(
             seconds=seconds,
             step_seconds=step_s,
             electricity_usd_per_mwh=dict(series.electricity_usd_per_mwh),
             day_ahead_usd_per_mwh=dict(series.day_ahead_usd_per_mwh),
-            hashprice_usd_per_ths_day=_hashprice(
-                series.difficulty, series.fees_btc_per_day, series.btc_usd, seconds
-            ),
-            hashprice_known_usd_per_ths_day=_hashprice(
-                _known_when_ended(series.difficulty, seconds, step_s),
-                _known_when_ended(series.fees_btc_per_day, seconds, step_s),
-                series.btc_usd,
-                seconds,
-            ),
+            hashprice_usd_per_ths_day=earned,
+            hashprice_known_usd_per_ths_day=known,
             gpu_spot_usd_per_gpu_hour=dict(series.gpu_spot_usd_per_gpu_hour),
         )
 
@@ -88,38 +82,6 @@ class MarketArrays:
 
 def _steps_per_day(step_seconds: int) -> int:
     return max(1, _DAY_S // step_seconds)
-
-
-def _hashprice(
-    difficulty: FloatArray, fees_btc_per_day: FloatArray, btc_usd: FloatArray, seconds: IntArray
-) -> FloatArray:
-    """Hashprice per interval, from bitcoin figures per interval and the interval's subsidy."""
-    columns = zip(
-        difficulty.tolist(),
-        fees_btc_per_day.tolist(),
-        btc_usd.tolist(),
-        seconds.tolist(),
-        strict=True,
-    )
-    return np.array(
-        [
-            math.nan
-            if math.isnan(d) or math.isnan(f)
-            else hashprice_usd_per_ths_day(d, f, b, datetime.fromtimestamp(at_s, UTC))
-            for d, f, b, at_s in columns
-        ]
-    )
-
-
-def _known_when_ended(values: FloatArray, seconds: IntArray, step_s: int) -> FloatArray:
-    """A daily bitcoin figure (`values` per interval) as known when each interval ends: that of
-    the last UTC day ended by then, as it stood at that day's end (the value of the day's last
-    interval in the series); NaN where the series holds no interval of that day."""
-    day = seconds // _DAY_S
-    known_day = np.minimum(day, (seconds + step_s) // _DAY_S - 1)
-    source = np.searchsorted(seconds, (known_day + 1) * _DAY_S, side="left") - 1
-    known: FloatArray = np.where(source >= 0, values[source.clip(min=0)], np.nan)
-    return known
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hcp.adapters.market.bitcoin import bitcoin_on_intervals, read_bitcoin_daily
+from hcp.adapters.market.bitcoin import bitcoin_days, on_intervals, read_bitcoin_daily
 from hcp.adapters.market.csvtable import Repair, report
 from hcp.adapters.market.ercot import DEFAULT_POINT_TYPE, read_day_ahead, read_electricity
 from hcp.adapters.market.gpu_spot import GpuSpotCsv, gpu_spot_on_intervals
@@ -80,7 +80,8 @@ def load_market_series(
     `electricity`: ERCOT real-time prices, wide or native long layout (gzip or plain), for
     `nodes`. `start`/`end` (UTC-aware) default to the file's span; `step` defaults to the file's
     own and may be a divisor (each price held) or a multiple (time-weighted mean) of it.
-    `bitcoin`: the daily file, broadcast by UTC date. `day_ahead`: the hourly day-ahead file
+    `bitcoin`: the daily file, broadcast by UTC date of the interval start, and kept as the
+    series' `bitcoin_days` for every day the intervals touch. `day_ahead`: the hourly day-ahead file
     (every settlement point in it, NaN where it has no price). `gpu_spot`: a constant USD/GPU-h
     per family, or `GpuSpotCsv` sources. `max_fill_steps` counts native electricity steps.
     `finer_steps=False` refuses a `step` finer than the electricity file's: a backtest must,
@@ -101,7 +102,10 @@ def load_market_series(
         )
         raise DataError(first.path, message, None, first.time_column)
     prices, repairs = _electricity(columns, window, native, max_fill_steps)
-    btc, more = bitcoin_on_intervals(read_bitcoin_daily(bitcoin), window.starts, max_fill_days)
+    days, more = bitcoin_days(
+        read_bitcoin_daily(bitcoin), window.start_s, window.end_s, max_fill_days
+    )
+    btc = on_intervals(days, window.starts)
     repairs += more
     da, more = ({}, []) if day_ahead is None else _day_ahead(day_ahead, window)
     repairs += more
@@ -116,6 +120,7 @@ def load_market_series(
         fees_btc_per_day=btc["fees_btc_per_day"],
         gpu_spot_usd_per_gpu_hour=gpu,
         day_ahead_usd_per_mwh=da,
+        bitcoin_days=days,
     )
     return series, report(repairs)
 
