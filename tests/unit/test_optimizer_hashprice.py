@@ -115,3 +115,12 @@ def test_a_table_of_days_must_cover_the_series() -> None:
     start = datetime(2024, 4, 21, 6, tzinfo=UTC)
     with pytest.raises(ValueError, match=r"bitcoin_days 2024-04-18\.\.2024-04-22 do not cover"):
         series(start, timedelta(days=1), 2)  # the second step ends on the 23rd
+
+
+def test_an_empty_series_has_no_hashprice() -> None:
+    start = datetime(2024, 4, 18, tzinfo=UTC)
+    empty = MarketSeries(
+        start, timedelta(minutes=15), {"N": []}, btc_usd=[], difficulty=[], fees_btc_per_day=[]
+    )
+    arrays = MarketArrays.from_series(empty)
+    assert len(arrays) == 0 and len(arrays.hashprice_known_usd_per_ths_day) == 0

@@ -42,7 +42,7 @@ class Setup:
 
     def __post_init__(self) -> None:
         decidable = self.market.first_decidable()
-        if self.first < decidable:
+        if self.first < min(decidable, len(self.market)):
             at = datetime.fromtimestamp(int(self.market.seconds[self.first]), UTC)
             message = (
                 f"interval {self.first} ({at.isoformat()}) is to be decided, but the hashprice "

@@ -27,9 +27,9 @@ _SECOND = timedelta(seconds=1)
 @dataclass(frozen=True, slots=True)
 class _Pieces:
     """The intervals cut at UTC midnights and halvings, in time order: piece p starts at
-    `start[p]` (epoch seconds), lasts `seconds[p]`, lies in interval `interval[p]` and UTC day
-    `day[p]` (days since the epoch), and its interval has ended by the end of `ended[p]`, the
-    last day ended when the interval ends."""
+    `start[p]` (epoch seconds), lasts `seconds[p]` and lies in interval `interval[p]` and UTC
+    day `day[p]` (days since the epoch); `ended[p]` is the last UTC day that had ended when
+    its interval ended."""
 
     start: IntArray
     seconds: IntArray
@@ -72,6 +72,8 @@ def hashprices(series: MarketSeries) -> tuple[FloatArray, FloatArray]:
     no such day (its first day's intervals, warm-up).
     """
     step_s = series.step // _SECOND
+    if not len(series):
+        return np.zeros(0), np.zeros(0)
     starts = int(series.start.timestamp()) + step_s * np.arange(len(series), dtype=np.int64)
     pieces = _pieces(starts, step_s)
     if series.bitcoin_days is not None:
