@@ -128,9 +128,82 @@ def test_a_decision_knows_a_days_fees_and_difficulty_only_the_day_after() -> Non
     assert known < earned / 2  # the fees were most of that day's revenue
     view = view_at(arrays, noon + 1, {})
     assert view.hashprice_usd_per_ths_day[-1] == pytest.approx(known)
-    assert arrays.hashprice_known_usd_per_ths_day[:24] == pytest.approx(
-        arrays.hashprice_usd_per_ths_day[:24]  # the first day has no day before: warm-up
+    # The first day has no day before in the series (warm-up): unknown until it ends with
+    # its last interval, whose decision-to-come knows that day's own figures.
+    assert np.all(np.isnan(arrays.hashprice_known_usd_per_ths_day[:23]))
+    assert arrays.hashprice_known_usd_per_ths_day[23] == pytest.approx(
+        arrays.hashprice_usd_per_ths_day[23]
     )
+
+
+QUARTER = timedelta(minutes=15)
+
+
+def daily_series(
+    fees: list[float], difficulty: list[float], start: datetime, n: int
+) -> MarketSeries:
+    """`n` quarter-hours from `start` whose bitcoin figures are those of their UTC day, day 0
+    being `start`'s."""
+    day0 = int(start.timestamp()) // 86_400
+    day = (int(start.timestamp()) + 900 * np.arange(n)) // 86_400 - day0
+    return MarketSeries(
+        start,
+        QUARTER,
+        {"N": np.full(n, 30.0)},
+        btc_usd=np.full(n, 60_000.0),
+        difficulty=np.array(difficulty)[day],
+        fees_btc_per_day=np.array(fees)[day],
+    )
+
+
+@given(
+    st.integers(0, 95),
+    st.integers(0, 100),
+    st.data(),
+)
+@settings(max_examples=60, deadline=None)
+def test_no_decision_sees_a_days_fees_or_difficulty_before_the_day_ends(
+    offset: int, extra: int, data: st.DataObject
+) -> None:
+    """Whatever the warm-up (a day or more, from any time of day), the hashprice a decision
+    sees is known, and changing the figures of every day not yet ended leaves it as it was."""
+    start = datetime(2024, 3, 9, tzinfo=UTC) + offset * QUARTER
+    first, n = 96 + extra, 96 + extra + 2 * 96
+    t = data.draw(st.integers(first, n - 1))
+    fees = [10.0, 20.0, 30.0, 40.0, 50.0]
+    difficulty = [8e13, 8.1e13, 8.2e13, 8.3e13, 8.4e13]
+    series = daily_series(fees, difficulty, start, n)
+    decided = datetime.fromtimestamp(int(series.times[t].astype(int)), UTC)
+    open_from = (decided.date() - start.date()).days  # days not ended at the decision
+    later_fees = fees[:open_from] + [100_000.0] * (len(fees) - open_from)
+    later_difficulty = difficulty[:open_from] + [1e12] * (len(fees) - open_from)
+    changed = daily_series(later_fees, later_difficulty, start, n)
+    seen = [
+        view_at(MarketArrays.from_series(s), t, {}).hashprice_usd_per_ths_day[-1]
+        for s in (series, changed)
+    ]
+    assert np.isfinite(seen[0]) and seen[0] == seen[1]
+
+
+def test_after_one_day_of_warm_up_the_first_decision_knows_the_day_before() -> None:
+    """A warm-up of exactly one day from 06:00 (or from midnight): the first decision knows the
+    figures of the day before its own, not its own day's 100,000 BTC of fees."""
+    for start in (datetime(2024, 3, 10, 6, tzinfo=UTC), datetime(2024, 3, 10, tzinfo=UTC)):
+        series = daily_series([50.0, 100_000.0, 100_000.0], [8e13] * 3, start, 2 * 96)
+        arrays = MarketArrays.from_series(series)
+        at = datetime.fromtimestamp(int(arrays.seconds[95]), UTC)
+        expected = hashprice_usd_per_ths_day(8e13, 50.0, 60_000.0, at)
+        assert view_at(arrays, 96, {}).hashprice_usd_per_ths_day[-1] == expected
+
+
+def test_a_decision_before_any_day_has_ended_is_refused() -> None:
+    series = daily_series([50.0] * 3, [8e13] * 3, datetime(2024, 3, 10, 6, tzinfo=UTC), 2 * 96)
+    arrays = MarketArrays.from_series(series)
+    assert arrays.first_decidable() == 72  # 00:00 on the 11th, once the 10th has ended
+    demand = Demand({}, {}, ())
+    Setup(arrays, 72, (SITE,), demand, Terms(10.0))
+    with pytest.raises(ValueError, match=r"interval 71 \(2024-03-10T23:45:00\+00:00\) is to be"):
+        Setup(arrays, 71, (SITE,), demand, Terms(10.0))
 
 
 def test_a_job_that_cannot_finish_is_a_missed_deadline_with_its_penalty() -> None:

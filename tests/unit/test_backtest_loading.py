@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hcp.backtest.engine import make_strategy, run_backtest
 from hcp.backtest.loading import load_market, setup_for
-from hcp.backtest.scenario import load_scenario
+from hcp.backtest.scenario import ReplayMarket, load_scenario
 from hcp.domain.errors import DataError
 
 T0 = datetime(2024, 1, 1, 0, tzinfo=UTC)
@@ -121,6 +122,28 @@ def test_a_warm_up_the_data_cannot_hold_is_shortened_with_a_warning(
     ), warned
 
 
+def test_a_fractional_warm_up_the_data_holds_is_not_reported_as_shortened(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1.001 days of warm-up are 96 whole steps, all in the data: nothing is missing."""
+    text = scenario_text().replace("warmup_days = 1", "warmup_days = 1.001")
+    scenario = load_scenario(scenario_at(folder, text))
+    setup = setup_for(scenario, load_market(scenario))
+    assert setup.first == 96
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("warm-up" in message for message in warned), warned
+
+
+def test_the_settlement_point_type_to_read_is_a_market_setting(folder: Path) -> None:
+    default = load_scenario(scenario_at(folder, scenario_text())).market
+    assert isinstance(default, ReplayMarket) and default.settlement_point_type == "LZ"
+    text = scenario_text(market='settlement_point_type = "LZEW"')
+    chosen = load_scenario(scenario_at(folder, text)).market
+    assert isinstance(chosen, ReplayMarket) and chosen.settlement_point_type == "LZEW"
+    with pytest.raises(DataError, match=r"market.settlement_point_type: name a type"):
+        load_scenario(scenario_at(folder, scenario_text(market='settlement_point_type = " "')))
+
+
 def test_a_day_ahead_node_that_the_file_lacks_is_named_at_its_line(folder: Path) -> None:
     market = 'day_ahead = "da.csv"'
     typo = scenario_text(market=market, site='day_ahead_node = "HB_HUBAGV"')
@@ -180,6 +203,63 @@ def test_steps_off_the_grid_of_several_files_are_refused(folder: Path) -> None:
     message = error_loading(scenario_at(folder, text.replace("01-04T", "01-03T")))
     assert ":5: window.start: 0:30:00 steps from here are off the grid of " in message
     assert "would straddle the seam between two market.electricity files" in message
+
+
+def test_the_bitcoin_days_of_several_files_join_into_one_table(folder: Path) -> None:
+    """Files split at noon on the 2nd: both read the 2nd's figures, the table holds it once."""
+    rows = (folder / "rt.csv").read_text().splitlines()
+    (folder / "btc.csv").write_text(
+        "date,difficulty,fees_btc_per_day,btc_usd\n"
+        "2024-01-01,7e13,25,43000\n2024-01-02,7e13,30,44000\n2024-01-03,7e13,35,45000\n"
+    )
+    (folder / "a.csv").write_text("\n".join(rows[: 1 + 144]) + "\n")
+    (folder / "b.csv").write_text("\n".join([rows[0], *rows[1 + 144 :]]) + "\n")
+    text = scenario_text(market='electricity = ["a.csv", "b.csv"]')
+    text = text.replace('electricity = "rt.csv"\n', "")
+    joined = load_market(load_scenario(scenario_at(folder, text)))
+    whole = load_market(load_scenario(scenario_at(folder, scenario_text())))
+    assert joined.bitcoin_days is not None and whole.bitcoin_days is not None
+    assert joined.bitcoin_days.first == whole.bitcoin_days.first == T0.date()
+    assert joined.bitcoin_days.fees_btc_per_day.tolist() == [25, 30, 35]
+    assert whole.bitcoin_days.fees_btc_per_day.tolist() == [25, 30, 35]
+
+
+def test_a_step_of_a_day_earns_what_steps_of_15_minutes_earn(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Four days across the 2024 halving and the Runes launch, from 06:00 UTC: always on,
+    the miners earn the same in 15-minute steps as in day-long ones, which span two UTC days
+    each (before, a day-long step earned its first day's figures all day)."""
+    mined = []
+    for step in (15, 1440):
+        text = HALVING_SCENARIO.format(data=shared_data, step=step)
+        scenario = load_scenario(scenario_at(tmp_path, text))
+        setup = setup_for(scenario, load_market(scenario))
+        mined.append(run_backtest(setup, make_strategy("always_on", setup)).ledger)
+    assert mined[0].mining_revenue_usd == pytest.approx(mined[1].mining_revenue_usd, rel=1e-9)
+    assert mined[0].energy_cost_usd == pytest.approx(mined[1].energy_cost_usd, rel=1e-9)
+
+
+HALVING_SCENARIO = """sla_penalty_usd_per_gpu_hour = 10.0
+[window]
+start = 2024-04-18T06:00:00Z
+end = 2024-04-22T06:00:00Z
+step_minutes = {step}
+warmup_days = 2
+[market]
+kind = "replay"
+electricity = "{data}/raw/ercot_rtm_spp_hubs/ercot_rtm_spp_15min_2024.csv.gz"
+bitcoin = "{data}/derived/btc_hashprice_daily_2020_2025.csv"
+[[sites]]
+name = "w"
+node = "HB_WEST"
+capacity_mw = 1.0
+[sites.contract]
+kind = "rt"
+[[sites.fleet]]
+model = "S21"
+count = 100
+"""
 
 
 def test_a_window_outside_the_files_names_them_and_the_window(folder: Path) -> None:

@@ -46,6 +46,43 @@ def test_a_simulated_setup_has_warm_up_then_the_window() -> None:
     assert np.all(setup.market.hashprice_usd_per_ths_day > 0)
 
 
+def test_a_simulated_window_written_with_an_offset_is_the_same_instants_in_utc(
+    tmp_path: Path,
+) -> None:
+    """The simulator keeps time in UTC: a window written in Central time is simulated from the
+    same instants as the one written in UTC, not refused."""
+    central = SMALL.replace("T00:00:00Z", "T00:00:00-06:00")
+    utc = SMALL.replace("T00:00:00Z", "T06:00:00Z")
+    assert central != SMALL and utc != SMALL
+    series = [load_market(load_scenario(write(tmp_path, text))) for text in (central, utc)]
+    assert series[0].start == series[1].start == datetime(2025, 2, 28, 6, tzinfo=UTC)
+    prices = [s.electricity_usd_per_mwh["HB_WEST"] for s in series]
+    assert np.array_equal(prices[0], prices[1])
+
+
+def test_a_simulated_warm_up_is_whole_steps_and_leaves_the_window_where_it_is(
+    tmp_path: Path,
+) -> None:
+    """2.9999 days of warm-up are 287 whole 15-minute steps: the window still starts at its
+    start, not 8.64 s before it."""
+    text = SMALL.replace("warmup_days = 3", "warmup_days = 2.9999")
+    scenario = load_scenario(write(tmp_path, text))
+    series = load_market(scenario)
+    assert series.start == scenario.start - 287 * timedelta(minutes=15)
+    setup = setup_for(scenario, series)
+    assert setup.first == 287 and setup.intervals == 7 * 96
+    assert int(setup.market.seconds[setup.first]) == int(scenario.start.timestamp())
+
+
+def test_a_warm_up_of_less_than_a_day_in_whole_steps_is_refused(tmp_path: Path) -> None:
+    """With 7-hour steps a day of warm-up is three steps, 21 hours: not a day."""
+    text = SMALL.replace("step_minutes = 15", "step_minutes = 420").replace(
+        "warmup_days = 3", "warmup_days = 1"
+    )
+    with pytest.raises(DataError, match=r"warmup_days: must hold at least one day in whole steps"):
+        load_scenario(write(tmp_path, text))
+
+
 def test_the_ercot_examples_read_the_shared_data(shared_data: Path) -> None:
     scenario = load_scenario(EXAMPLES / "ercot-west-uri-2021.toml")
     assert isinstance(scenario.market, ReplayMarket)

@@ -245,11 +245,13 @@ def test_missing_bitcoin_days_are_forward_filled_and_reported(tmp_path: Path) ->
     series, repairs = load(rt, bitcoin)
     assert series.fees_btc_per_day.tolist() == [10, 10, 10]
     assert series.btc_usd.tolist() == [40000, 41000, 41000]
+    # The last day-long step from 06:00 ends on the 4th: mining earns its figures too.
+    assert series.bitcoin_days is not None and series.bitcoin_days.last == date(2024, 1, 4)
     counts = {r.what: r.count for r in repairs}
     assert counts == {
-        "days without fees_btc_per_day": 2,
-        "days without difficulty": 1,
-        "days without btc_usd": 1,
+        "days without fees_btc_per_day": 3,
+        "days without difficulty": 2,
+        "days without btc_usd": 2,
     }
 
 
@@ -348,6 +350,60 @@ def test_long_layout_duplicates_and_unknown_points(tmp_path: Path, btc: Path) ->
     assert error.line == 6 and "duplicate" in error.message and "DeliveryHour" in str(error.column)
     unknown = error_from(rt, btc, nodes=["HB_WEST"])
     assert unknown.column == "SettlementPointName" and "known: HB_NORTH" in unknown.message
+
+
+TYPED_HEADER = (
+    "DeliveryDate,DeliveryHour,DeliveryInterval,SettlementPointName,SettlementPointType,"
+    "SettlementPointPrice,DSTFlag"
+)
+
+
+def typed_rows(points: Sequence[tuple[str, str, int]], hours: int = 2) -> list[str]:
+    """Long rows as ERCOT writes them (NP6-905-CD), for 2024-03-11 from hour ending 1: every
+    interval lists each (name, type, price offset) in turn; the price is offset + interval."""
+    rows = []
+    for k in range(4 * hours):
+        hour, interval = k // 4 + 1, k % 4 + 1
+        for name, kind, offset in points:
+            rows.append(f"03/11/2024,{hour:02d},{interval},{name},{kind},{offset + k},N")
+    return rows
+
+
+def test_a_load_zone_listed_as_lz_and_lzew_is_read_from_its_lz_rows(
+    tmp_path: Path, btc: Path
+) -> None:
+    points = [("HB_WEST", "HU", 0), ("LZ_WEST", "LZ", 100), ("LZ_WEST", "LZEW", 200)]
+    rt = write(tmp_path / "np6905.csv", [TYPED_HEADER, *typed_rows(points)])
+    bitcoin = btc_file(tmp_path, ["2024-03-11,8e13,10,60000"])
+    series, _ = load(rt, bitcoin, nodes=["LZ_WEST", "HB_WEST"])
+    assert len(series) == 8 and series.start == datetime(2024, 3, 11, 5, tzinfo=UTC)
+    assert series.electricity_usd_per_mwh["LZ_WEST"].tolist() == list(range(100, 108))
+    assert series.electricity_usd_per_mwh["HB_WEST"].tolist() == list(range(8))
+    energy_weighted, _ = load(rt, bitcoin, nodes=["LZ_WEST"], settlement_point_type="LZEW")
+    assert energy_weighted.electricity_usd_per_mwh["LZ_WEST"].tolist() == list(range(200, 208))
+
+
+def test_a_repeated_interval_of_a_typed_long_file_names_the_type(tmp_path: Path, btc: Path) -> None:
+    rows = typed_rows([("LZ_WEST", "LZ", 100), ("LZ_WEST", "LZEW", 200)])
+    rt = write(tmp_path / "np6905.csv", [TYPED_HEADER, *rows, rows[-2]])  # an LZ row again
+    bitcoin = btc_file(tmp_path, ["2024-03-11,8e13,10,60000"])
+    error = error_from(rt, bitcoin, nodes=["LZ_WEST"])
+    assert (error.line, error.column) == (18, "DeliveryDate/DeliveryHour/DeliveryInterval/DSTFlag")
+    assert "duplicate timestamp 2024-03-11T06:45:00Z for LZ_WEST" in error.message
+    assert "SettlementPointType LZ; line 16 has it too, type LZ" in error.message
+
+
+def test_a_point_under_several_types_none_of_them_chosen_is_refused(
+    tmp_path: Path, btc: Path
+) -> None:
+    rows = typed_rows([("HB_WEST", "HU", 0), ("HB_WEST", "LZEW", 50)])
+    rt = write(tmp_path / "odd.csv", [TYPED_HEADER, *rows])
+    bitcoin = btc_file(tmp_path, ["2024-03-11,8e13,10,60000"])
+    error = error_from(rt, bitcoin)
+    assert (error.line, error.column) == (3, "SettlementPointType")
+    assert "HB_WEST is listed under several SettlementPointTypes (HU, LZEW)" in error.message
+    chosen, _ = load(rt, bitcoin, settlement_point_type="HU")
+    assert chosen.electricity_usd_per_mwh["HB_WEST"].tolist() == list(range(8))
 
 
 # --- day-ahead and GPU spot -----------------------------------------------------------------

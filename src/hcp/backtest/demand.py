@@ -74,7 +74,10 @@ def generate_demand(
     specs: Mapping[str, DemandSpec], seconds: IntArray, first: int, seed: int
 ) -> Demand:
     """Demand of each site over the intervals starting at `seconds` (UTC epoch seconds, a fixed
-    step); jobs arrive from interval `first` on (earlier intervals are warm-up)."""
+    step); jobs arrive from interval `first` on (earlier intervals are warm-up).
+
+    Random draws are made for the intervals from `first` on only, so the demand of the window
+    depends on the seed, its intervals and the specs, not on how long the warm-up is."""
     step_s = int(seconds[1] - seconds[0]) if len(seconds) > 1 else 900
     streams = iter(np.random.SeedSequence(seed).spawn(2 * len(specs) + 1))
     realtime: dict[str, dict[str, FloatArray]] = {}
@@ -83,7 +86,7 @@ def generate_demand(
     for site, spec in specs.items():
         rng_realtime, rng_jobs = (np.random.default_rng(next(streams)) for _ in range(2))
         if spec.realtime is not None:
-            gpus = realtime_gpus(spec.realtime, seconds, rng_realtime)
+            gpus = realtime_gpus(spec.realtime, seconds, first, rng_realtime)
             realtime[site] = {spec.family: gpus}
             prices[site] = {spec.family: spec.realtime.price_usd_per_gpu_hour}
         for arrivals in spec.arrivals:
@@ -93,20 +96,35 @@ def generate_demand(
 
 
 def realtime_gpus(
-    profile: RealtimeProfile, seconds: IntArray, rng: np.random.Generator
+    profile: RealtimeProfile, seconds: IntArray, first: int, rng: np.random.Generator
 ) -> FloatArray:
-    """Whole GPUs of realtime demand per interval."""
+    """Whole GPUs of realtime demand per interval: the daily and weekly profile, times the
+    noise from interval `first` on. The noise is drawn for those intervals only, in order,
+    starting from its stationary spread; the warm-up intervals before `first`, which no one
+    serves, hold the profile alone."""
     hours = (seconds % _DAY_S) / 3600
     daily = (1 + np.cos(2 * np.pi * (hours - profile.peak_hour_utc) / 24)) / 2
     level = profile.base_gpus + (profile.peak_gpus - profile.base_gpus) * daily
     weekday = (seconds // _DAY_S + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     level = np.where(weekday >= 5, level * profile.weekend_factor, level)
-    step_h = float(seconds[1] - seconds[0]) / 3600 if len(seconds) > 1 else 0.25
-    keep = _NOISE_CORRELATION_PER_HOUR**step_h
-    shocks = rng.standard_normal(len(seconds)) * profile.noise * math.sqrt(1 - keep**2)
-    noise = np.asarray(lfilter([1.0], [1.0, -keep], shocks), dtype=np.float64)
-    factor = np.exp(noise - profile.noise**2 / 2)
+    factor = np.ones(len(seconds))
+    factor[first:] = _noise_factor(profile.noise, len(seconds) - first, _step_hours(seconds), rng)
     return np.round(np.maximum(level * factor, 0.0)).astype(np.float64)
+
+
+def _step_hours(seconds: IntArray) -> float:
+    return float(seconds[1] - seconds[0]) / 3600 if len(seconds) > 1 else 0.25
+
+
+def _noise_factor(sd: float, n: int, step_h: float, rng: np.random.Generator) -> FloatArray:
+    """`n` log-normal factors of mean 1 whose log has standard deviation `sd` throughout and is
+    correlated `_NOISE_CORRELATION_PER_HOUR` hour to hour (an AR(1) process in steady state)."""
+    keep = _NOISE_CORRELATION_PER_HOUR**step_h
+    shocks = rng.standard_normal(n) * sd * math.sqrt(1 - keep**2)
+    if n:
+        shocks[0] /= math.sqrt(1 - keep**2)  # the first value from the stationary spread
+    noise = np.asarray(lfilter([1.0], [1.0, -keep], shocks), dtype=np.float64)
+    return np.exp(noise - sd**2 / 2)
 
 
 def job_arrivals(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from hcp.backtest.demand import Demand
 from hcp.backtest.ledger import Ledger, Trace, settle
@@ -38,6 +39,17 @@ class Setup:
     sites: tuple[SiteSpec, ...]
     demand: Demand
     terms: Terms
+
+    def __post_init__(self) -> None:
+        decidable = self.market.first_decidable()
+        if self.first < min(decidable, len(self.market)):
+            at = datetime.fromtimestamp(int(self.market.seconds[self.first]), UTC)
+            message = (
+                f"interval {self.first} ({at.isoformat()}) is to be decided, but the hashprice "
+                "known before it is not: the market holds no UTC day ended by then (decisions "
+                f"can start at interval {decidable}; a warm-up of at least a day is needed)"
+            )
+            raise ValueError(message)
 
     @property
     def intervals(self) -> int:

@@ -20,18 +20,21 @@ from hcp.backtest.demand import generate_demand
 from hcp.backtest.engine import Setup
 from hcp.backtest.scenario import ReplayMarket, Scenario, SimulatedMarket
 from hcp.domain.errors import DataError
-from hcp.domain.market import MarketSeries
+from hcp.domain.market import BitcoinDays, MarketSeries
 from hcp.optimizer.world import MarketArrays
 from hcp.tomlfile import key_lines
+
+_BITCOIN = ("difficulty", "fees_btc_per_day", "btc_usd")
 
 
 def load_market(scenario: Scenario) -> MarketSeries:
     """The market of the scenario's warm-up and window (reads files or runs the simulator)."""
-    first = scenario.start - scenario.warmup
-    steps = (scenario.end - first) // scenario.step
     market = scenario.market
     if isinstance(market, SimulatedMarket):
-        return simulate_series(market.config, first, steps, scenario.step, market.seed)
+        steps = (scenario.end - scenario.warmup_start) // scenario.step
+        utc = scenario.warmup_start.astimezone(UTC)  # the simulator keeps time in UTC
+        return simulate_series(market.config, utc, steps, scenario.step, market.seed)
+    first = scenario.warmup_start
     read = [_replay_file(scenario, market, path) for path in market.electricity]
     parts = [part for part in read if part is not None]
     files = ", ".join(str(path) for path in market.electricity)
@@ -54,9 +57,9 @@ def load_market(scenario: Scenario) -> MarketSeries:
         raise scenario_error(scenario, "window", message)
     if market.day_ahead is not None:
         _check_day_ahead_nodes(scenario, market.day_ahead, series)
-    if start > first:
+    missing = (start - first) // scenario.step
+    if missing:
         held = (scenario.start - start) // scenario.step
-        missing = (start - first) // scenario.step
         what = "warm-up intervals before the market data starts"
         how = f"warm-up shortened to the {held} it holds (the forecasts see less history)"
         report([Repair(str(scenario.path), what, how, missing)])
@@ -97,7 +100,7 @@ def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> Market
     into the series: a gap, an empty price or a missing bitcoin day elsewhere in the file
     plays no part in the run, and does not stop it."""
     node = scenario.sites[0].node
-    column = read_electricity(path, [node])[node]
+    column = read_electricity(path, [node], market.settlement_point_type)[node]
     native = timedelta(seconds=infer_step(column))
     file_start = datetime.fromtimestamp(int(column.times[0]), UTC)
     file_end = datetime.fromtimestamp(int(column.times[-1]), UTC) + native
@@ -116,7 +119,7 @@ def _replay_file(scenario: Scenario, market: ReplayMarket, path: Path) -> Market
         )
         raise scenario_error(scenario, "window.start", message)
     # Whole steps of the window's grid inside both the file and [warm-up start, window end).
-    low = max(file_start, scenario.start - scenario.warmup)
+    low = max(file_start, scenario.warmup_start)
     high = min(file_end, scenario.end)
     first = scenario.start - ((scenario.start - low) // step) * step
     last = scenario.start + ((high - scenario.start) // step) * step
@@ -141,6 +144,7 @@ def _read_replay_file(
         },
         max_fill_steps=market.max_fill_steps,
         finer_steps=False,
+        settlement_point_type=market.settlement_point_type,
     )
     return series
 
@@ -191,7 +195,26 @@ def _concatenate(path: Path, parts: list[MarketSeries]) -> MarketSeries:
         fees_btc_per_day=np.concatenate([p.fees_btc_per_day for p in parts]),
         gpu_spot_usd_per_gpu_hour=joined("gpu_spot_usd_per_gpu_hour"),
         day_ahead_usd_per_mwh=joined("day_ahead_usd_per_mwh"),
+        bitcoin_days=_joined_days(parts),
     )
+
+
+def _joined_days(parts: list[MarketSeries]) -> BitcoinDays | None:
+    """The parts' tables of bitcoin days as one: parts that follow one another, read from the
+    same file, share at most the days at their seams, with the same figures."""
+    tables = [part.bitcoin_days for part in parts]
+    if any(table is None for table in tables):
+        return None
+    held = [table for table in tables if table is not None]
+    first, last = held[0], held[0].last
+    columns = {name: [getattr(first, name)] for name in _BITCOIN}
+    for table in held[1:]:
+        known = (last - table.first).days + 1  # days the tables before already hold
+        for name in _BITCOIN:
+            columns[name].append(getattr(table, name)[known:])
+        last = max(last, table.last)
+    joined = {name: np.concatenate(columns[name]) for name in _BITCOIN}
+    return BitcoinDays(first.first, **joined)
 
 
 def setup_for(scenario: Scenario, series: MarketSeries) -> Setup:

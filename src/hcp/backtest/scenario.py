@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
+from hcp.adapters.market.ercot import DEFAULT_POINT_TYPE
 from hcp.adapters.market.gpu_spot import GpuSpotCsv
 from hcp.adapters.market.simulated import MarketSimulatorConfig
 from hcp.backtest.demand import DemandSpec, JobArrivals, RealtimeProfile
@@ -59,13 +60,16 @@ _SIMULATOR_NUMBERS = ", ".join(
 @dataclass(frozen=True, slots=True)
 class ReplayMarket:
     """Real prices from files: ERCOT real-time (one or more files in time order), the daily
-    bitcoin file, optional day-ahead prices, GPU spot per family as a constant or a CSV."""
+    bitcoin file, optional day-ahead prices, GPU spot per family as a constant or a CSV;
+    `settlement_point_type`: the rows a native long file is read from for a point it lists
+    under several types (a load zone: LZ or LZEW)."""
 
     electricity: tuple[Path, ...]
     bitcoin: Path
     day_ahead: Path | None
     gpu_spot_usd_per_gpu_hour: Mapping[str, float | GpuSpotCsv]
     max_fill_steps: int = 0
+    settlement_point_type: str = DEFAULT_POINT_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,12 @@ class Scenario:
     demand: Mapping[str, DemandSpec]
     terms: Terms
     seed: int
+
+    @property
+    def warmup_start(self) -> datetime:
+        """Where the market begins: `warmup` rounded down to whole steps before `start`, so
+        that every interval, warm-up included, lies on the window's grid."""
+        return self.start - (self.warmup // self.step) * self.step
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -167,8 +177,10 @@ def _window(table: TomlTable) -> tuple[datetime, datetime, timedelta, timedelta]
         raise table.error("start", f"too early for {warmup_days:g} days of warm-up") from None
     if warmup < step:
         raise table.error("warmup_days", f"must cover at least one step ({step} long)")
-    if warmup < _DAY:
+    if (warmup // step) * step < _DAY:
         message = "must be at least one day: a decision knows the day before's bitcoin figures"
+        if warmup >= _DAY:
+            message = f"must hold at least one day in whole steps of {step}"
         raise table.error("warmup_days", message)
     if (end - start) % step:
         raise table.error("end", f"end − start is not a whole number of {step} steps")
@@ -272,7 +284,15 @@ def _replay_market(table: TomlTable, spot: dict[str, float | GpuSpotCsv]) -> Rep
         day_ahead=day_ahead,
         gpu_spot_usd_per_gpu_hour=spot,
         max_fill_steps=table.integer("max_fill_steps", 0, minimum=0),
+        settlement_point_type=_point_type(table),
     )
+
+
+def _point_type(table: TomlTable) -> str:
+    point_type = table.get("settlement_point_type", str, DEFAULT_POINT_TYPE).strip()
+    if not point_type:
+        raise table.error("settlement_point_type", "name a type, e.g. 'LZ' or 'LZEW'")
+    return point_type
 
 
 def _simulated_market(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 
 import numpy as np
@@ -63,6 +63,40 @@ def _frozen_map(values: Mapping[str, npt.ArrayLike], name: str) -> Mapping[str, 
     return MappingProxyType({key: _frozen(v, f"{name}[{key}]") for key, v in values.items()})
 
 
+_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class BitcoinDays:
+    """Bitcoin's daily figures by UTC date: entry `k` is the day `first + k days`. Difficulty,
+    fees (the day's total, BTC/day) and price (USD) as in `MarketSnapshot`. Read-only."""
+
+    first: date
+    difficulty: FloatArray
+    fees_btc_per_day: FloatArray
+    btc_usd: FloatArray
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("difficulty", "fees_btc_per_day", "btc_usd"):
+            set_(self, name, _frozen(getattr(self, name), name))
+        lengths = {len(self.difficulty), len(self.fees_btc_per_day), len(self.btc_usd)}
+        if len(lengths) != 1 or not len(self):
+            raise ValueError(f"bitcoin days: columns of one length ≥ 1, got {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(self.btc_usd)
+
+    @property
+    def last(self) -> date:
+        return self.first + (len(self) - 1) * _DAY
+
+    def covers(self, start: datetime, end: datetime) -> bool:
+        """Whether every UTC day of [start, end) is here."""
+        last_day = (end - timedelta(microseconds=1)).astimezone(UTC).date()
+        return self.first <= start.astimezone(UTC).date() and last_day <= self.last
+
+
 # The per-node / per-family columns of a MarketSeries.
 _MAPPED = ("electricity_usd_per_mwh", "gpu_spot_usd_per_gpu_hour", "day_ahead_usd_per_mwh")
 
@@ -75,8 +109,12 @@ class MarketSeries:
 
     Units as in `MarketSnapshot`: electricity and day-ahead in USD/MWh per node (day-ahead is NaN
     where unknown), `btc_usd` in USD, `difficulty` dimensionless, `fees_btc_per_day` in BTC/day,
-    GPU spot in USD/GPU-hour per family. Daily bitcoin figures hold for every interval of their
-    UTC date. The arrays are read-only; the series is immutable.
+    GPU spot in USD/GPU-hour per family. An interval's daily bitcoin figures are those of the
+    UTC date it starts on. The arrays are read-only; the series is immutable.
+
+    `bitcoin_days`, where the figures come from a daily table (replayed files), is that table
+    over every UTC day the intervals touch: a step longer than an hour can end on a later day
+    than it starts, and mining earns each day's figures for the part of it in that day.
     """
 
     start: datetime
@@ -87,6 +125,7 @@ class MarketSeries:
     fees_btc_per_day: FloatArray
     gpu_spot_usd_per_gpu_hour: Mapping[str, FloatArray] = field(default_factory=dict)
     day_ahead_usd_per_mwh: Mapping[str, FloatArray] = field(default_factory=dict)
+    bitcoin_days: BitcoinDays | None = None
 
     def __post_init__(self) -> None:
         if self.start.utcoffset() != timedelta(0):
@@ -101,6 +140,11 @@ class MarketSeries:
         for name in _MAPPED:
             set_(self, name, _frozen_map(getattr(self, name), name))
         self._check_lengths()
+        days = self.bitcoin_days
+        if days is not None and not days.covers(self.start, self.end):
+            raise ValueError(
+                f"bitcoin_days {days.first}..{days.last} do not cover the series {self._coverage()}"
+            )
 
     def _check_lengths(self) -> None:
         n = len(self.btc_usd)
@@ -184,6 +228,7 @@ class MarketSeries:
                 k: v[cut] for k, v in self.gpu_spot_usd_per_gpu_hour.items()
             },
             day_ahead_usd_per_mwh={k: v[cut] for k, v in self.day_ahead_usd_per_mwh.items()},
+            bitcoin_days=self.bitcoin_days,
         )
 
     def _position(self, i: int) -> int:

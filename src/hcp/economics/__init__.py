@@ -6,6 +6,7 @@ from hcp.economics.bitcoin import (
     btc_per_ths_day,
     hashprice_usd_per_ths_day,
     snapshot_hashprice,
+    subsidy_changes,
 )
 from hcp.economics.energy import energy_cost_usd
 from hcp.economics.gpu import (
@@ -44,4 +45,5 @@ __all__ = [
     "gpu_revenue_usd",
     "hashprice_usd_per_ths_day",
     "snapshot_hashprice",
+    "subsidy_changes",
 ]

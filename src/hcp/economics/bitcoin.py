@@ -37,6 +37,11 @@ def block_subsidy_btc(at: datetime) -> float:
     return subsidy_btc
 
 
+def subsidy_changes() -> tuple[datetime, ...]:
+    """The moments the block subsidy changed (the halvings known here), in time order."""
+    return tuple(starts_at for starts_at, _ in _SUBSIDY_SCHEDULE)
+
+
 def btc_per_ths_day(difficulty: float, fees_btc_per_day: float, subsidy_btc: float) -> float:
     """Expected BTC earned by 1 TH/s over one day, before pool fees.
 

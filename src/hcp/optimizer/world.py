@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
 from hcp.domain.market import FloatArray, MarketSeries
 from hcp.domain.workloads import WorkloadClass
-from hcp.economics import hashprice_usd_per_ths_day
+from hcp.optimizer.hashprice import hashprices
 from hcp.optimizer.inputs import SiteNow
 from hcp.optimizer.lp import IntArray
 
@@ -28,11 +28,14 @@ class MarketArrays:
     electricity per node (USD/MWh; day-ahead NaN where unknown), hashprice (USD/TH/s/day)
     and GPU spot per family (USD/GPU-hour).
 
-    `hashprice_usd_per_ths_day` is what mining earned in the interval (the day's difficulty,
-    fees and BTC price); `hashprice_known_usd_per_ths_day` what a decision at the interval
-    can know of it: a day's fees are a total known only when the day ends, and its difficulty
-    may change during it, so both come from the day before, with the BTC price of the day's
-    opening and the block subsidy of the moment."""
+    `hashprice_usd_per_ths_day` is what mining earned in the interval (each UTC day's
+    difficulty, fees and BTC price and each moment's subsidy, time-weighted over the interval);
+    `hashprice_known_usd_per_ths_day` what was known of it when the interval ended, which a
+    decision sees from the next interval on: a day's fees are a total known only when the day
+    ends, and its difficulty may change during it, so both are those of the last UTC day ended
+    by then (the day before, or the interval's own day when the interval closes it), with the
+    BTC price of the day's opening and the block subsidy of the moment. NaN where the series
+    holds no such day (intervals of its first day, warm-up). See `hcp.optimizer.hashprice`."""
 
     seconds: IntArray
     step_seconds: int
@@ -48,20 +51,14 @@ class MarketArrays:
         step_s = series.step // timedelta(seconds=1)
         start_s = int(series.start.timestamp())
         seconds = start_s + np.arange(len(series), dtype=np.int64) * step_s
+        earned, known = hashprices(series)
         return cls(
             seconds=seconds,
             step_seconds=step_s,
             electricity_usd_per_mwh=dict(series.electricity_usd_per_mwh),
             day_ahead_usd_per_mwh=dict(series.day_ahead_usd_per_mwh),
-            hashprice_usd_per_ths_day=_hashprice(
-                series.difficulty, series.fees_btc_per_day, series.btc_usd, seconds
-            ),
-            hashprice_known_usd_per_ths_day=_hashprice(
-                _day_before(series.difficulty, _steps_per_day(step_s)),
-                _day_before(series.fees_btc_per_day, _steps_per_day(step_s)),
-                series.btc_usd,
-                seconds,
-            ),
+            hashprice_usd_per_ths_day=earned,
+            hashprice_known_usd_per_ths_day=known,
             gpu_spot_usd_per_gpu_hour=dict(series.gpu_spot_usd_per_gpu_hour),
         )
 
@@ -76,34 +73,15 @@ class MarketArrays:
     def steps_per_day(self) -> int:
         return _steps_per_day(self.step_seconds)
 
+    def first_decidable(self) -> int:
+        """The first interval a decision can be made at: every interval before it but one may
+        lack a known hashprice (warm-up), the one just before it may not."""
+        unknown = np.flatnonzero(np.isnan(self.hashprice_known_usd_per_ths_day))
+        return 1 if unknown.size == 0 else int(unknown[-1]) + 2
+
 
 def _steps_per_day(step_seconds: int) -> int:
     return max(1, _DAY_S // step_seconds)
-
-
-def _hashprice(
-    difficulty: FloatArray, fees_btc_per_day: FloatArray, btc_usd: FloatArray, seconds: IntArray
-) -> FloatArray:
-    """Hashprice per interval, from bitcoin figures per interval and the interval's subsidy."""
-    columns = zip(
-        difficulty.tolist(),
-        fees_btc_per_day.tolist(),
-        btc_usd.tolist(),
-        seconds.tolist(),
-        strict=True,
-    )
-    return np.array(
-        [
-            hashprice_usd_per_ths_day(d, f, b, datetime.fromtimestamp(at_s, UTC))
-            for d, f, b, at_s in columns
-        ]
-    )
-
-
-def _day_before(values: FloatArray, day: int) -> FloatArray:
-    """Each interval's value of 24 hours before (`day` intervals). The series' first day has
-    none before it and keeps its own: warm-up, which no strategy decides."""
-    return np.concatenate([values[:day], values[:-day]])[: len(values)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ or ERCOT's native long layout, and hourly day-ahead prices. Prices are USD/MWh."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from hcp.adapters.market.csvtable import Table, parse_times, read_header, read_table
-from hcp.adapters.market.timeline import TimedColumn, timed_column
+from hcp.adapters.market.timeline import TimedColumn, iso, timed_column
 from hcp.domain.errors import DataError
 
 WIDE_TIME = "interval_start_utc"
@@ -26,20 +27,29 @@ LONG_COLUMNS = (
 )
 # Long-layout rows are timed by these fields together; errors about a row's time name them.
 LONG_TIME = "DeliveryDate/DeliveryHour/DeliveryInterval/DSTFlag"
+# ERCOT's own files (NP6-905-CD) list each load zone twice an interval: type LZ, the price a
+# load in the zone pays, and LZEW (energy-weighted). A point listed under several types is
+# read from the rows of one of them, LZ unless the caller chooses another.
+LONG_TYPE = "SettlementPointType"
+DEFAULT_POINT_TYPE = "LZ"
 ERCOT_ZONE = ZoneInfo("America/Chicago")
 _INTERVAL_S = 900
 
 
-def read_electricity(path: Path, nodes: Sequence[str]) -> dict[str, TimedColumn]:
+def read_electricity(
+    path: Path, nodes: Sequence[str], point_type: str = DEFAULT_POINT_TYPE
+) -> dict[str, TimedColumn]:
     """Real-time prices (USD/MWh) of `nodes` from an ERCOT file in either layout, told apart by
-    its header; DataError for an unknown settlement point or a header of neither layout."""
+    its header; DataError for an unknown settlement point or a header of neither layout.
+    `point_type`: which rows of a long file to read for a point it lists under several
+    `SettlementPointType`s (see `read_long`)."""
     if not nodes:
         raise ValueError("nodes: name at least one settlement point")
     header = read_header(path)
     if WIDE_TIME in header:
         return read_wide(path, nodes)
     if set(LONG_COLUMNS) <= set(header):
-        return read_long(path, nodes)
+        return read_long(path, nodes, point_type)
     expected = f"{WIDE_TIME!r} + one column per settlement point, or {', '.join(LONG_COLUMNS)}"
     raise DataError(str(path), f"not an ERCOT price file: expected {expected}", 1)
 
@@ -66,16 +76,69 @@ def read_wide(path: Path, nodes: Sequence[str]) -> dict[str, TimedColumn]:
     }
 
 
-def read_long(path: Path, nodes: Sequence[str]) -> dict[str, TimedColumn]:
+def read_long(
+    path: Path, nodes: Sequence[str], point_type: str = DEFAULT_POINT_TYPE
+) -> dict[str, TimedColumn]:
     """Nodes from ERCOT's native long layout: one row per interval and settlement point, timed
     by local date, hour ending 1–24, 15-minute interval 1–4 and DSTFlag (Y on the repeated
-    fall-back hour, which is in standard time)."""
+    fall-back hour, which is in standard time).
+
+    With a `SettlementPointType` column, a point listed under several types (a load zone: LZ
+    and LZEW) is read from its rows of type `point_type`; DataError when none of its types is
+    that one, and a repeated interval names the type of its rows.
+    """
     table = read_table(path, only=("SettlementPointName", frozenset(nodes)))
     for node in nodes:
         if node not in table.seen:
             raise _unknown_point(table.path, node, table.seen, "SettlementPointName")
+    typed = LONG_TYPE in table.header
+    if typed:
+        table = _of_one_type(table, nodes, point_type)
+    names, times = table.texts("SettlementPointName"), long_times(table)
+    if typed:
+        _check_repeats(table, names, times)
+    return _split(table, LONG_TIME, names, times, "SettlementPointPrice", nodes)
+
+
+def _of_one_type(table: Table, nodes: Sequence[str], point_type: str) -> Table:
+    """`table` with only the rows of type `point_type` for each node listed under several."""
     names = table.texts("SettlementPointName")
-    return _split(table, LONG_TIME, names, long_times(table), "SettlementPointPrice", nodes)
+    types = [text.strip() for text in table.texts(LONG_TYPE)]
+    keep: list[int] = []
+    for node in nodes:
+        rows = [i for i, name in enumerate(names) if name == node]
+        kinds = list(dict.fromkeys(types[i] for i in rows))
+        if len(kinds) > 1:
+            if point_type not in kinds:
+                second = next(i for i in rows if types[i] == kinds[1])
+                message = (
+                    f"{node} is listed under several SettlementPointTypes "
+                    f"({', '.join(kinds)}) and none is {point_type!r}: choose the type to read "
+                    "(market.settlement_point_type)"
+                )
+                raise table.where(second, message, LONG_TYPE)
+            rows = [i for i in rows if types[i] == point_type]
+        keep += rows
+    keep.sort()
+    rows_kept = [table.rows[i] for i in keep]
+    return replace(table, rows=rows_kept, lines=[table.lines[i] for i in keep])
+
+
+def _check_repeats(table: Table, names: list[str], times: list[int]) -> None:
+    """DataError at the first row whose point already has a row for its interval, naming the
+    interval, the other row's line and the type of both."""
+    types = table.texts(LONG_TYPE)
+    seen: dict[tuple[str, int], int] = {}
+    for i, key in enumerate(zip(names, times, strict=True)):
+        if key in seen:
+            first = seen[key]
+            message = (
+                f"duplicate timestamp {iso(key[1])} for {key[0]} "
+                f"(SettlementPointType {types[i].strip()}; line {table.lines[first]} has it too, "
+                f"type {types[first].strip()})"
+            )
+            raise table.where(i, message, LONG_TIME)
+        seen[key] = i
 
 
 def _split(

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hcp.adapters.market.bitcoin import bitcoin_on_intervals, read_bitcoin_daily
+from hcp.adapters.market.bitcoin import bitcoin_days, on_intervals, read_bitcoin_daily
 from hcp.adapters.market.csvtable import Repair, report
-from hcp.adapters.market.ercot import read_day_ahead, read_electricity
+from hcp.adapters.market.ercot import DEFAULT_POINT_TYPE, read_day_ahead, read_electricity
 from hcp.adapters.market.gpu_spot import GpuSpotCsv, gpu_spot_on_intervals
 from hcp.adapters.market.timeline import (
     IntArray,
@@ -73,22 +73,25 @@ def load_market_series(
     max_fill_steps: int = 0,
     max_fill_days: int = 3,
     finer_steps: bool = True,
+    settlement_point_type: str = DEFAULT_POINT_TYPE,
 ) -> tuple[MarketSeries, list[Repair]]:
     """The market over [start, end) at `step` from files, and the repairs made on the way.
 
     `electricity`: ERCOT real-time prices, wide or native long layout (gzip or plain), for
     `nodes`. `start`/`end` (UTC-aware) default to the file's span; `step` defaults to the file's
     own and may be a divisor (each price held) or a multiple (time-weighted mean) of it.
-    `bitcoin`: the daily file, broadcast by UTC date. `day_ahead`: the hourly day-ahead file
+    `bitcoin`: the daily file, broadcast by UTC date of the interval start, and kept as the
+    series' `bitcoin_days` for every day the intervals touch. `day_ahead`: the hourly day-ahead file
     (every settlement point in it, NaN where it has no price). `gpu_spot`: a constant USD/GPU-h
     per family, or `GpuSpotCsv` sources. `max_fill_steps` counts native electricity steps.
     `finer_steps=False` refuses a `step` finer than the electricity file's: a backtest must,
     since each price held over the sub-steps would show a decision the price of the interval
-    it is in.
+    it is in. `settlement_point_type`: the rows a native long file is read from for a point it
+    lists under several types (load zones: LZ, the default, or LZEW).
     """
     if max_fill_steps < 0:
         raise ValueError(f"max_fill_steps must be ≥ 0, got {max_fill_steps}")
-    columns = read_electricity(electricity, nodes)
+    columns = read_electricity(electricity, nodes, settlement_point_type)
     window, native = _window(columns[nodes[0]], start, end, step)
     if not finer_steps and window.step_s < native:
         first = columns[nodes[0]]
@@ -99,7 +102,10 @@ def load_market_series(
         )
         raise DataError(first.path, message, None, first.time_column)
     prices, repairs = _electricity(columns, window, native, max_fill_steps)
-    btc, more = bitcoin_on_intervals(read_bitcoin_daily(bitcoin), window.starts, max_fill_days)
+    days, more = bitcoin_days(
+        read_bitcoin_daily(bitcoin), window.start_s, window.end_s, max_fill_days
+    )
+    btc = on_intervals(days, window.starts)
     repairs += more
     da, more = ({}, []) if day_ahead is None else _day_ahead(day_ahead, window)
     repairs += more
@@ -114,6 +120,7 @@ def load_market_series(
         fees_btc_per_day=btc["fees_btc_per_day"],
         gpu_spot_usd_per_gpu_hour=gpu,
         day_ahead_usd_per_mwh=da,
+        bitcoin_days=days,
     )
     return series, report(repairs)
 
