@@ -13,7 +13,7 @@ their deadline as if nothing had happened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 
 from hcp.dispatch.model import (
@@ -187,16 +187,9 @@ class Ledger:
             address = addresses.get(remembered.device_id) if addresses is not None else None
             if pending is not None and address and address != pending.address:
                 pending = replace(pending, address=address)
+            kept = {name: getattr(remembered, name) for name in _REMEMBERED}
             self._memory[remembered.device_id] = Memory(
-                pending=pending,
-                confirmed=remembered.confirmed,
-                failed=remembered.failed,
-                degraded_until=remembered.degraded_until,
-                last_mining=remembered.last_mining,
-                trouble=remembered.trouble,
-                troubled=remembered.troubled,
-                slept_at=remembered.slept_at,
-                woken_at=remembered.woken_at,
+                **{**kept, "pending": pending},
                 spell_restored=remembered.troubled and remembered.trouble is not None,
             )
             self._changed.discard(remembered.device_id)
@@ -241,19 +234,12 @@ class Ledger:
         memory.failed = memory.pending = None
 
 
+_REMEMBERED = tuple(f.name for f in fields(MinerMemory) if f.name != "device_id")
+"""The fields of `Memory` that `MinerMemory` hands out and takes back, by name."""
+
+
 def _frozen(device_id: str, memory: Memory) -> MinerMemory:
-    return MinerMemory(
-        device_id,
-        memory.pending,
-        memory.confirmed,
-        memory.failed,
-        memory.degraded_until,
-        memory.last_mining,
-        memory.trouble,
-        memory.troubled,
-        memory.slept_at,
-        memory.woken_at,
-    )
+    return MinerMemory(device_id, **{name: getattr(memory, name) for name in _REMEMBERED})
 
 
 def _note_trouble(memory: Memory, reading: AsicReading) -> bool:

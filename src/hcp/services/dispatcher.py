@@ -351,9 +351,15 @@ class SiteDispatcher:
         logged; they are sent in the background."""
         await self.delivered()  # the last tick's commands are out before new ones are planned
         site_id = plan.site_id
-        if devices is None:
+
+        async def flags_now() -> dict[str, str]:
+            return await asyncio.to_thread(self._maintenance_of, site_id)
+
+        if devices is None:  # read now: their flags are fresh
             devices = await asyncio.to_thread(self._devices_of, site_id)
-        flags = await asyncio.to_thread(self._maintenance_of, site_id)
+            flags = {d.id: d.maintenance for d in devices if d.maintenance is not None}
+        else:
+            flags = await flags_now()
         miners = [
             miner_view(d, latest.get(d.id), flags.get(d.id))
             for d in devices
@@ -362,10 +368,6 @@ class SiteDispatcher:
         now = self._clock.now()
         await self.dispatcher.confirm([m.reading for m in miners if m.reading], now)
         planned = self.dispatcher.plan(self.target(plan, others_added_w), miners, now)
-
-        async def flags_now() -> dict[str, str]:
-            return await asyncio.to_thread(self._maintenance_of, site_id)
-
         self._delivery = asyncio.create_task(self.dispatcher.send(planned, now, flags_now))
         self._delivery.add_done_callback(_log_failure)
 
