@@ -24,8 +24,10 @@ up: $(INSTALLED)  ## install, migrate, and run the whole platform on http://127.
 	$(BIN)/hcp db upgrade
 	$(BIN)/hcp up
 
+# pytest runs on every core (pytest-xdist): each test has its own database, PostgreSQL schema,
+# NATS stream and ports, so they may run side by side.
 test: $(DEV_INSTALLED) lint typecheck  ## ruff, mypy and pytest
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(DEV_INSTALLED)
 	$(BIN)/ruff check src tests scripts
@@ -35,7 +37,7 @@ typecheck: $(DEV_INSTALLED)
 	$(BIN)/mypy
 
 unit: $(DEV_INSTALLED)  ## the pure core only: fast, no servers
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -n auto tests/unit
 
 bench-api: $(DEV_INSTALLED)  ## POST /api/v1/workloads throughput vs a bare FastAPI + SQLite baseline
 	$(BIN)/python scripts/bench_api.py
