@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     market_seed: int = 42
     rate_limit_per_second: float = Field(50.0, ge=0, description="per API key; 0 turns it off")
     rate_limit_burst: int = Field(200, ge=1)
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="when set, GET /metrics answers only `Authorization: Bearer <token>` (the "
+        "scraper's); unset, it is open like /health",
+    )
     leader_check_seconds: float = Field(
         5.0,
         gt=0,

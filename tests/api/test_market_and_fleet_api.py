@@ -6,11 +6,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from hcp.cli.serve import _server
+from hcp.config import Settings
 from hcp.domain.plans import SitePlan
 from hcp.economics import snapshot_hashprice
 from hcp.services.dashboard import Sources
 from tests.api.conftest import START, Api
+from tests.conftest import TEST_SECRET
 
 
 def test_prices_come_from_the_stored_snapshot(api: Api) -> None:
@@ -164,3 +169,30 @@ def test_the_dashboard_shows_no_plan_or_price_from_ahead_of_now(api: Api) -> Non
     overview = api.runtime.platform.dashboard.admin(Sources())
     assert overview.prices is not None and overview.prices.at == present.at
     assert overview.plan is None or overview.plan.interval_start <= START
+
+
+def test_metrics_behind_a_token_answer_only_the_scraper(api: Api) -> None:
+    settings = api.runtime.settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})
+    app = _server(settings, api.runtime).config.app
+    with TestClient(app) as client:
+        for headers in ({}, {"Authorization": "Bearer scrape-you"}, api.admin):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "HCP_METRICS_TOKEN" in refused.json()["message"]
+            assert "hcp_queue_depth" not in refused.text
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert scraped.status_code == 200 and "hcp_queue_depth" in scraped.text
+        assert client.get("/health").status_code == 200  # liveness stays open
+
+
+def test_metrics_without_a_token_are_open_as_health_is(api: Api) -> None:
+    app = _server(api.runtime.settings, api.runtime).config.app
+    with TestClient(app) as client:
+        assert "hcp_queue_depth" in client.get("/metrics").text
+
+
+def test_the_metrics_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCP_METRICS_TOKEN", "from-env")
+    token = Settings(env="test", secret_key=TEST_SECRET).metrics_token
+    assert token is not None and token.get_secret_value() == "from-env"

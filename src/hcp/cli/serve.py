@@ -232,7 +232,12 @@ def _cannot_listen(settings: Settings, error: OSError) -> typer.Exit:
 
 
 def _server(settings: Settings, runtime: bootstrap.Runtime) -> uvicorn.Server:
-    app = create_app(runtime.platform, max_body_bytes=settings.max_body_bytes)
+    token = settings.metrics_token
+    app = create_app(
+        runtime.platform,
+        max_body_bytes=settings.max_body_bytes,
+        metrics_token=None if token is None else token.get_secret_value(),
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,

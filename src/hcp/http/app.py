@@ -30,8 +30,11 @@ workloads, rent GPUs, or curtail. Every `/api/v1` call needs an API key:
 `Authorization: Bearer hcp_...`."""
 
 
-def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAPI:
-    """An app serving `platform`; all state lives in the platform's services."""
+def create_app(
+    platform: Platform, *, max_body_bytes: int = 64 * 1024, metrics_token: str | None = None
+) -> FastAPI:
+    """An app serving `platform`; all state lives in the platform's services. `metrics_token`,
+    when given, is the bearer token GET /metrics asks for."""
     app = FastAPI(
         title="HCP — hybrid compute platform",
         version=hcp.__version__,
@@ -45,6 +48,7 @@ def create_app(platform: Platform, *, max_body_bytes: int = 64 * 1024) -> FastAP
     http_metrics = HttpMetrics(registry)
     app.state.platform = platform
     app.state.registry = registry
+    app.state.metrics_token = metrics_token
     # Which devices exist, and of what kind: /telemetry checks each query against it.
     app.state.device_kinds = DeviceKinds(lambda: platform.fleet.devices())
     install_error_handlers(app)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import hcp
 from hcp.http.deps import PlatformDep
+from hcp.http.errors import error_body
 
 router = APIRouter(tags=["health"])
 
@@ -29,7 +32,24 @@ def ready(platform: PlatformDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if is_ready else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, response_model=None)
 def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition; behind the scraper's bearer token when one is set."""
+    token: str | None = request.app.state.metrics_token
+    if token is not None and not _bears(request.headers.get("authorization", ""), token):
+        message = "GET /metrics needs 'Authorization: Bearer <HCP_METRICS_TOKEN>'"
+        return JSONResponse(
+            error_body("unauthenticated", message),
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _bears(header: str, token: str) -> bool:
+    """Whether an Authorization header carries `token` as its bearer token (compared in
+    constant time, so the comparison leaks no prefix)."""
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
