@@ -35,7 +35,7 @@ from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.dispatch.model import DispatchPolicy
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import HcpError
-from hcp.domain.fleet import Device, Site
+from hcp.domain.fleet import Member, Site
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
@@ -404,7 +404,7 @@ class LoggedDispatcher:
         self,
         plan: SitePlan,
         latest: dict[str, DeviceStatus],
-        devices: Sequence[Device] | None = None,
+        devices: Sequence[Member] | None = None,
         others_added_w: float = 0.0,
     ) -> None:
         try:

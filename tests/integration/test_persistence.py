@@ -268,3 +268,41 @@ def test_each_sites_latest_dispatch_status_replaces_the_one_before(engine: Engin
     store.save(status("east", T0 + timedelta(minutes=5), sent=2))
     assert store.latest() == status("east", T0 + timedelta(minutes=5), sent=2)
     assert store.latest("nowhere") is None
+
+
+def test_the_members_of_a_site_are_its_devices_without_their_status(uow: SqlUnitOfWork) -> None:
+    """What each control tick reads: every device of the site (of a kind, when asked), by
+    id, with where it answers and why it is in maintenance, as the whole devices read says."""
+    from hcp.domain.devices import DeviceKind
+    from hcp.domain.fleet import Device, FleetMember, Rack, Site
+
+    for site in ("west", "east"):
+        uow.fleet.add_site(Site(site, site, "HB_WEST", 1.0, 1.1))
+        uow.fleet.add_rack(Rack(f"{site}-r1", site, "r1"))
+    uow.fleet.ensure_model("S21", DeviceKind.ASIC, "Bitmain", {})
+    uow.fleet.ensure_model("H100 SXM", DeviceKind.GPU, "NVIDIA", {})
+    uow.fleet.add_devices(
+        [
+            Device("west-asic-2", "west", "west-r1", "S21", DeviceKind.ASIC, "mining", T0,
+                   "10.0.0.2:4028", profile="stock", power_w=3_500.0, problems=("fan",)),
+            Device("west-asic-1", "west", "west-r1", "S21", DeviceKind.ASIC, "sleeping", T0,
+                   "10.0.0.1:4028"),
+            Device("west-gpu-1", "west", "west-r1", "H100 SXM", DeviceKind.GPU, "idle", T0),
+            Device("east-asic-1", "east", "east-r1", "S21", DeviceKind.ASIC, "mining", T0,
+                   "10.0.1.1:4028"),
+        ]
+    )  # fmt: skip
+    uow.commit()
+    assert uow.fleet.set_maintenance("west-asic-2", "fan swap", T0, "op")
+    uow.commit()
+
+    members = uow.fleet.members("west")
+    whole = uow.fleet.devices(site_id="west")
+    assert members == [
+        FleetMember(d.id, d.site_id, d.model_name, d.kind, d.address, d.maintenance) for d in whole
+    ]
+    assert [m.id for m in members] == ["west-asic-1", "west-asic-2", "west-gpu-1"]
+    assert members[1].maintenance == "fan swap" and members[1].in_maintenance
+    assert members[0].address == "10.0.0.1:4028" and not members[0].in_maintenance
+    assert [m.id for m in uow.fleet.members("west", DeviceKind.GPU)] == ["west-gpu-1"]
+    assert uow.fleet.members("nowhere") == []

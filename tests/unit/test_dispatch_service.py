@@ -21,7 +21,7 @@ from hcp.dispatch import (
     plan_commands,
 )
 from hcp.domain.devices import DeviceKind
-from hcp.domain.fleet import Device
+from hcp.domain.fleet import Device, FleetMember
 from hcp.domain.plans import Allocation, SitePlan
 from hcp.domain.status import DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
@@ -264,10 +264,12 @@ class FakeFleet:
     def __init__(self, devices: list[Device]) -> None:
         self._devices = devices
 
-    def devices(
-        self, *, site_id: str | None = None, kind: DeviceKind | None = None
-    ) -> list[Device]:
-        return [d for d in self._devices if d.site_id == site_id and d.kind is kind]
+    def members(self, site_id: str, kind: DeviceKind | None = None) -> list[FleetMember]:
+        return [
+            FleetMember(d.id, d.site_id, d.model_name, d.kind, d.address, d.maintenance)
+            for d in self._devices
+            if d.site_id == site_id and kind in (None, d.kind)
+        ]
 
     def in_maintenance(self, site_id: str) -> dict[str, str]:
         return {

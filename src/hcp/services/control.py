@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from hcp.domain.devices import DeviceKind
-from hcp.domain.fleet import Device, Site
+from hcp.domain.fleet import FleetMember, Member, Site
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import UNREACHABLE, DeviceStatus
@@ -37,7 +37,7 @@ class AsicDispatcher(Protocol):
         self,
         plan: SitePlan,
         latest: dict[str, DeviceStatus],
-        devices: Sequence[Device] | None = None,
+        devices: Sequence[Member] | None = None,
         others_added_w: float = 0.0,
     ) -> None:
         """Move the site's miners towards `plan`; `devices` is the site's fleet as this tick
@@ -73,7 +73,7 @@ class TickOutcome:
 
 
 def healthy_counts(
-    devices: list[Device],
+    devices: Sequence[Member],
     latest: dict[str, DeviceStatus],
     draining: Collection[str] = (),
     held: Collection[str] = (),
@@ -91,7 +91,7 @@ def healthy_counts(
 
 
 def _left_out(
-    d: Device, status: DeviceStatus | None, held: Collection[str], draining: Collection[str] = ()
+    d: Member, status: DeviceStatus | None, held: Collection[str], draining: Collection[str] = ()
 ) -> bool:
     """Whether the plan cannot count on `d`: unhealthy, held (asleep, or degraded) by the
     dispatcher, or in maintenance (a GPU still draining its workload excepted)."""
@@ -100,7 +100,7 @@ def _left_out(
 
 
 def unmanaged_watts(
-    devices: list[Device],
+    devices: Sequence[Member],
     latest: dict[str, DeviceStatus],
     answers: dict[str, DeviceStatus],
     held: Collection[str] = (),
@@ -174,7 +174,7 @@ class ControlLoop:
         out = TickOutcome()
         snapshot = await self._step(out, "market", self._next_market)
         out.snapshot = snapshot
-        devices: list[Device] = []
+        devices: list[FleetMember] = []
         if snapshot is not None:
             # One read of the fleet serves the plan and the dispatch.
             out.plan = await self._step(out, "plan", lambda: self._plan(snapshot, devices))
@@ -327,9 +327,9 @@ class ControlLoop:
         finally:
             out.seconds[name] = round(time.perf_counter() - started, 4)
 
-    def _site_devices(self) -> list[Device]:
+    def _site_devices(self) -> list[FleetMember]:
         with self._uow() as uow:
-            return uow.fleet.devices(site_id=self.site.id)
+            return uow.fleet.members(self.site.id)
 
     def _holding(self, gpu_ids: set[str]) -> set[str]:
         """Those of `gpu_ids` that a running workload holds."""
@@ -352,7 +352,7 @@ class ControlLoop:
         await self._bus.publish(Event(PRICE_DATA, self.site.node, snapshot.at, payload))
         return snapshot
 
-    async def _plan(self, snapshot: MarketSnapshot, devices: list[Device]) -> SitePlan:
+    async def _plan(self, snapshot: MarketSnapshot, devices: list[FleetMember]) -> SitePlan:
         """Plan the interval of `snapshot`; fills `devices` with the site's fleet as read."""
         devices.extend(await asyncio.to_thread(self._site_devices))
         latest = self._monitor.latest

@@ -47,7 +47,7 @@ from hcp.dispatch import (
 from hcp.domain.catalog import ASIC_MODELS
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import HcpError
-from hcp.domain.fleet import Device
+from hcp.domain.fleet import FleetMember, Member
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
 from hcp.domain.telemetry import AsicReading, MinerState
@@ -337,7 +337,7 @@ class SiteDispatcher:
         self,
         plan: SitePlan,
         latest: Mapping[str, DeviceStatus],
-        devices: Sequence[Device] | None = None,
+        devices: Sequence[Member] | None = None,
         others_added_w: float = 0.0,
     ) -> None:
         """Confirm what is in flight, then move the site's miners towards `plan`. `devices`
@@ -406,9 +406,9 @@ class SiteDispatcher:
         rise_w = max(0.0, self.max_power_increase_w - max(0.0, others_added_w))
         return AsicTarget(running, rise_w, reason)
 
-    def _devices_of(self, site_id: str) -> list[Device]:
+    def _devices_of(self, site_id: str) -> list[FleetMember]:
         with self._uow() as uow:
-            return uow.fleet.devices(site_id=site_id, kind=DeviceKind.ASIC)
+            return uow.fleet.members(site_id, DeviceKind.ASIC)
 
     def _maintenance_of(self, site_id: str) -> dict[str, str]:
         with self._uow() as uow:
@@ -420,7 +420,7 @@ def _log_failure(task: asyncio.Task[DispatchReport]) -> None:
         log.error("sending dispatch commands failed", exc_info=error)
 
 
-def _managed(device: Device, site_id: str) -> bool:
+def _managed(device: Member, site_id: str) -> bool:
     """A miner of the site that the dispatcher can reach and knows the model of."""
     return (
         device.kind is DeviceKind.ASIC
@@ -430,7 +430,7 @@ def _managed(device: Device, site_id: str) -> bool:
     )
 
 
-def miner_view(device: Device, status: DeviceStatus | None, maintenance: str | None) -> MinerView:
+def miner_view(device: Member, status: DeviceStatus | None, maintenance: str | None) -> MinerView:
     """What the dispatcher is told of one stored miner: identity, latest reading and why it
     is in maintenance (`maintenance`, as read just now; None: in service)."""
     address = device.address or ""

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from hcp.billing import Invoice, UsageRecord
 from hcp.dispatch.ledger import MinerMemory
 from hcp.domain.devices import DeviceKind
-from hcp.domain.fleet import Device, Rack, Site
+from hcp.domain.fleet import Device, FleetMember, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, User
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import SitePlan
@@ -178,6 +178,11 @@ class FleetRepository(Protocol):
         state: str | None = None,
     ) -> list[Device]: ...
     def device(self, device_id: str) -> Device | None: ...
+    def members(self, site_id: str, kind: DeviceKind | None = None) -> list[FleetMember]:
+        """The site's devices (of `kind`) without their last status, by id: what each control
+        tick reads."""
+        ...
+
     def in_maintenance(self, site_id: str) -> dict[str, str]:
         """The site's devices in maintenance now: device id -> why (one light query, read
         again just before commands are planned)."""

@@ -41,7 +41,7 @@ from hcp.billing import EnergySource, Invoice, InvoiceLine, Tier, UsageRecord
 from hcp.billing.rounding import round_money, round_price, round_quantity
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import Conflict, Duplicate, NotFound
-from hcp.domain.fleet import Device, Rack, Site
+from hcp.domain.fleet import Device, FleetMember, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import Allocation, SitePlan
@@ -582,6 +582,16 @@ class SqlFleet:
         row = self._s.execute(query).first()
         return None if row is None else _device(row)
 
+    def members(self, site_id: str, kind: DeviceKind | None = None) -> list[FleetMember]:
+        query = select(*_MEMBER_COLUMNS).where(DeviceRow.site_id == site_id)
+        if kind is not None:
+            query = query.where(DeviceRow.kind == kind.value)
+        rows = self._s.execute(query.order_by(DeviceRow.id))
+        return [
+            FleetMember(i, site, model, _KINDS[k], address, why)
+            for i, site, model, k, address, why in rows
+        ]
+
     def in_maintenance(self, site_id: str) -> dict[str, str]:
         query = select(DeviceRow.id, DeviceRow.maintenance).where(
             DeviceRow.site_id == site_id, DeviceRow.maintenance.is_not(None)
@@ -683,6 +693,14 @@ def _device(row: Sequence[Any]) -> Device:
 
 
 _KINDS = {kind.value: kind for kind in DeviceKind}
+_MEMBER_COLUMNS = (
+    DeviceRow.id,
+    DeviceRow.site_id,
+    DeviceRow.model_name,
+    DeviceRow.kind,
+    DeviceRow.address,
+    DeviceRow.maintenance,
+)
 _DEVICE_COLUMNS = (  # Device's fields, in order
     DeviceRow.id,
     DeviceRow.site_id,
