@@ -88,3 +88,38 @@ async def test_a_start_that_keeps_failing_fails_past_the_retry_limit(tmp_path: P
             states.append(w.get(job).state)
             w.clock.advance(timedelta(minutes=5))
         assert states == [WorkloadState.QUEUED] * 3 + [WorkloadState.FAILED] * 2
+
+
+async def test_a_cancel_while_the_nodes_are_polled_frees_no_gpu_it_still_runs_on(
+    tmp_path: Path,
+) -> None:
+    """A cancel landing while the tick polls the nodes (after it released what was cancelled
+    before) leaves the workload running on its GPUs until the next tick stops it: those GPUs
+    are not free for this tick's placements."""
+    async with world(tmp_path) as w:
+        a = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(a).state is WorkloadState.RUNNING
+        b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
+        poll = w.runner.poll
+
+        async def poll_then_cancel(running):  # type: ignore[no-untyped-def]
+            statuses = await poll(running)
+            _cancel(w, a)  # the DELETE lands while the tick awaits the nodes
+            return statuses
+
+        w.runner.poll = poll_then_cancel  # type: ignore[method-assign]
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(a).state is WorkloadState.CANCELLED
+        shared = set(w.get(a).gpu_ids) & set(w.get(b).gpu_ids)
+        assert shared == set(), f"GPUs {sorted(shared)} booked by both"
+        assert w.get(b).retries == 0
+
+        w.runner.poll = poll  # type: ignore[method-assign]
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})  # a is stopped and its GPUs freed ...
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})  # ... and b gets them
+        assert w.get(b).state is WorkloadState.RUNNING and w.runs_on_a_node(b)
+        assert not w.runs_on_a_node(a)

@@ -262,14 +262,22 @@ class SchedulerService:
     def _decide(
         self, gpus: Mapping[str, Device], budgets: Mapping[str, int], now: datetime
     ) -> tuple[list[Workload], list[Workload], SchedulingDecision]:
-        """The queued and active workloads as stored now, and what to do with them."""
+        """The queued and active workloads as stored now, and what to do with them.
+
+        A workload cancelled since this tick's `_release` still runs on its GPUs until the
+        next tick stops it: they take no new work (cordoned) until then."""
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
+            cancelled = uow.workloads.in_states([WorkloadState.CANCELLED])
             policy = self._policy_for(uow.customers.all())
+        unreleased = {g for w in cancelled for g in w.gpu_ids}
         decision = schedule(
             WorkloadQueue([spec_of(w) for w in queued]),
-            [gpu_of(d) for d in gpus.values()],
+            [
+                replace(gpu_of(d), cordoned=True) if d.id in unreleased else gpu_of(d)
+                for d in gpus.values()
+            ],
             [_running(w) for w in active if w.gpu_ids],
             budgets,
             now,
