@@ -214,11 +214,14 @@ class SqlWorkloads:
         )
 
     def preemptions(
-        self, workload_id: str | None = None, limit: int = 100
+        self, workload_id: str | None = None, limit: int = 100, customer_id: str | None = None
     ) -> list[PreemptionRecord]:
         query = select(PreemptionRow).order_by(PreemptionRow.at.desc(), PreemptionRow.id.desc())
         if workload_id is not None:
             query = query.where(PreemptionRow.workload_id == workload_id)
+        if customer_id is not None:
+            owned = select(WorkloadRow.id).where(WorkloadRow.customer_id == customer_id)
+            query = query.where(PreemptionRow.workload_id.in_(owned))
         return [
             PreemptionRecord(
                 r.at,
