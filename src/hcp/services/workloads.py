@@ -63,10 +63,12 @@ Pools = Mapping[tuple[str, str], Sequence[tuple[int, int]]]
 GPUs from one of them."""
 
 
-def check_submission(sub: Submission, pools: Pools, now: datetime) -> None:
+def check_submission(
+    sub: Submission, pools: Pools, now: datetime, gpu_quota: int | None = None
+) -> None:
     """Raise ValidationError naming the field when `sub` breaks a rule: among them a workload
-    that no site could place (too many GPUs, or too few with the memory it asks for), which
-    would wait in the queue for ever.
+    that no site could place (too many GPUs, or too few with the memory it asks for) or more
+    GPUs than its customer's `gpu_quota` lets it hold, which would wait in the queue for ever.
     """
     if sub.priority is not None and sub.priority != sub.workload_class.priority:
         raise ValidationError(
@@ -83,6 +85,11 @@ def check_submission(sub: Submission, pools: Pools, now: datetime) -> None:
         )
     if req.gpu_count < 1:
         raise ValidationError("requirements.gpu_count", "must be at least 1")
+    if gpu_quota is not None and req.gpu_count > gpu_quota:
+        raise ValidationError(
+            "requirements.gpu_count",
+            f"{req.gpu_count} exceeds the customer's GPU quota of {gpu_quota}",
+        )
     most = most_at_one_site(pools, req.gpu_type)
     if req.gpu_count > most:
         kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
@@ -173,6 +180,7 @@ class WorkloadService:
         self._on_change = on_change
         self._known_customers: set[str] = set()
         self._pools: tuple[datetime, Pools] | None = None
+        self._quotas: dict[str, tuple[datetime, int | None]] = {}
 
     def on_change(self, listener: Callable[[StateChange], None]) -> None:
         """Call `listener` with every transition this service stores (after it is committed)."""
@@ -184,7 +192,7 @@ class WorkloadService:
         now = self._clock.now()
         customer_id = self._customer_for(principal, sub.customer_id)
         pools = self._gpu_pools(now)
-        check_submission(sub, pools, now)
+        check_submission(sub, pools, now, self._gpu_quota(customer_id, now))
         if self._prices is not None and sub.max_price_usd_per_gpu_hour is not None:
             hosted = {family for (_site, family), gpus in pools.items() if any(c for _, c in gpus)}
             check_max_price(sub, self._prices(), hosted)
@@ -228,6 +236,16 @@ class WorkloadService:
                     return False
             self._known_customers.add(customer_id)
         return True
+
+    def _gpu_quota(self, customer_id: str, now: datetime) -> int | None:
+        """The customer's GPU quota (None: none), re-read at most every CAPACITY_TTL."""
+        known = self._quotas.get(customer_id)
+        if known is None or now - known[0] > CAPACITY_TTL:
+            with self._uow() as uow:
+                customer = uow.customers.get(customer_id)
+            known = (now, None if customer is None else customer.gpu_quota)
+            self._quotas[customer_id] = known
+        return known[1]
 
     def _gpu_pools(self, now: datetime) -> Pools:
         """Each site's GPUs per family with their memory, re-read at most every CAPACITY_TTL."""
