@@ -3,11 +3,22 @@ that window must cost the tick nothing but that workload."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from hcp.adapters.devices.errors import DeviceTimeout
-from hcp.domain.workloads import WorkloadClass, WorkloadState
+from hcp.domain.workloads import (
+    StateChange,
+    WorkloadClass,
+    WorkloadEvent,
+    WorkloadState,
+    transition,
+)
+from hcp.services import scheduler as scheduler_module
+from hcp.services import workloads as workloads_module
 from tests.integration.schedworld import ADMIN, CUSTOMER, SITE, World, world
 
 
@@ -123,3 +134,74 @@ async def test_a_cancel_while_the_nodes_are_polled_frees_no_gpu_it_still_runs_on
         await w.scheduler.tick({SITE: 10})  # ... and b gets them
         assert w.get(b).state is WorkloadState.RUNNING and w.runs_on_a_node(b)
         assert not w.runs_on_a_node(a)
+
+
+async def test_a_cancel_landing_as_the_tick_stores_a_preemption_is_not_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tick reads the workload as running, the customer's cancel commits, then the tick
+    writes its preemption: the cancel (answered 200) must stand, not be overwritten by a
+    requeue that runs and bills the workload again."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=2)
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(job).state is WorkloadState.RUNNING
+        fired = []
+
+        def cancel_first(state: WorkloadState, event: WorkloadEvent) -> WorkloadState:
+            if event is WorkloadEvent.PREEMPT and not fired:
+                fired.append(event)
+                _cancel(w, job)  # the DELETE commits between the tick's read and its write
+            return transition(state, event)
+
+        monkeypatch.setattr(scheduler_module, "transition", cancel_first)
+        w.clock.advance(timedelta(minutes=15))
+        await w.scheduler.tick({SITE: 0})  # the budget is cut: the job is shed
+        assert fired
+        assert w.get(job).state is WorkloadState.CANCELLED
+        assert w.history(job)[-1] == ("cancel", "cancelled")
+
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(job).state is WorkloadState.CANCELLED
+        assert not w.runs_on_a_node(job)
+
+
+async def test_a_cancel_that_read_a_workload_before_the_tick_placed_it_keeps_its_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel reads the workload queued, the tick commits its placement, then the cancel
+    writes: it cancels the placed workload (its GPUs kept, so the next tick stops it there),
+    and its history says so (before: a cancel "from queued" after the placement)."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=2)
+        fired = []
+
+        def placed_first(state: WorkloadState, event: WorkloadEvent) -> WorkloadState:
+            if not fired:
+                fired.append(event)
+                with w.runtime.unit_of_work() as uow:  # the tick's write, committed meanwhile
+                    queued = uow.workloads.get(job)
+                    assert queued is not None
+                    now = w.clock.now()
+                    placed = replace(
+                        queued, state=WorkloadState.SCHEDULED, gpu_ids=("gpu-x",), started_at=now
+                    )
+                    change = StateChange(
+                        job, now, WorkloadEvent.SCHEDULE, queued.state, placed.state
+                    )
+                    uow.workloads.save_transition(placed, change)
+                    uow.commit()
+            return transition(state, event)
+
+        monkeypatch.setattr(workloads_module, "transition", placed_first)
+        _cancel(w, job)
+        stored = w.get(job)
+        assert (stored.state, stored.gpu_ids) == (WorkloadState.CANCELLED, ("gpu-x",))
+        with w.runtime.unit_of_work() as uow:
+            changes = uow.workloads.history(job)
+        assert [(c.event.value, c.from_state, c.to_state.value) for c in changes] == [
+            ("submit", None, "queued"),
+            ("schedule", "queued", "scheduled"),
+            ("cancel", "scheduled", "cancelled"),
+        ]

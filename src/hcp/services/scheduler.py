@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import HcpError
+from hcp.domain.errors import HcpError, StateChanged
 from hcp.domain.fleet import Device
 from hcp.domain.identity import Customer
 from hcp.domain.workloads import (
@@ -663,7 +663,12 @@ class SchedulerService:
         new_state = transition(current.state, event)
         updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
         change = StateChange(w.id, now, event, current.state, new_state, reason)
-        uow.workloads.save_transition(updated, change)
+        try:
+            uow.workloads.save_transition(updated, change)
+        except StateChanged as exc:
+            # Cancelled through the API between the read above and this write: as above.
+            log.info("%s changed meanwhile (%s): not %s", w.id, exc, event.value)
+            return uow.workloads.get(w.id) or current
         self._announce.append(change)
         return updated
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from hcp.billing import BillingPriceSheet
 from hcp.domain.catalog import gpu_families, gpu_model
-from hcp.domain.errors import Forbidden, NotFound, ValidationError
+from hcp.domain.errors import Forbidden, NotFound, StateChanged, ValidationError
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     PRIORITIES,
@@ -29,6 +29,8 @@ CAPACITY_TTL = timedelta(seconds=10)
 MAX_DEADLINE_AHEAD = timedelta(days=366)
 """The latest deadline a submission may ask for, from its submission."""
 """How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
+CANCEL_ATTEMPTS = 3
+"""Tries of a cancel whose workload the scheduler keeps moving while it is cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +277,17 @@ class WorkloadService:
     def cancel(
         self, principal: Principal, workload_id: str, reason: str = "cancelled by caller"
     ) -> Workload:
-        """Cancel a workload; cancelling a cancelled one again changes nothing (idempotent)."""
+        """Cancel a workload; cancelling a cancelled one again changes nothing (idempotent).
+        One the scheduler moves meanwhile is cancelled from where it moved to (or refused
+        when that has ended it)."""
+        for _ in range(CANCEL_ATTEMPTS - 1):
+            try:
+                return self._cancel(principal, workload_id, reason)
+            except StateChanged:
+                continue
+        return self._cancel(principal, workload_id, reason)
+
+    def _cancel(self, principal: Principal, workload_id: str, reason: str) -> Workload:
         now = self._clock.now()
         with self._uow() as uow:
             workload = self._visible(uow, principal, workload_id)
