@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -223,7 +223,8 @@ class SchedulerService:
             self.followed_at = now
             await self._checkpoint_due(gpus, now, report)
         gpus = self._without_failed(gpus, report)
-        queued, active, decision = self._decide(gpus, budgets, now)
+        held = {w.id for w in active}
+        queued, active, decision = self._decide(gpus, budgets, now, held)
         checked: set[str] = set()
         while not follow:
             # The last poll's word is too old to stop work on: a victim may have finished
@@ -234,7 +235,7 @@ class SchedulerService:
             checked |= victims
             await self._follow([w for w in active if w.id in victims], gpus, now, report)
             gpus = self._without_failed(gpus, report)
-            queued, active, decision = self._decide(gpus, budgets, now)
+            queued, active, decision = self._decide(gpus, budgets, now, held)
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
             [(by_id[p.workload_id], p) for p in decision.preemptions], gpus, now, report
@@ -260,18 +261,28 @@ class SchedulerService:
         }
 
     def _decide(
-        self, gpus: Mapping[str, Device], budgets: Mapping[str, int], now: datetime
+        self,
+        gpus: Mapping[str, Device],
+        budgets: Mapping[str, int],
+        now: datetime,
+        held: Collection[str],
     ) -> tuple[list[Workload], list[Workload], SchedulingDecision]:
         """The queued and active workloads as stored now, and what to do with them.
 
-        A workload cancelled since this tick's `_release` still runs on its GPUs until the
-        next tick stops it: they take no new work (cordoned) until then."""
+        One of `held` (active as the tick began) cancelled since this tick's `_release` still
+        runs on its GPUs until the next tick stops it: they take no new work (cordoned)."""
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
-            cancelled = uow.workloads.in_states([WorkloadState.CANCELLED])
+            gone = set(held).difference(w.id for w in active)
+            left = [uow.workloads.get(workload_id) for workload_id in sorted(gone)]
             policy = self._policy_for(uow.customers.all())
-        unreleased = {g for w in cancelled for g in w.gpu_ids}
+        unreleased = {
+            g
+            for w in left
+            if w is not None and w.state is WorkloadState.CANCELLED
+            for g in w.gpu_ids
+        }
         decision = schedule(
             WorkloadQueue([spec_of(w) for w in queued]),
             [
