@@ -3,6 +3,7 @@ that window must cost the tick nothing but that workload."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -205,3 +206,31 @@ async def test_a_cancel_that_read_a_workload_before_the_tick_placed_it_keeps_its
             ("schedule", "queued", "scheduled"),
             ("cancel", "scheduled", "cancelled"),
         ]
+
+
+async def test_a_run_left_scheduled_by_an_interrupted_tick_is_followed_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """A tick cancelled (shutdown, leadership lost) after a node started a run but before the
+    start was stored leaves the workload `scheduled` while it runs: the next ticks follow it
+    as running, and its completion is stored, rather than failing every tick after."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=1)
+        start = w.runner.start
+
+        async def start_then_interrupted(workload, gpus):  # type: ignore[no-untyped-def]
+            await start(workload, gpus)
+            raise asyncio.CancelledError
+
+        w.runner.start = start_then_interrupted  # type: ignore[method-assign]
+        with pytest.raises(asyncio.CancelledError):
+            await w.scheduler.tick({SITE: 10})
+        w.runner.start = start  # type: ignore[method-assign]
+        assert w.get(job).state is WorkloadState.SCHEDULED and w.runs_on_a_node(job)
+
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(job).state is WorkloadState.RUNNING
+        w.clock.advance(timedelta(hours=1))
+        await w.scheduler.tick({SITE: 10})
+        assert w.get(job).state is WorkloadState.COMPLETED

@@ -360,6 +360,12 @@ class SchedulerService:
         progress: dict[str, float],
     ) -> None:
         """Act on one workload's status; a running one's progress goes into `progress`."""
+        if w.state is WorkloadState.SCHEDULED and status.state in _STARTED:
+            # Its nodes run it, but the tick that started it ended before storing that (it
+            # was cancelled: shutdown, leadership lost): it is running since it was placed.
+            w = self._apply(w, WorkloadEvent.START, now, "running (as its nodes report)")
+            if w.state is not WorkloadState.RUNNING:
+                return  # cancelled meanwhile
         if status.state is RunState.COMPLETED:
             # The node knows when it finished; billing must not run on to this tick.
             ended = min(status.ended_at or now, now)
@@ -687,6 +693,10 @@ class SchedulerService:
         found = self._writer().workloads.get(workload_id)
         assert found is not None
         return found
+
+
+_STARTED = (RunState.RUNNING, RunState.COMPLETED)
+"""What a node reports of a run that it started."""
 
 
 def _answer(error: BaseException | None) -> str:
