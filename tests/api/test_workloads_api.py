@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hcp.domain.identity import Customer
+from hcp.domain.workloads import PreemptionRecord
 from tests.api.conftest import Api
 
 SEED_BODY = {
@@ -126,3 +128,40 @@ def test_list_filters_by_status_and_pages(api: Api) -> None:
     bad = api.client.get("/api/v1/workloads?status=sleeping", headers=api.customer)
     assert bad.status_code == 422
     assert bad.json()["fields"][0]["field"] == "status"
+
+
+def test_a_customer_sees_its_preemption_behind_many_of_another_customers(api: Api) -> None:
+    """A customer's list of preemptions holds its own most recent ones, however many other
+    customers' came after them."""
+    other = api.new_customer("cust-002")
+    mine = api.client.post("/api/v1/workloads", json=SEED_BODY, headers=api.customer).json()
+    theirs = api.client.post(
+        "/api/v1/workloads", json={"workload_type": "ai_training"}, headers=other
+    ).json()
+    with api.runtime.unit_of_work() as uow:
+        for i, workload_id in enumerate([mine["workload_id"]] + [theirs["workload_id"]] * 8):
+            at = api.clock.now() + timedelta(minutes=i)
+            record = PreemptionRecord(at, workload_id, "power_budget", "requeue", 0.5, ("g1",))
+            uow.workloads.add_preemption(record)
+        uow.commit()
+    for limit in (1, 2, 100):
+        seen = api.client.get(f"/api/v1/preemptions?limit={limit}", headers=api.customer)
+        assert seen.status_code == 200
+        assert [r["workload_id"] for r in seen.json()] == [mine["workload_id"]], limit
+    assert len(api.client.get("/api/v1/preemptions?limit=2", headers=api.admin).json()) == 2
+
+
+def test_a_workload_larger_than_its_customers_gpu_quota_is_refused(api: Api) -> None:
+    """The scheduler never lets a customer hold more GPUs than its quota: a workload asking
+    for more would wait in the queue for ever."""
+    with api.runtime.unit_of_work() as uow:
+        uow.customers.add(Customer("cust-q", "Quota", api.clock.now(), gpu_quota=2))
+        uow.commit()
+    body = {"customer_id": "cust-q", "workload_type": "ai_training"}
+    too_big = {**body, "requirements": {"gpu_count": 3}}
+    response = api.client.post("/api/v1/workloads", json=too_big, headers=api.admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["fields"][0]["field"] == "requirements.gpu_count"
+    assert "quota" in response.json()["fields"][0]["message"]
+    fits = {**body, "requirements": {"gpu_count": 2}}
+    assert api.client.post("/api/v1/workloads", json=fits, headers=api.admin).status_code == 201

@@ -16,6 +16,7 @@ from hcp.adapters.db.engine import make_engine, make_session_factory
 from hcp.adapters.db.migrate import downgrade, is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.db.tables import Base
+from hcp.domain.errors import StateChanged
 from hcp.domain.identity import Customer
 from hcp.domain.workloads import (
     Requirements,
@@ -108,9 +109,8 @@ def test_transitions_are_stored_in_order(uow: SqlUnitOfWork) -> None:
     uow.workloads.add(w, submitted(w))
     later = T0 + timedelta(minutes=5)
     running = replace(w, state=WorkloadState.RUNNING, updated_at=later)
-    change = StateChange(
-        w.id, later, WorkloadEvent.START, WorkloadState.SCHEDULED, WorkloadState.RUNNING
-    )
+    # from the state stored (a transition from any other is refused as a lost update)
+    change = StateChange(w.id, later, WorkloadEvent.START, w.state, WorkloadState.RUNNING)
     uow.workloads.save_transition(running, change)
     uow.commit()
     assert uow.workloads.get(w.id) == running
@@ -306,3 +306,17 @@ def test_the_members_of_a_site_are_its_devices_without_their_status(uow: SqlUnit
     assert members[0].address == "10.0.0.1:4028" and not members[0].in_maintenance
     assert [m.id for m in uow.fleet.members("west", DeviceKind.GPU)] == ["west-gpu-1"]
     assert uow.fleet.members("nowhere") == []
+
+
+def test_a_transition_from_a_state_the_row_has_left_is_refused(uow: SqlUnitOfWork) -> None:
+    w = workload(1)
+    uow.workloads.add(w, submitted(w))
+    uow.commit()
+    later = T0 + timedelta(minutes=5)
+    stale = StateChange(
+        w.id, later, WorkloadEvent.START, WorkloadState.SCHEDULED, WorkloadState.RUNNING
+    )
+    with pytest.raises(StateChanged, match="queued"):
+        uow.workloads.save_transition(replace(w, state=WorkloadState.RUNNING), stale)
+    assert uow.workloads.get(w.id) == w
+    assert [c.event for c in uow.workloads.history(w.id)] == [WorkloadEvent.SUBMIT]

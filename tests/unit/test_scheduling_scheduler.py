@@ -409,3 +409,21 @@ def test_a_close_deadline_goes_before_work_without_one_of_the_same_customer() ->
     # A far deadline keeps its turn: first come, first served.
     assert queue_position(queue, "long", {}, now, SchedulingPolicy()) == 2
     assert queue_position(queue, "later", {}, now, SchedulingPolicy()) == 3
+
+
+def test_a_deadline_no_estimate_can_meet_earns_no_more_credit_than_a_meetable_one() -> None:
+    """Customer b holds 30 GPUs, customer a none and has waited an hour: fair share gives a the
+    last GPU, even against b's job due in an hour (its 24 h of deadline credit is not worth 30
+    GPUs). Before, b took it by declaring the same deadline on an 8,000 h estimate: a latest
+    start 8,000 h in the past counted as 8,000 h of waiting against every other customer."""
+    training = WorkloadClass.AI_TRAINING
+    gpus = [Gpu(f"g{i}", "n0", "s", "H100", 80.0) for i in range(31)]
+    held = WorkloadSpec("b-run", "b", training, "H100", 30, 0, 10.0, NOW - timedelta(hours=5))
+    running = [RunningWorkload(held, tuple(f"g{i}" for i in range(30)), NOW - timedelta(hours=5))]
+    waiting = WorkloadSpec("a", "a", training, "H100", 1, 0, 1.0, NOW - timedelta(hours=1))
+    for hours in (1.0, 8000.0):  # meetable if started now; never meetable
+        pushy = WorkloadSpec(
+            "b", "b", training, "H100", 1, 0, hours, NOW, deadline=NOW + timedelta(hours=1)
+        )
+        decision = schedule(WorkloadQueue([waiting, pushy]), gpus, running, {"s": 31}, NOW)
+        assert [p.workload_id for p in decision.placements] == ["a"], hours

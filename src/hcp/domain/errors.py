@@ -61,6 +61,17 @@ class InvalidTransition(Conflict):
         self.workload_id = workload_id
 
 
+class StateChanged(Conflict):
+    """A workload's stored state changed since it was read (another request or process moved
+    it): a transition computed from the old state must not overwrite the new one."""
+
+    def __init__(self, workload_id: str, expected: str, found: str) -> None:
+        super().__init__(f"workload {workload_id} is {found} now, no longer {expected}")
+        self.workload_id = workload_id
+        self.expected = expected
+        self.found = found
+
+
 class DataError(HcpError):
     """Bad input data in a file: names the file, line and column (1-based) where known."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -46,15 +46,19 @@ class WorkloadSpec:
         meets it when that is earlier. So, within its customer's workloads of its class, it
         goes before work with no such deadline, and it earns the aging credit of that wait
         against other customers' (fixed at submission: the queue's order never changes by
-        itself)."""
+        itself). A deadline its estimate cannot meet even from submission counts as one whose
+        latest start is the submission: the customer's own estimate must not buy more credit
+        than the most urgent deadline that can be met."""
         submitted = self.submitted_at.timestamp()
         if self.deadline is None:
             return submitted
         try:
-            latest_start = self.deadline - timedelta(hours=self.estimated_hours)
-            return min(submitted, (latest_start - DEADLINE_URGENCY).timestamp())
-        except OverflowError:  # a deadline no estimate fits before: as urgent as it gets
-            return min(submitted, datetime.min.replace(tzinfo=UTC).timestamp())
+            latest_start = max(
+                self.submitted_at, self.deadline - timedelta(hours=self.estimated_hours)
+            )
+        except OverflowError:  # a deadline no estimate fits before
+            latest_start = self.submitted_at
+        return min(submitted, (latest_start - DEADLINE_URGENCY).timestamp())
 
     def __post_init__(self) -> None:
         if self.gpu_count < 1:

@@ -116,8 +116,12 @@ class WorkloadRepository(Protocol):
 
     def add_preemption(self, record: PreemptionRecord) -> None: ...
     def preemptions(
-        self, workload_id: str | None = None, limit: int = 100
-    ) -> list[PreemptionRecord]: ...
+        self, workload_id: str | None = None, limit: int = 100, customer_id: str | None = None
+    ) -> list[PreemptionRecord]:
+        """The most recent preemptions, newest first; only of `customer_id`'s workloads when
+        it is given."""
+        ...
+
     def gpus_in_use(self) -> int:
         """GPUs held by scheduled and running workloads."""
         ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from hcp.domain.catalog import gpu_model
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import HcpError
+from hcp.domain.errors import HcpError, StateChanged
 from hcp.domain.fleet import Device
 from hcp.domain.identity import Customer
 from hcp.domain.workloads import (
@@ -223,7 +223,8 @@ class SchedulerService:
             self.followed_at = now
             await self._checkpoint_due(gpus, now, report)
         gpus = self._without_failed(gpus, report)
-        queued, active, decision = self._decide(gpus, budgets, now)
+        held = {w.id for w in active}
+        queued, active, decision = self._decide(gpus, budgets, now, held)
         checked: set[str] = set()
         while not follow:
             # The last poll's word is too old to stop work on: a victim may have finished
@@ -234,7 +235,7 @@ class SchedulerService:
             checked |= victims
             await self._follow([w for w in active if w.id in victims], gpus, now, report)
             gpus = self._without_failed(gpus, report)
-            queued, active, decision = self._decide(gpus, budgets, now)
+            queued, active, decision = self._decide(gpus, budgets, now, held)
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
             [(by_id[p.workload_id], p) for p in decision.preemptions], gpus, now, report
@@ -260,16 +261,34 @@ class SchedulerService:
         }
 
     def _decide(
-        self, gpus: Mapping[str, Device], budgets: Mapping[str, int], now: datetime
+        self,
+        gpus: Mapping[str, Device],
+        budgets: Mapping[str, int],
+        now: datetime,
+        held: Collection[str],
     ) -> tuple[list[Workload], list[Workload], SchedulingDecision]:
-        """The queued and active workloads as stored now, and what to do with them."""
+        """The queued and active workloads as stored now, and what to do with them.
+
+        One of `held` (active as the tick began) cancelled since this tick's `_release` still
+        runs on its GPUs until the next tick stops it: they take no new work (cordoned)."""
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
+            gone = set(held).difference(w.id for w in active)
+            left = [uow.workloads.get(workload_id) for workload_id in sorted(gone)]
             policy = self._policy_for(uow.customers.all())
+        unreleased = {
+            g
+            for w in left
+            if w is not None and w.state is WorkloadState.CANCELLED
+            for g in w.gpu_ids
+        }
         decision = schedule(
             WorkloadQueue([spec_of(w) for w in queued]),
-            [gpu_of(d) for d in gpus.values()],
+            [
+                replace(gpu_of(d), cordoned=True) if d.id in unreleased else gpu_of(d)
+                for d in gpus.values()
+            ],
             [_running(w) for w in active if w.gpu_ids],
             budgets,
             now,
@@ -341,6 +360,12 @@ class SchedulerService:
         progress: dict[str, float],
     ) -> None:
         """Act on one workload's status; a running one's progress goes into `progress`."""
+        if w.state is WorkloadState.SCHEDULED and status.state in _STARTED:
+            # Its nodes run it, but the tick that started it ended before storing that (it
+            # was cancelled: shutdown, leadership lost): it is running since it was placed.
+            w = self._apply(w, WorkloadEvent.START, now, "running (as its nodes report)")
+            if w.state is not WorkloadState.RUNNING:
+                return  # cancelled meanwhile
         if status.state is RunState.COMPLETED:
             # The node knows when it finished; billing must not run on to this tick.
             ended = min(status.ended_at or now, now)
@@ -655,7 +680,12 @@ class SchedulerService:
         new_state = transition(current.state, event)
         updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
         change = StateChange(w.id, now, event, current.state, new_state, reason)
-        uow.workloads.save_transition(updated, change)
+        try:
+            uow.workloads.save_transition(updated, change)
+        except StateChanged as exc:
+            # Cancelled through the API between the read above and this write: as above.
+            log.info("%s changed meanwhile (%s): not %s", w.id, exc, event.value)
+            return uow.workloads.get(w.id) or current
         self._announce.append(change)
         return updated
 
@@ -663,6 +693,10 @@ class SchedulerService:
         found = self._writer().workloads.get(workload_id)
         assert found is not None
         return found
+
+
+_STARTED = (RunState.RUNNING, RunState.COMPLETED)
+"""What a node reports of a run that it started."""
 
 
 def _answer(error: BaseException | None) -> str:

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from hcp.billing import BillingPriceSheet
 from hcp.domain.catalog import gpu_families, gpu_model
-from hcp.domain.errors import Forbidden, NotFound, ValidationError
+from hcp.domain.errors import Forbidden, NotFound, StateChanged, ValidationError
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     PRIORITIES,
@@ -29,6 +29,8 @@ CAPACITY_TTL = timedelta(seconds=10)
 MAX_DEADLINE_AHEAD = timedelta(days=366)
 """The latest deadline a submission may ask for, from its submission."""
 """How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
+CANCEL_ATTEMPTS = 3
+"""Tries of a cancel whose workload the scheduler keeps moving while it is cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +65,12 @@ Pools = Mapping[tuple[str, str], Sequence[tuple[int, int]]]
 GPUs from one of them."""
 
 
-def check_submission(sub: Submission, pools: Pools, now: datetime) -> None:
+def check_submission(
+    sub: Submission, pools: Pools, now: datetime, gpu_quota: int | None = None
+) -> None:
     """Raise ValidationError naming the field when `sub` breaks a rule: among them a workload
-    that no site could place (too many GPUs, or too few with the memory it asks for), which
-    would wait in the queue for ever.
+    that no site could place (too many GPUs, or too few with the memory it asks for) or more
+    GPUs than its customer's `gpu_quota` lets it hold, which would wait in the queue for ever.
     """
     if sub.priority is not None and sub.priority != sub.workload_class.priority:
         raise ValidationError(
@@ -83,6 +87,11 @@ def check_submission(sub: Submission, pools: Pools, now: datetime) -> None:
         )
     if req.gpu_count < 1:
         raise ValidationError("requirements.gpu_count", "must be at least 1")
+    if gpu_quota is not None and req.gpu_count > gpu_quota:
+        raise ValidationError(
+            "requirements.gpu_count",
+            f"{req.gpu_count} exceeds the customer's GPU quota of {gpu_quota}",
+        )
     most = most_at_one_site(pools, req.gpu_type)
     if req.gpu_count > most:
         kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
@@ -173,6 +182,7 @@ class WorkloadService:
         self._on_change = on_change
         self._known_customers: set[str] = set()
         self._pools: tuple[datetime, Pools] | None = None
+        self._quotas: dict[str, tuple[datetime, int | None]] = {}
 
     def on_change(self, listener: Callable[[StateChange], None]) -> None:
         """Call `listener` with every transition this service stores (after it is committed)."""
@@ -184,7 +194,7 @@ class WorkloadService:
         now = self._clock.now()
         customer_id = self._customer_for(principal, sub.customer_id)
         pools = self._gpu_pools(now)
-        check_submission(sub, pools, now)
+        check_submission(sub, pools, now, self._gpu_quota(customer_id, now))
         if self._prices is not None and sub.max_price_usd_per_gpu_hour is not None:
             hosted = {family for (_site, family), gpus in pools.items() if any(c for _, c in gpus)}
             check_max_price(sub, self._prices(), hosted)
@@ -229,6 +239,16 @@ class WorkloadService:
             self._known_customers.add(customer_id)
         return True
 
+    def _gpu_quota(self, customer_id: str, now: datetime) -> int | None:
+        """The customer's GPU quota (None: none), re-read at most every CAPACITY_TTL."""
+        known = self._quotas.get(customer_id)
+        if known is None or now - known[0] > CAPACITY_TTL:
+            with self._uow() as uow:
+                customer = uow.customers.get(customer_id)
+            known = (now, None if customer is None else customer.gpu_quota)
+            self._quotas[customer_id] = known
+        return known[1]
+
     def _gpu_pools(self, now: datetime) -> Pools:
         """Each site's GPUs per family with their memory, re-read at most every CAPACITY_TTL."""
         if self._pools is None or now - self._pools[0] > CAPACITY_TTL:
@@ -257,7 +277,17 @@ class WorkloadService:
     def cancel(
         self, principal: Principal, workload_id: str, reason: str = "cancelled by caller"
     ) -> Workload:
-        """Cancel a workload; cancelling a cancelled one again changes nothing (idempotent)."""
+        """Cancel a workload; cancelling a cancelled one again changes nothing (idempotent).
+        One the scheduler moves meanwhile is cancelled from where it moved to (or refused
+        when that has ended it)."""
+        for _ in range(CANCEL_ATTEMPTS - 1):
+            try:
+                return self._cancel(principal, workload_id, reason)
+            except StateChanged:
+                continue
+        return self._cancel(principal, workload_id, reason)
+
+    def _cancel(self, principal: Principal, workload_id: str, reason: str) -> Workload:
         now = self._clock.now()
         with self._uow() as uow:
             workload = self._visible(uow, principal, workload_id)
@@ -288,15 +318,16 @@ class WorkloadService:
         with self._uow() as uow:
             if workload_id is not None:
                 self._visible(uow, principal, workload_id)
-            records = uow.workloads.preemptions(workload_id, limit=limit * 4)
             if principal.role.sees_everything:
-                return records[:limit]
-            mine = [
-                self._as_seen_by(uow, principal, r)
-                for r in records
-                if self._owned(uow, principal, r.workload_id)
-            ]
-        return mine[:limit]
+                return uow.workloads.preemptions(workload_id, limit=limit)
+            if principal.customer_id is None:
+                return []
+            # Filtered in the store: a page cut before filtering missed a customer's own
+            # preemptions behind other customers' newer ones.
+            mine = uow.workloads.preemptions(
+                workload_id, limit=limit, customer_id=principal.customer_id
+            )
+            return [self._as_seen_by(uow, principal, r) for r in mine]
 
     def _as_seen_by(
         self, uow: UnitOfWork, principal: Principal, record: PreemptionRecord

@@ -40,7 +40,7 @@ from hcp.adapters.db.tables import (
 from hcp.billing import EnergySource, Invoice, InvoiceLine, Tier, UsageRecord
 from hcp.billing.rounding import round_money, round_price, round_quantity
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import Conflict, Duplicate, NotFound
+from hcp.domain.errors import Conflict, Duplicate, NotFound, StateChanged
 from hcp.domain.fleet import Device, FleetMember, Rack, Site
 from hcp.domain.identity import ApiKey, BrowserSession, Customer, Role, User
 from hcp.domain.market import MarketSnapshot
@@ -114,6 +114,8 @@ class SqlWorkloads:
         row = self._row(workload.id)
         if row is None:
             raise KeyError(workload.id)
+        if change.from_state is not None:
+            self._claim(row, change.from_state)
         was_queued = row.state == WorkloadState.QUEUED.value
         for key, value in _workload_columns(workload).items():
             setattr(row, key, value)
@@ -121,6 +123,21 @@ class SqlWorkloads:
         if was_queued != is_queued:
             self._bump(workload.priority, 1 if is_queued else -1)
         self._s.add(_event_row(change))
+
+    def _claim(self, row: WorkloadRow, state: WorkloadState) -> None:
+        """Lock the stored row while it is still in `state`; StateChanged (and `row` re-read)
+        when another transaction moved it since it was read: a transition computed from the
+        state read must not overwrite the one committed meanwhile (a cancel)."""
+        self._s.flush()  # this transaction's own earlier changes of the row come first
+        table = Base.metadata.tables["workloads"]
+        claim = (
+            update(table)
+            .where(table.c.id == row.id, table.c.state == state.value)
+            .values(state=state.value)
+        )
+        if self._s.connection().execute(claim).rowcount == 0:
+            self._s.refresh(row)
+            raise StateChanged(row.id, state.value, row.state)
 
     def history(self, workload_id: str) -> list[StateChange]:
         query = (
@@ -214,11 +231,14 @@ class SqlWorkloads:
         )
 
     def preemptions(
-        self, workload_id: str | None = None, limit: int = 100
+        self, workload_id: str | None = None, limit: int = 100, customer_id: str | None = None
     ) -> list[PreemptionRecord]:
         query = select(PreemptionRow).order_by(PreemptionRow.at.desc(), PreemptionRow.id.desc())
         if workload_id is not None:
             query = query.where(PreemptionRow.workload_id == workload_id)
+        if customer_id is not None:
+            owned = select(WorkloadRow.id).where(WorkloadRow.customer_id == customer_id)
+            query = query.where(PreemptionRow.workload_id.in_(owned))
         return [
             PreemptionRecord(
                 r.at,
