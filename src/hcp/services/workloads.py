@@ -26,9 +26,9 @@ from hcp.domain.workloads import (
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory, WorkloadWriter
 
 CAPACITY_TTL = timedelta(seconds=10)
+"""How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
 MAX_DEADLINE_AHEAD = timedelta(days=366)
 """The latest deadline a submission may ask for, from its submission."""
-"""How stale the fleet capacity behind `gpu_count` validation may be; fleets change slowly."""
 CANCEL_ATTEMPTS = 3
 """Tries of a cancel whose workload the scheduler keeps moving while it is cancelled."""
 
