@@ -320,3 +320,23 @@ def test_a_transition_from_a_state_the_row_has_left_is_refused(uow: SqlUnitOfWor
         uow.workloads.save_transition(replace(w, state=WorkloadState.RUNNING), stale)
     assert uow.workloads.get(w.id) == w
     assert [c.event for c in uow.workloads.history(w.id)] == [WorkloadEvent.SUBMIT]
+
+
+def test_only_ended_workloads_still_holding_gpus_are_read_for_release(uow: SqlUnitOfWork) -> None:
+    """What the scheduler stops and frees each tick: the cancelled workloads whose GPUs were
+    never released, not every workload ever cancelled."""
+    gpus = ("g-1", "g-2")
+    holding = workload(1, state=WorkloadState.CANCELLED, gpu_ids=gpus)
+    released = workload(2, state=WorkloadState.CANCELLED, gpu_ids=("g-3",))
+    never_placed = workload(3, state=WorkloadState.CANCELLED)
+    running = workload(4, state=WorkloadState.RUNNING, gpu_ids=("g-4",))
+    for w in (holding, released, never_placed, running):
+        uow.workloads.add(w, submitted(w))
+    uow.commit()
+    uow.workloads.release_gpus(released.id)
+    uow.commit()
+
+    found = uow.workloads.holding_gpus([WorkloadState.CANCELLED])
+    assert [(w.id, w.gpu_ids) for w in found] == [(holding.id, gpus)]
+    both = uow.workloads.holding_gpus([WorkloadState.CANCELLED, WorkloadState.RUNNING])
+    assert [w.id for w in both] == [holding.id, running.id]

@@ -114,6 +114,11 @@ class WorkloadRepository(Protocol):
         """Every workload in one of `states`, oldest submission first."""
         ...
 
+    def holding_gpus(self, states: Sequence[WorkloadState]) -> list[Workload]:
+        """The workloads in one of `states` that still hold GPUs, oldest submission first
+        (ended ones whose GPUs were not yet released: few, however many ended)."""
+        ...
+
     def add_preemption(self, record: PreemptionRecord) -> None: ...
     def preemptions(
         self, workload_id: str | None = None, limit: int = 100, customer_id: str | None = None

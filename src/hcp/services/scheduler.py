@@ -216,7 +216,7 @@ class SchedulerService:
         with self._uow() as uow:
             gpus = {d.id: d for d in uow.fleet.devices(kind=DeviceKind.GPU)}
             active = uow.workloads.in_states(ACTIVE)
-            ended = uow.workloads.in_states([WorkloadState.CANCELLED])
+            ended = uow.workloads.holding_gpus([WorkloadState.CANCELLED])
         await self._release(ended, gpus, report)
         if follow:
             await self._follow(active, gpus, now, report)

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -215,6 +215,17 @@ class SqlWorkloads:
 
     def in_states(self, states: Sequence[WorkloadState]) -> list[Workload]:
         query = select(WorkloadRow).where(WorkloadRow.state.in_([st.value for st in states]))
+        return [_workload(r) for r in self._s.scalars(query.order_by(WorkloadRow.submitted_at))]
+
+    def holding_gpus(self, states: Sequence[WorkloadState]) -> list[Workload]:
+        # No GPUs is stored as a JSON null (or SQL NULL, or an empty list): compared as text,
+        # which reads the same on SQLite and PostgreSQL.
+        held = cast(WorkloadRow.gpu_ids, Text)
+        query = select(WorkloadRow).where(
+            WorkloadRow.state.in_([st.value for st in states]),
+            WorkloadRow.gpu_ids.is_not(None),
+            held.not_in(["null", "[]"]),
+        )
         return [_workload(r) for r in self._s.scalars(query.order_by(WorkloadRow.submitted_at))]
 
     def add_preemption(self, record: PreemptionRecord) -> None:
