@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from hcp.billing import Tier, UsageRecord
+from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     Requirements,
     StateChange,
@@ -14,13 +15,17 @@ from hcp.domain.workloads import (
     WorkloadEvent,
     WorkloadState,
 )
+from hcp.http.dashboard.web import sources_of
 from tests.api.conftest import START, Api
 
 
-def store_usage(api: Api, customer_id: str, gpu_hours: str) -> None:
+def store_usage(
+    api: Api, customer_id: str, gpu_hours: str, max_price: Decimal | None = None
+) -> None:
     """A completed workload of `customer_id` with one stored usage record."""
     w = Workload(
         id=f"w-{customer_id}",
+        max_price_usd_per_gpu_hour=max_price,
         customer_id=customer_id,
         workload_class=WorkloadClass.AI_TRAINING,
         state=WorkloadState.COMPLETED,
@@ -116,3 +121,20 @@ def test_admins_set_list_prices_and_invoices_use_them(api: Api) -> None:
         "/api/v1/billing/prices", json={**change, "usd_per_gpu_hour": "-1"}, headers=api.admin
     )
     assert negative.status_code == 422
+
+
+def test_the_dashboard_spend_is_what_the_invoice_bills(api: Api) -> None:
+    """A workload whose customer agreed to at most 2.00 USD a GPU-hour of H100 training (list
+    2.25): the invoice bills 2 GPU-hours at 2.00, and the dashboard's spend so far said 4.50."""
+    store_usage(api, "cust-001", "2.000000", max_price=Decimal("2.00"))
+    month = START.strftime("%Y-%m")
+    issued = api.client.post(f"/api/v1/billing/invoices?month={month}", headers=api.admin).json()
+    assert issued[0]["total"] == "4.00"
+    platform = api.runtime.platform
+    customer = Principal(key_id="k", role=Role.CUSTOMER, customer_id="cust-001")
+    view = platform.dashboard.billing(customer, month, sources_of(platform))
+    assert view.usage.data is not None
+    assert view.usage.data.charges.usd == Decimal("4.00")
+    api.clock.advance(timedelta(hours=1))
+    overview = platform.dashboard.customer(customer, sources_of(platform))
+    assert overview.spend.data is not None and overview.spend.data.usd == Decimal("4.00")

@@ -185,6 +185,12 @@ class BillingService:
         with self._uow() as uow:
             return uow.billing.usage(start, end, self._scope(principal, customer_id))
 
+    def max_prices(self, workload_ids: Sequence[str]) -> dict[str, Decimal]:
+        """The most each of these workloads' customers agreed to pay per GPU-hour, by workload
+        id (those without a max are left out): invoices bill no GPU-hour above it."""
+        with self._uow() as uow:
+            return uow.workloads.max_prices(workload_ids)
+
     def usage_csv(self, principal: Principal, month: str, customer_id: str | None = None) -> str:
         return usage_csv(self.usage(principal, month, customer_id))
 
