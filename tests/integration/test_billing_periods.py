@@ -76,3 +76,23 @@ async def test_a_short_run_on_a_node_whose_clock_is_behind_is_still_billed(
         w.runtime.platform.billing.meter(started, w.clock.now(), 30.0)
         usage = w.runtime.platform.billing.usage(ADMIN, "2025-06")
         assert [r.workload_id for r in usage] == [job]
+
+
+async def test_a_price_change_inside_a_metered_interval_prices_the_time_after_it(
+    tmp_path: Path,
+) -> None:
+    """An admin raises the price 2 minutes into a 5-minute tick: the 3 minutes after the rise
+    were billed at the old price, the interval being priced as of its start."""
+    async with world(tmp_path) as w:
+        await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=6, hours=24)
+        await w.scheduler.tick({SITE: 10})
+        start = w.clock.now()
+        billing = w.runtime.platform.billing
+        w.clock.advance(timedelta(minutes=2))
+        billing.set_price(ADMIN, WorkloadClass.AI_INFERENCE_BATCH, "H100", Decimal("5.0000"))
+        w.clock.advance(timedelta(minutes=3))
+        billing.meter(start, w.clock.now(), 30.0)
+        invoice = billing.issue("cust-001", "2025-06")
+        # 6 GPUs: 0.2 GPU-hours at 2.75 before the rise, 0.3 at 5.00 after it
+        assert invoice.total == Decimal("0.55") + Decimal("1.50")
+        assert sum((line.quantity for line in invoice.lines), Decimal(0)) == Decimal("0.5")

@@ -139,7 +139,9 @@ class BillingService:
     ) -> int:
         """Store the usage of every workload (of those in `only`, when given) that held GPUs in
         [start, end); how many records were new (metering the same interval again adds
-        nothing)."""
+        nothing). Records end at month starts and at price changes, so each is priced at
+        the sheet in force for all of its time."""
+        price_changes = self.history.changes_between(start, end)
         with self._uow() as uow:
             gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
             touched = uow.workloads.touched_since(start)
@@ -159,7 +161,7 @@ class BillingService:
             samples = self._samples(runs, start, end)
             records = [
                 record
-                for piece_start, piece_end in month_pieces(start, end)
+                for piece_start, piece_end in month_pieces(start, end, price_changes)
                 for record in meter_interval(
                     runs, piece_start, piece_end, samples, rt_price_usd_per_mwh=price
                 )
