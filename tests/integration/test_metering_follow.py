@@ -44,3 +44,28 @@ async def test_a_tick_that_relies_on_the_polls_follow_bills_no_time_past_complet
     shown = await site.api.get(f"/api/v1/workloads/{job}", headers=site.admin)
     assert shown.json()["status"] == "completed"
     assert usage.json()["gpu_hours"] == "4.000000"
+
+
+async def test_work_that_finished_after_the_last_metering_is_billed_after_a_restart(
+    site: LiveSite,
+) -> None:
+    """A poll stored the job's completion 1 minute after the last metering, and the platform
+    restarted before the next tick: that minute was never billed, as the nodes of the new
+    loop are not asked about work already known to be finished."""
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    submission = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 4, None, 0.1))
+    job = (await site.runtime.platform.workloads.submit(customer, submission)).workload.id
+    await site.live.control.tick()  # starts it: 4 GPUs for 6 minutes
+    site.clock.advance(timedelta(minutes=5))
+    await site.live.control.tick()  # bills its first 5 minutes
+    site.clock.advance(timedelta(minutes=1, seconds=30))
+    await site.live.control.poll()  # stores the completion, at the node's instant
+    shown = await site.api.get(f"/api/v1/workloads/{job}", headers=site.admin)
+    assert shown.json()["status"] == "completed"
+    await site.restart()
+    site.clock.advance(timedelta(minutes=5))
+    await site.live.control.poll()
+    assert (await site.live.control.tick()).errors == []
+    month = START.strftime("%Y-%m")
+    usage = await site.api.get(f"/api/v1/billing/usage?month={month}", headers=site.admin)
+    assert usage.json()["gpu_hours"] == "0.400000"  # 4 GPUs for 6 minutes

@@ -75,6 +75,10 @@ def family_of(w: Workload, gpu_models: Mapping[str, str]) -> str:
     return gpu_model(held[0]).family if held else DEFAULT_FAMILY
 
 
+def _ended_before(run: Run, at: datetime) -> bool:
+    return run.stopped_at is not None and run.stopped_at < at
+
+
 class PowerSource(Protocol):
     def power_samples(
         self, device_ids: Sequence[str], start: datetime, end: datetime
@@ -135,23 +139,25 @@ class BillingService:
         start: datetime,
         end: datetime,
         rt_price_usd_per_mwh: float | None,
-        only: Collection[str] | None = None,
+        vouched: Collection[str] | None = None,
     ) -> int:
-        """Store the usage of every workload (of those in `only`, when given) that held GPUs in
-        [start, end); how many records were new (metering the same interval again adds
-        nothing). Records end at month starts and at price changes, so each is priced at
-        the sheet in force for all of its time."""
+        """Store the usage of every workload that held GPUs in [start, end); how many records
+        were new (metering the same interval again adds nothing). Records end at month starts
+        and at price changes, so each is priced at the sheet in force for all of its time.
+
+        With `vouched`, a run the store holds no end for before `end` is billed only for the
+        workloads in it (their nodes vouch that it ran on); a run stored as ended before then
+        is billed up to its end either way, as the platform recorded it while it watched."""
         price_changes = self.history.changes_between(start, end)
         with self._uow() as uow:
             gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
             touched = uow.workloads.touched_since(start)
-            if only is not None:
-                touched = [w for w in touched if w.id in only]
             histories = uow.workloads.histories([w.id for w in touched])
             runs = [
                 run
                 for w in touched
                 for run in runs_of(w, histories[w.id], family_of(w, gpu_models))
+                if vouched is None or w.id in vouched or _ended_before(run, end)
             ]
             price = (
                 None

@@ -221,6 +221,8 @@ class ControlLoop:
         has stopped): a workload its nodes still run or finished (then up to the instant they
         give) is billed for that time; one they no longer know (the platform's own simulated
         nodes died with it) or could not be asked about is not, since nothing shows it ran.
+        Work stored as ended meanwhile (a poll saw it finish after the last metering, a
+        customer cancelled it) is billed up to its stored end, whatever the nodes say now.
         Metered past this loop's start already, the store is where this loop's metering
         carries on from."""
         self._resuming = True
@@ -242,7 +244,8 @@ class ControlLoop:
         return await self._meter_since_last(price)
 
     async def _meter_unseen(self, vouched: frozenset[str]) -> None:
-        """Bill [the store's last metered instant, this loop's start) for `vouched` work."""
+        """Bill [the store's last metered instant, this loop's start) for `vouched` work, and
+        for work the store holds as ended in it (recorded then, so never asked about again)."""
         billing = self._billing
         assert billing is not None
         since = await asyncio.to_thread(self._stored_metered_until)
