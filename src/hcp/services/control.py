@@ -233,8 +233,13 @@ class ControlLoop:
             self._on_nodes.update(report.on_nodes)
 
     async def _meter(self, price: float | None) -> int:
-        """Bill the time since the last metering (a rerun of the same interval adds nothing)."""
-        if self._resuming and self._followed and self._billing is not None:
+        """Bill the time since the last metering (a rerun of the same interval adds nothing).
+        Resuming, nothing is billed before the nodes were asked: this loop's own records
+        would put the store's last metered instant past its start, and the time no loop ran
+        would be taken as metered."""
+        if self._resuming and not self._followed:
+            return 0
+        if self._resuming and self._billing is not None:
             self._resuming = False
             vouched, self._on_nodes = frozenset(self._on_nodes), set()
             try:
