@@ -4,7 +4,7 @@ and show customers their own usage and invoices only."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -28,6 +28,7 @@ from hcp.billing import (
 from hcp.domain.catalog import gpu_families, gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import Forbidden, NotFound, ValidationError
+from hcp.domain.fleet import Device
 from hcp.domain.identity import Principal
 from hcp.domain.workloads import StateChange, Workload, WorkloadClass, WorkloadEvent
 from hcp.services.ports import Clock, UnitOfWorkFactory
@@ -67,12 +68,28 @@ def _run(
     return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop, tier)
 
 
-def family_of(w: Workload, gpu_models: Mapping[str, str]) -> str:
-    """The GPU family `w` runs on: the one it asked for, else that of the GPUs it holds."""
+def family_of(
+    w: Workload,
+    gpu_models: Mapping[str, str],
+    site_families: Mapping[str, Collection[str]] | None = None,
+) -> str:
+    """The GPU family `w` runs on: the one it asked for, else that of the GPUs it holds, else
+    (it let them go when its run ended) the one family its site hosts, in `site_families`."""
     if w.requirements.gpu_type:
         return w.requirements.gpu_type
     held = [gpu_models[g] for g in w.gpu_ids if g in gpu_models]
-    return gpu_model(held[0]).family if held else DEFAULT_FAMILY
+    if held:
+        return gpu_model(held[0]).family
+    hosted = (site_families or {}).get(w.site_id or "", ())
+    return next(iter(hosted)) if len(hosted) == 1 else DEFAULT_FAMILY
+
+
+def families_by_site(gpus: Iterable[Device]) -> dict[str, frozenset[str]]:
+    """The GPU families each site hosts."""
+    found: dict[str, set[str]] = {}
+    for d in gpus:
+        found.setdefault(d.site_id, set()).add(gpu_model(d.model_name).family)
+    return {site: frozenset(families) for site, families in found.items()}
 
 
 def _ended_before(run: Run, at: datetime) -> bool:
@@ -150,13 +167,15 @@ class BillingService:
         is billed up to its end either way, as the platform recorded it while it watched."""
         price_changes = self.history.changes_between(start, end)
         with self._uow() as uow:
-            gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
+            gpus = uow.fleet.devices(kind=DeviceKind.GPU)
+            gpu_models = {d.id: d.model_name for d in gpus}
+            site_families = families_by_site(gpus)
             touched = uow.workloads.touched_since(start)
             histories = uow.workloads.histories([w.id for w in touched])
             runs = [
                 run
                 for w in touched
-                for run in runs_of(w, histories[w.id], family_of(w, gpu_models))
+                for run in runs_of(w, histories[w.id], family_of(w, gpu_models, site_families))
                 if vouched is None or w.id in vouched or _ended_before(run, end)
             ]
             price = (
