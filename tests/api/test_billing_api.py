@@ -138,3 +138,16 @@ def test_the_dashboard_spend_is_what_the_invoice_bills(api: Api) -> None:
     api.clock.advance(timedelta(hours=1))
     overview = platform.dashboard.customer(customer, sources_of(platform))
     assert overview.spend.data is not None and overview.spend.data.usd == Decimal("4.00")
+
+
+def test_staff_asking_for_an_unknown_customers_usage_get_a_404_naming_it(api: Api) -> None:
+    """A mistyped customer id looked like a customer without usage (200, empty)."""
+    store_usage(api, "cust-001", "1.000000")
+    month = START.strftime("%Y-%m")
+    for path in ("usage", "usage.csv"):
+        url = f"/api/v1/billing/{path}?month={month}&customer_id=cust-00l"
+        response = api.client.get(url, headers=api.admin)
+        assert response.status_code == 404, path
+        assert "cust-00l" in response.text
+    known = f"/api/v1/billing/usage?month={month}&customer_id=cust-001"
+    assert len(api.client.get(known, headers=api.admin).json()["usage"]) == 1

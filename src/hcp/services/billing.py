@@ -209,8 +209,11 @@ class BillingService:
     ) -> list[UsageRecord]:
         """A month's usage: the caller's own for a customer, anyone's (or one's) for staff."""
         start, end = parse_month(month)
+        scope = self._scope(principal, customer_id)
         with self._uow() as uow:
-            return uow.billing.usage(start, end, self._scope(principal, customer_id))
+            if scope is not None and uow.customers.get(scope) is None:
+                raise NotFound("customer", scope)  # a mistyped id is not a customer at rest
+            return uow.billing.usage(start, end, scope)
 
     def max_prices(self, workload_ids: Sequence[str]) -> dict[str, Decimal]:
         """The most each of these workloads' customers agreed to pay per GPU-hour, by workload
