@@ -4,6 +4,7 @@ and show customers their own usage and invoices only."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -90,6 +91,10 @@ def families_by_site(gpus: Iterable[Device]) -> dict[str, frozenset[str]]:
     for d in gpus:
         found.setdefault(d.site_id, set()).add(gpu_model(d.model_name).family)
     return {site: frozenset(families) for site, families in found.items()}
+
+
+def _possible(sample: PowerSample) -> bool:
+    return math.isfinite(sample.power_w) and sample.power_w >= 0
 
 
 def _ended_before(run: Run, at: datetime) -> bool:
@@ -202,7 +207,14 @@ class BillingService:
         if self._power is None or not runs:
             return {}
         gpu_ids = sorted({g for run in runs for g in run.gpu_ids})
-        return self._power.power_samples(gpu_ids, start - LOOK_BACK, end)
+        found = self._power.power_samples(gpu_ids, start - LOOK_BACK, end)
+        # A reading no power can have (a device's glitch) is left out, not trusted: raising on
+        # it would stop every workload's metering, each tick while it is in the window.
+        usable = {g: [s for s in samples if _possible(s)] for g, samples in found.items()}
+        dropped = sum(len(found[g]) - len(usable[g]) for g in found)
+        if dropped:
+            log.warning("metering: %d impossible GPU power readings left out", dropped)
+        return usable
 
     def usage(
         self, principal: Principal, month: str, customer_id: str | None = None
