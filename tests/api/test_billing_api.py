@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
-from hcp.billing import Tier, UsageRecord
+from hcp.billing import Tier, UsageRecord, build_invoice, parse_month
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     Requirements,
@@ -151,3 +152,33 @@ def test_staff_asking_for_an_unknown_customers_usage_get_a_404_naming_it(api: Ap
         assert "cust-00l" in response.text
     known = f"/api/v1/billing/usage?month={month}&customer_id=cust-001"
     assert len(api.client.get(known, headers=api.admin).json()["usage"]) == 1
+
+
+def test_an_invoice_issued_twice_at_once_is_issued_once(api: Api) -> None:
+    """Two issues of one month raced (a double click, the CLI while an admin clicked): the
+    second inserted the invoice the first had just stored, and failed on its key (a 500)."""
+    store_usage(api, "cust-001", "2.000000")
+    month = START.strftime("%Y-%m")
+    billing = api.runtime.platform.billing
+    with api.runtime.unit_of_work() as uow:
+        usage = uow.billing.usage(*parse_month(month))
+    expected = build_invoice("cust-001", month, usage, billing.history)
+    outcome: list[object] = []
+
+    def issue() -> None:
+        try:
+            outcome.append(billing.issue("cust-001", month))
+        except Exception as error:  # what the caller would get
+            outcome.append(error)
+
+    with api.runtime.unit_of_work() as racing:
+        racing.billing.save_invoice(expected, START)  # the first issue's, not committed yet
+        second = threading.Thread(target=issue)
+        second.start()
+        second.join(timeout=1.0)
+        racing.commit()
+    second.join(timeout=30)
+    assert outcome == [expected]
+    shown = api.client.get(f"/api/v1/billing/invoices/{expected.id}", headers=api.customer)
+    assert shown.status_code == 200 and shown.json()["total"] == "4.50"
+    assert len(shown.json()["lines"]) == 1

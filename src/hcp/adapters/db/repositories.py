@@ -873,11 +873,25 @@ class SqlBilling:
         return [_usage(r) for r in self._s.scalars(query.order_by(u.interval_start, u.workload_id))]
 
     def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
-        self._s.execute(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id == invoice.id))
-        row = self._s.get(InvoiceRow, invoice.id)
+        # The invoice's row is held first, and its lines replaced after: an issue of the same
+        # invoice racing this one waits, and the lines it stored are seen and replaced.
+        row = self._s.get(InvoiceRow, invoice.id, with_for_update=True)
         if row is None:
             row = InvoiceRow(id=invoice.id, customer_id=invoice.customer_id, month=invoice.month)
-            self._s.add(row)
+            row.total, row.status, row.created_at = invoice.total, "issued", created_at
+            try:
+                with self._s.begin_nested():
+                    self._s.add(row)
+            except IntegrityError as error:
+                if not _duplicate_key(error):
+                    raise
+                # Stored meanwhile by a racing issue, which has committed: rebuild it.
+                row = self._s.get(
+                    InvoiceRow, invoice.id, with_for_update=True, populate_existing=True
+                )
+                if row is None:
+                    raise
+        self._s.execute(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id == invoice.id))
         row.total, row.status, row.created_at, row.currency = (
             invoice.total,
             "issued",
