@@ -6,6 +6,8 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from hcp.billing import Tier, UsageRecord, build_invoice, parse_month
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
@@ -154,12 +156,16 @@ def test_staff_asking_for_an_unknown_customers_usage_get_a_404_naming_it(api: Ap
     assert len(api.client.get(known, headers=api.admin).json()["usage"]) == 1
 
 
-def test_an_invoice_issued_twice_at_once_is_issued_once(api: Api) -> None:
+@pytest.mark.parametrize("issued_before", [False, True], ids=["new", "reissued"])
+def test_an_invoice_issued_twice_at_once_is_issued_once(api: Api, issued_before: bool) -> None:
     """Two issues of one month raced (a double click, the CLI while an admin clicked): the
-    second inserted the invoice the first had just stored, and failed on its key (a 500)."""
+    second inserted the invoice the first had just stored, and failed on its key (a 500);
+    rebuilding one issued before, each kept the other's lines and added its own."""
     store_usage(api, "cust-001", "2.000000")
     month = START.strftime("%Y-%m")
     billing = api.runtime.platform.billing
+    if issued_before:
+        billing.issue("cust-001", month)
     with api.runtime.unit_of_work() as uow:
         usage = uow.billing.usage(*parse_month(month))
     expected = build_invoice("cust-001", month, usage, billing.history)
