@@ -188,3 +188,17 @@ def test_an_invoice_issued_twice_at_once_is_issued_once(api: Api, issued_before:
     shown = api.client.get(f"/api/v1/billing/invoices/{expected.id}", headers=api.customer)
     assert shown.status_code == 200 and shown.json()["total"] == "4.50"
     assert len(shown.json()["lines"]) == 1
+
+
+def test_an_issue_rolled_back_leaves_no_invoice(api: Api) -> None:
+    """Storing an invoice is all or nothing, with the racing issue's row held the same way."""
+    store_usage(api, "cust-001", "2.000000")
+    month = START.strftime("%Y-%m")
+    with api.runtime.unit_of_work() as uow:
+        usage = uow.billing.usage(*parse_month(month))
+    invoice = build_invoice("cust-001", month, usage, api.runtime.platform.billing.history)
+    with api.runtime.unit_of_work() as uow:
+        uow.billing.save_invoice(invoice, START)
+        uow.rollback()
+    with api.runtime.unit_of_work() as uow:
+        assert uow.billing.invoice(invoice.id) is None
