@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
-from hcp.billing import Tier, UsageRecord
+import pytest
+
+from hcp.billing import Tier, UsageRecord, build_invoice, parse_month
+from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     Requirements,
     StateChange,
@@ -14,13 +18,17 @@ from hcp.domain.workloads import (
     WorkloadEvent,
     WorkloadState,
 )
+from hcp.http.dashboard.web import sources_of
 from tests.api.conftest import START, Api
 
 
-def store_usage(api: Api, customer_id: str, gpu_hours: str) -> None:
+def store_usage(
+    api: Api, customer_id: str, gpu_hours: str, max_price: Decimal | None = None
+) -> None:
     """A completed workload of `customer_id` with one stored usage record."""
     w = Workload(
         id=f"w-{customer_id}",
+        max_price_usd_per_gpu_hour=max_price,
         customer_id=customer_id,
         workload_class=WorkloadClass.AI_TRAINING,
         state=WorkloadState.COMPLETED,
@@ -116,3 +124,81 @@ def test_admins_set_list_prices_and_invoices_use_them(api: Api) -> None:
         "/api/v1/billing/prices", json={**change, "usd_per_gpu_hour": "-1"}, headers=api.admin
     )
     assert negative.status_code == 422
+
+
+def test_the_dashboard_spend_is_what_the_invoice_bills(api: Api) -> None:
+    """A workload whose customer agreed to at most 2.00 USD a GPU-hour of H100 training (list
+    2.25): the invoice bills 2 GPU-hours at 2.00, and the dashboard's spend so far said 4.50."""
+    store_usage(api, "cust-001", "2.000000", max_price=Decimal("2.00"))
+    month = START.strftime("%Y-%m")
+    issued = api.client.post(f"/api/v1/billing/invoices?month={month}", headers=api.admin).json()
+    assert issued[0]["total"] == "4.00"
+    platform = api.runtime.platform
+    customer = Principal(key_id="k", role=Role.CUSTOMER, customer_id="cust-001")
+    view = platform.dashboard.billing(customer, month, sources_of(platform))
+    assert view.usage.data is not None
+    assert view.usage.data.charges.usd == Decimal("4.00")
+    api.clock.advance(timedelta(hours=1))
+    overview = platform.dashboard.customer(customer, sources_of(platform))
+    assert overview.spend.data is not None and overview.spend.data.usd == Decimal("4.00")
+
+
+def test_staff_asking_for_an_unknown_customers_usage_get_a_404_naming_it(api: Api) -> None:
+    """A mistyped customer id looked like a customer without usage (200, empty)."""
+    store_usage(api, "cust-001", "1.000000")
+    month = START.strftime("%Y-%m")
+    for path in ("usage", "usage.csv"):
+        url = f"/api/v1/billing/{path}?month={month}&customer_id=cust-00l"
+        response = api.client.get(url, headers=api.admin)
+        assert response.status_code == 404, path
+        assert "cust-00l" in response.text
+    known = f"/api/v1/billing/usage?month={month}&customer_id=cust-001"
+    assert len(api.client.get(known, headers=api.admin).json()["usage"]) == 1
+
+
+@pytest.mark.parametrize("issued_before", [False, True], ids=["new", "reissued"])
+def test_an_invoice_issued_twice_at_once_is_issued_once(api: Api, issued_before: bool) -> None:
+    """Two issues of one month raced (a double click, the CLI while an admin clicked): the
+    second inserted the invoice the first had just stored, and failed on its key (a 500);
+    rebuilding one issued before, each kept the other's lines and added its own."""
+    store_usage(api, "cust-001", "2.000000")
+    month = START.strftime("%Y-%m")
+    billing = api.runtime.platform.billing
+    if issued_before:
+        billing.issue("cust-001", month)
+    with api.runtime.unit_of_work() as uow:
+        usage = uow.billing.usage(*parse_month(month))
+    expected = build_invoice("cust-001", month, usage, billing.history)
+    outcome: list[object] = []
+
+    def issue() -> None:
+        try:
+            outcome.append(billing.issue("cust-001", month))
+        except Exception as error:  # what the caller would get
+            outcome.append(error)
+
+    with api.runtime.unit_of_work() as racing:
+        racing.billing.save_invoice(expected, START)  # the first issue's, not committed yet
+        second = threading.Thread(target=issue)
+        second.start()
+        second.join(timeout=1.0)
+        racing.commit()
+    second.join(timeout=30)
+    assert outcome == [expected]
+    shown = api.client.get(f"/api/v1/billing/invoices/{expected.id}", headers=api.customer)
+    assert shown.status_code == 200 and shown.json()["total"] == "4.50"
+    assert len(shown.json()["lines"]) == 1
+
+
+def test_an_issue_rolled_back_leaves_no_invoice(api: Api) -> None:
+    """Storing an invoice is all or nothing, with the racing issue's row held the same way."""
+    store_usage(api, "cust-001", "2.000000")
+    month = START.strftime("%Y-%m")
+    with api.runtime.unit_of_work() as uow:
+        usage = uow.billing.usage(*parse_month(month))
+    invoice = build_invoice("cust-001", month, usage, api.runtime.platform.billing.history)
+    with api.runtime.unit_of_work() as uow:
+        uow.billing.save_invoice(invoice, START)
+        uow.rollback()
+    with api.runtime.unit_of_work() as uow:
+        assert uow.billing.invoice(invoice.id) is None

@@ -202,3 +202,47 @@ async def _restart(
         return up_at
     finally:
         await stop_platform(runtime, live)
+
+
+async def test_the_time_down_is_billed_when_the_first_tick_after_a_restart_cannot_ask_the_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first tick after the restart failed to schedule (so asked no node) and metered its
+    own minute; the next one, which asked them, found the store metered past its start and
+    billed nothing of the hour down, though the nodes still ran the job."""
+    clock = ManualClock(START)
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    job = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 2, None, 10.0))
+    with (
+        simulator("--count", "3", "--first-port", "0") as (_, miners),
+        gpu_nodes(free_port()) as node_url,
+    ):
+        runtime, live = await start_platform(tmp_path, miners, node_url, clock)
+        try:
+            await runtime.platform.workloads.submit(customer, job)
+            await live.control.poll()
+            await live.control.tick()
+            clock.advance(timedelta(minutes=30))
+            await live.control.tick()
+        finally:
+            await stop_platform(runtime, live)
+        down_at = clock.now()
+        clock.advance(timedelta(hours=1))  # nothing runs the control loop
+        runtime, live = await start_platform(tmp_path, miners, node_url, clock)
+        try:
+            up_at = clock.now()
+            with monkeypatch.context() as patch:
+                patch.setattr(live.control._scheduler, "tick", _unanswered)
+                clock.advance(timedelta(minutes=1))
+                assert (await live.control.tick()).errors != []
+            clock.advance(timedelta(minutes=1))
+            await live.control.poll()
+            assert (await live.control.tick()).errors == []
+        finally:
+            await stop_platform(runtime, live)
+    assert gpu_hours_billed(runtime, down_at, up_at) == Decimal(2)  # 2 GPUs, the hour down
+    assert gpu_hours_billed(runtime, START, clock.now()) == Decimal("3.066667")
+
+
+async def _unanswered(*args: object, **kwargs: object) -> object:
+    raise RuntimeError("the store did not answer")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from hcp.domain.telemetry import Sample
 from hcp.domain.workloads import WorkloadClass
 from tests.integration.schedworld import ADMIN, SITE, world
 
@@ -76,3 +77,45 @@ async def test_a_short_run_on_a_node_whose_clock_is_behind_is_still_billed(
         w.runtime.platform.billing.meter(started, w.clock.now(), 30.0)
         usage = w.runtime.platform.billing.usage(ADMIN, "2025-06")
         assert [r.workload_id for r in usage] == [job]
+
+
+async def test_a_price_change_inside_a_metered_interval_prices_the_time_after_it(
+    tmp_path: Path,
+) -> None:
+    """An admin raises the price 2 minutes into a 5-minute tick: the 3 minutes after the rise
+    were billed at the old price, the interval being priced as of its start."""
+    async with world(tmp_path) as w:
+        await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=6, hours=24)
+        await w.scheduler.tick({SITE: 10})
+        start = w.clock.now()
+        billing = w.runtime.platform.billing
+        w.clock.advance(timedelta(minutes=2))
+        billing.set_price(ADMIN, WorkloadClass.AI_INFERENCE_BATCH, "H100", Decimal("5.0000"))
+        w.clock.advance(timedelta(minutes=3))
+        billing.meter(start, w.clock.now(), 30.0)
+        invoice = billing.issue("cust-001", "2025-06")
+        # 6 GPUs: 0.2 GPU-hours at 2.75 before the rise, 0.3 at 5.00 after it
+        assert invoice.total == Decimal("0.55") + Decimal("1.50")
+        assert sum((line.quantity for line in invoice.lines), Decimal(0)) == Decimal("0.5")
+
+
+async def test_a_gpu_reading_of_negative_power_does_not_stop_billing(tmp_path: Path) -> None:
+    """One GPU reported -1 W (a DCGM glitch) while two jobs ran: metering the interval raised
+    on it, for every workload, and every later tick's metering, whose window still held the
+    reading, raised again: nothing was billed any more."""
+    async with world(tmp_path) as w:
+        glitched = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=24)
+        other = await w.submit(WorkloadClass.AI_TRAINING, gpus=1, hours=24)
+        await w.scheduler.tick({SITE: 10})
+        start = w.clock.now()
+        [gpu] = w.get(glitched).gpu_ids
+        readings = [(1, 700.0), (2, -1.0), (3, 650.0)]
+        w.runtime.platform.telemetry.record(
+            Sample(gpu, "power_w", start + timedelta(minutes=m), watts) for m, watts in readings
+        )
+        w.clock.advance(timedelta(minutes=6))
+        assert w.runtime.platform.billing.meter(start, w.clock.now(), 30.0) == 2
+        usage = {r.workload_id: r for r in w.runtime.platform.billing.usage(ADMIN, "2025-06")}
+        assert set(usage) == {glitched, other}
+        # 700 W from the start to minute 3 (the bad reading is skipped), then 650 W
+        assert usage[glitched].energy_kwh == Decimal("0.067500")

@@ -157,6 +157,26 @@ def test_a_standard_line_stays_quantity_times_unit_price_when_some_usage_is_capp
         assert line.amount == round_money(line.quantity * line.unit_price)
 
 
+def test_a_standard_line_stays_quantity_times_unit_price_across_a_price_change() -> None:
+    """The batch H100 list price rose from 2.75 to 5.00 on the 15th: one line at their
+    GPU-hour-weighted average said 1,001 x 2.7522 = 2,754.95 and billed 2,755.00."""
+    from hcp.billing.prices import PriceHistory
+
+    history = PriceHistory(SHEET, [(at("2025-06-15T00:00Z"), BATCH, "H100", Decimal("5.0000"))])
+    records = [
+        usage("w1", at("2025-06-10T12:00Z"), "1000", BATCH),
+        usage("w1", at("2025-06-20T12:00Z"), "1", BATCH),
+    ]
+    invoice = build_invoice("cust-001", "2025-06", records, history)
+    assert [(line.quantity, line.unit_price) for line in invoice.lines] == [
+        (Decimal("1000"), Decimal("2.7500")),
+        (Decimal("1"), Decimal("5.0000")),
+    ]
+    for line in invoice.lines:
+        assert line.amount == round_money(line.quantity * line.unit_price)
+    assert invoice.total == Decimal("2755.00")
+
+
 def test_a_month_without_usage_has_no_lines_and_a_zero_total() -> None:
     invoice = build_invoice("cust-001", "2025-06", [], SHEET)
     assert invoice.lines == ()

@@ -261,3 +261,9 @@ def test_month_pieces_cut_at_midnight_utc_of_the_first() -> None:
         (start, july),
         (july, july + timedelta(minutes=2, seconds=30)),
     ]
+
+
+def test_month_pieces_also_cut_at_the_instants_given_inside_the_interval() -> None:
+    """Price changes: one at the start, one inside, one at the end and one after it."""
+    given = [T0, minutes(2), minutes(5), minutes(9), minutes(2)]
+    assert month_pieces(T0, minutes(5), given) == [(T0, minutes(2)), (minutes(2), minutes(5))]

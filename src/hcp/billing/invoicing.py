@@ -2,9 +2,10 @@
 
 An invoice is a pure function of (customer, month, usage, price sheet), so building it twice
 gives the same invoice, and records seen twice are billed once. Each line is one (class, GPU
-family, tier) group; its amount is the exact sum of GPU-hours × unit price over its records,
-rounded once to cents (ROUND_HALF_UP, see `rounding`). The total is the sum of the line amounts,
-so it equals the sum of usage × price to within half a cent per line.
+family, tier) group, a standard one per list price it ran at; its amount is the exact sum of
+GPU-hours × unit price over its records, rounded once to cents (ROUND_HALF_UP, see
+`rounding`). The total is the sum of the line amounts, so it equals the sum of usage × price
+to within half a cent per line.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ _CLASS_LABELS = {
     WorkloadClass.AI_TRAINING: "training",
 }
 
-LineKey = tuple[WorkloadClass, str, Tier, Decimal | None]
-"""Class, GPU family, tier, and the workload's max price where it capped the price."""
+LineKey = tuple[WorkloadClass, str, Tier, Decimal | None, Decimal | None]
+"""Class, GPU family, tier, the workload's max price where it capped the price, and the list
+price of standard usage it did not cap (a price change mid-month makes a line of its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,8 @@ class InvoiceLine:
     On a standard line amount = round(quantity × unit_price). On an interruptible line the
     price changes every interval: the amount is the rounded sum over its intervals, and
     unit_price is their GPU-hour-weighted average (to 0.0001), shown for reading only. Usage
-    billed at a workload's max price (below the price in force) has lines of its own.
+    billed at a workload's max price (below the price in force), and standard usage at each
+    list price in force during the month, have lines of their own.
     """
 
     description: str
@@ -152,7 +155,8 @@ def _add(
             price = cap
         else:
             cap = None
-    key = (record.workload_class, record.gpu_family, record.tier, cap)
+    listed = price if cap is None and record.tier is Tier.STANDARD else None
+    key = (record.workload_class, record.gpu_family, record.tier, cap, listed)
     group = groups.setdefault(key, _Group(Decimal(0), Decimal(0), set()))
     group.quantity += record.gpu_hours
     group.charge += record.gpu_hours * price
@@ -160,7 +164,7 @@ def _add(
 
 
 def _line(key: LineKey, group: _Group) -> InvoiceLine:
-    workload_class, family, tier, cap = key
+    workload_class, family, tier, cap, _ = key
     description = f"{family} GPU-hours, {_CLASS_LABELS[workload_class]}, {tier.value}"
     if cap is not None:
         description += f", at the workload's max price {cap}"
@@ -179,7 +183,9 @@ def _unit_price(group: _Group) -> Decimal:
     return round_price(group.charge / group.quantity)
 
 
-def _line_order(key: LineKey) -> tuple[int, str, bool, bool, Decimal]:
-    workload_class, family, tier, cap = key
+def _line_order(key: LineKey) -> tuple[int, str, bool, bool, Decimal, Decimal]:
+    workload_class, family, tier, cap, listed = key
     capped = cap is not None
-    return (workload_class.priority, family, tier is not Tier.STANDARD, capped, cap or Decimal(0))
+    standard = tier is Tier.STANDARD
+    zero = Decimal(0)
+    return (workload_class.priority, family, not standard, capped, cap or zero, listed or zero)

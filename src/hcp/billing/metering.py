@@ -132,16 +132,21 @@ class UsageRecord:
         return (self.workload_id, self.interval_start)
 
 
-def month_pieces(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """[start, end) cut at each UTC month start inside it: an invoice takes a usage record
-    whole into the month it starts in, so no record may run into the next month."""
+def month_pieces(
+    start: datetime, end: datetime, also_at: Iterable[datetime] = ()
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at each UTC month start inside it, and at each instant of `also_at`
+    inside it: an invoice takes a usage record whole into the month it starts in, priced at
+    the sheet in force at its start, so no record may run into the next month or past a
+    price change (pass the instants prices changed at as `also_at`)."""
+    cuts = sorted({at for at in also_at if start < at < end})
     pieces: list[tuple[datetime, datetime]] = []
     while start < end:
         utc = start.astimezone(UTC)
         following = (utc.replace(day=28) + timedelta(days=4)).replace(
             day=1, hour=0, minute=0, second=0, microsecond=0
         )
-        cut = min(end, following)
+        cut = min([end, following, *(at for at in cuts if at > start)])
         pieces.append((start, cut))
         start = cut
     return pieces

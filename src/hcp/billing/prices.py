@@ -198,6 +198,10 @@ class PriceHistory:
         """The sheet in force at `when`."""
         return self._sheets[bisect_right(self._starts, when)]
 
+    def changes_between(self, start: datetime, end: datetime) -> list[datetime]:
+        """The instants in (start, end) at which another sheet comes into force."""
+        return [at for at in self._starts if start < at < end]
+
     @property
     def current(self) -> BillingPriceSheet:
         """The sheet with every change made so far."""

@@ -4,7 +4,8 @@ and show customers their own usage and invoices only."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -28,6 +29,7 @@ from hcp.billing import (
 from hcp.domain.catalog import gpu_families, gpu_model
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import Forbidden, NotFound, ValidationError
+from hcp.domain.fleet import Device
 from hcp.domain.identity import Principal
 from hcp.domain.workloads import StateChange, Workload, WorkloadClass, WorkloadEvent
 from hcp.services.ports import Clock, UnitOfWorkFactory
@@ -67,12 +69,36 @@ def _run(
     return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop, tier)
 
 
-def family_of(w: Workload, gpu_models: Mapping[str, str]) -> str:
-    """The GPU family `w` runs on: the one it asked for, else that of the GPUs it holds."""
+def family_of(
+    w: Workload,
+    gpu_models: Mapping[str, str],
+    site_families: Mapping[str, Collection[str]] | None = None,
+) -> str:
+    """The GPU family `w` runs on: the one it asked for, else that of the GPUs it holds, else
+    (it let them go when its run ended) the one family its site hosts, in `site_families`."""
     if w.requirements.gpu_type:
         return w.requirements.gpu_type
     held = [gpu_models[g] for g in w.gpu_ids if g in gpu_models]
-    return gpu_model(held[0]).family if held else DEFAULT_FAMILY
+    if held:
+        return gpu_model(held[0]).family
+    hosted = (site_families or {}).get(w.site_id or "", ())
+    return next(iter(hosted)) if len(hosted) == 1 else DEFAULT_FAMILY
+
+
+def families_by_site(gpus: Iterable[Device]) -> dict[str, frozenset[str]]:
+    """The GPU families each site hosts."""
+    found: dict[str, set[str]] = {}
+    for d in gpus:
+        found.setdefault(d.site_id, set()).add(gpu_model(d.model_name).family)
+    return {site: frozenset(families) for site, families in found.items()}
+
+
+def _possible(sample: PowerSample) -> bool:
+    return math.isfinite(sample.power_w) and sample.power_w >= 0
+
+
+def _ended_before(run: Run, at: datetime) -> bool:
+    return run.stopped_at is not None and run.stopped_at < at
 
 
 class PowerSource(Protocol):
@@ -135,21 +161,27 @@ class BillingService:
         start: datetime,
         end: datetime,
         rt_price_usd_per_mwh: float | None,
-        only: Collection[str] | None = None,
+        vouched: Collection[str] | None = None,
     ) -> int:
-        """Store the usage of every workload (of those in `only`, when given) that held GPUs in
-        [start, end); how many records were new (metering the same interval again adds
-        nothing)."""
+        """Store the usage of every workload that held GPUs in [start, end); how many records
+        were new (metering the same interval again adds nothing). Records end at month starts
+        and at price changes, so each is priced at the sheet in force for all of its time.
+
+        With `vouched`, a run the store holds no end for before `end` is billed only for the
+        workloads in it (their nodes vouch that it ran on); a run stored as ended before then
+        is billed up to its end either way, as the platform recorded it while it watched."""
+        price_changes = self.history.changes_between(start, end)
         with self._uow() as uow:
-            gpu_models = {d.id: d.model_name for d in uow.fleet.devices(kind=DeviceKind.GPU)}
+            gpus = uow.fleet.devices(kind=DeviceKind.GPU)
+            gpu_models = {d.id: d.model_name for d in gpus}
+            site_families = families_by_site(gpus)
             touched = uow.workloads.touched_since(start)
-            if only is not None:
-                touched = [w for w in touched if w.id in only]
             histories = uow.workloads.histories([w.id for w in touched])
             runs = [
                 run
                 for w in touched
-                for run in runs_of(w, histories[w.id], family_of(w, gpu_models))
+                for run in runs_of(w, histories[w.id], family_of(w, gpu_models, site_families))
+                if vouched is None or w.id in vouched or _ended_before(run, end)
             ]
             price = (
                 None
@@ -159,7 +191,7 @@ class BillingService:
             samples = self._samples(runs, start, end)
             records = [
                 record
-                for piece_start, piece_end in month_pieces(start, end)
+                for piece_start, piece_end in month_pieces(start, end, price_changes)
                 for record in meter_interval(
                     runs, piece_start, piece_end, samples, rt_price_usd_per_mwh=price
                 )
@@ -175,15 +207,31 @@ class BillingService:
         if self._power is None or not runs:
             return {}
         gpu_ids = sorted({g for run in runs for g in run.gpu_ids})
-        return self._power.power_samples(gpu_ids, start - LOOK_BACK, end)
+        found = self._power.power_samples(gpu_ids, start - LOOK_BACK, end)
+        # A reading no power can have (a device's glitch) is left out, not trusted: raising on
+        # it would stop every workload's metering, each tick while it is in the window.
+        usable = {g: [s for s in samples if _possible(s)] for g, samples in found.items()}
+        dropped = sum(len(found[g]) - len(usable[g]) for g in found)
+        if dropped:
+            log.warning("metering: %d impossible GPU power readings left out", dropped)
+        return usable
 
     def usage(
         self, principal: Principal, month: str, customer_id: str | None = None
     ) -> list[UsageRecord]:
         """A month's usage: the caller's own for a customer, anyone's (or one's) for staff."""
         start, end = parse_month(month)
+        scope = self._scope(principal, customer_id)
         with self._uow() as uow:
-            return uow.billing.usage(start, end, self._scope(principal, customer_id))
+            if scope is not None and uow.customers.get(scope) is None:
+                raise NotFound("customer", scope)  # a mistyped id is not a customer at rest
+            return uow.billing.usage(start, end, scope)
+
+    def max_prices(self, workload_ids: Sequence[str]) -> dict[str, Decimal]:
+        """The most each of these workloads' customers agreed to pay per GPU-hour, by workload
+        id (those without a max are left out): invoices bill no GPU-hour above it."""
+        with self._uow() as uow:
+            return uow.workloads.max_prices(workload_ids)
 
     def usage_csv(self, principal: Principal, month: str, customer_id: str | None = None) -> str:
         return usage_csv(self.usage(principal, month, customer_id))

@@ -221,6 +221,8 @@ class ControlLoop:
         has stopped): a workload its nodes still run or finished (then up to the instant they
         give) is billed for that time; one they no longer know (the platform's own simulated
         nodes died with it) or could not be asked about is not, since nothing shows it ran.
+        Work stored as ended meanwhile (a poll saw it finish after the last metering, a
+        customer cancelled it) is billed up to its stored end, whatever the nodes say now.
         Metered past this loop's start already, the store is where this loop's metering
         carries on from."""
         self._resuming = True
@@ -231,8 +233,13 @@ class ControlLoop:
             self._on_nodes.update(report.on_nodes)
 
     async def _meter(self, price: float | None) -> int:
-        """Bill the time since the last metering (a rerun of the same interval adds nothing)."""
-        if self._resuming and self._followed and self._billing is not None:
+        """Bill the time since the last metering (a rerun of the same interval adds nothing).
+        Resuming, nothing is billed before the nodes were asked: this loop's own records
+        would put the store's last metered instant past its start, and the time no loop ran
+        would be taken as metered."""
+        if self._resuming and not self._followed:
+            return 0
+        if self._resuming and self._billing is not None:
             self._resuming = False
             vouched, self._on_nodes = frozenset(self._on_nodes), set()
             try:
@@ -242,7 +249,8 @@ class ControlLoop:
         return await self._meter_since_last(price)
 
     async def _meter_unseen(self, vouched: frozenset[str]) -> None:
-        """Bill [the store's last metered instant, this loop's start) for `vouched` work."""
+        """Bill [the store's last metered instant, this loop's start) for `vouched` work, and
+        for work the store holds as ended in it (recorded then, so never asked about again)."""
         billing = self._billing
         assert billing is not None
         since = await asyncio.to_thread(self._stored_metered_until)

@@ -419,13 +419,19 @@ def usage_rows(records: Sequence[UsageRecord]) -> list[UsageRow]:
 
 
 def charges(
-    records: Sequence[UsageRecord], month: str, sheet: BillingPriceSheet | PriceHistory
+    records: Sequence[UsageRecord],
+    month: str,
+    sheet: BillingPriceSheet | PriceHistory,
+    max_prices: Mapping[str, Decimal] | None = None,
 ) -> Spend:
-    """GPU-hours and what they cost so far in `month`, priced as the invoices will be."""
+    """GPU-hours and what they cost so far in `month`, priced as the invoices will be (each
+    workload at most its max price per GPU-hour, from `max_prices` by workload id)."""
     customers = sorted({r.customer_id for r in records})
     usd = sum(
         (
-            build_invoice(c, month, [r for r in records if r.customer_id == c], sheet).total
+            build_invoice(
+                c, month, [r for r in records if r.customer_id == c], sheet, max_prices
+            ).total
             for c in customers
         ),
         Decimal(0),
@@ -545,12 +551,23 @@ class DashboardService:
 
     def _charges(self, principal: Principal, month: str, sources: Sources) -> Spend:
         assert sources.billing is not None
-        return charges(sources.billing.usage(principal, month), month, self.history(sources))
+        records = sources.billing.usage(principal, month)
+        return charges(records, month, self.history(sources), self.max_prices(records, sources))
 
     def sheet(self, sources: Sources) -> BillingPriceSheet:
         """The billing service's price sheet, or the default one it starts with."""
         sheet = getattr(sources.billing, "sheet", None)
         return sheet if isinstance(sheet, BillingPriceSheet) else DEFAULT_BILLING_SHEET
+
+    @staticmethod
+    def max_prices(records: Sequence[UsageRecord], sources: Sources) -> Mapping[str, Decimal]:
+        """The max prices per GPU-hour of the workloads in `records` that have one, as the
+        invoices cap them (none where the billing service does not know them)."""
+        read = getattr(sources.billing, "max_prices", None)
+        if read is None or not records:
+            return {}
+        found: Mapping[str, Decimal] = read(sorted({r.workload_id for r in records}))
+        return found
 
     def history(self, sources: Sources) -> BillingPriceSheet | PriceHistory:
         """The billing service's prices over time (what usage is priced at), or the default
@@ -640,7 +657,8 @@ class DashboardService:
     def _usage(self, principal: Principal, month: str, sources: Sources) -> UsageSummary:
         assert sources.billing is not None
         records = sources.billing.usage(principal, month)
-        return UsageSummary(usage_rows(records), charges(records, month, self.history(sources)))
+        spend = charges(records, month, self.history(sources), self.max_prices(records, sources))
+        return UsageSummary(usage_rows(records), spend)
 
     def _invoices(self, principal: Principal, sources: Sources) -> list[Invoice]:
         assert sources.billing is not None

@@ -11,8 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import Executable
 
 from hcp.adapters.db.engine import chunked
 from hcp.adapters.db.tables import (
@@ -922,11 +924,18 @@ class SqlBilling:
         return [_usage(r) for r in self._s.scalars(query.order_by(u.interval_start, u.workload_id))]
 
     def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
+        # The invoice's row is stored (unless it is already) and held before its lines are
+        # replaced: an issue of the same invoice racing this one is waited for, and the lines
+        # it stored are seen and replaced, never kept beside these.
+        values: dict[str, object] = {"id": invoice.id, "customer_id": invoice.customer_id}
+        values |= {"month": invoice.month, "total": invoice.total, "status": "issued"}
+        values |= {"created_at": created_at, "currency": "USD"}
+        self._s.execute(_insert_unless_stored(self._s, InvoiceRow, values))
+        row = self._s.get(InvoiceRow, invoice.id, with_for_update=True, populate_existing=True)
+        if row is None:  # the month's invoice is stored under another id
+            month = f"{invoice.customer_id}'s invoice for {invoice.month}"
+            raise Conflict(f"{month} is stored under another id than {invoice.id}")
         self._s.execute(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id == invoice.id))
-        row = self._s.get(InvoiceRow, invoice.id)
-        if row is None:
-            row = InvoiceRow(id=invoice.id, customer_id=invoice.customer_id, month=invoice.month)
-            self._s.add(row)
         row.total, row.status, row.created_at, row.currency = (
             invoice.total,
             "issued",
@@ -987,6 +996,16 @@ class SqlBilling:
             for r in self._s.scalars(query)
         )
         return Invoice(row.id, row.customer_id, row.month, lines, round_money(row.total))
+
+
+def _insert_unless_stored(
+    session: Session, table: type[Base], values: Mapping[str, object]
+) -> Executable:
+    """An INSERT of `values` that does nothing where a row with one of their unique keys is
+    stored (after waiting for a racing transaction that is storing one)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).values(values).on_conflict_do_nothing()
+    return sqlite.insert(table).values(values).on_conflict_do_nothing()
 
 
 def _usage_row(r: UsageRecord) -> dict[str, object]:
