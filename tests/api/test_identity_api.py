@@ -254,3 +254,73 @@ def test_an_admin_cannot_disable_itself() -> None:
     service = IdentityService(lambda: None, ManualClock(datetime(2025, 1, 1, tzinfo=UTC)), None)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="its own user"):
         service.update_user(me, "user-me", disabled=True)
+
+
+def test_admins_set_a_customers_fair_share_weight_and_gpu_quota(api: Api) -> None:
+    created = api.client.post(
+        "/api/v1/customers",
+        json={"customer_id": "acme", "name": "Acme", "weight": 2.5, "gpu_quota": 4},
+        headers=api.admin,
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json()["weight"], created.json()["gpu_quota"]) == (2.5, 4)
+    with api.runtime.unit_of_work() as uow:
+        stored = uow.customers.get("acme")
+    assert stored is not None and (stored.weight, stored.gpu_quota) == (2.5, 4)
+
+    url = "/api/v1/customers/acme"
+    renamed = api.client.patch(url, json={"name": "Acme Corp"}, headers=api.admin).json()
+    assert (renamed["name"], renamed["weight"], renamed["gpu_quota"]) == ("Acme Corp", 2.5, 4)
+    raised = api.client.patch(url, json={"gpu_quota": 16, "weight": 1}, headers=api.admin)
+    assert (raised.json()["weight"], raised.json()["gpu_quota"]) == (1.0, 16)
+    lifted = api.client.patch(url, json={"gpu_quota": None}, headers=api.admin).json()
+    assert lifted["gpu_quota"] is None and lifted["weight"] == 1.0
+    listed = api.client.get("/api/v1/customers", headers=api.admin).json()
+    assert {"customer_id": "acme", "gpu_quota": None}.items() <= next(
+        c for c in listed if c["customer_id"] == "acme"
+    ).items()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"weight": 0}, "weight"),
+        ({"weight": -1}, "weight"),
+        ({"weight": 1e9}, "weight"),
+        ({"gpu_quota": 0}, "gpu_quota"),
+        ({"gpu_quota": "many"}, "gpu_quota"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_weight_or_quota_is_a_422_naming_it(
+    api: Api, body: dict[str, object], field: str
+) -> None:
+    for method, url, payload in (
+        ("POST", "/api/v1/customers", {"customer_id": "acme", **body}),
+        ("PATCH", "/api/v1/customers/cust-001", body),
+    ):
+        answer = api.client.request(method, url, json=payload, headers=api.admin)
+        assert answer.status_code == 422, (method, answer.text)
+        assert [f["field"] for f in answer.json()["fields"]] == [field]
+    with api.runtime.unit_of_work() as uow:
+        assert uow.customers.get("acme") is None
+        kept = uow.customers.get("cust-001")
+    assert kept is not None and (kept.weight, kept.gpu_quota) == (1.0, None)
+
+
+def test_changing_an_unknown_customer_is_a_404(api: Api) -> None:
+    answer = api.client.patch("/api/v1/customers/nobody", json={"weight": 2}, headers=api.admin)
+    assert answer.status_code == 404 and "nobody" in answer.json()["message"]
+
+
+def test_a_quota_set_through_the_api_bounds_the_next_submissions(api: Api) -> None:
+    def submit(gpus: int) -> int:
+        body = {"workload_type": "ai_training", "requirements": {"gpu_count": gpus}}
+        return api.client.post("/api/v1/workloads", json=body, headers=api.customer).status_code
+
+    assert submit(3) == 201
+    cut = api.client.patch("/api/v1/customers/cust-001", json={"gpu_quota": 2}, headers=api.admin)
+    assert cut.status_code == 200
+    api.clock.advance(timedelta(seconds=11))  # past the quota's cache (CAPACITY_TTL)
+    assert submit(3) == 422
+    assert submit(2) == 201

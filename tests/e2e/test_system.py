@@ -177,6 +177,15 @@ def test_cli_manages_customers_users_and_keys(tmp_path: Path) -> None:
 
     assert run("db", "upgrade").returncode == 0
     assert run("customers", "create", "acme", "--name", "Acme").stdout.split()[0] == "acme"
+    quota = run("customers", "set", "acme", "--weight", "3", "--gpu-quota", "8")
+    assert "weight 3  GPU quota 8" in quota.stdout, quota.stderr
+    rows = [line.split("│") for line in run("customers", "list").stdout.splitlines()]
+    cells = [[cell.strip() for cell in row[1:-1]] for row in rows if len(row) > 2]
+    assert [c[:4] for c in cells if c[0] == "acme"] == [["acme", "Acme", "3", "8"]]
+    assert "no GPU quota" in run("customers", "set", "acme", "--no-gpu-quota").stdout
+    refused = run("customers", "set", "acme", "--gpu-quota", "0")
+    assert refused.returncode == 1 and "gpu_quota" in refused.stderr
+    assert run("customers", "set", "acme").returncode == 2  # nothing to change
     user = run(
         "users",
         "create",

@@ -106,6 +106,8 @@ MATRIX: tuple[Row, ...] = (
         {"disabled": False}),
     row("GET /customers",                                        401, 200, 200, 200, 200),
     row("POST /customers",                                       401, 403, 403, 403, 201, CUSTOMER),
+    row("PATCH /customers/{customer_id}",                        401, 403, 403, 403, 200,
+        {"weight": 2}),
     row("GET /billing/usage?month={month}",                      401, 200, 200, 200, 200),
     row("GET /billing/usage?month={month}&customer_id={customer_id}", 401, 200, 200, 200, 200),
     row("GET /billing/usage.csv?month={month}",                  401, 200, 200, 200, 200),

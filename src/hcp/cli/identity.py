@@ -18,7 +18,8 @@ from rich.table import Table
 from hcp.cli.database import database_errors, require_existing, require_migrated
 from hcp.cli.settings import load_settings
 from hcp.domain.errors import HcpError, NotFound
-from hcp.domain.identity import Principal, Role
+from hcp.domain.identity import Customer, Principal, Role
+from hcp.services.identity import UNSET, Unset
 from hcp.services.platform import Platform
 
 SYSTEM = Principal(key_id="cli", role=Role.ADMIN, customer_id=None)
@@ -103,12 +104,65 @@ def set_password(
     console.print(f"{user.id}  {user.email}  password set; its sessions ended")
 
 
+_WEIGHT_HELP = "fair-share weight: its share of contended GPUs against other customers'"
+_QUOTA_HELP = "most GPUs it may hold at once"
+
+
 @customers.command("create")
-def create_customer(customer_id: str, name: str = typer.Option("", help="display name")) -> None:
+def create_customer(
+    customer_id: str,
+    name: str = typer.Option("", help="display name"),
+    weight: float = typer.Option(1.0, help=_WEIGHT_HELP),
+    gpu_quota: int | None = typer.Option(None, help=f"{_QUOTA_HELP} (default: no quota)"),
+) -> None:
     """Create a customer."""
     with platform() as p:
-        customer = p.identity.create_customer(SYSTEM, customer_id, name)
-    console.print(f"{customer.id}  {customer.name}")
+        customer = p.identity.create_customer(SYSTEM, customer_id, name, weight, gpu_quota)
+    console.print(_customer_line(customer))
+
+
+@customers.command("set")
+def set_customer(
+    customer_id: str,
+    name: str | None = typer.Option(None, help="display name"),
+    weight: float | None = typer.Option(None, help=_WEIGHT_HELP),
+    gpu_quota: int | None = typer.Option(None, help=_QUOTA_HELP),
+    no_gpu_quota: bool = typer.Option(False, "--no-gpu-quota", help="lift its GPU quota"),
+) -> None:
+    """Rename a customer, or set its fair-share weight or GPU quota; the scheduler weighs the
+    new figures from its next tick."""
+    if gpu_quota is not None and no_gpu_quota:
+        raise typer.BadParameter("give --gpu-quota or --no-gpu-quota, not both")
+    if name is None and weight is None and gpu_quota is None and not no_gpu_quota:
+        raise typer.BadParameter("nothing to change: give --name, --weight or a GPU quota")
+    quota: int | Unset | None = (
+        None if no_gpu_quota else (UNSET if gpu_quota is None else gpu_quota)
+    )
+    with platform() as p:
+        customer = p.identity.update_customer(
+            SYSTEM, customer_id, name=name, weight=weight, gpu_quota=quota
+        )
+    console.print(_customer_line(customer))
+
+
+@customers.command("list")
+def list_customers() -> None:
+    """Every customer, with its fair-share weight and GPU quota."""
+    with platform() as p:
+        found = p.identity.customers(SYSTEM)
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=max((len(c.id) for c in found), default=2))
+    for header in ("name", "weight", "GPU quota", "created"):
+        table.add_column(header)
+    for c in found:
+        quota = "" if c.gpu_quota is None else str(c.gpu_quota)
+        table.add_row(c.id, c.name, f"{c.weight:g}", quota, f"{c.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+def _customer_line(customer: Customer) -> str:
+    quota = "no GPU quota" if customer.gpu_quota is None else f"GPU quota {customer.gpu_quota}"
+    return f"{customer.id}  {customer.name}  weight {customer.weight:g}  {quota}"
 
 
 def _days(value: float | None) -> float | None:

@@ -275,9 +275,29 @@ class UserOut(BaseModel):
 class CustomerIn(Strict):
     customer_id: str = Field(..., min_length=1, max_length=64)
     name: str = Field("", max_length=200)
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=1_000,
+        allow_inf_nan=False,
+        description="fair-share weight: the customer's share of contended GPUs against others'",
+    )
+    gpu_quota: int | None = Field(
+        None, ge=1, le=1_000_000, description="most GPUs it may hold at once (null: no quota)"
+    )
+
+
+class CustomerPatch(Strict):
+    """What to change; a field left out stays. `gpu_quota: null` lifts the quota."""
+
+    name: str | None = Field(None, max_length=200)
+    weight: float | None = Field(None, gt=0, le=1_000, allow_inf_nan=False)
+    gpu_quota: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class CustomerOut(BaseModel):
     customer_id: str
     name: str
     created_at: datetime
+    weight: float
+    gpu_quota: int | None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import Enum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -31,6 +33,17 @@ SESSION_TTL = timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CUSTOMER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
+MAX_WEIGHT = 1_000.0
+"""The largest fair-share weight: a thousand times the default share is plenty."""
+
+
+class Unset(Enum):
+    """A field a change leaves as it is (where None has a meaning of its own)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 # Test runs hash with the cheapest Argon2 settings (HCP_ENV=test): production strength costs
 # a third of a second per hash, thousands of times over in the suite.
 FAST_TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -65,13 +78,25 @@ class IdentityService:
 
     # customers and users -------------------------------------------------------------------
 
-    def create_customer(self, principal: Principal, customer_id: str, name: str) -> Customer:
+    def create_customer(
+        self,
+        principal: Principal,
+        customer_id: str,
+        name: str,
+        weight: float = 1.0,
+        gpu_quota: int | None = None,
+    ) -> Customer:
+        """Store a customer with its fair-share `weight` (its share of contended GPUs against
+        other customers') and `gpu_quota` (most GPUs it may hold at once; None: no quota)."""
         require_admin(principal, "create customers")
         if not _CUSTOMER_ID.match(customer_id):
             raise ValidationError(
                 "customer_id", "2-64 of a-z, 0-9, '-' and '_', starting alphanumeric"
             )
-        customer = Customer(customer_id, name.strip() or customer_id, self._clock.now())
+        _check_share(weight, gpu_quota)
+        customer = Customer(
+            customer_id, name.strip() or customer_id, self._clock.now(), weight, gpu_quota
+        )
         exists = ValidationError("customer_id", f"customer {customer_id!r} exists")
         with self._uow() as uow:
             if uow.customers.get(customer_id) is not None:
@@ -82,6 +107,35 @@ class IdentityService:
             except Duplicate:  # created by a request that raced this one
                 raise exists from None
         return customer
+
+    def update_customer(
+        self,
+        principal: Principal,
+        customer_id: str,
+        *,
+        name: str | None = None,
+        weight: float | None = None,
+        gpu_quota: int | Unset | None = UNSET,
+    ) -> Customer:
+        """Rename a customer, or set its fair-share weight or GPU quota (admins only; `None`
+        for `gpu_quota` lifts the quota, `UNSET` leaves it). The scheduler weighs the new
+        figures from its next tick; submissions check a new quota within
+        `services.workloads.CAPACITY_TTL`."""
+        require_admin(principal, "change customers")
+        with self._uow() as uow:
+            customer = uow.customers.get(customer_id)
+            if customer is None:
+                raise NotFound("customer", customer_id)
+            changed = replace(
+                customer,
+                name=customer.name if name is None else (name.strip() or customer.id),
+                weight=customer.weight if weight is None else weight,
+                gpu_quota=customer.gpu_quota if isinstance(gpu_quota, Unset) else gpu_quota,
+            )
+            _check_share(changed.weight, changed.gpu_quota)
+            uow.customers.update(changed)
+            uow.commit()
+        return changed
 
     def customers(self, principal: Principal) -> list[Customer]:
         with self._uow() as uow:
@@ -298,6 +352,14 @@ class IdentityService:
         self._auth.forget()
         assert revoked is not None
         return revoked
+
+
+def _check_share(weight: float, gpu_quota: int | None) -> None:
+    """A fair-share weight above 0 and at most MAX_WEIGHT; a GPU quota of at least 1."""
+    if not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT):
+        raise ValidationError("weight", f"a number above 0 and at most {MAX_WEIGHT:g}")
+    if gpu_quota is not None and gpu_quota < 1:
+        raise ValidationError("gpu_quota", "at least 1 GPU (null: no quota)")
 
 
 def _may_manage_key(principal: Principal, key: ApiKey) -> bool:

@@ -396,6 +396,13 @@ class SqlCustomers:
         )
         _flush(self._s)  # keys and workloads reference the customer
 
+    def update(self, customer: Customer) -> None:
+        row = self._s.get(CustomerRow, customer.id)
+        if row is None:
+            raise NotFound("customer", customer.id)
+        row.name, row.weight, row.gpu_quota = customer.name, customer.weight, customer.gpu_quota
+        _flush(self._s)
+
     def get(self, customer_id: str) -> Customer | None:
         r = self._s.get(CustomerRow, customer_id)
         return None if r is None else _customer(r)

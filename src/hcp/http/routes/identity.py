@@ -9,6 +9,7 @@ from hcp.http.deps import CurrentPrincipal, PlatformDep
 from hcp.http.schemas import (
     CustomerIn,
     CustomerOut,
+    CustomerPatch,
     KeyCreated,
     KeyIn,
     KeyOut,
@@ -16,6 +17,7 @@ from hcp.http.schemas import (
     UserOut,
     UserPatch,
 )
+from hcp.services.identity import UNSET, Unset
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -87,8 +89,25 @@ def list_customers(platform: PlatformDep, caller: CurrentPrincipal) -> list[Cust
 def create_customer(
     body: CustomerIn, platform: PlatformDep, caller: CurrentPrincipal
 ) -> CustomerOut:
-    """Create a customer (admins only)."""
-    return customer_out(platform.identity.create_customer(caller, body.customer_id, body.name))
+    """Create a customer (admins only), with its fair-share weight and GPU quota."""
+    customer = platform.identity.create_customer(
+        caller, body.customer_id, body.name, body.weight, body.gpu_quota
+    )
+    return customer_out(customer)
+
+
+@router.patch("/customers/{customer_id}", response_model=CustomerOut)
+def update_customer(
+    customer_id: str, body: CustomerPatch, platform: PlatformDep, caller: CurrentPrincipal
+) -> CustomerOut:
+    """Rename a customer, or set its fair-share weight or GPU quota (admins only); a field
+    left out stays, `"gpu_quota": null` lifts the quota. The scheduler weighs the new figures
+    from its next tick."""
+    quota: int | Unset | None = body.gpu_quota if "gpu_quota" in body.model_fields_set else UNSET
+    customer = platform.identity.update_customer(
+        caller, customer_id, name=body.name, weight=body.weight, gpu_quota=quota
+    )
+    return customer_out(customer)
 
 
 def key_out(k: ApiKey) -> KeyOut:
@@ -117,4 +136,10 @@ def user_out(u: User) -> UserOut:
 
 
 def customer_out(c: Customer) -> CustomerOut:
-    return CustomerOut(customer_id=c.id, name=c.name, created_at=c.created_at)
+    return CustomerOut(
+        customer_id=c.id,
+        name=c.name,
+        created_at=c.created_at,
+        weight=c.weight,
+        gpu_quota=c.gpu_quota,
+    )
