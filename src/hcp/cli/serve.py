@@ -298,7 +298,7 @@ async def _control_site(runtime: bootstrap.Runtime, speed: float, live: bootstra
 
 
 def _announce(settings: Settings, keys: dict[str, str] | None, serving: bool = True) -> None:
-    url = f"http://{settings.host}:{settings.port}"
+    url = settings.api_url
     if serving:
         typer.echo(f"HCP {settings.env} on {url}  (API docs: {url}/docs)")
     if keys:
