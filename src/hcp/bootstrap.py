@@ -206,8 +206,9 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
         if change.kept is not None:
             message = (
                 f"the database holds site {spec.site.id} with {change.kept}; a site is not "
-                "shrunk or rearranged (its devices have history): use another database "
-                "(HCP_DATABASE_URL) for that site"
+                "shrunk or rearranged (its devices have history): give that site its own var "
+                "dir (HCP_VAR_DIR, which holds its SQLite database and demo keys), or its own "
+                "HCP_DATABASE_URL and HCP_VAR_DIR"
             )
             if fleet_asked:
                 raise FleetMismatch(message)

@@ -66,6 +66,15 @@ def test_a_smaller_fleet_asked_on_the_command_line_is_refused(tmp_path: Path) ->
     assert (unchanged["asic"], unchanged["gpu"]) == (50, 10)
 
 
+def test_the_refusal_points_at_a_var_dir_of_its_own(tmp_path: Path) -> None:
+    """It said "use another database (HCP_DATABASE_URL)": a database of its own in the same
+    var dir makes its first-start keys over that var dir's demo-keys.json, whose keys (shown
+    once) belong to the first database."""
+    prepared(tmp_path, site_asics=50, site_gpus=10)
+    with pytest.raises(bootstrap.FleetMismatch, match=r"its own var dir \(HCP_VAR_DIR"):
+        prepared(tmp_path, fleet_asked=BOTH, site_asics=10, site_gpus=10)
+
+
 def test_a_smaller_fleet_from_the_settings_keeps_the_stored_site(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
