@@ -272,3 +272,48 @@ def test_a_refused_start_stores_no_clock_anchor(tmp_path: Path) -> None:
         assert SqlClockAnchors(runtime.engine, settings.site_id).load() == before
     finally:
         runtime.close()
+
+
+def test_a_devices_file_that_does_not_fit_the_site_is_refused_before_anything_is_stored(
+    tmp_path: Path,
+) -> None:
+    """`HCP_DEVICES_FILE` listing 1 miner for a site of 50: hcp up stopped with 'asics.addresses
+    lists 1 miners; the site has 50' only after it had stored the site and made the demo keys
+    and logins, which it never printed (a first start that did not happen)."""
+    from hcp.adapters.devices.site_file import load_device_file
+    from hcp.domain.errors import DataError
+
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[asics]\naddresses = ["10.0.0.1:4028"]\n')
+    var = tmp_path / "var"
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", var, site_asics=50)
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        with pytest.raises(DataError, match=r"asics\.addresses lists 1 miners; the site has 50"):
+            bootstrap.prepare(runtime, device_file=load_device_file(devices))
+        with runtime.unit_of_work() as uow:
+            assert uow.fleet.site(settings.site_id) is None
+            assert uow.fleet.devices(site_id=settings.site_id) == []
+            assert uow.api_keys.all() == []
+        assert not (var / "demo-keys.json").exists()
+    finally:
+        runtime.close()
+
+
+def test_a_devices_file_is_measured_against_the_miners_a_stored_site_keeps(tmp_path: Path) -> None:
+    from hcp.adapters.devices.site_file import load_device_file
+    from hcp.domain.errors import DataError
+
+    prepared(tmp_path, site_asics=50, site_gpus=10)
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", site_asics=20)
+    listed = tmp_path / "listed.toml"
+    listed.write_text(f"[asics]\naddresses = {[f'10.0.0.{i}:4028' for i in range(20)]}\n")
+    ports = tmp_path / "ports.toml"
+    ports.write_text('[asics]\nhost = "127.0.0.1"\nfirst_port = 14028\n')
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        with pytest.raises(DataError, match=r"lists 20 miners; the site has 50"):
+            bootstrap.prepare(runtime, device_file=load_device_file(listed))
+        assert bootstrap.prepare(runtime, device_file=load_device_file(ports)) is None
+    finally:
+        runtime.close()
