@@ -186,14 +186,20 @@ class FleetMismatch(HcpError):
     """The stored site holds more or other devices than the fleet size asked for."""
 
 
-def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> dict[str, str] | None:
+def prepare(
+    runtime: Runtime,
+    *,
+    fleet_asked: Collection[DeviceKind] = (),
+    device_file: DeviceFile | None = None,
+) -> dict[str, str] | None:
     """Migrate, provision the simulated site (a stored one grows to the settings), and on
     first start create the demo keys.
 
     `fleet_asked` holds the kinds whose count the user gave on the command line. A stored
     site with more devices of another kind keeps them; with more of a kind asked for, or
     other models, or GPUs laid out otherwise, it is kept as it is, with a warning, or with
-    `fleet_asked` a FleetMismatch, raised before anything is written.
+    `fleet_asked` a FleetMismatch, raised before anything is written; so is the DataError of
+    a `device_file` that cannot place the site's miners.
     Returns the new keys ({"admin": ..., "customer": ...}) when they were created now.
     """
     upgrade(runtime.engine)
@@ -202,12 +208,15 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
     now = runtime.clock.now()
     unasked = [kind for kind in DeviceKind if kind not in fleet_asked]
     with runtime.unit_of_work() as uow:
+        stored = uow.fleet.devices(site_id=spec.site.id)
+        held = sum(d.kind is DeviceKind.ASIC for d in stored)
         change = provision_site(uow, spec, now, keep_larger=unasked)
         if change.kept is not None:
             message = (
                 f"the database holds site {spec.site.id} with {change.kept}; a site is not "
-                "shrunk or rearranged (its devices have history): use another database "
-                "(HCP_DATABASE_URL) for that site"
+                "shrunk or rearranged (its devices have history): give that site its own var "
+                "dir (HCP_VAR_DIR, which holds its SQLite database and demo keys), or its own "
+                "HCP_DATABASE_URL and HCP_VAR_DIR"
             )
             if fleet_asked:
                 raise FleetMismatch(message)
@@ -218,6 +227,9 @@ def prepare(runtime: Runtime, *, fleet_asked: Collection[DeviceKind] = ()) -> di
             log.info("site %s now has %s", spec.site.id, change.changed)
         if change.added and not change.created:
             log.info("site %s: %d devices added to the stored site", spec.site.id, change.added)
+        if device_file is not None:  # the miners the site has now: grown, or kept as stored
+            miners = held if change.kept is not None else max(held, spec.asics)
+            device_file.miner_addresses(miners)
         uow.commit()
     publish_clock(runtime)
     return _ensure_demo_keys(runtime, now)

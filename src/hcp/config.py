@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def api_url(self) -> str:
+        """Where a client on this host reaches the API: loopback when it listens on every
+        interface (an empty host), an IPv6 address in brackets."""
+        host = self.host or "127.0.0.1"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
     def effective_database_url(self) -> str:
         """The configured URL, or a SQLite file under var_dir."""
         return self.database_url or f"sqlite:///{self.var_dir / 'hcp.db'}"

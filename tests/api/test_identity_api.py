@@ -153,6 +153,17 @@ def test_rate_limit_answers_429_with_retry_after(api: Api) -> None:
     assert api.client.get("/api/v1/queue/depth", headers=api.customer).status_code == 200
 
 
+def test_a_rate_limited_answer_tells_the_wait_its_retry_after_header_does(api: Api) -> None:
+    """At 50 requests a second the next one was 0.02 s away and the body said 'retry in
+    0.0 s' beside Retry-After: 1."""
+    limiter = api.runtime.platform.rate_limiter
+    limiter.per_second, limiter.burst = 50.0, 1
+    assert api.client.get("/api/v1/queue/depth", headers=api.customer).status_code == 200
+    limited = api.client.get("/api/v1/queue/depth", headers=api.customer)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
+    assert limited.json()["message"] == "rate limit exceeded; retry in 1 s"
+
+
 def test_rate_limiter_refills_over_time() -> None:
     limiter = RateLimiter(per_second=2.0, burst=2)
     t0 = datetime(2025, 1, 1, tzinfo=UTC)

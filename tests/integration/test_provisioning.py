@@ -66,6 +66,15 @@ def test_a_smaller_fleet_asked_on_the_command_line_is_refused(tmp_path: Path) ->
     assert (unchanged["asic"], unchanged["gpu"]) == (50, 10)
 
 
+def test_the_refusal_points_at_a_var_dir_of_its_own(tmp_path: Path) -> None:
+    """It said "use another database (HCP_DATABASE_URL)": a database of its own in the same
+    var dir makes its first-start keys over that var dir's demo-keys.json, whose keys (shown
+    once) belong to the first database."""
+    prepared(tmp_path, site_asics=50, site_gpus=10)
+    with pytest.raises(bootstrap.FleetMismatch, match=r"its own var dir \(HCP_VAR_DIR"):
+        prepared(tmp_path, fleet_asked=BOTH, site_asics=10, site_gpus=10)
+
+
 def test_a_smaller_fleet_from_the_settings_keeps_the_stored_site(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -261,5 +270,50 @@ def test_a_refused_start_stores_no_clock_anchor(tmp_path: Path) -> None:
         with pytest.raises(bootstrap.FleetMismatch):
             bootstrap.prepare(runtime, fleet_asked=(DeviceKind.ASIC,))
         assert SqlClockAnchors(runtime.engine, settings.site_id).load() == before
+    finally:
+        runtime.close()
+
+
+def test_a_devices_file_that_does_not_fit_the_site_is_refused_before_anything_is_stored(
+    tmp_path: Path,
+) -> None:
+    """`HCP_DEVICES_FILE` listing 1 miner for a site of 50: hcp up stopped with 'asics.addresses
+    lists 1 miners; the site has 50' only after it had stored the site and made the demo keys
+    and logins, which it never printed (a first start that did not happen)."""
+    from hcp.adapters.devices.site_file import load_device_file
+    from hcp.domain.errors import DataError
+
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[asics]\naddresses = ["10.0.0.1:4028"]\n')
+    var = tmp_path / "var"
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", var, site_asics=50)
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        with pytest.raises(DataError, match=r"asics\.addresses lists 1 miners; the site has 50"):
+            bootstrap.prepare(runtime, device_file=load_device_file(devices))
+        with runtime.unit_of_work() as uow:
+            assert uow.fleet.site(settings.site_id) is None
+            assert uow.fleet.devices(site_id=settings.site_id) == []
+            assert uow.api_keys.all() == []
+        assert not (var / "demo-keys.json").exists()
+    finally:
+        runtime.close()
+
+
+def test_a_devices_file_is_measured_against_the_miners_a_stored_site_keeps(tmp_path: Path) -> None:
+    from hcp.adapters.devices.site_file import load_device_file
+    from hcp.domain.errors import DataError
+
+    prepared(tmp_path, site_asics=50, site_gpus=10)
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var", site_asics=20)
+    listed = tmp_path / "listed.toml"
+    listed.write_text(f"[asics]\naddresses = {[f'10.0.0.{i}:4028' for i in range(20)]}\n")
+    ports = tmp_path / "ports.toml"
+    ports.write_text('[asics]\nhost = "127.0.0.1"\nfirst_port = 14028\n')
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        with pytest.raises(DataError, match=r"lists 20 miners; the site has 50"):
+            bootstrap.prepare(runtime, device_file=load_device_file(listed))
+        assert bootstrap.prepare(runtime, device_file=load_device_file(ports)) is None
     finally:
         runtime.close()

@@ -119,3 +119,36 @@ def test_a_bad_config_file_is_named_with_its_line(tmp_path: Path, text: bytes, w
     code, output = run("keys", "list", env={"HCP_CONFIG": str(config)})
     assert code == 2
     assert output.startswith(f"hcp: bad configuration: {config}") and words in output
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("", "http://127.0.0.1:1"), ("::1", "http://[::1]:1"), ("127.0.0.1", "http://127.0.0.1:1")],
+)
+def test_the_api_url_from_the_bind_address_is_one_a_client_can_reach(host: str, url: str) -> None:
+    """HCP_HOST empty (all interfaces) made http://:PORT, and an IPv6 address a URL whose port
+    httpx could not parse (a traceback): the client calls loopback, and an IPv6 host in []."""
+    env = {"HCP_HOST": host, "HCP_PORT": "1", "HCP_API_KEY": "k", "HCP_URL": ""}
+    code, output = run("workloads", "list", env=env)
+    assert code == 1 and output.startswith(f"hcp: cannot reach {url}: "), output
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:notaport", "127.0.0.1:8080"])
+def test_a_bad_api_url_is_one_line(url: str) -> None:
+    code, output = run("workloads", "list", "--url", url, "--key", "k")
+    assert code == 1 and output.startswith(f"hcp: bad API URL {url}: "), output
+
+
+def test_a_placeholder_secret_outside_development_is_named_plainly() -> None:
+    code, output = run("keys", "list", env={"HCP_ENV": "production", "HCP_SECRET_KEY": "dev"})
+    assert code == 2
+    assert output.startswith("hcp: bad configuration: HCP_SECRET_KEY is a placeholder"), output
+
+
+def test_hcp_up_announces_a_url_a_browser_can_open(capsys: pytest.CaptureFixture[str]) -> None:
+    """With HCP_HOST empty it printed http://:PORT for the API, its docs and the login."""
+    from hcp.cli.serve import _announce
+    from hcp.config import Settings
+
+    _announce(Settings(host="", port=18080), None)
+    assert capsys.readouterr().out.startswith("HCP development on http://127.0.0.1:18080  (API")

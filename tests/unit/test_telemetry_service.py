@@ -336,3 +336,14 @@ def test_an_hour_step_over_the_last_hour_reads_the_last_closed_hour() -> None:
     assert point_count(end - timedelta(hours=1), end, timedelta(hours=1)) == 1
     assert point_count(end - timedelta(hours=1), end, timedelta(days=999_999_999)) == 1
     assert point_count(end - timedelta(minutes=59), end, timedelta(hours=1)) == 0
+
+
+@pytest.mark.parametrize("microsecond", [1, 123_456, 999_999])
+def test_the_last_hour_at_an_hour_step_reads_the_last_closed_hour_at_any_instant(
+    microsecond: int,
+) -> None:
+    """The clock gives microseconds: `from` (an hour before `to`) rounded up to the millisecond
+    and `to` rounded down made the window 1 ms short of an hour, and the API answered 422
+    ("none has closed") to `?step=1h` with the default window, the case the README names."""
+    end = datetime(2025, 6, 1, 12, 17, 5, microsecond, tzinfo=UTC)
+    assert point_count(end - timedelta(hours=1), end, timedelta(hours=1)) == 1

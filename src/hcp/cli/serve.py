@@ -63,7 +63,7 @@ def serve_platform(
                 )
                 raise typer.Exit(1)
             with database_errors(url):
-                keys = _prepare(runtime, asics, gpus)
+                keys = _prepare(runtime, asics, gpus, device_file)
             _announce(settings, keys)
             # Everything built so far lives as long as the process: out of every GC pass.
             gc.freeze()
@@ -81,7 +81,7 @@ def serve_controller(speed: float = 1.0, asics: int | None = None, gpus: int | N
 
     async def control() -> None:
         # Prepared anew on each lead: the store may have moved on while this one stood by.
-        keys = await asyncio.to_thread(_prepare, runtime, asics, gpus)
+        keys = await asyncio.to_thread(_prepare, runtime, asics, gpus, device_file)
         if keys:
             _announce(settings, keys, serving=False)
         await _control_site(runtime, speed, await bootstrap.start_live(runtime, device_file))
@@ -126,12 +126,15 @@ def _clock(device_file: DeviceFile | None, speed: float) -> Clock:
 
 
 def _prepare(
-    runtime: bootstrap.Runtime, asics: int | None, gpus: int | None
+    runtime: bootstrap.Runtime,
+    asics: int | None,
+    gpus: int | None,
+    device_file: DeviceFile | None = None,
 ) -> dict[str, str] | None:
     try:
         asked = {DeviceKind.ASIC: asics, DeviceKind.GPU: gpus}
         fleet_asked = [kind for kind, count in asked.items() if count is not None]
-        return bootstrap.prepare(runtime, fleet_asked=fleet_asked)
+        return bootstrap.prepare(runtime, fleet_asked=fleet_asked, device_file=device_file)
     except bootstrap.FleetMismatch as error:
         typer.secho(f"hcp: {error}", err=True, fg="red")
         raise typer.Exit(1) from None
@@ -303,7 +306,7 @@ async def _control_site(runtime: bootstrap.Runtime, speed: float, live: bootstra
 
 
 def _announce(settings: Settings, keys: dict[str, str] | None, serving: bool = True) -> None:
-    url = f"http://{settings.host}:{settings.port}"
+    url = settings.api_url
     if serving:
         typer.echo(f"HCP {settings.env} on {url}  (API docs: {url}/docs)")
     if keys:

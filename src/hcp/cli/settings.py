@@ -36,7 +36,8 @@ def _where(error: object, table: TomlTable | None) -> str:
     """One validation error, at its HCP_CONFIG line when the setting is in that file."""
     details = error if isinstance(error, dict) else {}
     key = ".".join(str(part) for part in details.get("loc", ()))
-    message = f"{key}: {details.get('msg', error)}"
+    text = str(details.get("msg", error)).removeprefix("Value error, ")
+    message = f"{key}: {text}" if key else text  # a rule over several settings names them
     if table is not None and key and table.has(key):
         return str(table.error(key, str(details.get("msg", error))))
     return message

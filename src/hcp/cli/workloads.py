@@ -57,9 +57,13 @@ def _hours(value: float | None) -> float | None:
 class ApiClient:
     def __init__(self, url: str | None, key: str | None, role: str) -> None:
         settings = load_settings()
-        self.base = (
-            url or os.environ.get("HCP_URL") or f"http://{settings.host}:{settings.port}"
-        ).rstrip("/")
+        self.base = (url or os.environ.get("HCP_URL") or settings.api_url).rstrip("/")
+        try:
+            parsed = httpx.URL(self.base)
+        except httpx.InvalidURL as exc:
+            _fail(f"bad API URL {self.base}: {exc}")
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            _fail(f"bad API URL {self.base}: expected http://HOST:PORT or https://HOST")
         self.key = key or os.environ.get("HCP_API_KEY") or _demo_key(settings.var_dir, role)
 
     def call(

@@ -70,9 +70,12 @@ async def _hcp_error(_request: Request, exc: Exception) -> JSONResponse:
         [{"field": exc.field, "message": exc.message}] if isinstance(exc, ValidationError) else []
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    message = str(exc)
     if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-    return JSONResponse(error_body(code, str(exc), fields), status_code=status, headers=headers)
+        wait = max(1, math.ceil(exc.retry_after_s))  # whole seconds, as Retry-After has them
+        headers = {"Retry-After": str(wait)}
+        message = f"rate limit exceeded; retry in {wait} s"
+    return JSONResponse(error_body(code, message, fields), status_code=status, headers=headers)
 
 
 async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:

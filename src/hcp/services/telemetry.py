@@ -191,7 +191,9 @@ class Buckets:
         width = resolution_for(step).width_ms
         start_ms = -(-(start - EPOCH) // _ONE_MS)  # rounded up: no sample before `start`
         lo, hi = _ceil_ms(start_ms, width), floor_ms(to_epoch_ms(end), width)
-        if lo >= hi and to_epoch_ms(end) - start_ms >= width:
+        # The window's length from the instants themselves: `start` rounded up and `end` down
+        # to the millisecond would make the last hour 1 ms short of one.
+        if lo >= hi and end - start >= timedelta(milliseconds=width):
             # A window a rollup wide holds no whole one unless aligned (an hour's step over the
             # last hour, say): the rollup that holds `start`, closed by `end`, rather than none.
             lo = floor_ms(start_ms, width)

@@ -53,6 +53,21 @@ class DeviceFile:
     asic_first_port: int
     node_url_template: str
 
+    def miner_addresses(self, count: int) -> list[tuple[str, int]]:
+        """The addresses of a site's `count` miners, in the site's order (DataError when the
+        file cannot place that many)."""
+        if self.asic_addresses is not None:
+            if len(self.asic_addresses) != count:
+                message = (
+                    f"asics.addresses lists {len(self.asic_addresses)} miners; the site has {count}"
+                )
+                raise DataError(str(self.path), message)
+            return list(self.asic_addresses)
+        if self.asic_first_port + count - 1 > 65535:
+            message = f"{count} miners from port {self.asic_first_port} run past 65535"
+            raise DataError(str(self.path), f"asics.first_port: {message}")
+        return [(self.asic_host, self.asic_first_port + i) for i in range(count)]
+
 
 def load_device_file(path: Path) -> DeviceFile:
     """Parse `path`; DataError naming file, line and key on any problem."""
@@ -95,21 +110,9 @@ class ExternalSite:
 
     async def start(self) -> SiteAddresses:
         """Each stored miner's address (DataError when a listed set does not match them)."""
-        file, count = self._file, len(self._asics)
-        if file.asic_addresses is not None:
-            if len(file.asic_addresses) != count:
-                message = (
-                    f"asics.addresses lists {len(file.asic_addresses)} miners; the site has {count}"
-                )
-                raise DataError(str(file.path), message)
-            addresses = list(file.asic_addresses)
-        else:
-            if file.asic_first_port + count - 1 > 65535:
-                message = f"{count} miners from port {file.asic_first_port} run past 65535"
-                raise DataError(str(file.path), f"asics.first_port: {message}")
-            addresses = [(file.asic_host, file.asic_first_port + i) for i in range(count)]
+        addresses = self._file.miner_addresses(len(self._asics))
         asics = {d.id: a for d, a in zip(self._asics, addresses, strict=True)}
-        return SiteAddresses(asics, file.node_url_template)
+        return SiteAddresses(asics, self._file.node_url_template)
 
     async def stop(self) -> None:
         """The devices run on without the platform."""
