@@ -14,9 +14,11 @@ from hcp.config import DEMO_KEYS_FILE
 from hcp.domain.fleet import Site
 from hcp.domain.plans import Allocation, SitePlan
 from hcp.http.dashboard.charts import Series, Step, nice_ticks, resample, stacked_steps, time_ticks
+from hcp.http.dashboard.present import metric_chart
 from hcp.http.dashboard.web import COOKIE
 from hcp.services.dashboard import (
     CURTAILED,
+    MetricSeries,
     plan_spans,
     power_by_use,
     profit_usd,
@@ -521,3 +523,18 @@ def test_successful_logins_do_not_use_up_the_attempts(api: Api) -> None:
     for _ in range(8):
         api.client.cookies.clear()
         login(api, "admin")
+
+
+def test_a_telemetry_chart_breaks_its_line_where_the_device_sent_nothing() -> None:
+    """A miner polled every 30 s that did not answer for 20 minutes: the chart shows the
+    hole, not a straight line across it as though it had run on meanwhile."""
+    times = [T0 + timedelta(seconds=30 * i) for i in range(20)]
+    times += [T0 + timedelta(minutes=30, seconds=30 * i) for i in range(20)]
+    points = tuple((at, 3000.0 + i, 2990.0, 3010.0 + i) for i, at in enumerate(times))
+    chart = metric_chart(MetricSeries("power_w", "Power", "W", points))
+    (drawn,) = chart.lines
+    assert drawn.d.count("M") == 2  # was one path through the gap
+    (band,) = chart.areas
+    assert band.d.count("M") == 2 and band.d.count("Z") == 2
+    steady = metric_chart(MetricSeries("power_w", "Power", "W", points[:20]))
+    assert steady.lines[0].d.count("M") == 1
