@@ -191,14 +191,16 @@ def line(
     band: Sequence[tuple[datetime, float, float]] = (),
     size: tuple[int, int] = SIZE,
     gap: timedelta | None = None,
+    span: tuple[datetime, datetime] | None = None,
 ) -> Chart:
     """A line through `points` over an optional shaded min-max `band`, y fitted to the data;
-    with `gap`, points further apart than it are not joined (the line and band break there)."""
+    with `gap`, points further apart than it are not joined (the line and band break there).
+    The time axis runs over `span` when given (the window read), else over the points."""
     if not points:
         return Chart(title, unit, width=size[0], height=size[1])
     values = [v for _, v in points] + [v for _, lo, hi in band for v in (lo, hi)]
     v_ticks = nice_ticks(min(values), max(values))
-    start, end = _span(points[0][0], points[-1][0])
+    start, end = _span(*(span or (points[0][0], points[-1][0])))
     scale = _Scale(start.timestamp(), end.timestamp(), v_ticks[0], v_ticks[-1], size)
     d = " ".join(_path([(scale.x(t), scale.y(v)) for t, v in run]) for run in _runs(points, gap))
     shapes = [Shape(title, color, d)]

@@ -57,8 +57,8 @@ steps without a sample (the device did not answer) show as a hole, not as a line
 
 
 def metric_chart(series: MetricSeries) -> Chart:
-    """One telemetry metric: its mean per step over the min-max band, broken where points
-    are missing."""
+    """One telemetry metric over the window it was read for: its mean per step over the
+    min-max band, broken where points are missing."""
     times = [at for at, _, _, _ in series.points]
     spacings = sorted(b - a for a, b in pairwise(times))
     gap = spacings[len(spacings) // 2] * GAP_SPACINGS if spacings else None
@@ -69,4 +69,5 @@ def metric_chart(series: MetricSeries) -> Chart:
         [(at, avg) for at, avg, _, _ in series.points],
         [(at, lo, hi) for at, _, lo, hi in series.points],
         gap=gap,
+        span=series.window,
     )
