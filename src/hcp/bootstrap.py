@@ -635,7 +635,14 @@ async def stop_live(live: Live) -> None:
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     if live.device_io is not None:
         await live.device_io.close()
-    await live.bus.close()
+    await live.bus.close()  # hands the recorders every event still queued
+    # What the recorders were handed since the last poll's flush (a poll's statuses mostly
+    # reach them after it): stored now, or lost with the process.
+    try:
+        await asyncio.to_thread(live.recorder.flush)
+        await live.samples.flush()
+    except Exception:  # the devices and nodes are let go all the same
+        log.exception("storing the last statuses and samples at shutdown failed")
     await live.runner.aclose()
     await live.gpu_reader.aclose()
     await live.site.stop()

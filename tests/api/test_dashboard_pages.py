@@ -13,10 +13,13 @@ import pytest
 from hcp.config import DEMO_KEYS_FILE
 from hcp.domain.fleet import Site
 from hcp.domain.plans import Allocation, SitePlan
+from hcp.domain.telemetry import Sample
 from hcp.http.dashboard.charts import Series, Step, nice_ticks, resample, stacked_steps, time_ticks
-from hcp.http.dashboard.web import COOKIE
+from hcp.http.dashboard.present import metric_chart
+from hcp.http.dashboard.web import COOKIE, sources_of
 from hcp.services.dashboard import (
     CURTAILED,
+    MetricSeries,
     plan_spans,
     power_by_use,
     profit_usd,
@@ -521,3 +524,39 @@ def test_successful_logins_do_not_use_up_the_attempts(api: Api) -> None:
     for _ in range(8):
         api.client.cookies.clear()
         login(api, "admin")
+
+
+def test_a_telemetry_chart_breaks_its_line_where_the_device_sent_nothing() -> None:
+    """A miner polled every 30 s that did not answer for 20 minutes: the chart shows the
+    hole, not a straight line across it as though it had run on meanwhile."""
+    times = [T0 + timedelta(seconds=30 * i) for i in range(20)]
+    times += [T0 + timedelta(minutes=30, seconds=30 * i) for i in range(20)]
+    points = tuple((at, 3000.0 + i, 2990.0, 3010.0 + i) for i, at in enumerate(times))
+    chart = metric_chart(MetricSeries("power_w", "Power", "W", points))
+    (drawn,) = chart.lines
+    assert drawn.d.count("M") == 2  # was one path through the gap
+    (band,) = chart.areas
+    assert band.d.count("M") == 2 and band.d.count("Z") == 2
+    steady = metric_chart(MetricSeries("power_w", "Power", "W", points[:20]))
+    assert steady.lines[0].d.count("M") == 1
+
+
+def test_a_telemetry_chart_spans_its_whole_window_so_a_silent_end_shows(api: Api) -> None:
+    """A miner that sent nothing for the last 40 minutes of its 1-hour chart: the line stops
+    two thirds of the way short of the right edge, not stretched over the whole width as
+    though its last sample were the newest."""
+    miner = "site-west-1-asic-00001"
+    first = START - timedelta(hours=1)
+    api.runtime.platform.telemetry.record(
+        [Sample(miner, "power_w", first + timedelta(seconds=30 * i), 3000.0) for i in range(40)]
+    )
+    platform = api.runtime.platform
+    detail = platform.dashboard.device(miner, "1h", sources_of(platform))
+    power = next(m for m in detail.metrics.data or [] if m.metric == "power_w")
+    chart = metric_chart(power)
+    xs = [float(x) for x in re.findall(r"([\d.]+),[\d.]+", chart.lines[0].d)]
+    plot = chart.right - chart.left
+    assert xs[0] == pytest.approx(chart.left, abs=0.1)
+    # Was at the right edge: the chart ended at the last sample, 40 minutes ago.
+    assert xs[-1] == pytest.approx(chart.left + plot * (39 * 30) / 3600, abs=0.1)
+    assert chart.x_ticks[-1].label == "12:00"  # now, the window's end

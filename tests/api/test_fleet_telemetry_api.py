@@ -3,12 +3,14 @@ device says what is wrong with it, and /metrics counts every state, at zero too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.telemetry import Sample
+from hcp.services.telemetry import status_samples
 from tests.api.conftest import START, Api
 
 MINER, GPU = "site-west-1-asic-00001", "site-west-1-gpu-00001"
@@ -135,3 +137,47 @@ def test_metrics_count_every_state_of_every_kind_at_zero_too(api: Api) -> None:
         uow.commit()
     text = api.client.get("/metrics").text
     assert 'hcp_devices{kind="asic",state="unreachable"} 0.0' in text  # was left out
+
+
+def device_gauges(api: Api, device: str) -> dict[str, str]:
+    """The per-device telemetry gauges /metrics gives `device`: {metric name: value}."""
+    text = api.client.get("/metrics").text
+    label = f'{{device="{device}"}} '
+    return {
+        line.split("{")[0]: line.split(label)[1]
+        for line in text.splitlines()
+        if line.startswith("hcp_device_") and label in line
+    }
+
+
+def test_device_gauges_show_what_the_last_poll_measured_not_what_an_earlier_one_did(
+    api: Api,
+) -> None:
+    telemetry = api.runtime.platform.telemetry
+    mining = DeviceStatus(MINER, "mining", True, START - timedelta(seconds=10), "stock", 3000.0)
+    telemetry.record(status_samples(replace(mining, hashrate_ths=120.0, temperature_c=70.0)))
+    assert device_gauges(api, MINER) == {
+        "hcp_device_reachable": "1.0",
+        "hcp_device_healthy": "1.0",
+        "hcp_device_power_w": "3000.0",
+        "hcp_device_hashrate_ths": "120.0",
+        "hcp_device_temperature_c": "70.0",
+    }
+    lost = DeviceStatus(MINER, UNREACHABLE, False, START - timedelta(seconds=5))
+    telemetry.record(status_samples(lost))
+    # Was still 3 kW, 120 TH/s and 70 °C from the poll before: the miner did not answer, so
+    # nothing is known of them (and /metrics' fleet totals already count it at 0 W).
+    assert device_gauges(api, MINER) == {
+        "hcp_device_reachable": "0.0",
+        "hcp_device_healthy": "0.0",
+    }
+
+
+def test_device_gauges_leave_out_samples_stored_ahead_of_now(api: Api) -> None:
+    """A sped-up run (`hcp up --speed 30`) stores telemetry hours ahead of the wall clock; a
+    later run at normal speed must show its own present, not that future."""
+    telemetry = api.runtime.platform.telemetry
+    now = DeviceStatus(MINER, "mining", True, START - timedelta(seconds=10), "stock", 3000.0)
+    ahead = replace(now, at=START + timedelta(hours=3), power_w=1.0)
+    telemetry.record(status_samples(now) + status_samples(ahead))
+    assert device_gauges(api, MINER)["hcp_device_power_w"] == "3000.0"

@@ -18,9 +18,11 @@ from hcp.adapters.clock import ManualClock
 from hcp.domain.fleet import Site as FleetSite
 from hcp.domain.identity import Principal, Role
 from hcp.domain.market import MarketSnapshot
+from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.workloads import Requirements, WorkloadClass
 from hcp.services.control import TickOutcome
-from hcp.services.events import WORKLOAD_EVENTS, Event
+from hcp.services.events import ASIC_METRICS, WORKLOAD_EVENTS, Event
+from hcp.services.monitor import status_payload
 from hcp.services.planning import StoredHistory
 from hcp.services.workloads import Submission
 from hcp.simulators.asic.config import Faults
@@ -783,3 +785,19 @@ async def test_the_last_ticks_dispatch_is_in_the_api_with_what_it_left_undone(
     await bootstrap.stop_live(site.live)
     kept = await site.api.get("/api/v1/dispatch/status", headers=site.admin)
     assert kept.json() == body
+
+
+async def test_a_stopped_site_stores_what_its_last_poll_published(site: Site) -> None:
+    """A poll publishes its statuses and the recorders store them at the next poll's flush;
+    stopping the site must store what they were handed since, not drop it."""
+    miner = "site-west-1-asic-00001"
+    await site.live.control.poll()
+    await site.live.settle()
+    lost_at = START + timedelta(seconds=7)
+    lost = DeviceStatus(miner, UNREACHABLE, False, lost_at, problems=("unreachable: timeout",))
+    await site.live.bus.publish(Event(ASIC_METRICS, miner, lost_at, status_payload(lost)))
+    await bootstrap.stop_live(site.live)
+    shown = (await site.api.get(f"/api/v1/resources/{miner}", headers=site.admin)).json()
+    assert (shown["state"], shown["problems"]) == (UNREACHABLE, ["unreachable: timeout"])
+    newest = site.runtime.platform.telemetry.latest([miner])
+    assert newest[miner, "reachable"] == (lost_at, 0.0)

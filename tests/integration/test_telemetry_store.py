@@ -224,6 +224,16 @@ def test_latest_reads_the_inbox_and_the_samples(store: TelemetryStore) -> None:
     assert store.latest([]) == {}
 
 
+def test_latest_until_leaves_out_what_is_stamped_after_it(store: TelemetryStore) -> None:
+    store.write(power((at(0, 10), 1.0), (at(0, 20), 2.0)))
+    store.merge()
+    store.write(power((at(0, 15), 1.5), (at(0, 30), 3.0)))
+    assert store.latest(until=at(0, 30)) == {POWER: (at(0, 30), 3.0)}
+    assert store.latest(until=at(0, 29)) == {POWER: (at(0, 20), 2.0)}  # merged
+    assert store.latest(until=at(0, 19)) == {POWER: (at(0, 15), 1.5)}  # in the inbox
+    assert store.latest(until=at(0, 9)) == {}
+
+
 def test_raw_averages_read_many_devices_at_once_as_query_does_one(store: TelemetryStore) -> None:
     def gpu(device: str, *points: tuple[datetime, float]) -> list[Sample]:
         return [Sample(device, "power_w", when, value) for when, value in points]

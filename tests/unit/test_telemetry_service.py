@@ -69,7 +69,7 @@ class RecordingStore:
         return {d: [(start, 1.0)] for d in device_ids}
 
     def latest(
-        self, device_ids: Sequence[str] | None = None
+        self, device_ids: Sequence[str] | None = None, until: datetime | None = None
     ) -> dict[tuple[str, str], tuple[datetime, float]]:
         self.calls.append(("latest", device_ids))
         return {}

@@ -98,10 +98,12 @@ class PlatformCollector(Collector):
 
     def _telemetry(self) -> Iterator[GaugeMetricFamily]:
         families: dict[str, GaugeMetricFamily] = {}
-        for (device, metric), (_at, value) in sorted(self._platform.telemetry.latest().items()):
+        for (device, metric), (_at, value) in sorted(self._platform.telemetry.current().items()):
             if metric not in families:
                 families[metric] = GaugeMetricFamily(
-                    f"hcp_device_{metric}", f"Newest {metric} per device", labels=["device"]
+                    f"hcp_device_{metric}",
+                    f"{metric} per device, as its last poll measured it",
+                    labels=["device"],
                 )
             families[metric].add_metric([device], value)
         yield from families.values()

@@ -233,6 +233,8 @@ class MetricSeries:
     label: str
     unit: str
     points: tuple[tuple[datetime, float, float, float], ...]
+    window: tuple[datetime, datetime] | None = None
+    """The [start, end) the points were read over (the chart's time axis)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,6 +629,7 @@ class DashboardService:
                 label,
                 unit,
                 telemetry_points(telemetry, device.id, metric, end - span, end, step),
+                (end - span, end),
             )
             for metric, label, unit in DEVICE_METRICS[device.kind]
         ]

@@ -84,9 +84,10 @@ class TelemetryStorePort(Protocol):
         ...
 
     def latest(
-        self, device_ids: Sequence[str] | None = None
+        self, device_ids: Sequence[str] | None = None, until: datetime | None = None
     ) -> dict[tuple[str, str], tuple[datetime, float]]:
-        """{(device_id, metric): (at, value)} of the newest sample of each series."""
+        """{(device_id, metric): (at, value)} of the newest sample of each series (at or
+        before `until`, when given)."""
         ...
 
 
@@ -289,6 +290,18 @@ class TelemetryService:
     ) -> dict[tuple[str, str], tuple[datetime, float]]:
         """The newest sample of every series (of `device_ids` only, when given)."""
         return self._store.latest(device_ids)
+
+    def current(self) -> dict[tuple[str, str], tuple[datetime, float]]:
+        """What each device's newest status up to now measured: {(device_id, metric): (at,
+        value)} of the samples stamped with it. A metric that status did not measure (an
+        unreachable device's power, hashrate, temperature) is left out rather than shown at
+        an older poll's value; samples stored ahead of now (a sped-up run) are not current."""
+        newest = self._store.latest(until=self._clock.now())
+        polled: dict[str, datetime] = {}
+        for (device_id, _metric), (at, _value) in newest.items():
+            if device_id not in polled or at > polled[device_id]:
+                polled[device_id] = at
+        return {key: sample for key, sample in newest.items() if sample[0] == polled[key[0]]}
 
     def power_samples(
         self, device_ids: Sequence[str], start: datetime, end: datetime

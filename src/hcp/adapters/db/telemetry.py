@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 Row = tuple[int, int, float]
 SeriesKey = tuple[str, str]
+_NO_END_MS = 2**62  # later than any stored sample: `latest` without `until`
 MAX_NAME = 64  # telemetry_series.device_id and .metric are VARCHAR(64)
 
 _INBOX_INSERT = "INSERT INTO telemetry_inbox (series_id, at_ms, value) VALUES (?, ?, ?)"
@@ -202,12 +203,16 @@ _SERIES_OF = text(
 _LATEST = text("""
 SELECT s.device_id, s.metric, x.at_ms, x.value
 FROM telemetry_series AS s
-JOIN telemetry_samples AS x ON x.series_id = s.id
-    AND x.at_ms = (SELECT MAX(at_ms) FROM telemetry_samples WHERE series_id = s.id)
+JOIN telemetry_samples AS x ON x.series_id = s.id AND x.at_ms = (
+    SELECT MAX(at_ms) FROM telemetry_samples WHERE series_id = s.id AND at_ms <= :until
+)
 WHERE :every OR s.device_id IN :devices
 UNION ALL
 SELECT s.device_id, s.metric, i.at_ms, i.value
-FROM (SELECT series_id, MAX(at_ms) AS at_ms FROM telemetry_inbox GROUP BY series_id) AS n
+FROM (
+    SELECT series_id, MAX(at_ms) AS at_ms FROM telemetry_inbox WHERE at_ms <= :until
+    GROUP BY series_id
+) AS n
 JOIN telemetry_inbox AS i ON i.series_id = n.series_id AND i.at_ms = n.at_ms
 JOIN telemetry_series AS s ON s.id = n.series_id
 WHERE :every OR s.device_id IN :devices
@@ -334,11 +339,15 @@ class TelemetryStore:
         return found
 
     def latest(
-        self, device_ids: Sequence[str] | None = None
+        self, device_ids: Sequence[str] | None = None, until: datetime | None = None
     ) -> dict[SeriesKey, tuple[datetime, float]]:
-        """The newest retained sample of every series (of `device_ids` only, when given):
-        {(device_id, metric): (at, value)}."""
-        params = {"every": device_ids is None, "devices": list(device_ids or [])}
+        """The newest retained sample of every series (of `device_ids` only, when given), at
+        or before `until` when given: {(device_id, metric): (at, value)}."""
+        params = {
+            "every": device_ids is None,
+            "devices": list(device_ids or []),
+            "until": _NO_END_MS if until is None else to_epoch_ms(until),
+        }
         newest: dict[SeriesKey, tuple[int, float]] = {}
         with self._engine.connect() as connection:
             for device_id, metric, at_ms, value in connection.execute(_LATEST, params):

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 SIZE = (640, 240)
 """Default (width, height) in SVG units; text is sized in the same units, so a chart shown
@@ -189,20 +190,28 @@ def line(
     points: Sequence[tuple[datetime, float]],
     band: Sequence[tuple[datetime, float, float]] = (),
     size: tuple[int, int] = SIZE,
+    gap: timedelta | None = None,
+    span: tuple[datetime, datetime] | None = None,
 ) -> Chart:
-    """A line through `points` over an optional shaded min-max `band`, y fitted to the data."""
+    """A line through `points` over an optional shaded min-max `band`, y fitted to the data;
+    with `gap`, points further apart than it are not joined (the line and band break there).
+    The time axis runs over `span` when given (the window read), else over the points."""
     if not points:
         return Chart(title, unit, width=size[0], height=size[1])
     values = [v for _, v in points] + [v for _, lo, hi in band for v in (lo, hi)]
     v_ticks = nice_ticks(min(values), max(values))
-    start, end = _span(points[0][0], points[-1][0])
+    start, end = _span(*(span or (points[0][0], points[-1][0])))
     scale = _Scale(start.timestamp(), end.timestamp(), v_ticks[0], v_ticks[-1], size)
-    shapes = [Shape(title, color, _path([(scale.x(t), scale.y(v)) for t, v in points]))]
+    d = " ".join(_path([(scale.x(t), scale.y(v)) for t, v in run]) for run in _runs(points, gap))
+    shapes = [Shape(title, color, d)]
     areas: tuple[Shape, ...] = ()
     if band:
-        upper = [(scale.x(t), scale.y(hi)) for t, _, hi in band]
-        lower = [(scale.x(t), scale.y(lo)) for t, lo, _ in reversed(band)]
-        areas = (Shape(f"{title} min-max", color, _path([*upper, *lower], closed=True)),)
+        polygons = []
+        for run in _runs(band, gap):
+            upper = [(scale.x(t), scale.y(hi)) for t, _, hi in run]
+            lower = [(scale.x(t), scale.y(lo)) for t, lo, _ in reversed(run)]
+            polygons.append(_path([*upper, *lower], closed=True))
+        areas = (Shape(f"{title} min-max", color, " ".join(polygons)),)
     return Chart(
         title,
         unit,
@@ -213,6 +222,20 @@ def line(
         width=size[0],
         height=size[1],
     )
+
+
+P = TypeVar("P", bound=tuple[Any, ...])
+
+
+def _runs(points: Sequence[P], gap: timedelta | None) -> list[list[P]]:
+    """`points` (each starting with its time) cut where the next is more than `gap` later."""
+    runs: list[list[P]] = []
+    for point in points:
+        if runs and (gap is None or point[0] - runs[-1][-1][0] <= gap):
+            runs[-1].append(point)
+        else:
+            runs.append([point])
+    return runs
 
 
 def _span(start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 
 from hcp.http.dashboard.charts import Chart, Series, Step, line, resample, stacked_steps
 from hcp.services.dashboard import MetricSeries, PowerHistory, UseKind
@@ -50,12 +51,23 @@ def price_chart(points: Sequence[tuple[datetime, float]]) -> Chart:
     return line("Electricity price", "USD/MWh", PRICE_COLOR, kept)
 
 
+GAP_SPACINGS = 3
+"""Telemetry points further apart than this many times their usual spacing are not joined:
+steps without a sample (the device did not answer) show as a hole, not as a line across."""
+
+
 def metric_chart(series: MetricSeries) -> Chart:
-    """One telemetry metric: its mean per step over the min-max band."""
+    """One telemetry metric over the window it was read for: its mean per step over the
+    min-max band, broken where points are missing."""
+    times = [at for at, _, _, _ in series.points]
+    spacings = sorted(b - a for a, b in pairwise(times))
+    gap = spacings[len(spacings) // 2] * GAP_SPACINGS if spacings else None
     return line(
         series.label,
         series.unit,
         METRIC_COLOR,
         [(at, avg) for at, avg, _, _ in series.points],
         [(at, lo, hi) for at, _, lo, hi in series.points],
+        gap=gap,
+        span=series.window,
     )

@@ -52,8 +52,8 @@ def telemetry(
     """One metric of one device over [from, to) (default: the last hour), a point per step.
 
     Metrics: `reachable` and `healthy` (1 or 0), `power_w`, `temperature_c`, and for miners
-    `hashrate_ths`. An unknown device answers 404; an unknown metric, or one the device's kind
-    does not report, 422.
+    `hashrate_ths`, for GPUs `util_pct`. An unknown device answers 404; an unknown metric, or
+    one the device's kind does not report, 422.
 
     `step` in seconds or with a unit (`90`, `60s`, `5m`, `1h`, `1d`). Under a minute it reads
     raw samples, under an hour 1-minute rollups, else 1-hour rollups, and only whole ones
