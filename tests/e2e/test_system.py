@@ -155,6 +155,11 @@ def test_cli_version_and_db_upgrade(tmp_path: Path) -> None:
     env = {**os.environ, "HCP_VAR_DIR": str(tmp_path / "var")}
     version = subprocess.run([str(HCP), "version"], capture_output=True, text=True, env=env)
     assert version.stdout.strip() == "0.1.0"
+    python = HCP.parent / "python"
+    as_module = subprocess.run(
+        [str(python), "-m", "hcp", "version"], capture_output=True, text=True
+    )
+    assert as_module.stdout.strip() == "0.1.0", as_module.stderr
     upgraded = subprocess.run([str(HCP), "db", "upgrade"], capture_output=True, text=True, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     assert (tmp_path / "var" / "hcp.db").exists()

@@ -158,7 +158,7 @@ def test_an_unknown_metric_names_the_metrics_there_are(client: TestClient) -> No
     response = client.get("/api/v1/telemetry", params=query, headers=KEY)
     assert response.json()["error"] == "invalid_request"
     message = response.json()["fields"][0]["message"]
-    assert message.startswith("a gpu device does not report hashrate_ths; it reports reachable")
+    assert message.startswith("a GPU does not report hashrate_ths; it reports reachable")
 
 
 def test_a_known_device_and_metric_without_data_is_an_empty_series(client: TestClient) -> None:

@@ -38,9 +38,19 @@ def test_what_one_site_and_family_can_hold_is_accepted(
 @pytest.mark.parametrize(
     ("gpu_type", "count", "memory_gb", "words"),
     [
-        (None, 8, 80, "no site hosts 8 GPUs of 80 GB or more (at most 2)"),
-        ("L40S", 1, 49, "no site hosts 1 L40S GPUs of 49 GB or more (at most 0)"),
-        ("H100", 1, 81, "no site hosts 1 H100 GPUs of 81 GB or more (at most 0)"),
+        (None, 8, 80, "no site hosts 8 GPUs with at least 80 GB each (a site has at most 2)"),
+        (
+            "L40S",
+            1,
+            49,
+            "no site hosts 1 L40S GPUs with at least 49 GB each (a site has at most 0)",
+        ),
+        (
+            "H100",
+            1,
+            81,
+            "no site hosts 1 H100 GPUs with at least 81 GB each (a site has at most 0)",
+        ),
     ],
 )
 def test_memory_no_site_and_family_holds_for_that_many_gpus_is_refused(

@@ -155,7 +155,8 @@ def check_metric(metric: str, kind: DeviceKind | None = None) -> None:
     if metric in known:
         return
     if kind is not None and metric in _ANY_METRIC:
-        message = f"a {kind.value} device does not report {metric}; it reports {', '.join(known)}"
+        device = "an ASIC" if kind is DeviceKind.ASIC else "a GPU"
+        message = f"{device} does not report {metric}; it reports {', '.join(known)}"
     else:
         message = f"unknown metric {metric!r}; the metrics are {', '.join(_ANY_METRIC)}"
     raise ValidationError("metric", message)

@@ -106,7 +106,8 @@ def check_submission(
             kind = f"{req.gpu_type} GPUs" if req.gpu_type else "GPUs"
             raise ValidationError(
                 "requirements.memory_gb",
-                f"no site hosts {req.gpu_count} {kind} of {wanted_gb} GB or more (at most {most})",
+                f"no site hosts {req.gpu_count} {kind} with at least {wanted_gb} GB each "
+                f"(a site has at most {most})",
             )
     if sub.deadline is not None and sub.deadline <= now:
         raise ValidationError("deadline", "must be in the future")
