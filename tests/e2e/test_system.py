@@ -132,6 +132,11 @@ def test_cli_submits_lists_shows_and_cancels(platform: Platform) -> None:
     listed = hcp(platform, "workloads", "list")
     assert listed.returncode == 0, listed.stderr
     assert workload_id in listed.stdout
+    total = int(listed.stdout.split()[-1])
+    paged = hcp(platform, "workloads", "list", "--limit", "1", "--offset", str(total - 1))
+    assert paged.stdout.split()[-3:] == [f"{total}-{total}", "of", str(total)], paged.stdout
+    beyond = hcp(platform, "workloads", "list", "--offset", str(total)).stdout.split()
+    assert beyond[-3:] == ["none", "of", str(total)]
 
     shown = hcp(platform, "workloads", "show", workload_id)
     assert json.loads(shown.stdout)["requirements"]["gpu_count"] == 2

@@ -130,12 +130,15 @@ def submit(
 def list_(
     status: str | None = typer.Option(None, help="only this state"),
     limit: int = typer.Option(50, min=1, max=1000),
+    offset: int = typer.Option(0, min=0, max=2**31 - 1, help="skip this many (the next page)"),
     url: str | None = UrlOption,
     key: str | None = KeyOption,
     as_: str = AsOption,
 ) -> None:
     """List workloads, newest first."""
-    page = ApiClient(url, key, as_).call("GET", "/api/v1/workloads", status=status, limit=limit)
+    page = ApiClient(url, key, as_).call(
+        "GET", "/api/v1/workloads", status=status, limit=limit, offset=offset
+    )
     table = Table("customer", "type", "status", "GPUs", "submitted")
     table.add_column("id", no_wrap=True, min_width=36)  # whole, to copy into show or cancel
     for w in page["workloads"]:
@@ -150,7 +153,9 @@ def list_(
             w["workload_id"],
         )
     console.print(table)
-    console.print(f"{len(page['workloads'])} of {page['total']}")
+    shown = len(page["workloads"])
+    first = f"{offset + 1}-{offset + shown}" if shown else "none"
+    console.print(f"{first} of {page['total']}")
 
 
 IdArgument = typer.Argument(..., help="workload id", callback=_workload_id)
