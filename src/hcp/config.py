@@ -98,6 +98,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _refuse_blank_metrics_token(self) -> Settings:
+        # Set but blank (an unset variable substituted into an env file): no token at all,
+        # and a bare 'Authorization: Bearer' matched it.
+        token = self.metrics_token
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError("HCP_METRICS_TOKEN is empty; set a token, or leave it unset")
+        return self
+
     @property
     def api_url(self) -> str:
         """Where a client on this host reaches the API: loopback when it listens on every

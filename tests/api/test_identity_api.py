@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -335,3 +336,25 @@ def test_a_quota_set_through_the_api_bounds_the_next_submissions(api: Api) -> No
     api.clock.advance(timedelta(seconds=11))  # past the quota's cache (CAPACITY_TTL)
     assert submit(3) == 422
     assert submit(2) == 201
+
+
+def test_a_patch_checks_only_what_it_changes(api: Api) -> None:
+    """A customer whose share was stored before the API set it (a weight above the API's
+    bound, a quota of 0 GPUs: the scheduler honours both) can still be renamed, or have its
+    other figure changed: a PATCH is not refused over a field it leaves as it is."""
+    with api.runtime.unit_of_work() as uow:
+        stored = uow.customers.get("cust-001")
+        assert stored is not None
+        uow.customers.update(replace(stored, weight=5_000.0, gpu_quota=0))
+        uow.commit()
+    url = "/api/v1/customers/cust-001"
+    renamed = api.client.patch(url, json={"name": "Renamed"}, headers=api.admin)
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["weight"], renamed.json()["gpu_quota"]) == (5_000.0, 0)
+    quota = api.client.patch(url, json={"gpu_quota": 4}, headers=api.admin)
+    assert quota.status_code == 200, quota.text
+    assert (quota.json()["weight"], quota.json()["gpu_quota"]) == (5_000.0, 4)
+    weight = api.client.patch(url, json={"weight": 2}, headers=api.admin)
+    assert (weight.status_code, weight.json()["gpu_quota"]) == (200, 4)
+    refused = api.client.patch(url, json={"weight": 5_000}, headers=api.admin)
+    assert refused.status_code == 422  # what it sets is checked all the same

@@ -196,3 +196,20 @@ def test_the_metrics_token_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("HCP_METRICS_TOKEN", "from-env")
     token = Settings(env="test", secret_key=TEST_SECRET).metrics_token
     assert token is not None and token.get_secret_value() == "from-env"
+
+
+def test_an_empty_metrics_token_lets_no_bare_bearer_in(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HCP_METRICS_TOKEN= (an empty value, as an unset variable substituted into an env file
+    gives) is refused, not taken as a token that an empty 'Authorization: Bearer' matches."""
+    monkeypatch.setenv("HCP_METRICS_TOKEN", "")
+    with pytest.raises(ValueError, match="HCP_METRICS_TOKEN"):
+        Settings(env="test", secret_key=TEST_SECRET)
+    settings = api.runtime.settings.model_copy(update={"metrics_token": SecretStr("")})
+    app = _server(settings, api.runtime).config.app
+    with TestClient(app) as client:
+        for headers in ({"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {}):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert "hcp_queue_depth" not in refused.text

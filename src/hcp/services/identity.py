@@ -122,6 +122,12 @@ class IdentityService:
         figures from its next tick; submissions check a new quota within
         `services.workloads.CAPACITY_TTL`."""
         require_admin(principal, "change customers")
+        # Only what changes is checked: a figure stored otherwise (before the API set them)
+        # does not stop a rename, nor a change of the other one.
+        _check_share(
+            1.0 if weight is None else weight,
+            None if isinstance(gpu_quota, Unset) else gpu_quota,
+        )
         with self._uow() as uow:
             customer = uow.customers.get(customer_id)
             if customer is None:
@@ -132,7 +138,6 @@ class IdentityService:
                 weight=customer.weight if weight is None else weight,
                 gpu_quota=customer.gpu_quota if isinstance(gpu_quota, Unset) else gpu_quota,
             )
-            _check_share(changed.weight, changed.gpu_quota)
             uow.customers.update(changed)
             uow.commit()
         return changed

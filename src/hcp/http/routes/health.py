@@ -48,8 +48,11 @@ def metrics(request: Request) -> Response:
 
 def _bears(header: str, token: str) -> bool:
     """Whether an Authorization header carries `token` as its bearer token (compared in
-    constant time, so the comparison leaks no prefix)."""
+    constant time, so the comparison leaks no prefix). An empty token matches nothing."""
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode(), token.encode()
+    given = given.strip()
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.encode(), token.encode())
     )
