@@ -102,7 +102,7 @@ def update_customer(
 ) -> CustomerOut:
     """Rename a customer, or set its fair-share weight or GPU quota (admins only); a field
     left out stays, `"gpu_quota": null` lifts the quota. The scheduler weighs the new figures
-    from its next tick."""
+    from its next tick; submissions are checked against a new quota within 10 s."""
     quota: int | Unset | None = body.gpu_quota if "gpu_quota" in body.model_fields_set else UNSET
     customer = platform.identity.update_customer(
         caller, customer_id, name=body.name, weight=body.weight, gpu_quota=quota
