@@ -340,3 +340,76 @@ def test_only_ended_workloads_still_holding_gpus_are_read_for_release(uow: SqlUn
     assert [(w.id, w.gpu_ids) for w in found] == [(holding.id, gpus)]
     both = uow.workloads.holding_gpus([WorkloadState.CANCELLED, WorkloadState.RUNNING])
     assert [w.id for w in both] == [holding.id, running.id]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_cancel_racing_a_tick_that_places_its_workload_does_not_deadlock(
+    engine: Engine,
+) -> None:
+    """A tick placing two queued workloads and a cancel of the second, in two transactions:
+    each locks the workload rows it moves and the queue counter of their class. Counting
+    as it moved each row, the tick held the counter while waiting for the row the cancel held,
+    and the cancel held that row while waiting for the counter: PostgreSQL ended one of them
+    (deadlock detected). The counters are now counted last, at commit."""
+    import threading
+    import time
+
+    factory = make_session_factory(engine)
+    with SqlUnitOfWork(factory) as setup:
+        setup.customers.add(Customer("cust-a", "A", T0))
+        for w in (workload(1), workload(2)):
+            setup.workloads.add(w, submitted(w))
+        setup.commit()
+    first, second = workload(1), workload(2)
+    later = T0 + timedelta(minutes=1)
+
+    def moved(
+        w: Workload, state: WorkloadState, event: WorkloadEvent
+    ) -> tuple[Workload, StateChange]:
+        return replace(w, state=state, updated_at=later), StateChange(
+            w.id, later, event, WorkloadState.QUEUED, state
+        )
+
+    tick_moved_one = threading.Event()
+    errors: list[BaseException] = []
+
+    def cancel() -> None:
+        try:
+            tick_moved_one.wait(5)
+            with SqlUnitOfWork(factory) as unit:
+                unit.workloads.save_transition(
+                    *moved(second, WorkloadState.CANCELLED, WorkloadEvent.CANCEL)
+                )
+                unit.commit()
+        except BaseException as error:
+            errors.append(error)
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    placed: list[str] = []
+    try:
+        with SqlUnitOfWork(factory) as tick:
+            tick.workloads.save_transition(
+                *moved(first, WorkloadState.SCHEDULED, WorkloadEvent.SCHEDULE)
+            )
+            placed.append(first.id)
+            tick_moved_one.set()
+            time.sleep(2.0)  # the cancel takes the second workload's row meanwhile
+            try:
+                tick.workloads.save_transition(
+                    *moved(second, WorkloadState.SCHEDULED, WorkloadEvent.SCHEDULE)
+                )
+                placed.append(second.id)
+            except StateChanged:
+                pass  # cancelled first: the tick leaves it
+            tick.commit()
+    finally:
+        tick_moved_one.set()
+        canceller.join(30)
+    assert errors == []
+    with SqlUnitOfWork(factory) as unit:
+        states = {w: unit.workloads.get(w).state for w in ("w-001", "w-002")}  # type: ignore[union-attr]
+        counters = unit.workloads.queued_by_priority()
+    assert placed == ["w-001"]
+    assert states == {"w-001": WorkloadState.SCHEDULED, "w-002": WorkloadState.CANCELLED}
+    assert sum(counters.values()) == 0

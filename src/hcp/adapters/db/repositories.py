@@ -65,6 +65,11 @@ class SqlWorkloads:
         # Rows read in this unit of work, held: the session keeps only weak references to
         # clean rows, so without this a `get` then `save_transition` loaded the row twice.
         self._rows: dict[str, WorkloadRow] = {}
+        # Queued workloads gained (lost) per priority, written to the queue counters at commit
+        # (`count_queued`): a transaction locks the workload rows it moves first and the
+        # counters last, in one order, so a tick and a cancel never wait for each other both
+        # ways (PostgreSQL ended one of them as a deadlock).
+        self._queued: Counter[int] = Counter()
 
     def add(self, workload: Workload, change: StateChange) -> None:
         self.add_many([(workload, change)])
@@ -86,10 +91,24 @@ class SqlWorkloads:
         return _positions([w for w, _ in items], self.queued_by_priority(), added)
 
     def _bump(self, priority: int, n: int) -> None:
+        self._queued[priority] += n
+
+    def count_queued(self) -> None:
+        """Write the queued workloads gained and lost in this unit of work to the counters,
+        lowest priority first (called just before its commit)."""
         counter = QueueCounterRow
-        self._s.execute(
-            update(counter).where(counter.priority == priority).values(queued=counter.queued + n)
-        )
+        for priority, n in sorted(self._queued.items()):
+            if n:
+                self._s.execute(
+                    update(counter)
+                    .where(counter.priority == priority)
+                    .values(queued=counter.queued + n)
+                )
+        self._queued.clear()
+
+    def forget_counts(self) -> None:
+        """Drop the counts not yet written (the transaction is rolled back)."""
+        self._queued.clear()
 
     def get(self, workload_id: str) -> Workload | None:
         row = self._row(workload_id)
@@ -188,7 +207,8 @@ class SqlWorkloads:
 
     def queued_by_priority(self) -> dict[int, int]:
         query = select(QueueCounterRow.priority, QueueCounterRow.queued)
-        return {int(p): int(n) for p, n in self._s.execute(query)}
+        stored = {int(p): int(n) for p, n in self._s.execute(query)}
+        return {p: n + self._queued[p] for p, n in stored.items()}  # with this unit's own
 
     def save_progress(self, progress: Mapping[str, float]) -> None:
         if progress:  # one executemany (ORM bulk update by primary key), not a statement each
@@ -1079,9 +1099,11 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         with _duplicates():
+            self.workloads.count_queued()
             self._session.commit()
 
     def rollback(self) -> None:
+        self.workloads.forget_counts()
         self._session.rollback()
 
 
