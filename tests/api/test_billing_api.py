@@ -20,6 +20,7 @@ from hcp.domain.workloads import (
 )
 from hcp.http.dashboard.web import sources_of
 from tests.api.conftest import START, Api
+from tests.api.test_dashboard_pages import login
 
 
 def store_usage(
@@ -202,3 +203,29 @@ def test_an_issue_rolled_back_leaves_no_invoice(api: Api) -> None:
         uow.rollback()
     with api.runtime.unit_of_work() as uow:
         assert uow.billing.invoice(invoice.id) is None
+
+
+def test_an_invoice_issued_before_its_month_ends_is_provisional_until_issued_after(
+    api: Api,
+) -> None:
+    store_usage(api, "cust-001", "1.000000")
+    month = START.strftime("%Y-%m")
+    url = f"/api/v1/billing/invoices?month={month}"
+    early = api.client.post(url, headers=api.admin).json()
+    assert [(i["final"], i["issued_at"][:16]) for i in early] == [(False, "2025-06-01T12:00")]
+    shown = api.client.get(f"/api/v1/billing/invoices/inv-{month}-cust-001", headers=api.customer)
+    assert shown.json()["final"] is False
+    login(api, "admin")
+    page = api.client.get(f"/billing?month={month}")
+    assert page.status_code == 200 and "provisional" in page.text
+
+    _, month_end = parse_month(month)
+    api.clock.advance(month_end - START + timedelta(minutes=5))
+    later = api.client.post(url, headers=api.admin).json()
+    assert [(i["final"], i["issued_at"][:16]) for i in later] == [(True, "2025-07-01T00:05")]
+    assert [i["total"] for i in later] == [i["total"] for i in early]
+    listed = api.client.get("/api/v1/billing/invoices", headers=api.customer).json()
+    assert [(i["invoice_id"], i["final"]) for i in listed] == [(f"inv-{month}-cust-001", True)]
+    login(api, "admin")  # the first session expired meanwhile
+    page = api.client.get(f"/billing?month={month}")
+    assert f"inv-{month}-cust-001" in page.text and "provisional" not in page.text

@@ -369,3 +369,12 @@ def test_the_callers_decimal_context_does_not_change_a_bill() -> None:
     with localcontext(prec=3, rounding=ROUND_DOWN):
         assert build_invoice("cust-001", "2025-06", records, SHEET) == expected
         assert usage("w1", at("2025-06-01T00:00Z"), "0.333333") is not None
+
+
+def test_an_invoice_is_final_once_issued_at_or_after_its_months_end() -> None:
+    built = build_invoice("cust-001", "2025-06", [], SHEET)
+    end = datetime(2025, 7, 1, tzinfo=UTC)
+    assert not built.final  # not issued yet
+    assert not replace(built, issued_at=end - timedelta(microseconds=1)).final
+    assert replace(built, issued_at=end).final
+    assert replace(built, issued_at=end) == built  # when it was issued is not what it says

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 
@@ -55,13 +55,22 @@ class InvoiceLine:
 
 @dataclass(frozen=True, slots=True)
 class Invoice:
-    """A customer's invoice for one month ("YYYY-MM", UTC), its lines and total in USD."""
+    """A customer's invoice for one month ("YYYY-MM", UTC), its lines and total in USD, and
+    when it was issued (None: built, not yet stored). One issued before its month ended is
+    provisional (`final` False): the month's usage may still grow, and issuing it again
+    after the month replaces it with the final one."""
 
     id: str
     customer_id: str
     month: str
     lines: tuple[InvoiceLine, ...]
     total: Decimal
+    issued_at: datetime | None = field(default=None, compare=False)  # the content is the invoice
+
+    @property
+    def final(self) -> bool:
+        """Whether it was issued once its month had ended."""
+        return self.issued_at is not None and self.issued_at >= parse_month(self.month)[1]
 
 
 @dataclass(slots=True)

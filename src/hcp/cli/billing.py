@@ -17,9 +17,10 @@ def invoice(month: str = typer.Option(..., help="YYYY-MM (UTC)")) -> None:
     """Build every customer's invoice for MONTH from metered usage (reproducible)."""
     with platform() as p:
         invoices = p.billing.issue_all(month)
-    table = Table("invoice", "customer", "lines", "total USD")
+    table = Table("invoice", "customer", "lines", "total USD", "state")
     for i in invoices:
-        table.add_row(i.id, i.customer_id, str(len(i.lines)), f"{i.total:.2f}")
+        state = "final" if i.final else "provisional (the month has not ended)"
+        table.add_row(i.id, i.customer_id, str(len(i.lines)), f"{i.total:.2f}", state)
     console.print(table if invoices else f"no usage in {month}: no invoices")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -243,8 +244,10 @@ class BillingService:
         with self._uow() as uow:
             usage = uow.billing.usage(start, end, customer_id)
             max_prices = uow.workloads.max_prices([r.workload_id for r in usage])
-            invoice = build_invoice(customer_id, month, usage, sheet, max_prices)
-            uow.billing.save_invoice(invoice, self._clock.now())
+            now = self._clock.now()
+            built = build_invoice(customer_id, month, usage, sheet, max_prices)
+            invoice = replace(built, issued_at=now)
+            uow.billing.save_invoice(invoice, now)
             uow.commit()
         return invoice
 

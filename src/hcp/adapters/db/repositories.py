@@ -1022,7 +1022,8 @@ class SqlBilling:
             )
             for r in self._s.scalars(query)
         )
-        return Invoice(row.id, row.customer_id, row.month, lines, round_money(row.total))
+        total, issued_at = round_money(row.total), row.created_at
+        return Invoice(row.id, row.customer_id, row.month, lines, total, issued_at)
 
 
 def _insert_unless_stored(

@@ -59,6 +59,11 @@ class InvoiceOut(BaseModel):
     month: str
     currency: str = "USD"
     total: Decimal
+    issued_at: datetime
+    final: bool = Field(
+        description="issued once its month had ended; false: provisional, the month's usage "
+        "may still grow and issuing it again after the month replaces it"
+    )
     lines: list[InvoiceLineOut]
 
 
@@ -187,6 +192,8 @@ def invoice_out(i: Invoice) -> InvoiceOut:
         customer_id=i.customer_id,
         month=i.month,
         total=i.total,
+        issued_at=i.issued_at,
+        final=i.final,
         lines=[
             InvoiceLineOut(
                 description=li.description,
