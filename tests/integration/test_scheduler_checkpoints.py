@@ -299,3 +299,20 @@ async def test_a_checkpoint_a_failed_run_kept_unseen_gets_its_own_time(tmp_path:
             (record,) = uow.workloads.preemptions()
         # the work since 0.45 by progress (the last poll saw 0.4): none counted, not 31 min
         assert record.lost_gpu_hours == 0.0
+
+
+async def test_runs_their_nodes_forget_count_no_retry(tmp_path: Path) -> None:
+    """A node that no longer knows a run (its agent restarted, or the platform whose
+    simulated nodes died with it did) is a disruption, not the workload's failure: requeued
+    as often as it happens, never failed for the retry limit (a GPU fault still counts)."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_TRAINING, gpus=2, hours=10, checkpointable=True)
+        await w.scheduler.tick({SITE: 10})
+        for _ in range(w.scheduler._policy.max_retries + 2):
+            w.clock.advance(timedelta(minutes=30))
+            _forget(w, _node_of(w, job), job)
+            report = await w.scheduler.tick({SITE: 10})
+            assert job in report.requeued and job in report.started, report
+            assert report.failed == []
+        stored = w.get(job)
+        assert (stored.state, stored.retries) == (WorkloadState.RUNNING, 0)

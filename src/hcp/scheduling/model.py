@@ -185,7 +185,8 @@ class SchedulingPolicy:
 
     - `min_runtime`: a workload younger than this is never preempted for demand (power and
       failures still stop it).
-    - `max_retries`: failure requeues allowed; the next failure fails the workload.
+    - `max_retries`: failure requeues allowed; the next failure fails the workload (a run its
+      node stopped or forgot is a disruption, not a failure, and is not counted).
     - `customer_weights`: fair-share weight per customer (absent: 1.0).
     - `gpu_quotas`: most GPUs a customer may hold at once (absent: no quota).
     - `aging_share_per_hour`: fair-share credit a waiting workload earns per hour waited, in

@@ -377,12 +377,17 @@ class SchedulerService:
             report.completed.append(w.id)
             report.on_nodes.append(w.id)
         elif status.state in (RunState.FAILED, RunState.STOPPED):
-            if status.state is RunState.FAILED:
+            failed = status.state is RunState.FAILED
+            if failed:
                 report.failed_on.update(w.gpu_ids)
             reason = f"GPU node reports {status.state.value}: {status.detail or 'no detail'}"
             # A node that no longer knows the run reports no checkpoint: the last one known.
             kept = max(status.checkpoint, w.checkpoint) if w.checkpointable else 0.0
-            self._requeue(w, reason, now, report, retries=w.retries + 1, progress=kept)
+            # A run that failed counts against the retry limit; one its node stopped or forgot
+            # (an agent restart, a platform whose simulated nodes died with it) is a
+            # disruption, not the workload's failure, and counts nothing.
+            retries = w.retries + 1 if failed else w.retries
+            self._requeue(w, reason, now, report, retries=retries, progress=kept)
         else:
             report.on_nodes.append(w.id)
             if status.progress != w.progress:
