@@ -234,3 +234,32 @@ async def test_a_run_left_scheduled_by_an_interrupted_tick_is_followed_to_its_en
         w.clock.advance(timedelta(hours=1))
         await w.scheduler.tick({SITE: 10})
         assert w.get(job).state is WorkloadState.COMPLETED
+
+
+async def test_gpus_a_cancelled_run_still_holds_count_against_the_budget(tmp_path: Path) -> None:
+    """The run cancelled while the tick polled the nodes draws power until the next tick
+    stops it: the GPU budget (the power the plan gave the GPUs) has that much less room for
+    new work in this tick."""
+    async with world(tmp_path) as w:
+        a = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
+        await w.scheduler.tick({SITE: 8})
+        assert w.get(a).state is WorkloadState.RUNNING
+        b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2, hours=2)
+        poll = w.runner.poll
+
+        async def poll_then_cancel(running):  # type: ignore[no-untyped-def]
+            statuses = await poll(running)
+            _cancel(w, a)  # the DELETE lands while the tick awaits the nodes
+            return statuses
+
+        w.runner.poll = poll_then_cancel  # type: ignore[method-assign]
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 8})
+        assert w.runs_on_a_node(a)  # stopped only by the next tick
+        assert w.get(b).state is WorkloadState.QUEUED  # 8 + 2 GPUs would run on a budget of 8
+
+        w.runner.poll = poll  # type: ignore[method-assign]
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 8})
+        assert not w.runs_on_a_node(a)
+        assert w.get(b).state is WorkloadState.RUNNING and w.runs_on_a_node(b)

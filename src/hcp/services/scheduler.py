@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -270,7 +271,8 @@ class SchedulerService:
         """The queued and active workloads as stored now, and what to do with them.
 
         One of `held` (active as the tick began) cancelled since this tick's `_release` still
-        runs on its GPUs until the next tick stops it: they take no new work (cordoned)."""
+        runs on its GPUs until the next tick stops it: they take no new work (cordoned), and
+        since they draw power meanwhile, they come off their site's GPU budget."""
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
@@ -283,6 +285,8 @@ class SchedulerService:
             if w is not None and w.state is WorkloadState.CANCELLED
             for g in w.gpu_ids
         }
+        drawing = Counter(gpus[g].site_id for g in unreleased if g in gpus)
+        room = {site: max(0, n - drawing[site]) for site, n in budgets.items()}
         decision = schedule(
             WorkloadQueue([spec_of(w) for w in queued]),
             [
@@ -290,7 +294,7 @@ class SchedulerService:
                 for d in gpus.values()
             ],
             [_running(w) for w in active if w.gpu_ids],
-            budgets,
+            room,
             now,
             policy,
         )
