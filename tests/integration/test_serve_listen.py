@@ -49,3 +49,18 @@ def test_a_taken_port_stops_with_a_message_naming_it(capsys: pytest.CaptureFixtu
             _listen(Settings(host="127.0.0.1", port=port))
     assert stopped.value.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "named"), [("", "port {port} of every interface"), ("::1", "[::1]:{port}")]
+)
+def test_a_taken_port_is_named_whatever_the_host(
+    capsys: pytest.CaptureFixture[str], host: str, named: str
+) -> None:
+    """With HCP_HOST empty the message read 'cannot listen on :PORT'."""
+    from hcp.cli.serve import _cannot_listen
+
+    port = 18_080
+    _cannot_listen(Settings(host=host, port=port), OSError(98, "Address already in use"))
+    err = capsys.readouterr().err
+    assert f"cannot listen on {named.format(port=port)}: Address already in use" in err

@@ -152,3 +152,22 @@ def test_hcp_up_announces_a_url_a_browser_can_open(capsys: pytest.CaptureFixture
 
     _announce(Settings(host="", port=18080), None)
     assert capsys.readouterr().out.startswith("HCP development on http://127.0.0.1:18080  (API")
+
+
+def test_a_controller_points_its_logins_at_an_api_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`hcp controller` serves no pages: it printed a login URL where nothing listens."""
+    from hcp.cli.serve import _announce
+    from hcp.config import Settings
+
+    keys = {
+        "admin": "hcp_a", "customer": "hcp_c", "customer_id": "cust-001",
+        "admin_email": "admin@hcp.local", "admin_password": "pw-admin",
+        "customer_email": "customer@hcp.local", "customer_password": "pw-customer",
+    }  # fmt: skip
+    _announce(Settings(port=18080), keys, serving=False)
+    out = capsys.readouterr().out
+    assert "http://" not in out and "Dashboard /login of `hcp api` on this database:" in out
+    _announce(Settings(port=18080), keys)
+    assert "Dashboard http://127.0.0.1:18080/login:" in capsys.readouterr().out

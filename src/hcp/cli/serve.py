@@ -228,9 +228,12 @@ def _listen(settings: Settings) -> list[socket.socket]:
 
 def _cannot_listen(settings: Settings, error: OSError) -> typer.Exit:
     reason = error.strerror or str(error)
-    typer.secho(
-        f"hcp: cannot listen on {settings.host}:{settings.port}: {reason}", err=True, fg="red"
-    )
+    host, port = settings.host, settings.port
+    if not host:
+        where = f"port {port} of every interface"
+    else:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    typer.secho(f"hcp: cannot listen on {where}: {reason}", err=True, fg="red")
     return typer.Exit(1)
 
 
@@ -315,7 +318,9 @@ def _announce(settings: Settings, keys: dict[str, str] | None, serving: bool = T
         typer.echo(f"  admin:    {keys['admin']}")
         typer.echo(f"  customer: {keys['customer']}  (customer {keys['customer_id']})")
         if "admin_email" in keys:
-            typer.echo(f"Dashboard {url}/login:")
+            # A controller serves no pages: its logins are for an API process on this store.
+            where = f"{url}/login" if serving else "/login of `hcp api` on this database"
+            typer.echo(f"Dashboard {where}:")
             typer.echo(f"  {keys['admin_email']} / {keys['admin_password']}")
             typer.echo(f"  {keys['customer_email']} / {keys['customer_password']}")
 
