@@ -4,7 +4,6 @@ keeps a miner held asleep asleep and settles the commands the last one left in f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,8 +14,6 @@ from sqlalchemy import Engine, text
 from hcp import bootstrap
 from hcp.adapters.db.dispatch_log import SqlCommandLog
 from hcp.adapters.db.dispatch_memory import SqlDispatchMemory
-from hcp.adapters.db.engine import make_engine
-from hcp.adapters.db.migrate import upgrade
 from hcp.adapters.devices.site_file import DeviceFile
 from hcp.dispatch import Action, Command, CommandOutcome, MinerMemory, OutcomeStatus, Trouble
 from hcp.domain.devices import DeviceKind
@@ -27,14 +24,6 @@ from hcp.simulators.site import SimulatedSite
 from tests.integration.livesite import LiveSite, live_site
 
 T0 = datetime(2025, 1, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def command(n: int, action: Action = Action.SLEEP, **fields: object) -> Command:

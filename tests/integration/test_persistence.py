@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from hcp.adapters.db.engine import make_engine, make_session_factory
+from hcp.adapters.db.engine import make_session_factory
 from hcp.adapters.db.migrate import downgrade, is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.db.tables import Base
@@ -28,14 +28,6 @@ from hcp.domain.workloads import (
 )
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

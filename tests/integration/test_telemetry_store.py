@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +10,6 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from hcp.adapters.db.engine import make_engine
-from hcp.adapters.db.migrate import upgrade
 from hcp.adapters.db.tables import (
     Base,
     TelemetryInboxRow,
@@ -29,14 +27,6 @@ SHORT = RetentionPolicy(raw=timedelta(hours=1), minute=timedelta(hours=2), hour=
 # A stored rollup: (minutes after T0, count, sum, min, max, last)
 Rollup = tuple[float, int, float, float, float, float]
 Summary = tuple[datetime, float, float, float, int]  # a point as (start, sum, min, max, count)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
