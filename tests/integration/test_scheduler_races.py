@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,20 @@ def _cancel(w: World, workload_id: str) -> None:
     w.runtime.platform.workloads.cancel(CUSTOMER, workload_id)
 
 
+def _cancel_while_polled(w: World, workload_id: str) -> Any:
+    """Make the runner's polls cancel `workload_id` while the tick awaits the nodes (the
+    DELETE lands then); returns the runner's own poll, to put back."""
+    poll = w.runner.poll
+
+    async def poll_then_cancel(running):  # type: ignore[no-untyped-def]
+        statuses = await poll(running)
+        _cancel(w, workload_id)
+        return statuses
+
+    w.runner.poll = poll_then_cancel  # type: ignore[method-assign]
+    return poll
+
+
 async def test_a_start_the_node_fails_is_tried_again_not_failed_for_good(tmp_path: Path) -> None:
     """A node that times out on a start fails it like any node failure: back to the queue
     with a retry counted, and failed only past the retry limit."""
@@ -113,14 +128,7 @@ async def test_a_cancel_while_the_nodes_are_polled_frees_no_gpu_it_still_runs_on
         await w.scheduler.tick({SITE: 10})
         assert w.get(a).state is WorkloadState.RUNNING
         b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
-        poll = w.runner.poll
-
-        async def poll_then_cancel(running):  # type: ignore[no-untyped-def]
-            statuses = await poll(running)
-            _cancel(w, a)  # the DELETE lands while the tick awaits the nodes
-            return statuses
-
-        w.runner.poll = poll_then_cancel  # type: ignore[method-assign]
+        poll = _cancel_while_polled(w, a)
         w.clock.advance(timedelta(minutes=5))
         await w.scheduler.tick({SITE: 10})
         assert w.get(a).state is WorkloadState.CANCELLED
@@ -245,14 +253,7 @@ async def test_gpus_a_cancelled_run_still_holds_count_against_the_budget(tmp_pat
         await w.scheduler.tick({SITE: 8})
         assert w.get(a).state is WorkloadState.RUNNING
         b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2, hours=2)
-        poll = w.runner.poll
-
-        async def poll_then_cancel(running):  # type: ignore[no-untyped-def]
-            statuses = await poll(running)
-            _cancel(w, a)  # the DELETE lands while the tick awaits the nodes
-            return statuses
-
-        w.runner.poll = poll_then_cancel  # type: ignore[method-assign]
+        poll = _cancel_while_polled(w, a)
         w.clock.advance(timedelta(minutes=5))
         await w.scheduler.tick({SITE: 8})
         assert w.runs_on_a_node(a)  # stopped only by the next tick
