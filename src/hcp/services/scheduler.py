@@ -7,7 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -224,8 +224,7 @@ class SchedulerService:
             self.followed_at = now
             await self._checkpoint_due(gpus, now, report)
         gpus = self._without_failed(gpus, report)
-        held = {w.id for w in active}
-        queued, active, decision = self._decide(gpus, budgets, now, held)
+        queued, active, decision = self._decide(gpus, budgets, now)
         checked: set[str] = set()
         while not follow:
             # The last poll's word is too old to stop work on: a victim may have finished
@@ -236,7 +235,7 @@ class SchedulerService:
             checked |= victims
             await self._follow([w for w in active if w.id in victims], gpus, now, report)
             gpus = self._without_failed(gpus, report)
-            queued, active, decision = self._decide(gpus, budgets, now, held)
+            queued, active, decision = self._decide(gpus, budgets, now)
         by_id = {w.id: w for w in (*queued, *active)}
         await self._preempt_all(
             [(by_id[p.workload_id], p) for p in decision.preemptions], gpus, now, report
@@ -262,29 +261,19 @@ class SchedulerService:
         }
 
     def _decide(
-        self,
-        gpus: Mapping[str, Device],
-        budgets: Mapping[str, int],
-        now: datetime,
-        held: Collection[str],
+        self, gpus: Mapping[str, Device], budgets: Mapping[str, int], now: datetime
     ) -> tuple[list[Workload], list[Workload], SchedulingDecision]:
         """The queued and active workloads as stored now, and what to do with them.
 
-        One of `held` (active as the tick began) cancelled since this tick's `_release` still
-        runs on its GPUs until the next tick stops it: they take no new work (cordoned), and
-        since they draw power meanwhile, they come off their site's GPU budget."""
+        A workload cancelled since this tick's `_release` still runs on its GPUs until the
+        next tick stops it: they take no new work (cordoned), and since they draw power
+        meanwhile, they come off their site's GPU budget."""
         with self._uow() as uow:
             queued = uow.workloads.in_states([WorkloadState.QUEUED])
             active = uow.workloads.in_states(ACTIVE)
-            gone = set(held).difference(w.id for w in active)
-            left = [uow.workloads.get(workload_id) for workload_id in sorted(gone)]
+            cancelled = uow.workloads.holding_gpus([WorkloadState.CANCELLED])
             policy = self._policy_for(uow.customers.all())
-        unreleased = {
-            g
-            for w in left
-            if w is not None and w.state is WorkloadState.CANCELLED
-            for g in w.gpu_ids
-        }
+        unreleased = {g for w in cancelled for g in w.gpu_ids}
         drawing = Counter(gpus[g].site_id for g in unreleased if g in gpus)
         room = {site: max(0, n - drawing[site]) for site, n in budgets.items()}
         decision = schedule(
