@@ -4,22 +4,17 @@ on SQLAlchemy): one row per miner, replaced by an upsert of the miners whose mem
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Insert, RowMapping, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from hcp.adapters.db.engine import conflict_insert
 from hcp.adapters.db.tables import Base, DispatchMemoryRow
 from hcp.dispatch.ledger import MinerMemory
 from hcp.dispatch.model import Action, Command, Trouble
 from hcp.domain.telemetry import AsicReading, MinerState
-
-_INSERTS: Mapping[str, Callable[[Any], Any]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
-}
 
 
 class SqlDispatchMemory:
@@ -47,11 +42,8 @@ class SqlDispatchMemory:
 
 
 def _upsert(dialect: str) -> Insert:
-    insert = _INSERTS.get(dialect)
-    if insert is None:
-        raise NotImplementedError(f"no upsert for {dialect} databases (SQLite, PostgreSQL)")
     table = _table()
-    statement = insert(table)
+    statement = conflict_insert(dialect, table)
     kept = {c.name: statement.excluded[c.name] for c in table.columns if not c.primary_key}
     upsert: Insert = statement.on_conflict_do_update(
         index_elements=[table.c.site_id, table.c.device_id], set_=kept

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +22,16 @@ T = TypeVar("T")
 IN_LIST_LIMIT = 500
 """Values per SQL `IN` list: well within every driver's bound-parameter limit (SQLite's is
 32,766 per statement) even when a statement binds its list twice."""
+
+
+def conflict_insert(dialect: str, table: Any) -> Any:
+    """An INSERT into `table` in `dialect`'s own form, which takes ON CONFLICT clauses
+    (`on_conflict_do_nothing`, `on_conflict_do_update`): SQLite's or PostgreSQL's."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no ON CONFLICT insert for {dialect} databases (SQLite, PostgreSQL)")
 
 
 def chunked(items: Sequence[T], size: int = IN_LIST_LIMIT) -> Iterator[Sequence[T]]:

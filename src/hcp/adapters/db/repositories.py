@@ -11,12 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import Executable
 
-from hcp.adapters.db.engine import chunked
+from hcp.adapters.db.engine import chunked, conflict_insert
 from hcp.adapters.db.tables import (
     AllocationRow,
     ApiKeyRow,
@@ -1031,9 +1030,9 @@ def _insert_unless_stored(
 ) -> Executable:
     """An INSERT of `values` that does nothing where a row with one of their unique keys is
     stored (after waiting for a racing transaction that is storing one)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).values(values).on_conflict_do_nothing()
-    return sqlite.insert(table).values(values).on_conflict_do_nothing()
+    insert = conflict_insert(session.get_bind().dialect.name, table)
+    statement: Executable = insert.values(values).on_conflict_do_nothing()
+    return statement
 
 
 def _usage_row(r: UsageRecord) -> dict[str, object]:
