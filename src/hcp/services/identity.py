@@ -93,7 +93,8 @@ class IdentityService:
             raise ValidationError(
                 "customer_id", "2-64 of a-z, 0-9, '-' and '_', starting alphanumeric"
             )
-        _check_share(weight, gpu_quota)
+        _check_weight(weight)
+        _check_quota(gpu_quota)
         customer = Customer(
             customer_id, name.strip() or customer_id, self._clock.now(), weight, gpu_quota
         )
@@ -124,10 +125,10 @@ class IdentityService:
         require_admin(principal, "change customers")
         # Only what changes is checked: a figure stored otherwise (before the API set them)
         # does not stop a rename, nor a change of the other one.
-        _check_share(
-            1.0 if weight is None else weight,
-            None if isinstance(gpu_quota, Unset) else gpu_quota,
-        )
+        if weight is not None:
+            _check_weight(weight)
+        if not isinstance(gpu_quota, Unset):
+            _check_quota(gpu_quota)
         with self._uow() as uow:
             customer = uow.customers.get(customer_id)
             if customer is None:
@@ -359,10 +360,14 @@ class IdentityService:
         return revoked
 
 
-def _check_share(weight: float, gpu_quota: int | None) -> None:
-    """A fair-share weight above 0 and at most MAX_WEIGHT; a GPU quota of at least 1."""
+def _check_weight(weight: float) -> None:
+    """A fair-share weight above 0 and at most MAX_WEIGHT."""
     if not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT):
         raise ValidationError("weight", f"a number above 0 and at most {MAX_WEIGHT:g}")
+
+
+def _check_quota(gpu_quota: int | None) -> None:
+    """A GPU quota of at least 1, or none."""
     if gpu_quota is not None and gpu_quota < 1:
         raise ValidationError("gpu_quota", "at least 1 GPU (null: no quota)")
 
