@@ -143,6 +143,7 @@ class _Connection(asyncio.Protocol):
         if self._server.sim.faults.reset_connections:
             reset(transport)
             return
+        cork(transport)
         try:
             transport.write(self._server.reply_to(request))
         finally:
@@ -158,6 +159,17 @@ def _complete(data: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+def cork(transport: asyncio.Transport) -> None:
+    """Hold the reply in the kernel until the close, so it leaves with the FIN in one segment
+    (TCP_CORK, Linux): one packet fewer per exchange for both ends to process."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and _TCP_CORK is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+
+
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
 
 def reset(transport: asyncio.Transport) -> None:
