@@ -630,11 +630,34 @@ class _Exchanger:
                 sock.close()
                 error = OSError(code, os.strerror(code))  # the subclass for the code
                 continue
+            # Often connected already (loopback, a fast network): send at once, and wait
+            # only for the reply; else when the socket says it is writable.
+            try:
+                sent = self._send_request(flight, sock)
+            except OSError as refused:  # the connect failed, and the send says so
+                sock.close()
+                error = refused
+                continue
             flight.sock = sock
             self._by_fd[sock.fileno()] = flight
-            self._poller.register(sock.fileno(), select.EPOLLOUT)
+            self._poller.register(sock.fileno(), select.EPOLLIN if sent else select.EPOLLOUT)
             return
         self._fail(flight, device_error(flight.device, error))
+
+    @staticmethod
+    def _send_request(flight: _Flight, sock: socket.socket) -> bool:
+        """Send what is left of the request; True once all of it is sent, False while the
+        socket cannot take it yet (still connecting, or a full buffer). A failed connect
+        raises its error."""
+        try:
+            sent = sock.send(flight.request)
+        except BlockingIOError:
+            return False
+        flight.request = flight.request[sent:]
+        if flight.request:
+            return False
+        flight.sent = True
+        return True
 
     def _step(self, flight: _Flight) -> None:
         """The socket is ready: finish connecting and send, or read what came."""
@@ -651,16 +674,10 @@ class _Exchanger:
                     self._fail(flight, device_error(flight.device, error))
                 return
             try:
-                sent = sock.send(flight.request)
-            except BlockingIOError:
-                return
+                if self._send_request(flight, sock):
+                    self._poller.modify(sock.fileno(), select.EPOLLIN)
             except OSError as error:
                 self._fail(flight, device_error(flight.device, error))
-                return
-            flight.request = flight.request[sent:]
-            if not flight.request:
-                flight.sent = True
-                self._poller.modify(sock.fileno(), select.EPOLLIN)
             return
         try:
             data = sock.recv(65536)
