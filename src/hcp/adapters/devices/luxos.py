@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hcp.adapters.clock import SystemClock
 from hcp.adapters.devices import translate
@@ -96,7 +96,7 @@ class LuxosClient:
         """The replies to several commands sent as one `a+b+c` request, keyed by command."""
         reply = await self._exchange(encode_request("+".join(commands)))
         parts = translate.split_joined(self.device, reply, commands)
-        return {name: dict(part) for name, part in parts.items()}
+        return cast(dict[str, Payload], parts)  # each a dict of the decoded reply's own
 
     async def summary(self) -> Payload:
         return await self.command("summary")

@@ -24,6 +24,8 @@ DEFAULT_HOT_C = 90.0
 LOW_HASHRATE_RATIO = 0.8
 """A mining miner below this share of its boards' nominal hashrate is reported as a problem."""
 _OK_STATUSES = {"S", "I", "W"}
+_FLOAT_INT = 2**53
+"""Integers below this in size convert to a float exactly, and cannot overflow it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,13 @@ def first(device: str, payload: Payload, name: str) -> Mapping[str, Any]:
 def number(device: str, entry: Mapping[str, Any], key: str) -> float:
     """A finite numeric field (some firmwares send numbers as strings). NaN, Infinity and
     integers beyond a float's range are malformed: no reading is made of them."""
-    value = entry.get(key)
+    value: Any = entry.get(key)
+    kind = type(value)
+    if kind is float:  # what nearly every reply holds: no conversion, only the finite test
+        if math.isfinite(value):
+            return float(value)
+    elif kind is int and -_FLOAT_INT < value < _FLOAT_INT:
+        return float(value)
     if isinstance(value, bool) or value is None:
         raise MalformedReply(device, f"field {key!r} is missing or not a number")
     try:
@@ -142,13 +150,14 @@ def _board(device: str, index: int, entry: Mapping[str, Any]) -> Board:
     """One `devs` entry; its position stands in for a missing `ASC`, and a nominal hashrate
     that is not a JSON number for an unknown one (0)."""
     nominal_mhs = entry.get("Nominal MHS")
-    known = isinstance(nominal_mhs, int | float) and not isinstance(nominal_mhs, bool)
-    return Board(
-        index=int(number(device, entry, "ASC")) if "ASC" in entry else index,
-        status=str(entry.get("Status", "Unknown")),
-        ramping=entry.get("IsRamping") is True,
-        temperature_c=number(device, entry, "Temperature"),
-        nominal_ths=number(device, entry, "Nominal MHS") / 1e6 if known else 0.0,
+    known = type(nominal_mhs) is float or type(nominal_mhs) is int  # a JSON number (no bool)
+    status = entry.get("Status", "Unknown")
+    return Board(  # positional: this runs for every board of every miner at each poll
+        int(number(device, entry, "ASC")) if "ASC" in entry else index,
+        status if type(status) is str else str(status),
+        entry.get("IsRamping") is True,
+        number(device, entry, "Temperature"),
+        number(device, entry, "Nominal MHS") / 1e6 if known else 0.0,
     )
 
 
