@@ -72,6 +72,12 @@ class MinerSim:
         self._stock_power_w = self.model.stock.power_w  # the heat scale, asked at every step
         self.atm = AtmSettings(max_profile=self.model.stock_profile)
         self.sessions = SessionTable(config.session_timeout_s, random.Random(config.seed + 7919))
+        # Its nameplate, made from its seed: a locally administered MAC and a serial number.
+        mac_tail = config.seed & 0xFFFFFF
+        self.mac_address = "02:48:43:" + ":".join(
+            f"{(mac_tail >> s) & 0xFF:02X}" for s in (16, 8, 0)
+        )
+        self.serial_number = f"HCPSIM{config.seed:08d}"
         self._rng = random.Random(config.seed)
         self._booted_s = self._t = start.timestamp()
         self._mode = _SLEEPING if config.sleeping else _MINING

@@ -27,9 +27,12 @@ POOL_URL = "stratum+tcp://127.0.0.1:3333"
 CODE_POWER, CODE_PROFILES, CODE_FANS, CODE_TEMPCTRL, CODE_GROUPS = 350, 351, 352, 353, 354  # ours
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Section:
-    """One command's answer before framing: its STATUS code and message and its data lists."""
+    """One command's answer before framing: its STATUS code and message and its data lists.
+
+    Not frozen: every command of every poll makes one, a frozen dataclass costs three times as
+    much to build, and a section lives only until `frame` copies it into the reply."""
 
     code: int
     msg: str
@@ -65,12 +68,6 @@ def miner_type(model: AsicModel) -> str:
 _TYPES: dict[tuple[str, str], str] = {}
 
 
-def mac_address(sim: MinerSim) -> str:
-    """A stable, locally administered MAC per miner seed."""
-    seed = sim.config.seed & 0xFFFFFF
-    return "02:48:43:" + ":".join(f"{(seed >> s) & 0xFF:02X}" for s in (16, 8, 0))
-
-
 def version(sim: MinerSim) -> Section:
     entry = {
         "LUXminer": LUXMINER_VERSION,
@@ -86,14 +83,15 @@ def summary(sim: MinerSim) -> Section:
     average_ths, elapsed_s = sim.average_hashrate_ths, sim.elapsed_s
     ghs_av = round(average_ths * 1000, 2)
     accepted, rejected = sim.accepted, sim.rejected
-    rejected_percent = round(_percent(rejected, accepted + rejected), 4)
+    shares = accepted + rejected
+    rejected_percent = round(_percent(rejected, shares), 4)
     entry = {
         "Elapsed": int(elapsed_s),
         "GHS 5s": round(sim.hashrate_ths * 1000, 2),
         "GHS av": ghs_av,
         "GHS 30m": ghs_av,
         "Found Blocks": 0,
-        "Getworks": accepted + rejected,
+        "Getworks": shares,
         "Accepted": accepted,
         "Rejected": rejected,
         "Hardware Errors": 0,
@@ -101,7 +99,7 @@ def summary(sim: MinerSim) -> Section:
         "Discarded": 0,
         "Stale": 0,
         "Get Failures": 0,
-        "Local Work": accepted + rejected,
+        "Local Work": shares,
         "Remote Failures": 0,
         "Network Blocks": 0,
         "Total MH": round(average_ths * 1e6 * elapsed_s, 0),
@@ -119,53 +117,52 @@ def _percent(part: float, whole: float) -> float:
 
 
 def devs(sim: MinerSim) -> Section:
-    board = _BoardReading(sim)
-    return Section(9, f"{BOARDS} ASC(s)", {"DEVS": [board.dev(i) for i in range(BOARDS)]})
+    # Each live board does an equal share of the miner's work and a dead one none, so boards
+    # differ only in their number and connector: one entry is built for the live boards and
+    # one for the dead, then each board gets a copy (a fleet poll asks every miner for this).
+    alive_boards = sim.alive_boards
+    live = _board_entry(sim, True, 1 / alive_boards) if alive_boards else {}
+    dead = _board_entry(sim, False, 0.0) if alive_boards < BOARDS else {}
+    entries = []
+    for board in range(BOARDS):
+        entry = (live if sim.board_alive(board) else dead).copy()
+        entry["ASC"] = entry["ID"] = board
+        entry["Connector"] = _CONNECTORS[board]
+        entries.append(entry)
+    return Section(9, _DEVS_MSG, {"DEVS": entries})
 
 
-class _BoardReading:
-    """What every board's `devs` entry draws on, read from the miner once per reply (a fleet
-    poll asks for it of every miner, every few seconds)."""
+_DEVS_MSG = f"{BOARDS} ASC(s)"
+_CONNECTORS = tuple(f"J{board + 1}" for board in range(BOARDS))
 
-    def __init__(self, sim: MinerSim) -> None:
-        self.sim = sim
-        self.alive_boards = sim.alive_boards
-        self.mhs = sim.hashrate_ths * 1e6
-        self.average_mhs = sim.average_hashrate_ths * 1e6
-        self.temperature_c = round(sim.temperature_c, 1)
-        self.elapsed_s = int(sim.elapsed_s)
-        self.board_type = miner_type(sim.model)
-        self.nominal_mhs = round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2)
-        self.ramping = sim.ramping
 
-    def dev(self, board: int) -> Payload:
-        sim = self.sim
-        alive = sim.board_alive(board)
-        share = 1 / self.alive_boards if alive and self.alive_boards else 0.0
-        mhs = round(self.mhs * share, 2)
-        return {
-            "ASC": board,
-            "Name": "BTM",
-            "ID": board,
-            "Enabled": "Y",
-            "Status": "Alive" if alive else "Dead",
-            "Temperature": self.temperature_c if alive else 0.0,
-            "MHS av": round(self.average_mhs * share, 2),
-            "MHS 5s": mhs,
-            "MHS 1m": mhs,
-            "MHS 5m": mhs,
-            "MHS 15m": mhs,
-            "Accepted": int(sim.accepted * share),
-            "Rejected": int(sim.rejected * share),
-            "Hardware Errors": 0,
-            "Device Elapsed": self.elapsed_s,
-            "Board": self.board_type,
-            "Connector": f"J{board + 1}",
-            "IsRamping": self.ramping and alive,
-            "IsUserShutdown": False,
-            "Nominal MHS": self.nominal_mhs,
-            "Profile": sim.profile.name,
-        }
+def _board_entry(sim: MinerSim, alive: bool, share: float) -> Payload:
+    """The `devs` entry of a board alive or dead doing `share` of the miner's work; its number
+    and connector are placeholders, there to keep their places in the key order."""
+    mhs = round(sim.hashrate_ths * 1e6 * share, 2)
+    return {
+        "ASC": 0,
+        "Name": "BTM",
+        "ID": 0,
+        "Enabled": "Y",
+        "Status": "Alive" if alive else "Dead",
+        "Temperature": round(sim.temperature_c, 1) if alive else 0.0,
+        "MHS av": round(sim.average_hashrate_ths * 1e6 * share, 2),
+        "MHS 5s": mhs,
+        "MHS 1m": mhs,
+        "MHS 5m": mhs,
+        "MHS 15m": mhs,
+        "Accepted": int(sim.accepted * share),
+        "Rejected": int(sim.rejected * share),
+        "Hardware Errors": 0,
+        "Device Elapsed": int(sim.elapsed_s),
+        "Board": miner_type(sim.model),
+        "Connector": "",
+        "IsRamping": sim.ramping and alive,
+        "IsUserShutdown": False,
+        "Nominal MHS": round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2),
+        "Profile": sim.profile.name,
+    }
 
 
 def stats(sim: MinerSim) -> Section:
@@ -248,8 +245,8 @@ def config(sim: MinerSim) -> Section:
         "Hotplug": "None",
         "Model": miner_type(sim.model),
         "Profile": sim.profile.name,
-        "MACAddr": mac_address(sim),
-        "SerialNumber": f"HCPSIM{sim.config.seed:08d}",
+        "MACAddr": sim.mac_address,
+        "SerialNumber": sim.serial_number,
         "RedLed": "off",
         "CurtailMode": "None" if sim.psu_on else "Sleep",
         "IsPowerSupplyOn": sim.psu_on,

@@ -99,8 +99,9 @@ def parse_request(request: bytes) -> tuple[str, list[str]]:
 def run(sim: MinerSim, command: str, args: list[str], now: datetime) -> Payload:
     """The framed reply of one command (an error block when it is refused or unknown)."""
     try:
-        if command in QUERIES:
-            section = QUERIES[command](sim)
+        query = QUERIES.get(command)
+        if query is not None:
+            section = query(sim)
         elif command in ACTIONS:
             section = ACTIONS[command](sim, args, now)
         else:
