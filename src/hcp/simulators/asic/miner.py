@@ -295,7 +295,8 @@ class MinerSim:
     @property
     def average_hashrate_ths(self) -> float:
         """Mean hashrate since boot in TH/s."""
-        return self._terahashes / self.elapsed_s if self.elapsed_s > 0 else self.hashrate_ths
+        elapsed_s = self._t - self._booted_s
+        return self._terahashes / elapsed_s if elapsed_s > 0 else self._hashrate_ths
 
     @property
     def accepted(self) -> int:

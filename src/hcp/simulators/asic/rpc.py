@@ -89,11 +89,13 @@ def parse_request(request: bytes) -> tuple[str, list[str]]:
         body = load_json(request.rstrip(b"\x00\r\n "))
     except ValueError:
         raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("command"), str):
+    command = body.get("command") if isinstance(body, dict) else None
+    if not isinstance(command, str):
         raise CommandError(CODE_INVALID_JSON, "Missing JSON 'command'")
     parameter = body.get("parameter")
-    args = [] if parameter in (None, "") else str(parameter).split(",")
-    return body["command"].strip(), [a.strip() for a in args]
+    if parameter is None or parameter == "":
+        return command.strip(), []
+    return command.strip(), [arg.strip() for arg in str(parameter).split(",")]
 
 
 def run(sim: MinerSim, command: str, args: list[str], now: datetime) -> Payload:
