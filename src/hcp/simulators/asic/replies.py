@@ -1,4 +1,4 @@
-"""The bodies of the read-only replies a LuxOS miner gives, built from a `MinerSim`.
+"""The read-only replies a LuxOS miner gives, built from a `MinerSim`.
 
 Field names follow CGMiner's API and LuxOS's additions to it (LuxOS API docs; what pyasic's
 LuxOS backend reads). Status codes are CGMiner's where it has one (summary 11, pools 7, devs 9,
@@ -8,7 +8,6 @@ stats 70, config 33, version 22) and LuxOS's where its docs show one; the others
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from hcp.domain.devices import AsicModel, AsicProfile
@@ -27,28 +26,22 @@ POOL_URL = "stratum+tcp://127.0.0.1:3333"
 CODE_POWER, CODE_PROFILES, CODE_FANS, CODE_TEMPCTRL, CODE_GROUPS = 350, 351, 352, 353, 354  # ours
 
 
-@dataclass(slots=True)
-class Section:
-    """One command's answer before framing: its STATUS code and message and its data lists.
+def frame(
+    sim: MinerSim, code: int, msg: str, data: dict[str, list[Payload]], status: str = "S"
+) -> Payload:
+    """A whole single-command reply as of the miner's last step: STATUS block (`status` "S"
+    or "E", `code`, `msg`), the data sections, `id` (as CGMiner sends).
 
-    Not frozen: every command of every poll makes one, a frozen dataclass costs three times as
-    much to build, and a section lives only until `frame` copies it into the reply."""
-
-    code: int
-    msg: str
-    data: dict[str, list[Payload]] = field(default_factory=dict)
-
-
-def frame(section: Section, when: int, status: str = "S") -> Payload:
-    """A whole single-command reply: STATUS block, data sections, `id` (as CGMiner sends)."""
+    Each command frames its own reply once it has acted, with no intermediate section object
+    to copy from: a fleet poll asks every miner for five replies every few seconds."""
     block = {
         "STATUS": status,
-        "When": when,
-        "Code": section.code,
-        "Msg": section.msg,
+        "When": int(sim.now),
+        "Code": code,
+        "Msg": msg,
         "Description": DESCRIPTION,
     }
-    return {"STATUS": [block], **section.data, "id": 1}
+    return {"STATUS": [block], **data, "id": 1}
 
 
 def miner_type(model: AsicModel) -> str:
@@ -68,7 +61,7 @@ def miner_type(model: AsicModel) -> str:
 _TYPES: dict[tuple[str, str], str] = {}
 
 
-def version(sim: MinerSim) -> Section:
+def version(sim: MinerSim) -> Payload:
     entry = {
         "LUXminer": LUXMINER_VERSION,
         "API": API_VERSION,
@@ -76,10 +69,10 @@ def version(sim: MinerSim) -> Section:
         "Type": miner_type(sim.model),
         "CompileTime": "2024-06-01T00:00:00Z",
     }
-    return Section(22, "LUXminer versions", {"VERSION": [entry]})
+    return frame(sim, 22, "LUXminer versions", {"VERSION": [entry]})
 
 
-def summary(sim: MinerSim) -> Section:
+def summary(sim: MinerSim) -> Payload:
     average_ths, elapsed_s = sim.average_hashrate_ths, sim.elapsed_s
     ghs_av = round(average_ths * 1000, 2)
     accepted, rejected = sim.accepted, sim.rejected
@@ -109,14 +102,14 @@ def summary(sim: MinerSim) -> Section:
         "Pool Stale%": 0.0,
         "Last getwork": int(sim.now),
     }
-    return Section(11, "Summary", {"SUMMARY": [entry]})
+    return frame(sim, 11, "Summary", {"SUMMARY": [entry]})
 
 
 def _percent(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
-def devs(sim: MinerSim) -> Section:
+def devs(sim: MinerSim) -> Payload:
     # Each live board does an equal share of the miner's work and a dead one none, so boards
     # differ only in their number and connector: one entry is built for the live boards and
     # one for the dead, then each board gets a copy (a fleet poll asks every miner for this).
@@ -129,7 +122,7 @@ def devs(sim: MinerSim) -> Section:
         entry["ASC"] = entry["ID"] = board
         entry["Connector"] = _CONNECTORS[board]
         entries.append(entry)
-    return Section(9, _DEVS_MSG, {"DEVS": entries})
+    return frame(sim, 9, _DEVS_MSG, {"DEVS": entries})
 
 
 _DEVS_MSG = f"{BOARDS} ASC(s)"
@@ -165,7 +158,7 @@ def _board_entry(sim: MinerSim, alive: bool, share: float) -> Payload:
     }
 
 
-def stats(sim: MinerSim) -> Section:
+def stats(sim: MinerSim) -> Payload:
     header = {
         "CGMiner": "4.11.1",
         "Miner": LUXMINER_VERSION,
@@ -188,7 +181,7 @@ def stats(sim: MinerSim) -> Section:
     }
     for board in range(BOARDS):
         detail.update(_chain_stats(sim, board))
-    return Section(70, "CGMiner stats", {"STATS": [header, detail]})
+    return frame(sim, 70, "CGMiner stats", {"STATS": [header, detail]})
 
 
 def _chain_stats(sim: MinerSim, board: int) -> Payload:
@@ -207,7 +200,7 @@ def _chain_stats(sim: MinerSim, board: int) -> Payload:
     }
 
 
-def pools(sim: MinerSim) -> Section:
+def pools(sim: MinerSim) -> Payload:
     pool = {
         "POOL": 0,
         "GROUP": 0,
@@ -225,15 +218,15 @@ def pools(sim: MinerSim) -> Section:
         "Remote Failures": 0,
         "Last Share Time": int(sim.now),
     }
-    return Section(7, "1 Pool(s)", {"POOLS": [pool]})
+    return frame(sim, 7, "1 Pool(s)", {"POOLS": [pool]})
 
 
-def groups(sim: MinerSim) -> Section:
+def groups(sim: MinerSim) -> Payload:
     group = {"GROUP": 0, "Name": "Default", "Quota": 1, "Strategy": "Failover"}
-    return Section(CODE_GROUPS, "1 Group(s)", {"GROUPS": [group]})
+    return frame(sim, CODE_GROUPS, "1 Group(s)", {"GROUPS": [group]})
 
 
-def config(sim: MinerSim) -> Section:
+def config(sim: MinerSim) -> Payload:
     entry = {
         "ASC Count": BOARDS,
         "PGA Count": 0,
@@ -252,15 +245,15 @@ def config(sim: MinerSim) -> Section:
         "IsPowerSupplyOn": sim.psu_on,
         "IsAtmEnabled": sim.atm_enabled,
     }
-    return Section(33, "CGMiner config", {"CONFIG": [entry]})
+    return frame(sim, 33, "CGMiner config", {"CONFIG": [entry]})
 
 
-def profiles(sim: MinerSim) -> Section:
+def profiles(sim: MinerSim) -> Payload:
     stock = sim.model.stock
     ordered = sim.hashing_profiles()
     stock_index = next(i for i, p in enumerate(ordered) if p.name == stock.name)
     entries = [_profile(p, stock, i - stock_index) for i, p in enumerate(ordered)]
-    return Section(CODE_PROFILES, f"{len(entries)} Profile(s)", {"PROFILES": entries})
+    return frame(sim, CODE_PROFILES, f"{len(entries)} Profile(s)", {"PROFILES": entries})
 
 
 def _profile(profile: AsicProfile, stock: AsicProfile, step: int) -> Payload:
@@ -278,27 +271,27 @@ def _profile(profile: AsicProfile, stock: AsicProfile, step: int) -> Payload:
     }
 
 
-def power(sim: MinerSim) -> Section:
-    return Section(
-        CODE_POWER, "Power", {"POWER": [{"Watts": round(sim.power_w), "PSU": sim.psu_on}]}
+def power(sim: MinerSim) -> Payload:
+    return frame(
+        sim, CODE_POWER, "Power", {"POWER": [{"Watts": round(sim.power_w), "PSU": sim.psu_on}]}
     )
 
 
-def tempctrl(sim: MinerSim) -> Section:
+def tempctrl(sim: MinerSim) -> Payload:
     entry = {"Mode": "Auto", "Target": TARGET_C, "Hot": HOT_C, "Dangerous": DANGEROUS_C}
-    return Section(CODE_TEMPCTRL, "Temperature control", {"TEMPCTRL": [entry]})
+    return frame(sim, CODE_TEMPCTRL, "Temperature control", {"TEMPCTRL": [entry]})
 
 
-def fans(sim: MinerSim) -> Section:
+def fans(sim: MinerSim) -> Payload:
     # Fans chase the target temperature: idle at ambient, flat out at or above it.
     span = max(TARGET_C - sim.config.ambient_c, 1.0)
     speed = round(min(100.0, max(10.0, 100 * (sim.temperature_c - sim.config.ambient_c) / span)))
     entries = [{"FAN": i, "ID": i, "RPM": speed * 60, "Speed": speed} for i in range(FANS)]
     control = [{"Mode": "Auto", "MinFans": FANS, "Speed": -1}]
-    return Section(CODE_FANS, f"{FANS} Fan(s)", {"FANS": entries, "FANCTRL": control})
+    return frame(sim, CODE_FANS, f"{FANS} Fan(s)", {"FANS": entries, "FANCTRL": control})
 
 
-def atm(sim: MinerSim) -> Section:
+def atm(sim: MinerSim) -> Payload:
     settings = sim.atm
     entry = {
         "Enabled": settings.enabled,
@@ -310,7 +303,7 @@ def atm(sim: MinerSim) -> Section:
         "StartupMinutes": settings.startup_minutes,
         "TempWindow": settings.temp_window,
     }
-    return Section(339, "ATM configuration values", {"ATM": [entry]})
+    return frame(sim, 339, "ATM configuration values", {"ATM": [entry]})
 
 
 def _step(sim: MinerSim, name: str) -> str:
