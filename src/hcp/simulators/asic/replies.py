@@ -118,7 +118,8 @@ def devs(sim: MinerSim) -> Payload:
     dead = _board_entry(sim, False, 0.0) if alive_boards < BOARDS else {}
     entries = []
     for board in range(BOARDS):
-        entry = (live if sim.board_alive(board) else dead).copy()
+        # Boards die from the last one down, as MinerSim.board_alive has it.
+        entry = (live if board < alive_boards else dead).copy()
         entry["ASC"] = entry["ID"] = board
         entry["Connector"] = _CONNECTORS[board]
         entries.append(entry)
@@ -227,6 +228,7 @@ def groups(sim: MinerSim) -> Payload:
 
 
 def config(sim: MinerSim) -> Payload:
+    psu_on = sim.psu_on
     entry = {
         "ASC Count": BOARDS,
         "PGA Count": 0,
@@ -241,8 +243,8 @@ def config(sim: MinerSim) -> Payload:
         "MACAddr": sim.mac_address,
         "SerialNumber": sim.serial_number,
         "RedLed": "off",
-        "CurtailMode": "None" if sim.psu_on else "Sleep",
-        "IsPowerSupplyOn": sim.psu_on,
+        "CurtailMode": "None" if psu_on else "Sleep",
+        "IsPowerSupplyOn": psu_on,
         "IsAtmEnabled": sim.atm_enabled,
     }
     return frame(sim, 33, "CGMiner config", {"CONFIG": [entry]})

@@ -68,8 +68,10 @@ def answer(sim: MinerSim, request: bytes, now: datetime) -> Payload:
         return run(sim, command, args, now)
     # A command named twice in one join runs once, as in CGMiner (a second `logoff` would
     # refuse the session the first one ended, and its reply would replace the first's).
-    names = dict.fromkeys(command.split("+"))
-    joined: Payload = {name: [run(sim, name, args, now)] for name in names}
+    joined: Payload = {}
+    for name in command.split("+"):
+        if name not in joined:
+            joined[name] = [run(sim, name, args, now)]
     joined["id"] = 1
     return joined
 
