@@ -78,31 +78,47 @@ def summary(sim: MinerSim) -> Payload:
     accepted, rejected = sim.accepted, sim.rejected
     shares = accepted + rejected
     rejected_percent = round(_percent(rejected, shares), 4)
-    entry = {
-        "Elapsed": int(elapsed_s),
-        "GHS 5s": round(sim.hashrate_ths * 1000, 2),
-        "GHS av": ghs_av,
-        "GHS 30m": ghs_av,
-        "Found Blocks": 0,
-        "Getworks": shares,
-        "Accepted": accepted,
-        "Rejected": rejected,
-        "Hardware Errors": 0,
-        "Utility": round(accepted / max(elapsed_s, 1.0) * 60, 2),
-        "Discarded": 0,
-        "Stale": 0,
-        "Get Failures": 0,
-        "Local Work": shares,
-        "Remote Failures": 0,
-        "Network Blocks": 0,
-        "Total MH": round(average_ths * 1e6 * elapsed_s, 0),
-        "Device Hardware%": 0.0,
-        "Device Rejected%": rejected_percent,
-        "Pool Rejected%": rejected_percent,
-        "Pool Stale%": 0.0,
-        "Last getwork": int(sim.now),
-    }
+    entry = _SUMMARY.copy()
+    entry["Elapsed"] = int(elapsed_s)
+    entry["GHS 5s"] = round(sim.hashrate_ths * 1000, 2)
+    entry["GHS av"] = entry["GHS 30m"] = ghs_av
+    entry["Getworks"] = entry["Local Work"] = shares
+    entry["Accepted"] = accepted
+    entry["Rejected"] = rejected
+    entry["Utility"] = round(accepted / max(elapsed_s, 1.0) * 60, 2)
+    entry["Total MH"] = round(average_ths * 1e6 * elapsed_s, 0)
+    entry["Device Rejected%"] = entry["Pool Rejected%"] = rejected_percent
+    entry["Last getwork"] = int(sim.now)
     return frame(sim, 11, "Summary", {"SUMMARY": [entry]})
+
+
+_SUMMARY: Payload = {
+    "Elapsed": None,
+    "GHS 5s": None,
+    "GHS av": None,
+    "GHS 30m": None,
+    "Found Blocks": 0,
+    "Getworks": None,
+    "Accepted": None,
+    "Rejected": None,
+    "Hardware Errors": 0,
+    "Utility": None,
+    "Discarded": 0,
+    "Stale": 0,
+    "Get Failures": 0,
+    "Local Work": None,
+    "Remote Failures": 0,
+    "Network Blocks": 0,
+    "Total MH": None,
+    "Device Hardware%": 0.0,
+    "Device Rejected%": None,
+    "Pool Rejected%": None,
+    "Pool Stale%": 0.0,
+    "Last getwork": None,
+}
+"""A `summary` entry's keys in CGMiner's order and the values that never change; `summary`
+fills in the others (None here) on a copy. On Python 3.11 a dict literal of more than 16 keys
+is built key by key, growing as it goes; copying a ready one costs half as much."""
 
 
 def _percent(part: float, whole: float) -> float:
@@ -132,31 +148,48 @@ _CONNECTORS = tuple(f"J{board + 1}" for board in range(BOARDS))
 
 def _board_entry(sim: MinerSim, alive: bool, share: float) -> Payload:
     """The `devs` entry of a board alive or dead doing `share` of the miner's work; its number
-    and connector are placeholders, there to keep their places in the key order."""
+    and connector are left for `devs` to fill in."""
     mhs = round(sim.hashrate_ths * 1e6 * share, 2)
-    return {
-        "ASC": 0,
-        "Name": "BTM",
-        "ID": 0,
-        "Enabled": "Y",
-        "Status": "Alive" if alive else "Dead",
-        "Temperature": round(sim.temperature_c, 1) if alive else 0.0,
-        "MHS av": round(sim.average_hashrate_ths * 1e6 * share, 2),
-        "MHS 5s": mhs,
-        "MHS 1m": mhs,
-        "MHS 5m": mhs,
-        "MHS 15m": mhs,
-        "Accepted": int(sim.accepted * share),
-        "Rejected": int(sim.rejected * share),
-        "Hardware Errors": 0,
-        "Device Elapsed": int(sim.elapsed_s),
-        "Board": miner_type(sim.model),
-        "Connector": "",
-        "IsRamping": sim.ramping and alive,
-        "IsUserShutdown": False,
-        "Nominal MHS": round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2),
-        "Profile": sim.profile.name,
-    }
+    entry = _BOARD.copy()
+    entry["Status"] = "Alive" if alive else "Dead"
+    entry["Temperature"] = round(sim.temperature_c, 1) if alive else 0.0
+    entry["MHS av"] = round(sim.average_hashrate_ths * 1e6 * share, 2)
+    entry["MHS 5s"] = entry["MHS 1m"] = entry["MHS 5m"] = entry["MHS 15m"] = mhs
+    entry["Accepted"] = int(sim.accepted * share)
+    entry["Rejected"] = int(sim.rejected * share)
+    entry["Device Elapsed"] = int(sim.elapsed_s)
+    entry["Board"] = miner_type(sim.model)
+    entry["IsRamping"] = sim.ramping and alive
+    entry["Nominal MHS"] = round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2)
+    entry["Profile"] = sim.profile.name
+    return entry
+
+
+_BOARD: Payload = {
+    "ASC": None,
+    "Name": "BTM",
+    "ID": None,
+    "Enabled": "Y",
+    "Status": None,
+    "Temperature": None,
+    "MHS av": None,
+    "MHS 5s": None,
+    "MHS 1m": None,
+    "MHS 5m": None,
+    "MHS 15m": None,
+    "Accepted": None,
+    "Rejected": None,
+    "Hardware Errors": 0,
+    "Device Elapsed": None,
+    "Board": None,
+    "Connector": None,
+    "IsRamping": None,
+    "IsUserShutdown": False,
+    "Nominal MHS": None,
+    "Profile": None,
+}
+"""A `devs` entry's keys in order and the values that never change, filled in on a copy (as
+`_SUMMARY` is)."""
 
 
 def stats(sim: MinerSim) -> Payload:
