@@ -32,8 +32,9 @@ TARGET_C, HOT_C, DANGEROUS_C = 75.0, 90.0, 100.0
 """LuxOS's temperature thresholds (`tempctrl`): the fans aim at Target; Hot is a warning; at
 Dangerous the miner cuts its hashboards off and keeps them off until they cool to Target."""
 
-# The modes, looked up once: on Python 3.11 every `MinerState.X` goes through the enum's
-# member descriptor, and the physics compares modes several times per step.
+# The modes, looked up once: on Python 3.11 the enum metaclass defines __getattr__, so no
+# `MinerState.X` lookup is ever specialised (it costs ten times a module global), and the
+# physics compares modes several times per step.
 _MINING, _SLEEPING, _WAKING = MinerState.MINING, MinerState.SLEEPING, MinerState.WAKING
 
 
