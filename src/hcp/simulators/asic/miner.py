@@ -32,6 +32,11 @@ TARGET_C, HOT_C, DANGEROUS_C = 75.0, 90.0, 100.0
 """LuxOS's temperature thresholds (`tempctrl`): the fans aim at Target; Hot is a warning; at
 Dangerous the miner cuts its hashboards off and keeps them off until they cool to Target."""
 
+# The modes, looked up once: on Python 3.11 the enum metaclass defines __getattr__, so no
+# `MinerState.X` lookup is ever specialised (it costs ten times a module global), and the
+# physics compares modes several times per step.
+_MINING, _SLEEPING, _WAKING = MinerState.MINING, MinerState.SLEEPING, MinerState.WAKING
+
 
 @dataclass(frozen=True, slots=True)
 class AtmSettings:
@@ -65,11 +70,18 @@ class MinerSim:
         self.model = config.model
         self.faults = config.faults
         self.profile = self.model.profile(config.profile or self.model.stock_profile)
+        self._stock_power_w = self.model.stock.power_w  # the heat scale, asked at every step
         self.atm = AtmSettings(max_profile=self.model.stock_profile)
         self.sessions = SessionTable(config.session_timeout_s, random.Random(config.seed + 7919))
+        # Its nameplate, made from its seed: a locally administered MAC and a serial number.
+        mac_tail = config.seed & 0xFFFFFF
+        self.mac_address = "02:48:43:" + ":".join(
+            f"{(mac_tail >> s) & 0xFF:02X}" for s in (16, 8, 0)
+        )
+        self.serial_number = f"HCPSIM{config.seed:08d}"
         self._rng = random.Random(config.seed)
         self._booted_s = self._t = start.timestamp()
-        self._mode = MinerState.SLEEPING if config.sleeping else MinerState.MINING
+        self._mode = _SLEEPING if config.sleeping else _MINING
         self._cut_off = False  # boards off to cool after reaching DANGEROUS_C
         self._wake_started_s = self._t
         # It starts settled; one whose cooling failed starts just under its cut-off (it would
@@ -84,20 +96,20 @@ class MinerSim:
     def sleep(self, now: datetime) -> None:
         """Curtail: hashboards and PSU off; the miner draws `sleep_power_w` and hashes nothing."""
         self.step(now)
-        self._mode = MinerState.SLEEPING
+        self._mode = _SLEEPING
         self._sample()
 
     def wake(self, now: datetime) -> None:
         """Leave sleep: ramp linearly to the profile over `model.wake_seconds`."""
         self.step(now)
-        if self._mode is MinerState.SLEEPING:
+        if self._mode is _SLEEPING:
             self._start_ramp()
         self._sample()
 
     def _start_ramp(self) -> None:
         """Ramp the boards up to the profile from now, over `model.wake_seconds`."""
         self._wake_started_s = self._t
-        self._mode = MinerState.WAKING if self.model.wake_seconds > 0 else MinerState.MINING
+        self._mode = _WAKING if self.model.wake_seconds > 0 else _MINING
 
     def set_profile(self, name: str, now: datetime) -> AsicProfile:
         """Switch to the hashing profile `name` (KeyError when the model has none such)."""
@@ -156,12 +168,12 @@ class MinerSim:
             segment_end_s = target_s
             wake_end_s = self._wake_started_s + self.model.wake_seconds
             # A wake ends a segment only while it ramps: boards cut off to cool stay at 0.
-            if self._mode is MinerState.WAKING and not self._cut_off and wake_end_s > self._t:
+            if self._mode is _WAKING and not self._cut_off and wake_end_s > self._t:
                 segment_end_s = min(target_s, wake_end_s)
             self._integrate(self._t, segment_end_s)
             self._t = segment_end_s
-            if self._mode is MinerState.WAKING and self._ramp(self._t) >= 1.0:
-                self._mode = MinerState.MINING
+            if self._mode is _WAKING and self._ramp(self._t) >= 1.0:
+                self._mode = _MINING
         self._protect()
         self._sample()
 
@@ -172,7 +184,7 @@ class MinerSim:
             self._cut_off = True
         elif self._cut_off and self._temperature_c <= TARGET_C:
             self._cut_off = False
-            if self._mode is not MinerState.SLEEPING:
+            if self._mode is not _SLEEPING:
                 self._start_ramp()
 
     def _integrate(self, t0_s: float, t1_s: float) -> None:
@@ -192,9 +204,9 @@ class MinerSim:
     def _ramp(self, t_s: float) -> float:
         """How far the boards are driven towards the profile: 0 asleep or cut off, 1 at
         profile."""
-        if self._mode is MinerState.SLEEPING or self._cut_off:
+        if self._mode is _SLEEPING or self._cut_off:
             return 0.0
-        if self._mode is MinerState.WAKING and self.model.wake_seconds > 0:
+        if self._mode is _WAKING and self.model.wake_seconds > 0:
             return min(1.0, max(0.0, (t_s - self._wake_started_s) / self.model.wake_seconds))
         return 1.0
 
@@ -207,7 +219,7 @@ class MinerSim:
 
     def _settled_temperature_c(self, ramp: float) -> float:
         # Each live board carries a third of the profile's power, whatever the others do.
-        load = ramp * self.profile.power_w / self.model.stock.power_w
+        load = ramp * self.profile.power_w / self._stock_power_w
         factor = OVERHEAT_FACTOR if self.faults.overheating else 1.0
         return self.config.ambient_c + THERMAL_RISE_AT_STOCK_C * load * factor
 
@@ -231,7 +243,7 @@ class MinerSim:
 
     @property
     def state(self) -> MinerState:
-        if self._mode is not MinerState.SLEEPING and (self.alive_boards == 0 or self._cut_off):
+        if self._mode is not _SLEEPING and (self.alive_boards == 0 or self._cut_off):
             return MinerState.FAULT
         return self._mode
 
@@ -250,11 +262,11 @@ class MinerSim:
 
     @property
     def psu_on(self) -> bool:
-        return self._mode is not MinerState.SLEEPING
+        return self._mode is not _SLEEPING
 
     @property
     def ramping(self) -> bool:
-        return self._mode is MinerState.WAKING and not self._cut_off
+        return self._mode is _WAKING and not self._cut_off
 
     @property
     def hashrate_ths(self) -> float:
@@ -284,7 +296,8 @@ class MinerSim:
     @property
     def average_hashrate_ths(self) -> float:
         """Mean hashrate since boot in TH/s."""
-        return self._terahashes / self.elapsed_s if self.elapsed_s > 0 else self.hashrate_ths
+        elapsed_s = self._t - self._booted_s
+        return self._terahashes / elapsed_s if elapsed_s > 0 else self._hashrate_ths
 
     @property
     def accepted(self) -> int:

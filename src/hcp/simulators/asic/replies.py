@@ -1,4 +1,4 @@
-"""The bodies of the read-only replies a LuxOS miner gives, built from a `MinerSim`.
+"""The read-only replies a LuxOS miner gives, built from a `MinerSim`.
 
 Field names follow CGMiner's API and LuxOS's additions to it (LuxOS API docs; what pyasic's
 LuxOS backend reads). Status codes are CGMiner's where it has one (summary 11, pools 7, devs 9,
@@ -8,7 +8,6 @@ stats 70, config 33, version 22) and LuxOS's where its docs show one; the others
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from hcp.domain.devices import AsicModel, AsicProfile
@@ -27,25 +26,22 @@ POOL_URL = "stratum+tcp://127.0.0.1:3333"
 CODE_POWER, CODE_PROFILES, CODE_FANS, CODE_TEMPCTRL, CODE_GROUPS = 350, 351, 352, 353, 354  # ours
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
-    """One command's answer before framing: its STATUS code and message and its data lists."""
+def frame(
+    sim: MinerSim, code: int, msg: str, data: dict[str, list[Payload]], status: str = "S"
+) -> Payload:
+    """A whole single-command reply as of the miner's last step: STATUS block (`status` "S"
+    or "E", `code`, `msg`), the data sections, `id` (as CGMiner sends).
 
-    code: int
-    msg: str
-    data: dict[str, list[Payload]] = field(default_factory=dict)
-
-
-def frame(section: Section, when: int, status: str = "S") -> Payload:
-    """A whole single-command reply: STATUS block, data sections, `id` (as CGMiner sends)."""
+    Each command frames its own reply once it has acted, with no intermediate section object
+    to copy from: a fleet poll asks every miner for five replies every few seconds."""
     block = {
         "STATUS": status,
-        "When": when,
-        "Code": section.code,
-        "Msg": section.msg,
+        "When": int(sim.now),
+        "Code": code,
+        "Msg": msg,
         "Description": DESCRIPTION,
     }
-    return {"STATUS": [block], **section.data, "id": 1}
+    return {"STATUS": [block], **data, "id": 1}
 
 
 def miner_type(model: AsicModel) -> str:
@@ -65,13 +61,7 @@ def miner_type(model: AsicModel) -> str:
 _TYPES: dict[tuple[str, str], str] = {}
 
 
-def mac_address(sim: MinerSim) -> str:
-    """A stable, locally administered MAC per miner seed."""
-    seed = sim.config.seed & 0xFFFFFF
-    return "02:48:43:" + ":".join(f"{(seed >> s) & 0xFF:02X}" for s in (16, 8, 0))
-
-
-def version(sim: MinerSim) -> Section:
+def version(sim: MinerSim) -> Payload:
     entry = {
         "LUXminer": LUXMINER_VERSION,
         "API": API_VERSION,
@@ -79,96 +69,130 @@ def version(sim: MinerSim) -> Section:
         "Type": miner_type(sim.model),
         "CompileTime": "2024-06-01T00:00:00Z",
     }
-    return Section(22, "LUXminer versions", {"VERSION": [entry]})
+    return frame(sim, 22, "LUXminer versions", {"VERSION": [entry]})
 
 
-def summary(sim: MinerSim) -> Section:
+def summary(sim: MinerSim) -> Payload:
     average_ths, elapsed_s = sim.average_hashrate_ths, sim.elapsed_s
     ghs_av = round(average_ths * 1000, 2)
     accepted, rejected = sim.accepted, sim.rejected
-    rejected_percent = round(_percent(rejected, accepted + rejected), 4)
-    entry = {
-        "Elapsed": int(elapsed_s),
-        "GHS 5s": round(sim.hashrate_ths * 1000, 2),
-        "GHS av": ghs_av,
-        "GHS 30m": ghs_av,
-        "Found Blocks": 0,
-        "Getworks": accepted + rejected,
-        "Accepted": accepted,
-        "Rejected": rejected,
-        "Hardware Errors": 0,
-        "Utility": round(accepted / max(elapsed_s, 1.0) * 60, 2),
-        "Discarded": 0,
-        "Stale": 0,
-        "Get Failures": 0,
-        "Local Work": accepted + rejected,
-        "Remote Failures": 0,
-        "Network Blocks": 0,
-        "Total MH": round(average_ths * 1e6 * elapsed_s, 0),
-        "Device Hardware%": 0.0,
-        "Device Rejected%": rejected_percent,
-        "Pool Rejected%": rejected_percent,
-        "Pool Stale%": 0.0,
-        "Last getwork": int(sim.now),
-    }
-    return Section(11, "Summary", {"SUMMARY": [entry]})
+    shares = accepted + rejected
+    rejected_percent = round(_percent(rejected, shares), 4)
+    entry = _SUMMARY.copy()
+    entry["Elapsed"] = int(elapsed_s)
+    entry["GHS 5s"] = round(sim.hashrate_ths * 1000, 2)
+    entry["GHS av"] = entry["GHS 30m"] = ghs_av
+    entry["Getworks"] = entry["Local Work"] = shares
+    entry["Accepted"] = accepted
+    entry["Rejected"] = rejected
+    entry["Utility"] = round(accepted / max(elapsed_s, 1.0) * 60, 2)
+    entry["Total MH"] = round(average_ths * 1e6 * elapsed_s, 0)
+    entry["Device Rejected%"] = entry["Pool Rejected%"] = rejected_percent
+    entry["Last getwork"] = int(sim.now)
+    return frame(sim, 11, "Summary", {"SUMMARY": [entry]})
+
+
+_SUMMARY: Payload = {
+    "Elapsed": None,
+    "GHS 5s": None,
+    "GHS av": None,
+    "GHS 30m": None,
+    "Found Blocks": 0,
+    "Getworks": None,
+    "Accepted": None,
+    "Rejected": None,
+    "Hardware Errors": 0,
+    "Utility": None,
+    "Discarded": 0,
+    "Stale": 0,
+    "Get Failures": 0,
+    "Local Work": None,
+    "Remote Failures": 0,
+    "Network Blocks": 0,
+    "Total MH": None,
+    "Device Hardware%": 0.0,
+    "Device Rejected%": None,
+    "Pool Rejected%": None,
+    "Pool Stale%": 0.0,
+    "Last getwork": None,
+}
+"""A `summary` entry's keys in CGMiner's order and the values that never change; `summary`
+fills in the others (None here) on a copy. On Python 3.11 a dict literal of more than 16 keys
+is built key by key, growing as it goes; copying a ready one costs half as much."""
 
 
 def _percent(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
-def devs(sim: MinerSim) -> Section:
-    board = _BoardReading(sim)
-    return Section(9, f"{BOARDS} ASC(s)", {"DEVS": [board.dev(i) for i in range(BOARDS)]})
+def devs(sim: MinerSim) -> Payload:
+    # Each live board does an equal share of the miner's work and a dead one none, so boards
+    # differ only in their number and connector: one entry is built for the live boards and
+    # one for the dead, then each board gets a copy (a fleet poll asks every miner for this).
+    alive_boards = sim.alive_boards
+    live = _board_entry(sim, True, 1 / alive_boards) if alive_boards else {}
+    dead = _board_entry(sim, False, 0.0) if alive_boards < BOARDS else {}
+    entries = []
+    for board in range(BOARDS):
+        # Boards die from the last one down, as MinerSim.board_alive has it.
+        entry = (live if board < alive_boards else dead).copy()
+        entry["ASC"] = entry["ID"] = board
+        entry["Connector"] = _CONNECTORS[board]
+        entries.append(entry)
+    return frame(sim, 9, _DEVS_MSG, {"DEVS": entries})
 
 
-class _BoardReading:
-    """What every board's `devs` entry draws on, read from the miner once per reply (a fleet
-    poll asks for it of every miner, every few seconds)."""
-
-    def __init__(self, sim: MinerSim) -> None:
-        self.sim = sim
-        self.alive_boards = sim.alive_boards
-        self.mhs = sim.hashrate_ths * 1e6
-        self.average_mhs = sim.average_hashrate_ths * 1e6
-        self.temperature_c = round(sim.temperature_c, 1)
-        self.elapsed_s = int(sim.elapsed_s)
-        self.board_type = miner_type(sim.model)
-        self.nominal_mhs = round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2)
-        self.ramping = sim.ramping
-
-    def dev(self, board: int) -> Payload:
-        sim = self.sim
-        alive = sim.board_alive(board)
-        share = 1 / self.alive_boards if alive and self.alive_boards else 0.0
-        mhs = round(self.mhs * share, 2)
-        return {
-            "ASC": board,
-            "Name": "BTM",
-            "ID": board,
-            "Enabled": "Y",
-            "Status": "Alive" if alive else "Dead",
-            "Temperature": self.temperature_c if alive else 0.0,
-            "MHS av": round(self.average_mhs * share, 2),
-            "MHS 5s": mhs,
-            "MHS 1m": mhs,
-            "MHS 5m": mhs,
-            "MHS 15m": mhs,
-            "Accepted": int(sim.accepted * share),
-            "Rejected": int(sim.rejected * share),
-            "Hardware Errors": 0,
-            "Device Elapsed": self.elapsed_s,
-            "Board": self.board_type,
-            "Connector": f"J{board + 1}",
-            "IsRamping": self.ramping and alive,
-            "IsUserShutdown": False,
-            "Nominal MHS": self.nominal_mhs,
-            "Profile": sim.profile.name,
-        }
+_DEVS_MSG = f"{BOARDS} ASC(s)"
+_CONNECTORS = tuple(f"J{board + 1}" for board in range(BOARDS))
 
 
-def stats(sim: MinerSim) -> Section:
+def _board_entry(sim: MinerSim, alive: bool, share: float) -> Payload:
+    """The `devs` entry of a board alive or dead doing `share` of the miner's work; its number
+    and connector are left for `devs` to fill in."""
+    mhs = round(sim.hashrate_ths * 1e6 * share, 2)
+    entry = _BOARD.copy()
+    entry["Status"] = "Alive" if alive else "Dead"
+    entry["Temperature"] = round(sim.temperature_c, 1) if alive else 0.0
+    entry["MHS av"] = round(sim.average_hashrate_ths * 1e6 * share, 2)
+    entry["MHS 5s"] = entry["MHS 1m"] = entry["MHS 5m"] = entry["MHS 15m"] = mhs
+    entry["Accepted"] = int(sim.accepted * share)
+    entry["Rejected"] = int(sim.rejected * share)
+    entry["Device Elapsed"] = int(sim.elapsed_s)
+    entry["Board"] = miner_type(sim.model)
+    entry["IsRamping"] = sim.ramping and alive
+    entry["Nominal MHS"] = round(sim.ideal_hashrate_ths * 1e6 / BOARDS, 2)
+    entry["Profile"] = sim.profile.name
+    return entry
+
+
+_BOARD: Payload = {
+    "ASC": None,
+    "Name": "BTM",
+    "ID": None,
+    "Enabled": "Y",
+    "Status": None,
+    "Temperature": None,
+    "MHS av": None,
+    "MHS 5s": None,
+    "MHS 1m": None,
+    "MHS 5m": None,
+    "MHS 15m": None,
+    "Accepted": None,
+    "Rejected": None,
+    "Hardware Errors": 0,
+    "Device Elapsed": None,
+    "Board": None,
+    "Connector": None,
+    "IsRamping": None,
+    "IsUserShutdown": False,
+    "Nominal MHS": None,
+    "Profile": None,
+}
+"""A `devs` entry's keys in order and the values that never change, filled in on a copy (as
+`_SUMMARY` is)."""
+
+
+def stats(sim: MinerSim) -> Payload:
     header = {
         "CGMiner": "4.11.1",
         "Miner": LUXMINER_VERSION,
@@ -191,7 +215,7 @@ def stats(sim: MinerSim) -> Section:
     }
     for board in range(BOARDS):
         detail.update(_chain_stats(sim, board))
-    return Section(70, "CGMiner stats", {"STATS": [header, detail]})
+    return frame(sim, 70, "CGMiner stats", {"STATS": [header, detail]})
 
 
 def _chain_stats(sim: MinerSim, board: int) -> Payload:
@@ -210,7 +234,7 @@ def _chain_stats(sim: MinerSim, board: int) -> Payload:
     }
 
 
-def pools(sim: MinerSim) -> Section:
+def pools(sim: MinerSim) -> Payload:
     pool = {
         "POOL": 0,
         "GROUP": 0,
@@ -228,15 +252,16 @@ def pools(sim: MinerSim) -> Section:
         "Remote Failures": 0,
         "Last Share Time": int(sim.now),
     }
-    return Section(7, "1 Pool(s)", {"POOLS": [pool]})
+    return frame(sim, 7, "1 Pool(s)", {"POOLS": [pool]})
 
 
-def groups(sim: MinerSim) -> Section:
+def groups(sim: MinerSim) -> Payload:
     group = {"GROUP": 0, "Name": "Default", "Quota": 1, "Strategy": "Failover"}
-    return Section(CODE_GROUPS, "1 Group(s)", {"GROUPS": [group]})
+    return frame(sim, CODE_GROUPS, "1 Group(s)", {"GROUPS": [group]})
 
 
-def config(sim: MinerSim) -> Section:
+def config(sim: MinerSim) -> Payload:
+    psu_on = sim.psu_on
     entry = {
         "ASC Count": BOARDS,
         "PGA Count": 0,
@@ -248,22 +273,22 @@ def config(sim: MinerSim) -> Section:
         "Hotplug": "None",
         "Model": miner_type(sim.model),
         "Profile": sim.profile.name,
-        "MACAddr": mac_address(sim),
-        "SerialNumber": f"HCPSIM{sim.config.seed:08d}",
+        "MACAddr": sim.mac_address,
+        "SerialNumber": sim.serial_number,
         "RedLed": "off",
-        "CurtailMode": "None" if sim.psu_on else "Sleep",
-        "IsPowerSupplyOn": sim.psu_on,
+        "CurtailMode": "None" if psu_on else "Sleep",
+        "IsPowerSupplyOn": psu_on,
         "IsAtmEnabled": sim.atm_enabled,
     }
-    return Section(33, "CGMiner config", {"CONFIG": [entry]})
+    return frame(sim, 33, "CGMiner config", {"CONFIG": [entry]})
 
 
-def profiles(sim: MinerSim) -> Section:
+def profiles(sim: MinerSim) -> Payload:
     stock = sim.model.stock
     ordered = sim.hashing_profiles()
     stock_index = next(i for i, p in enumerate(ordered) if p.name == stock.name)
     entries = [_profile(p, stock, i - stock_index) for i, p in enumerate(ordered)]
-    return Section(CODE_PROFILES, f"{len(entries)} Profile(s)", {"PROFILES": entries})
+    return frame(sim, CODE_PROFILES, f"{len(entries)} Profile(s)", {"PROFILES": entries})
 
 
 def _profile(profile: AsicProfile, stock: AsicProfile, step: int) -> Payload:
@@ -281,27 +306,27 @@ def _profile(profile: AsicProfile, stock: AsicProfile, step: int) -> Payload:
     }
 
 
-def power(sim: MinerSim) -> Section:
-    return Section(
-        CODE_POWER, "Power", {"POWER": [{"Watts": round(sim.power_w), "PSU": sim.psu_on}]}
+def power(sim: MinerSim) -> Payload:
+    return frame(
+        sim, CODE_POWER, "Power", {"POWER": [{"Watts": round(sim.power_w), "PSU": sim.psu_on}]}
     )
 
 
-def tempctrl(sim: MinerSim) -> Section:
+def tempctrl(sim: MinerSim) -> Payload:
     entry = {"Mode": "Auto", "Target": TARGET_C, "Hot": HOT_C, "Dangerous": DANGEROUS_C}
-    return Section(CODE_TEMPCTRL, "Temperature control", {"TEMPCTRL": [entry]})
+    return frame(sim, CODE_TEMPCTRL, "Temperature control", {"TEMPCTRL": [entry]})
 
 
-def fans(sim: MinerSim) -> Section:
+def fans(sim: MinerSim) -> Payload:
     # Fans chase the target temperature: idle at ambient, flat out at or above it.
     span = max(TARGET_C - sim.config.ambient_c, 1.0)
     speed = round(min(100.0, max(10.0, 100 * (sim.temperature_c - sim.config.ambient_c) / span)))
     entries = [{"FAN": i, "ID": i, "RPM": speed * 60, "Speed": speed} for i in range(FANS)]
     control = [{"Mode": "Auto", "MinFans": FANS, "Speed": -1}]
-    return Section(CODE_FANS, f"{FANS} Fan(s)", {"FANS": entries, "FANCTRL": control})
+    return frame(sim, CODE_FANS, f"{FANS} Fan(s)", {"FANS": entries, "FANCTRL": control})
 
 
-def atm(sim: MinerSim) -> Section:
+def atm(sim: MinerSim) -> Payload:
     settings = sim.atm
     entry = {
         "Enabled": settings.enabled,
@@ -313,7 +338,7 @@ def atm(sim: MinerSim) -> Section:
         "StartupMinutes": settings.startup_minutes,
         "TempWindow": settings.temp_window,
     }
-    return Section(339, "ATM configuration values", {"ATM": [entry]})
+    return frame(sim, 339, "ATM configuration values", {"ATM": [entry]})
 
 
 def _step(sim: MinerSim, name: str) -> str:

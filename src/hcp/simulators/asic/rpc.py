@@ -18,7 +18,7 @@ import orjson
 
 from hcp.simulators.asic import replies
 from hcp.simulators.asic.miner import HOT_C, MinerSim
-from hcp.simulators.asic.replies import Payload, Section
+from hcp.simulators.asic.replies import Payload, frame
 
 CODE_INVALID_COMMAND = 14
 CODE_INVALID_JSON = 23
@@ -68,8 +68,10 @@ def answer(sim: MinerSim, request: bytes, now: datetime) -> Payload:
         return run(sim, command, args, now)
     # A command named twice in one join runs once, as in CGMiner (a second `logoff` would
     # refuse the session the first one ended, and its reply would replace the first's).
-    names = dict.fromkeys(command.split("+"))
-    joined: Payload = {name: [run(sim, name, args, now)] for name in names}
+    joined: Payload = {}
+    for name in command.split("+"):
+        if name not in joined:
+            joined[name] = [run(sim, name, args, now)]
     joined["id"] = 1
     return joined
 
@@ -89,29 +91,31 @@ def parse_request(request: bytes) -> tuple[str, list[str]]:
         body = load_json(request.rstrip(b"\x00\r\n "))
     except ValueError:
         raise CommandError(CODE_INVALID_JSON, "Invalid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("command"), str):
+    command = body.get("command") if isinstance(body, dict) else None
+    if not isinstance(command, str):
         raise CommandError(CODE_INVALID_JSON, "Missing JSON 'command'")
     parameter = body.get("parameter")
-    args = [] if parameter in (None, "") else str(parameter).split(",")
-    return body["command"].strip(), [a.strip() for a in args]
+    if parameter is None or parameter == "":
+        return command.strip(), []
+    return command.strip(), [arg.strip() for arg in str(parameter).split(",")]
 
 
 def run(sim: MinerSim, command: str, args: list[str], now: datetime) -> Payload:
     """The framed reply of one command (an error block when it is refused or unknown)."""
     try:
-        if command in QUERIES:
-            section = QUERIES[command](sim)
-        elif command in ACTIONS:
-            section = ACTIONS[command](sim, args, now)
-        else:
+        query = QUERIES.get(command)
+        if query is not None:
+            return query(sim)
+        action = ACTIONS.get(command)
+        if action is None:
             raise CommandError(CODE_INVALID_COMMAND, "Invalid command")
+        return action(sim, args, now)
     except CommandError as error:
         return _error(sim, error)
-    return replies.frame(section, int(sim.now))
 
 
 def _error(sim: MinerSim, error: CommandError) -> Payload:
-    return replies.frame(Section(error.code, error.msg), int(sim.now), status="E")
+    return frame(sim, error.code, error.msg, {}, status="E")
 
 
 def _in_session(sim: MinerSim, args: list[str], now: datetime) -> list[str]:
@@ -121,25 +125,25 @@ def _in_session(sim: MinerSim, args: list[str], now: datetime) -> list[str]:
     return args[1:]
 
 
-def logon(sim: MinerSim, args: list[str], now: datetime) -> Section:
+def logon(sim: MinerSim, args: list[str], now: datetime) -> Payload:
     session_id = sim.sessions.logon(now)
     if session_id is None:
         raise CommandError(CODE_SESSION_BUSY, "Another session is active")
-    return Section(316, "Session created", {"SESSION": [{"SessionID": session_id}]})
+    return frame(sim, 316, "Session created", {"SESSION": [{"SessionID": session_id}]})
 
 
-def session(sim: MinerSim, args: list[str], now: datetime) -> Section:
+def session(sim: MinerSim, args: list[str], now: datetime) -> Payload:
     active = sim.sessions.active(now) or ""
-    return Section(319, "Session information", {"SESSION": [{"SessionID": active}]})
+    return frame(sim, 319, "Session information", {"SESSION": [{"SessionID": active}]})
 
 
-def logoff(sim: MinerSim, args: list[str], now: datetime) -> Section:
+def logoff(sim: MinerSim, args: list[str], now: datetime) -> Payload:
     if not args or not sim.sessions.logoff(args[0], now):
         raise CommandError(CODE_INVALID_SESSION, "Invalid session id")
-    return Section(317, "Session ended", {"SESSION": [{"SessionID": args[0]}]})
+    return frame(sim, 317, "Session ended", {"SESSION": [{"SessionID": args[0]}]})
 
 
-def curtail(sim: MinerSim, args: list[str], now: datetime) -> Section:
+def curtail(sim: MinerSim, args: list[str], now: datetime) -> Payload:
     action = _in_session(sim, args, now)
     if action[:1] == ["sleep"]:
         sim.sleep(now)
@@ -149,10 +153,10 @@ def curtail(sim: MinerSim, args: list[str], now: datetime) -> Section:
         done = "wake up"
     else:
         raise CommandError(CODE_INVALID_PARAMETER, "Invalid curtail action (sleep or wakeup)")
-    return Section(335, "Curtailment command sent", {"CURTAIL": [{"Action": done}]})
+    return frame(sim, 335, "Curtailment command sent", {"CURTAIL": [{"Action": done}]})
 
 
-def profileset(sim: MinerSim, args: list[str], now: datetime) -> Section:
+def profileset(sim: MinerSim, args: list[str], now: datetime) -> Payload:
     rest = _in_session(sim, args, now)
     if sim.atm.enabled:
         raise CommandError(
@@ -170,7 +174,7 @@ def profileset(sim: MinerSim, args: list[str], now: datetime) -> Section:
     except KeyError:
         raise CommandError(CODE_UNKNOWN_PROFILE, f"Unknown profile {name!r}") from None
     entry = {"Board": 0, "FrequencyStep": 5, "Profile": profile.name, "VoltageStep": 0.05}
-    return Section(321, "Profile Set", {"PROFILE": [entry]})
+    return frame(sim, 321, "Profile Set", {"PROFILE": [entry]})
 
 
 def _profile_name(sim: MinerSim, selector: str) -> str:
@@ -188,7 +192,7 @@ def _profile_name(sim: MinerSim, selector: str) -> str:
     return selector
 
 
-def atmset(sim: MinerSim, args: list[str], now: datetime) -> Section:
+def atmset(sim: MinerSim, args: list[str], now: datetime) -> Payload:
     """Change the ATM keys given (any subset, any order); one bad key or value refuses the
     whole command and changes nothing."""
     settings = dict(_key_value(item) for item in _in_session(sim, args, now))
@@ -216,7 +220,7 @@ def atmset(sim: MinerSim, args: list[str], now: datetime) -> Section:
     turned_off = current.enabled and not updated.enabled
     if turned_off and prevent_oc and sim.profile.power_w > sim.model.stock.power_w:
         sim.set_profile(sim.model.stock_profile, now)  # no overclock left behind by ATM
-    return Section(340, "Advanced Thermal Management configuration updated")
+    return frame(sim, 340, "Advanced Thermal Management configuration updated", {})
 
 
 def _key_value(item: str) -> tuple[str, str]:
@@ -270,7 +274,7 @@ def _power(sim: MinerSim, name: str) -> float:
     return sim.model.profile(name).power_w
 
 
-QUERIES: dict[str, Callable[[MinerSim], Section]] = {
+QUERIES: dict[str, Callable[[MinerSim], Payload]] = {
     "version": replies.version,
     "summary": replies.summary,
     "stats": replies.stats,
@@ -286,7 +290,7 @@ QUERIES: dict[str, Callable[[MinerSim], Section]] = {
     "fans": replies.fans,
     "atm": replies.atm,
 }
-ACTIONS: dict[str, Callable[[MinerSim, list[str], datetime], Section]] = {
+ACTIONS: dict[str, Callable[[MinerSim, list[str], datetime], Payload]] = {
     "logon": logon,
     "logoff": logoff,
     "session": session,

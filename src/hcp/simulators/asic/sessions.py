@@ -24,23 +24,24 @@ class SessionTable:
 
     def active(self, now: datetime) -> str | None:
         """The live session's id, or None (an expired one is dropped here)."""
-        if self._id is not None and now.timestamp() - self._last_used_s > self.timeout_s:
-            self._id = None
-        return self._id
+        return self._active_at(now.timestamp())
 
     def logon(self, now: datetime) -> str | None:
         """A new session id, or None while another session is alive."""
-        if self.active(now) is not None:
+        now_s = now.timestamp()
+        if self._active_at(now_s) is not None:
             return None
-        self._id = "".join(self._rng.choice(_ALPHABET) for _ in range(8))
-        self._last_used_s = now.timestamp()
+        choice = self._rng.choice
+        self._id = "".join([choice(_ALPHABET) for _ in range(8)])
+        self._last_used_s = now_s
         return self._id
 
     def use(self, session_id: str, now: datetime) -> bool:
         """True (and the idle timer restarts) when `session_id` is the live session."""
-        if not session_id or self.active(now) != session_id:
+        now_s = now.timestamp()
+        if not session_id or self._active_at(now_s) != session_id:
             return False
-        self._last_used_s = now.timestamp()
+        self._last_used_s = now_s
         return True
 
     def logoff(self, session_id: str, now: datetime) -> bool:
@@ -49,3 +50,8 @@ class SessionTable:
             return False
         self._id = None
         return True
+
+    def _active_at(self, now_s: float) -> str | None:
+        if self._id is not None and now_s - self._last_used_s > self.timeout_s:
+            self._id = None
+        return self._id
