@@ -36,6 +36,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import functools
 import heapq
 import ipaddress
 import logging
@@ -743,18 +744,19 @@ class _Exchanger:
         sock = flight.sock
         if sock is not None:
             flight.sock = None
-            fd = sock.fileno()
-            del self._by_fd[fd]
-            self._poller.unregister(fd)
-            sock.close()
+            del self._by_fd[sock.fileno()]
+            sock.close()  # which takes it out of the poller too: the socket is the only holder
 
 
 class _ParentGone(Exception):
     """The socket to the parent closed: the worker's life is over."""
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def _literal_address(host: str, port: int) -> tuple[int, Any] | None:
-    """(family, address) for an IP address written out, else None (a name to resolve)."""
+    """(family, address) for an IP address written out, else None (a name to resolve).
+    Kept for the fleet's addresses: parsing one costs more than the rest of starting its
+    exchange."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
