@@ -69,10 +69,15 @@ def test_customers_see_only_their_own_usage_and_invoices(api: Api) -> None:
 
     mine = api.client.get(f"/api/v1/billing/usage?month={month}", headers=api.customer).json()
     assert [u["customer_id"] for u in mine["usage"]] == ["cust-001"]
-    sneaky = api.client.get(
-        f"/api/v1/billing/usage?month={month}&customer_id=cust-002", headers=api.customer
-    ).json()
-    assert [u["customer_id"] for u in sneaky["usage"]] == ["cust-001"]
+    for path in ("usage", "usage.csv"):  # another's: none such, not the caller's own
+        sneaky = f"/api/v1/billing/{path}?month={month}&customer_id=cust-002"
+        refused = api.client.get(sneaky, headers=api.customer)
+        assert refused.status_code == 404, path
+        assert "cust-002" in refused.json()["message"] and "1.000000" not in refused.text
+    named = f"/api/v1/billing/usage?month={month}&customer_id=cust-001"
+    assert [
+        u["customer_id"] for u in api.client.get(named, headers=api.customer).json()["usage"]
+    ] == ["cust-001"]
     invoices = api.client.get("/api/v1/billing/invoices", headers=other).json()
     assert [i["customer_id"] for i in invoices] == ["cust-002"]
     theirs = f"/api/v1/billing/invoices/inv-{month}-cust-002"

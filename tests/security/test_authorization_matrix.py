@@ -109,7 +109,7 @@ MATRIX: tuple[Row, ...] = (
     row("PATCH /customers/{customer_id}",                        401, 403, 403, 403, 200,
         {"weight": 2}),
     row("GET /billing/usage?month={month}",                      401, 200, 200, 200, 200),
-    row("GET /billing/usage?month={month}&customer_id={customer_id}", 401, 200, 200, 200, 200),
+    row("GET /billing/usage?month={month}&customer_id={customer_id}", 401, 200, 404, 200, 200),
     row("GET /billing/usage.csv?month={month}",                  401, 200, 200, 200, 200),
     row("GET /billing/invoices",                                 401, 200, 200, 200, 200),
     row("POST /billing/invoices?month={month}",                  401, 403, 403, 403, 201),
@@ -249,7 +249,7 @@ LISTS = [
     ("/preemptions", "{workload_id}"),
     ("/allocations", "{workload_id}"),
     ("/billing/usage?month={month}", "{workload_id}"),
-    ("/billing/usage?month={month}&customer_id=cust-002", "{workload_id}"),
+    ("/billing/usage?month={month}&customer_id=cust-001", "{workload_id}"),
     ("/billing/usage.csv?month={month}", "{workload_id}"),
     ("/billing/invoices", "{invoice_id}"),
 ]

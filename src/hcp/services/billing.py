@@ -275,4 +275,11 @@ class BillingService:
 
     @staticmethod
     def _scope(principal: Principal, customer_id: str | None) -> str | None:
-        return customer_id if principal.role.sees_everything else principal.customer_id
+        """Whose records the caller reads: staff, `customer_id`'s (None: everyone's); a
+        customer, its own. A customer naming another customer is told there is none such, as
+        for another's invoice, rather than handed its own records under another's name."""
+        if principal.role.sees_everything:
+            return customer_id
+        if customer_id is not None and customer_id != principal.customer_id:
+            raise NotFound("customer", customer_id)
+        return principal.customer_id

@@ -17,7 +17,14 @@ from hcp.http.deps import CurrentPrincipal, PlatformDep
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 Month = Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM (UTC)")]
-CustomerFilter = Annotated[str | None, Query(max_length=64, description="staff only")]
+CustomerFilter = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="staff: one customer's (default: everyone's); a customer may name only "
+        "itself, and gets a 404 for any other",
+    ),
+]
 
 
 class CsvResponse(PlainTextResponse):
