@@ -4,7 +4,10 @@ warning, when it only comes from the settings), and nothing is written then."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +25,7 @@ from hcp.services.workloads import Submission
 from tests.api.conftest import START, make_settings
 
 BOTH = (DeviceKind.ASIC, DeviceKind.GPU)
+SPECS = "SELECT name, spec FROM device_models"
 
 
 def prepared(
@@ -317,3 +321,32 @@ def test_a_devices_file_is_measured_against_the_miners_a_stored_site_keeps(tmp_p
         assert bootstrap.prepare(runtime, device_file=load_device_file(ports)) is None
     finally:
         runtime.close()
+
+
+def test_the_stored_model_specs_hold_the_catalog_figures_only(tmp_path: Path) -> None:
+    """What a model derives from its figures (its profiles indexed by name) is not stored: a
+    spec rebuilds its model."""
+    from hcp.domain.catalog import asic_model, gpu_model
+    from hcp.domain.devices import AsicModel, AsicProfile, GpuModel
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'hcp.db'}", tmp_path / "var")
+    runtime = bootstrap.build(settings, ManualClock(START))
+    try:
+        bootstrap.prepare(runtime)
+    finally:
+        runtime.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "hcp.db")) as db:
+        specs = {name: json.loads(spec) for name, spec in db.execute(SPECS)}
+    s21 = specs["S21"]
+    assert set(s21) == {
+        "name",
+        "manufacturer",
+        "profiles",
+        "stock_profile",
+        "sleep_power_w",
+        "wake_seconds",
+    }
+    profiles = tuple(AsicProfile(**p) for p in s21["profiles"])
+    assert AsicModel(**{**s21, "profiles": profiles}) == asic_model("S21")
+    gpu = next(spec for name, spec in specs.items() if name != "S21")
+    assert GpuModel(**gpu) == gpu_model(gpu["name"])

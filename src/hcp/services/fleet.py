@@ -6,11 +6,11 @@ import logging
 import unicodedata
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 
 from hcp.domain.catalog import asic_model, gpu_model
-from hcp.domain.devices import DeviceKind
+from hcp.domain.devices import AsicModel, DeviceKind, GpuModel
 from hcp.domain.errors import Forbidden, NotFound, ValidationError
 from hcp.domain.fleet import MAX_MAINTENANCE_REASON, Device, Rack, Site
 from hcp.domain.identity import Principal
@@ -183,8 +183,11 @@ def _moved_gpus(spec: SiteSpec, stored: list[Device], planned: list[Device]) -> 
     ]
 
 
-def _spec_of(model: object) -> dict[str, object]:
-    return asdict(model)  # type: ignore[call-overload, no-any-return]
+def _spec_of(model: AsicModel | GpuModel) -> dict[str, object]:
+    """The model's catalog figures as stored: its constructor's fields only (not what it
+    derives from them, such as an index of its profiles)."""
+    found = asdict(model)
+    return {f.name: found[f.name] for f in fields(model) if f.init}
 
 
 class FleetService:
