@@ -6,12 +6,16 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from hcp.adapters.db.repositories import SqlBilling
 from hcp.billing import Invoice, Tier, UsageRecord, build_invoice, parse_month
+from hcp.cli import billing as billing_cli
+from hcp.cli.main import app
 from hcp.domain.errors import Conflict
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
@@ -457,3 +461,23 @@ def test_a_final_invoice_stored_by_a_racing_issue_is_kept_as_it_is(api: Api) -> 
     assert outcome == [first]
     [kept] = outcome
     assert isinstance(kept, Invoice) and kept.final and kept.total == Decimal("4.50")
+
+
+def test_the_cli_says_when_a_final_invoice_is_kept_and_what_late_usage_it_bills(
+    api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hcp billing invoice` on the same database, on the wall clock (June 2025 has ended)."""
+    monkeypatch.setattr(billing_cli.console, "width", 200)  # one line per invoice
+    env = {"HCP_DATABASE_URL": database_url, "HCP_VAR_DIR": str(tmp_path / "cli")}
+
+    def invoice(month: str) -> str:
+        result = CliRunner().invoke(app, ["billing", "invoice", "--month", month], env=env)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.replace("│", " ").split())
+
+    store(api, "w-1", START, "1")
+    first = invoice("2025-06")
+    assert "inv-2025-06-cust-001 cust-001 1 2.25 final" in first and "unchanged" not in first
+    store(api, "w-1", JUNE_END - timedelta(hours=1), "2")
+    assert "1 2.25 final, unchanged (issued 20" in invoice("2025-06")
+    assert "1 4.50 final; late usage from 2025-06" in invoice("2025-07")
