@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from hcp.billing import Tier, UsageRecord, build_invoice, parse_month
+from hcp.adapters.db.repositories import SqlBilling
+from hcp.billing import Invoice, Tier, UsageRecord, build_invoice, parse_month
+from hcp.cli import billing as billing_cli
+from hcp.cli.main import app
+from hcp.domain.errors import Conflict
 from hcp.domain.identity import Principal, Role
 from hcp.domain.workloads import (
     Requirements,
@@ -234,3 +242,242 @@ def test_an_invoice_issued_before_its_month_ends_is_provisional_until_issued_aft
     login(api, "admin")  # the first session expired meanwhile
     page = api.client.get(f"/billing?month={month}")
     assert f"inv-{month}-cust-001" in page.text and "provisional" not in page.text
+
+
+# --- final invoices and late usage -----------------------------------------------------------
+
+JUNE_END = datetime(2025, 7, 1, tzinfo=UTC)
+JULY_END = datetime(2025, 8, 1, tzinfo=UTC)
+
+
+def store(
+    api: Api,
+    workload_id: str,
+    start: datetime,
+    gpu_hours: str,
+    max_price: Decimal | None = None,
+) -> None:
+    """One hour of cust-001's H100 training (list 2.25) metered from `start`, as a meter does
+    (its workload stored first when new)."""
+    record = UsageRecord(
+        workload_id, "cust-001", WorkloadClass.AI_TRAINING, "H100", Tier.STANDARD,
+        start, start + timedelta(hours=1), Decimal(gpu_hours), Decimal("0.700000"),
+    )  # fmt: skip
+    with api.runtime.unit_of_work() as uow:
+        if uow.workloads.get(workload_id) is None:
+            w = Workload(
+                id=workload_id,
+                max_price_usd_per_gpu_hour=max_price,
+                customer_id="cust-001",
+                workload_class=WorkloadClass.AI_TRAINING,
+                state=WorkloadState.COMPLETED,
+                requirements=Requirements("H100", 1),
+                submitted_at=START,
+                updated_at=START,
+            )
+            change = StateChange(w.id, START, WorkloadEvent.SUBMIT, None, WorkloadState.QUEUED)
+            uow.workloads.add(w, change)
+        uow.billing.add_usage([record])
+        uow.commit()
+
+
+def advance_to(api: Api, at: datetime) -> None:
+    api.clock.advance(at - api.clock.now())
+
+
+def issue(api: Api, month: str) -> list[dict[str, Any]]:
+    response = api.client.post(f"/api/v1/billing/invoices?month={month}", headers=api.admin)
+    assert response.status_code == 201, response.text
+    issued: list[dict[str, Any]] = response.json()
+    return issued
+
+
+def lines_of(invoice: dict[str, Any]) -> list[tuple[str, Decimal, Decimal, str | None]]:
+    """(description, quantity, amount, late usage month) of each line."""
+    return [
+        (li["description"], Decimal(li["quantity"]), Decimal(li["amount"]), li["late_usage_month"])
+        for li in invoice["lines"]
+    ]
+
+
+def shown(api: Api, invoice_id: str) -> tuple[dict[str, Any], str]:
+    url = f"/api/v1/billing/invoices/{invoice_id}"
+    as_json, as_csv = (api.client.get(u, headers=api.customer) for u in (url, url + ".csv"))
+    assert as_json.status_code == as_csv.status_code == 200
+    body: dict[str, Any] = as_json.json()
+    return body, as_csv.text
+
+
+TRAINING_LINE = "H100 GPU-hours, training, standard"
+LATE_JUNE_LINE = f"late usage from 2025-06: {TRAINING_LINE}"
+
+
+def test_a_final_invoice_is_not_changed_by_usage_metered_after_it(api: Api) -> None:
+    """June's final invoice (1 GPU-hour, 2.25) was issued; 2 GPU-hours of June were metered
+    after it (a meter that was behind). Issuing June again rebuilt it from the stored usage:
+    the invoice a customer may have paid said 6.75 now."""
+    store(api, "w-1", START, "1")
+    advance_to(api, JUNE_END + timedelta(minutes=5))
+    [final] = issue(api, "2025-06")
+    assert (final["final"], final["total"]) == (True, "2.25")
+    before = shown(api, final["invoice_id"])
+
+    store(api, "w-1", JUNE_END - timedelta(hours=1), "2")
+    advance_to(api, JUNE_END + timedelta(days=2))
+    assert issue(api, "2025-06") == [final]  # as it is, issued_at included
+    assert shown(api, final["invoice_id"]) == before
+    billing = api.runtime.platform.billing
+    assert billing.issue("cust-001", "2025-06").issued_at == JUNE_END + timedelta(minutes=5)
+
+
+def test_usage_metered_after_a_final_invoice_is_billed_on_the_next_months_at_its_own_price(
+    api: Api,
+) -> None:
+    """The late June usage is billed on July's invoice, on lines of their own, at June's list
+    price (2.25, not the 4.00 set in July) and a late workload's max price (2.00), and once:
+    not again on August's."""
+    store(api, "w-1", START, "1")
+    advance_to(api, JUNE_END + timedelta(minutes=5))
+    [june] = issue(api, "2025-06")
+    change = {"workload_type": "ai_training", "gpu_type": "H100", "usd_per_gpu_hour": "4"}
+    assert api.client.put("/api/v1/billing/prices", json=change, headers=api.admin).is_success
+    advance_to(api, JUNE_END + timedelta(days=1))
+    store(api, "w-1", JUNE_END - timedelta(hours=2), "2")  # late: June's meter was behind
+    store(api, "w-capped", JUNE_END - timedelta(hours=2), "1", max_price=Decimal("2.00"))
+    store(api, "w-1", JUNE_END + timedelta(days=1), "1")  # July's own, at 4.00
+
+    advance_to(api, JULY_END + timedelta(minutes=5))
+    [july] = issue(api, "2025-07")
+    assert july["final"] is True and july["total"] == "10.50"  # 4.00 + 4.50 + 2.00
+    assert lines_of(july) == [
+        (TRAINING_LINE, Decimal(1), Decimal("4.00"), None),
+        (LATE_JUNE_LINE, Decimal(2), Decimal("4.50"), "2025-06"),
+        (f"{LATE_JUNE_LINE}, at the workload's max price 2.0000", 1, Decimal("2.00"), "2025-06"),
+    ]
+    stored, csv_text = shown(api, july["invoice_id"])
+    assert stored == july
+    assert csv_text.count("late usage from 2025-06: ") == 2
+    assert issue(api, "2025-06") == [june]
+    assert issue(api, "2025-08") == []  # billed once: nothing late is left for August
+
+
+def test_a_customer_with_only_late_usage_gets_an_invoice_for_it(api: Api) -> None:
+    store(api, "w-1", START, "1")
+    advance_to(api, JUNE_END + timedelta(minutes=5))
+    issue(api, "2025-06")
+    store(api, "w-1", JUNE_END - timedelta(hours=1), "1")
+    advance_to(api, JULY_END + timedelta(minutes=5))
+    [july] = issue(api, "2025-07")
+    assert (july["customer_id"], july["total"]) == ("cust-001", "2.25")
+    assert lines_of(july) == [(LATE_JUNE_LINE, Decimal(1), Decimal("2.25"), "2025-06")]
+    login(api, "admin")
+    page = api.client.get("/billing?month=2025-07")
+    assert page.status_code == 200 and "late usage from 2025-06" in page.text
+
+
+def test_a_provisional_invoice_is_replaced_by_the_final_one_and_late_usage_billed_once(
+    api: Api,
+) -> None:
+    store(api, "w-1", START, "1")
+    assert [(i["final"], i["total"]) for i in issue(api, "2025-06")] == [(False, "2.25")]
+    advance_to(api, datetime(2025, 6, 20, tzinfo=UTC))
+    store(api, "w-1", datetime(2025, 6, 19, tzinfo=UTC), "1")  # June goes on
+    advance_to(api, JUNE_END + timedelta(minutes=5))
+    [june] = issue(api, "2025-06")
+    assert (june["final"], june["total"]) == (True, "4.50")  # the provisional one replaced
+    assert lines_of(june) == [(TRAINING_LINE, Decimal(2), Decimal("4.50"), None)]
+
+    store(api, "w-1", JUNE_END - timedelta(hours=1), "1")  # late
+    advance_to(api, datetime(2025, 7, 10, tzinfo=UTC))
+    [early] = issue(api, "2025-07")
+    assert (early["final"], lines_of(early)) == (
+        False,
+        [(LATE_JUNE_LINE, Decimal(1), Decimal("2.25"), "2025-06")],
+    )
+    store(api, "w-1", JUNE_END - timedelta(hours=3), "2")  # later still
+    advance_to(api, JULY_END + timedelta(minutes=5))
+    [july] = issue(api, "2025-07")
+    assert (july["final"], july["total"]) == (True, "6.75")
+    assert lines_of(july) == [(LATE_JUNE_LINE, Decimal(3), Decimal("6.75"), "2025-06")]
+
+    store(api, "w-1", JUNE_END - timedelta(hours=5), "1")  # after July's final invoice too
+    [august] = issue(api, "2025-08")  # provisional: August has not ended
+    assert lines_of(august) == [(LATE_JUNE_LINE, Decimal(1), Decimal("2.25"), "2025-06")]
+    assert issue(api, "2025-06") == [june] and issue(api, "2025-07") == [july]
+
+
+def test_usage_metered_while_a_final_invoice_is_issued_is_not_lost(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A meter stores June usage between the issue's read of June and its storing of the final
+    invoice: it is on neither, unless the issue is refused and made again."""
+    store(api, "w-1", START, "1")
+    advance_to(api, JUNE_END + timedelta(minutes=5))
+    read = SqlBilling.usage
+
+    def read_then_meter(
+        self: SqlBilling, start: datetime, end: datetime, customer_id: str | None = None
+    ) -> list[UsageRecord]:
+        found = read(self, start, end, customer_id)
+        if customer_id is not None:
+            monkeypatch.setattr(SqlBilling, "usage", read)
+            store(api, "w-1", JUNE_END - timedelta(hours=1), "2")  # in its own transaction
+        return found
+
+    monkeypatch.setattr(SqlBilling, "usage", read_then_meter)
+    billing = api.runtime.platform.billing
+    with pytest.raises(Conflict, match="issue it again"):
+        billing.issue("cust-001", "2025-06")
+    assert api.client.get("/api/v1/billing/invoices", headers=api.customer).json() == []
+    again = billing.issue("cust-001", "2025-06")
+    assert again.final and again.total == Decimal("6.75")
+
+
+def test_a_final_invoice_stored_by_a_racing_issue_is_kept_as_it_is(api: Api) -> None:
+    """Two issues of a month that has ended: the first stores the final invoice while the
+    second, which read usage metered since, waits; the second replaced it."""
+    store(api, "w-1", START, "2")
+    advance_to(api, JUNE_END + timedelta(minutes=5))
+    billing = api.runtime.platform.billing
+    with api.runtime.unit_of_work() as uow:
+        usage = uow.billing.usage(*parse_month("2025-06"))
+    first = replace(build_invoice("cust-001", "2025-06", usage, billing.history), issued_at=None)
+    store(api, "w-1", JUNE_END - timedelta(hours=1), "1")
+    outcome: list[object] = []
+
+    def second_issue() -> None:
+        try:
+            outcome.append(billing.issue("cust-001", "2025-06"))
+        except Exception as error:  # what the caller would get
+            outcome.append(error)
+
+    with api.runtime.unit_of_work() as racing:
+        assert racing.billing.save_invoice(first, api.clock.now()) is None
+        second = threading.Thread(target=second_issue)
+        second.start()
+        second.join(timeout=1.0)
+        racing.commit()
+    second.join(timeout=30)
+    assert outcome == [first]
+    [kept] = outcome
+    assert isinstance(kept, Invoice) and kept.final and kept.total == Decimal("4.50")
+
+
+def test_the_cli_says_when_a_final_invoice_is_kept_and_what_late_usage_it_bills(
+    api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hcp billing invoice` on the same database, on the wall clock (June 2025 has ended)."""
+    monkeypatch.setattr(billing_cli.console, "width", 200)  # one line per invoice
+    env = {"HCP_DATABASE_URL": database_url, "HCP_VAR_DIR": str(tmp_path / "cli")}
+
+    def invoice(month: str) -> str:
+        result = CliRunner().invoke(app, ["billing", "invoice", "--month", month], env=env)
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.replace("│", " ").split())
+
+    store(api, "w-1", START, "1")
+    first = invoice("2025-06")
+    assert "inv-2025-06-cust-001 cust-001 1 2.25 final" in first and "unchanged" not in first
+    store(api, "w-1", JUNE_END - timedelta(hours=1), "2")
+    assert "1 2.25 final, unchanged (issued 20" in invoice("2025-06")
+    assert "1 4.50 final; late usage from 2025-06" in invoice("2025-07")

@@ -16,6 +16,7 @@ from hcp.adapters.db.engine import make_session_factory
 from hcp.adapters.db.migrate import downgrade, is_current, upgrade
 from hcp.adapters.db.repositories import SqlUnitOfWork
 from hcp.adapters.db.tables import Base
+from hcp.billing import DEFAULT_BILLING_SHEET, Tier, UsageRecord, build_invoice
 from hcp.domain.errors import StateChanged
 from hcp.domain.identity import Customer
 from hcp.domain.workloads import (
@@ -172,6 +173,38 @@ def test_upgrading_to_checkpoints_keeps_a_waiting_runs_resume_point(engine: Engi
     with SqlUnitOfWork(factory) as unit:
         stored = [unit.workloads.get(f"w-00{n}") for n in (1, 2, 3)]
     assert [w.checkpoint for w in stored if w is not None] == [0.3, 0.0, 0.0]
+
+
+def test_upgrading_to_final_invoices_marks_the_usage_they_billed(engine: Engine) -> None:
+    """Before migration 0015 no usage record said which invoice bills it: a month's usage is
+    billed on its final invoice where it has one, and on none yet where its invoice is
+    provisional."""
+    factory = make_session_factory(engine)
+    may, june = datetime(2025, 5, 31, 23, tzinfo=UTC), datetime(2025, 6, 2, tzinfo=UTC)
+    w = workload(1)
+
+    def record(start: datetime) -> UsageRecord:
+        return UsageRecord(
+            w.id, "cust-a", w.workload_class, "H100", Tier.STANDARD, start,
+            start + timedelta(hours=1), Decimal(2), Decimal(1),
+        )  # fmt: skip
+
+    with SqlUnitOfWork(factory) as unit:
+        unit.customers.add(Customer("cust-a", "A", T0))
+        unit.workloads.add(w, submitted(w))
+        unit.billing.add_usage([record(may - timedelta(days=3)), record(may), record(june)])
+        for month, issued in (("2025-05", june), ("2025-06", june)):  # final, provisional
+            built = build_invoice("cust-a", month, [], DEFAULT_BILLING_SHEET)
+            assert unit.billing.save_invoice(built, issued) is None
+        unit.commit()
+    downgrade(engine, "0014")
+    upgrade(engine)
+    with SqlUnitOfWork(factory) as unit:
+        assert unit.billing.unbilled_usage(T0, T0 + timedelta(days=365)) == [record(june)]
+        assert (
+            unit.billing.bill_usage("inv-2025-06-cust-a", "cust-a", june, june.replace(month=7))
+            == 1
+        )
 
 
 def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:

@@ -87,3 +87,14 @@ def test_invoice_csv_is_reproducible() -> None:
     again = build_invoice("cust-001", "2025-06", usage[::-1], DEFAULT_BILLING_SHEET)
     assert invoice_csv(first) == invoice_csv(again)
     assert re.search(r"[0-9][eE][+-]?[0-9]", invoice_csv(first)) is None
+
+
+def test_invoice_csv_labels_late_usage_lines_with_the_month_they_ran_in() -> None:
+    july = record("w1", interval_start=END, interval_end=END + timedelta(minutes=15))
+    late = record("w2")  # 23:45 on June 30th, metered after June's final invoice
+    invoice = build_invoice("cust-001", "2025-07", [july], DEFAULT_BILLING_SHEET, None, [late])
+    descriptions = [row[3] for row in rows(invoice_csv(invoice))[1:]]
+    assert descriptions == [
+        "H100 GPU-hours, training, interruptible",
+        "late usage from 2025-06: H100 GPU-hours, training, interruptible",
+    ]

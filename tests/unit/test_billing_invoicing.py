@@ -18,6 +18,8 @@ from hcp.billing.invoicing import (
     build_invoice,
     deduplicate,
     invoice_id,
+    is_final,
+    month_of,
     parse_month,
 )
 from hcp.billing.metering import UsageRecord
@@ -378,3 +380,87 @@ def test_an_invoice_is_final_once_issued_at_or_after_its_months_end() -> None:
     assert not replace(built, issued_at=end - timedelta(microseconds=1)).final
     assert replace(built, issued_at=end).final
     assert replace(built, issued_at=end) == built  # when it was issued is not what it says
+    assert is_final("2025-06", end) and not is_final("2025-06", None)
+    # 01:30 on July 1st in UTC+2 is still June in UTC
+    assert month_of(datetime(2025, 7, 1, 1, 30, tzinfo=timezone(timedelta(hours=2)))) == "2025-06"
+
+
+# --- late usage --------------------------------------------------------------------------------
+
+
+def test_late_usage_is_billed_on_lines_of_its_own_at_its_own_months_prices() -> None:
+    """May's invoice is final; 2 GPU-hours of May batch usage were metered after it. June's
+    invoice bills them after June's own lines, labelled, at May's list price (2.75, not the
+    5.00 in force from June 1), and a late workload with a max price keeps its cap."""
+    from hcp.billing.prices import PriceHistory
+
+    history = PriceHistory(SHEET, [(at("2025-06-01T00:00Z"), BATCH, "H100", Decimal("5.0000"))])
+    own = [usage("w1", at("2025-06-10T12:00Z"), "1", BATCH)]
+    late = [
+        usage("w2", at("2025-05-31T23:45Z"), "1.5", BATCH),
+        usage("w2", at("2025-05-20T08:00Z"), "0.5", BATCH),
+        usage("w3", at("2025-04-30T10:00Z"), "1", BATCH),
+        usage("w4", at("2025-05-02T10:00Z"), "1", BATCH),  # capped at 2.00
+    ]
+    invoice = build_invoice("cust-001", "2025-06", own, history, {"w4": Decimal("2")}, late)
+    assert invoice.lines == (
+        InvoiceLine(
+            "H100 GPU-hours, batch inference, standard",
+            Decimal("1"), "GPU-hour", Decimal("5.0000"), Decimal("5.00"),
+        ),
+        InvoiceLine(
+            "late usage from 2025-04: H100 GPU-hours, batch inference, standard",
+            Decimal("1"), "GPU-hour", Decimal("2.7500"), Decimal("2.75"), "2025-04",
+        ),
+        InvoiceLine(
+            "late usage from 2025-05: H100 GPU-hours, batch inference, standard",
+            Decimal("2"), "GPU-hour", Decimal("2.7500"), Decimal("5.50"), "2025-05",
+        ),
+        InvoiceLine(
+            "late usage from 2025-05: H100 GPU-hours, batch inference, standard, "
+            "at the workload's max price 2.0000",
+            Decimal("1"), "GPU-hour", Decimal("2.0000"), Decimal("2.00"), "2025-05",
+        ),
+    )  # fmt: skip
+    assert invoice.total == Decimal("15.25")
+    # the month's own lines are what they are without late usage
+    assert build_invoice("cust-001", "2025-06", own, history).lines == invoice.lines[:1]
+
+
+def test_late_usage_of_this_month_or_later_or_of_another_customer_is_not_billed_as_late() -> None:
+    june = usage("w1", at("2025-06-10T12:00Z"), "1")
+    july = usage("w1", at("2025-07-01T00:00Z"), "1")
+    theirs = usage("w9", at("2025-05-10T12:00Z"), "1", customer_id="cust-002")
+    invoice = build_invoice("cust-001", "2025-06", [june], SHEET, late_usage=[june, july, theirs])
+    assert invoice == build_invoice("cust-001", "2025-06", [june], SHEET)
+    assert [line.late_usage_month for line in invoice.lines] == [None]
+
+
+def test_a_late_record_differing_from_the_same_record_of_the_month_is_refused() -> None:
+    may = usage("w7", at("2025-05-31T23:45Z"), "1")
+    with pytest.raises(ValidationError, match="w7"):
+        build_invoice(
+            "cust-001", "2025-06", [may], SHEET, late_usage=[replace(may, gpu_hours=Decimal(2))]
+        )
+
+
+@given(distinct_usage, st.data())
+def test_an_invoice_with_late_usage_is_reproducible_and_bills_each_record_once(
+    records: list[UsageRecord], data: st.DataObject
+) -> None:
+    """July's invoice with June's usage as late usage: built twice, or from shuffled and
+    duplicated records, it is the same; its GPU-hours are July's and June's, each once."""
+    june = june_records(records, "c1")
+    july = [r for r in records if r.interval_start >= datetime(2025, 7, 1, tzinfo=UTC)]
+    once = build_invoice("c1", "2025-07", july, SHEET, late_usage=june)
+    again = build_invoice(
+        "c1", "2025-07", data.draw(st.permutations(july)), SHEET, late_usage=june[::-1] + june
+    )
+    assert again == once
+    late = [line for line in once.lines if line.late_usage_month is not None]
+    assert {line.late_usage_month for line in late} <= {"2025-06"}
+    assert all(line.description.startswith("late usage from 2025-06: ") for line in late)
+    assert sum((line.quantity for line in late), Decimal(0)) == sum(
+        (r.gpu_hours for r in june), Decimal(0)
+    )
+    assert once.total == sum((line.amount for line in once.lines), Decimal(0))

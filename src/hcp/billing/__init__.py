@@ -7,6 +7,8 @@ from hcp.billing.invoicing import (
     build_invoice,
     deduplicate,
     invoice_id,
+    is_final,
+    month_of,
     parse_month,
 )
 from hcp.billing.metering import (
@@ -53,7 +55,9 @@ __all__ = [
     "interruptible_price",
     "invoice_csv",
     "invoice_id",
+    "is_final",
     "meter_interval",
+    "month_of",
     "month_pieces",
     "parse_month",
     "round_money",

@@ -49,7 +49,8 @@ def usage_csv(records: Iterable[UsageRecord]) -> str:
 
 
 def invoice_csv(invoice: Invoice) -> str:
-    """`invoice` as CSV, one row per line; the total is the sum of the `amount_usd` column."""
+    """`invoice` as CSV, one row per line; the total is the sum of the `amount_usd` column. A
+    line billing late usage says so in its description ("late usage from 2025-06: ...")."""
     head = [invoice.id, invoice.customer_id, invoice.month]
     rows = [
         [

@@ -6,6 +6,11 @@ family, tier) group, a standard one per list price it ran at; its amount is the 
 GPU-hours × unit price over its records, rounded once to cents (ROUND_HALF_UP, see
 `rounding`). The total is the sum of the line amounts, so it equals the sum of usage × price
 to within half a cent per line.
+
+An invoice issued once its month has ended is final: it is never rebuilt or changed. Usage of
+its month metered after it (a meter that was behind, a run vouched for late) is late usage:
+the customer's next invoice built bills it, on lines of its own labelled with the month it ran
+in ("late usage from 2025-06: ..."), priced as it would have been in that month.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ _CLASS_LABELS = {
     WorkloadClass.AI_TRAINING: "training",
 }
 
-LineKey = tuple[WorkloadClass, str, Tier, Decimal | None, Decimal | None]
-"""Class, GPU family, tier, the workload's max price where it capped the price, and the list
-price of standard usage it did not cap (a price change mid-month makes a line of its own)."""
+LineKey = tuple[str, WorkloadClass, str, Tier, Decimal | None, Decimal | None]
+"""The month of late usage ("" for the invoice's own), class, GPU family, tier, the workload's
+max price where it capped the price, and the list price of standard usage it did not cap (a
+price change mid-month makes a line of its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,9 @@ class InvoiceLine:
     unit_price is their GPU-hour-weighted average (to 0.0001), shown for reading only. Usage
     billed at a workload's max price (below the price in force), and standard usage at each
     list price in force during the month, have lines of their own.
+
+    A line billing late usage (see the module) names the earlier month it ran in,
+    `late_usage_month`; None on the lines of the invoice's own month.
     """
 
     description: str
@@ -51,6 +60,7 @@ class InvoiceLine:
     unit: str
     unit_price: Decimal
     amount: Decimal
+    late_usage_month: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +68,8 @@ class Invoice:
     """A customer's invoice for one month ("YYYY-MM", UTC), its lines and total in USD, and
     when it was issued (None: built, not yet stored). One issued before its month ended is
     provisional (`final` False): the month's usage may still grow, and issuing it again
-    after the month replaces it with the final one."""
+    after the month replaces it with the final one. A final invoice is never changed: usage
+    of its month metered after it is billed on a later invoice as late usage."""
 
     id: str
     customer_id: str
@@ -70,7 +81,7 @@ class Invoice:
     @property
     def final(self) -> bool:
         """Whether it was issued once its month had ended."""
-        return self.issued_at is not None and self.issued_at >= parse_month(self.month)[1]
+        return is_final(self.month, self.issued_at)
 
 
 @dataclass(slots=True)
@@ -93,6 +104,18 @@ def parse_month(month: str) -> tuple[datetime, datetime]:
     start = datetime(year, number, 1, tzinfo=UTC)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
     return start, end
+
+
+def is_final(month: str, issued_at: datetime | None) -> bool:
+    """Whether an invoice for `month` issued at `issued_at` (None: not yet) is final: issued
+    once the month had ended."""
+    return issued_at is not None and issued_at >= parse_month(month)[1]
+
+
+def month_of(at: datetime) -> str:
+    """The UTC month ("YYYY-MM") the instant `at` falls in."""
+    utc = at.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"
 
 
 def invoice_id(customer_id: str, month: str) -> str:
@@ -123,6 +146,7 @@ def build_invoice(
     usage: Iterable[UsageRecord],
     sheet: BillingPriceSheet | PriceHistory,
     max_prices: Mapping[str, Decimal] | None = None,
+    late_usage: Iterable[UsageRecord] = (),
 ) -> Invoice:
     """`customer_id`'s invoice for `month` from `usage`: its records whose interval starts in
     the month (UTC), each billed once (see `deduplicate`, applied to all of `usage` first),
@@ -131,24 +155,39 @@ def build_invoice(
     A workload in `max_prices` (its id: the most its customer agreed to pay per GPU-hour) is
     billed at most that: an interruptible GPU-hour's price rises with the real-time price, and
     an admin may raise a list price after the workload was accepted. With a `PriceHistory`
-    each record is priced at the sheet in force when its interval began."""
+    each record is priced at the sheet in force when its interval began.
+
+    `late_usage` is the customer's usage of earlier months that their final invoices do not
+    bill (records of this month or later in it are left out): it is billed after the month's
+    own lines, one line per month it ran in and (class, family, tier), each labelled
+    "late usage from YYYY-MM: ...", priced and capped as the usage of that month is."""
     identity = invoice_id(customer_id, month)
     start, end = parse_month(month)
+    own, late = deduplicate(usage), deduplicate(late_usage)
+    deduplicate([*own, *late])  # a record given as both must be the same record
+    caps = max_prices or {}
     groups: dict[LineKey, _Group] = {}
     with exact_arithmetic():
-        for record in deduplicate(usage):
+        for record in own:
             if record.customer_id == customer_id and start <= record.interval_start < end:
-                in_force = (
-                    sheet.at(record.interval_start) if isinstance(sheet, PriceHistory) else sheet
-                )
-                _add(groups, record, in_force, (max_prices or {}).get(record.workload_id))
+                _add(groups, "", record, _in_force(sheet, record), caps.get(record.workload_id))
+        for record in late:
+            if record.customer_id == customer_id and record.interval_start < start:
+                ran_in = month_of(record.interval_start)
+                _add(groups, ran_in, record, _in_force(sheet, record), caps.get(record.workload_id))
         lines = tuple(_line(key, groups[key]) for key in sorted(groups, key=_line_order))
         total = sum((line.amount for line in lines), Decimal("0.00"))
     return Invoice(identity, customer_id, month, lines, total)
 
 
+def _in_force(sheet: BillingPriceSheet | PriceHistory, record: UsageRecord) -> BillingPriceSheet:
+    """The sheet `record` is priced at: the one in force when its interval began."""
+    return sheet.at(record.interval_start) if isinstance(sheet, PriceHistory) else sheet
+
+
 def _add(
     groups: dict[LineKey, _Group],
+    late_from: str,
     record: UsageRecord,
     sheet: BillingPriceSheet,
     max_price: Decimal | None,
@@ -165,7 +204,7 @@ def _add(
         else:
             cap = None
     listed = price if cap is None and record.tier is Tier.STANDARD else None
-    key = (record.workload_class, record.gpu_family, record.tier, cap, listed)
+    key = (late_from, record.workload_class, record.gpu_family, record.tier, cap, listed)
     group = groups.setdefault(key, _Group(Decimal(0), Decimal(0), set()))
     group.quantity += record.gpu_hours
     group.charge += record.gpu_hours * price
@@ -173,13 +212,16 @@ def _add(
 
 
 def _line(key: LineKey, group: _Group) -> InvoiceLine:
-    workload_class, family, tier, cap, _ = key
+    late_from, workload_class, family, tier, cap, _ = key
     description = f"{family} GPU-hours, {_CLASS_LABELS[workload_class]}, {tier.value}"
     if cap is not None:
         description += f", at the workload's max price {cap}"
+    if late_from:
+        description = f"late usage from {late_from}: {description}"
     quantity = round_quantity(group.quantity)
+    amount = round_money(group.charge)
     return InvoiceLine(
-        description, quantity, GPU_HOUR, _unit_price(group), round_money(group.charge)
+        description, quantity, GPU_HOUR, _unit_price(group), amount, late_from or None
     )
 
 
@@ -192,9 +234,11 @@ def _unit_price(group: _Group) -> Decimal:
     return round_price(group.charge / group.quantity)
 
 
-def _line_order(key: LineKey) -> tuple[int, str, bool, bool, Decimal, Decimal]:
-    workload_class, family, tier, cap, listed = key
+def _line_order(key: LineKey) -> tuple[str, int, str, bool, bool, Decimal, Decimal]:
+    """The month's own lines first ("" sorts first), then late usage, oldest month first."""
+    late_from, workload_class, family, tier, cap, listed = key
     capped = cap is not None
     standard = tier is Tier.STANDARD
     zero = Decimal(0)
-    return (workload_class.priority, family, not standard, capped, cap or zero, listed or zero)
+    priority = workload_class.priority
+    return (late_from, priority, family, not standard, capped, cap or zero, listed or zero)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -22,18 +23,21 @@ from hcp.billing import (
     UsageRecord,
     build_invoice,
     invoice_csv,
+    invoice_id,
+    is_final,
     meter_interval,
+    month_of,
     month_pieces,
     parse_month,
     usage_csv,
 )
 from hcp.domain.catalog import gpu_families, gpu_model
 from hcp.domain.devices import DeviceKind
-from hcp.domain.errors import Forbidden, NotFound, ValidationError
+from hcp.domain.errors import Conflict, Forbidden, NotFound, ValidationError
 from hcp.domain.fleet import Device
 from hcp.domain.identity import Principal
 from hcp.domain.workloads import StateChange, Workload, WorkloadClass, WorkloadEvent
-from hcp.services.ports import Clock, UnitOfWorkFactory
+from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -238,25 +242,40 @@ class BillingService:
         return usage_csv(self.usage(principal, month, customer_id))
 
     def issue(self, customer_id: str, month: str) -> Invoice:
-        """Build (or rebuild, identically) one customer's invoice for `month` and store it."""
+        """Build one customer's invoice for `month` from stored usage and store it: the month's
+        own usage, and late usage (see `_late_usage`). A final invoice stored is returned as it
+        is, never rebuilt; a provisional one is rebuilt (identically from the same usage) or,
+        once the month has ended, replaced by the final one. A final invoice marks the usage
+        it bills, so usage of its month metered after it is told apart: late usage."""
         start, end = parse_month(month)
         sheet = self.history
         with self._uow() as uow:
+            stored = uow.billing.invoice(invoice_id(customer_id, month))
+            if stored is not None and stored.final:
+                return stored
             usage = uow.billing.usage(start, end, customer_id)
-            max_prices = uow.workloads.max_prices([r.workload_id for r in usage])
+            late = _late_usage(uow, month, customer_id)
+            max_prices = uow.workloads.max_prices([r.workload_id for r in (*usage, *late)])
             now = self._clock.now()
-            built = build_invoice(customer_id, month, usage, sheet, max_prices)
+            built = build_invoice(customer_id, month, usage, sheet, max_prices, late)
             invoice = replace(built, issued_at=now)
-            uow.billing.save_invoice(invoice, now)
+            kept = uow.billing.save_invoice(invoice, now)
+            if kept is not None:  # an issue racing this one stored the final invoice first
+                return kept
+            if invoice.final:
+                _mark_billed(uow, invoice, [*usage, *late])
             uow.commit()
         return invoice
 
     def issue_all(self, month: str) -> list[Invoice]:
-        """Invoices for every customer with usage in `month`."""
+        """Invoices for every customer with usage in `month`, late usage to bill on it, or an
+        invoice for it stored (a final one is returned as it is)."""
         start, end = parse_month(month)
         with self._uow() as uow:
-            customers = sorted({r.customer_id for r in uow.billing.usage(start, end)})
-        return [self.issue(c, month) for c in customers]
+            customers = {r.customer_id for r in uow.billing.usage(start, end)}
+            customers |= {r.customer_id for r in _late_usage(uow, month)}
+            customers |= {c for c, m, _ in uow.billing.issue_dates() if m == month}
+        return [self.issue(c, month) for c in sorted(customers)]
 
     def invoices(self, principal: Principal) -> list[Invoice]:
         with self._uow() as uow:
@@ -283,3 +302,35 @@ class BillingService:
         if customer_id is not None and customer_id != principal.customer_id:
             raise NotFound("customer", customer_id)
         return principal.customer_id
+
+
+def _late_usage(uow: UnitOfWork, month: str, customer_id: str | None = None) -> list[UsageRecord]:
+    """Usage of a month before `month` that has a final invoice for its customer but is
+    not billed on it, having been metered after it (of `customer_id`, or everyone's): an
+    invoice for `month` bills it, and the first final one marks it billed."""
+    finals = {
+        (c, m)
+        for c, m, issued_at in uow.billing.issue_dates(customer_id)
+        if m < month and is_final(m, issued_at)
+    }
+    if not finals:
+        return []
+    first = parse_month(min(m for _, m in finals))[0]
+    unbilled = uow.billing.unbilled_usage(first, parse_month(month)[0], customer_id)
+    return [r for r in unbilled if (r.customer_id, month_of(r.interval_start)) in finals]
+
+
+def _mark_billed(uow: UnitOfWork, invoice: Invoice, billed: Sequence[UsageRecord]) -> None:
+    """Mark the usage a final invoice bills, month by month, as billed on it. The records of
+    a month marked must be those it was built from: had one been stored, or billed on another
+    invoice, since they were read, the invoice is not stored (Conflict), and issuing it again
+    builds it from what is stored then."""
+    counts = Counter({invoice.month: 0})  # its own month's usage metered meanwhile is caught
+    counts.update(month_of(r.interval_start) for r in billed)
+    for month, count in sorted(counts.items()):
+        marked = uow.billing.bill_usage(invoice.id, invoice.customer_id, *parse_month(month))
+        if marked != count:
+            raise Conflict(
+                f"{invoice.customer_id}'s usage of {month} changed while {invoice.id} was being "
+                "issued (metered, or billed on another invoice); issue it again"
+            )

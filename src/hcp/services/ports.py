@@ -247,15 +247,32 @@ class BillingRepository(Protocol):
     def usage(
         self, start: datetime, end: datetime, customer_id: str | None = None
     ) -> list[UsageRecord]: ...
+    def unbilled_usage(
+        self, start: datetime, end: datetime, customer_id: str | None = None
+    ) -> list[UsageRecord]:
+        """The records of `usage` no final invoice bills yet."""
+        ...
+
+    def bill_usage(self, invoice_id: str, customer_id: str, start: datetime, end: datetime) -> int:
+        """Mark `customer_id`'s records in [start, end) that no final invoice bills yet as
+        billed on the final invoice `invoice_id`; how many were marked."""
+        ...
+
     def metered_until(self) -> datetime | None:
         """The end of the newest usage record (None before the first)."""
         ...
 
-    def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
-        """Store or replace an invoice (its id is deterministic, so a rerun replaces it)."""
+    def save_invoice(self, invoice: Invoice, created_at: datetime) -> Invoice | None:
+        """Store or replace an invoice (its id is deterministic, so a rerun replaces it), and
+        return None; a final invoice stored under its id (by an issue racing this one) is
+        kept as it is, and returned instead."""
         ...
 
     def invoice(self, invoice_id: str) -> Invoice | None: ...
+    def issue_dates(self, customer_id: str | None = None) -> list[tuple[str, str, datetime]]:
+        """(customer id, month, issued at) of every invoice stored."""
+        ...
+
     def set_price(self, workload_class: str, family: str, usd: Decimal, at: datetime) -> None: ...
     def price_changes(self) -> list[tuple[datetime, str, str, Decimal]]:
         """Every price set, oldest first: (effective from, class, GPU family, USD/GPU-hour)."""

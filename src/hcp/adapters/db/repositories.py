@@ -943,24 +943,58 @@ class SqlBilling:
     def usage(
         self, start: datetime, end: datetime, customer_id: str | None = None
     ) -> list[UsageRecord]:
+        return self._usages(start, end, customer_id, unbilled=False)
+
+    def unbilled_usage(
+        self, start: datetime, end: datetime, customer_id: str | None = None
+    ) -> list[UsageRecord]:
+        return self._usages(start, end, customer_id, unbilled=True)
+
+    def _usages(
+        self, start: datetime, end: datetime, customer_id: str | None, *, unbilled: bool
+    ) -> list[UsageRecord]:
         u = UsageRecordRow
         query = select(u).where(u.interval_start >= start, u.interval_start < end)
         if customer_id is not None:
             query = query.where(u.customer_id == customer_id)
+        if unbilled:
+            query = query.where(u.invoice_id.is_(None))
         return [_usage(r) for r in self._s.scalars(query.order_by(u.interval_start, u.workload_id))]
 
-    def save_invoice(self, invoice: Invoice, created_at: datetime) -> None:
+    def bill_usage(self, invoice_id: str, customer_id: str, start: datetime, end: datetime) -> int:
+        u = UsageRecordRow
+        mark = (
+            update(u)
+            .where(
+                u.customer_id == customer_id,
+                u.interval_start >= start,
+                u.interval_start < end,
+                u.invoice_id.is_(None),
+            )
+            .values(invoice_id=invoice_id)
+        )
+        return self._s.connection().execute(mark).rowcount
+
+    def save_invoice(self, invoice: Invoice, created_at: datetime) -> Invoice | None:
         # The invoice's row is stored (unless it is already) and held before its lines are
         # replaced: an issue of the same invoice racing this one is waited for, and the lines
-        # it stored are seen and replaced, never kept beside these.
+        # it stored are seen and replaced, never kept beside these; a final invoice it stored
+        # is kept as it is.
         values: dict[str, object] = {"id": invoice.id, "customer_id": invoice.customer_id}
         values |= {"month": invoice.month, "total": invoice.total, "status": "issued"}
         values |= {"created_at": created_at, "currency": "USD"}
-        self._s.execute(_insert_unless_stored(self._s, InvoiceRow, values))
+        inserted = self._s.connection().execute(
+            _insert_unless_stored(self._s, InvoiceRow, values),
+            execution_options={"preserve_rowcount": True},  # an INSERT's is not kept otherwise
+        )
         row = self._s.get(InvoiceRow, invoice.id, with_for_update=True, populate_existing=True)
         if row is None:  # the month's invoice is stored under another id
             month = f"{invoice.customer_id}'s invoice for {invoice.month}"
             raise Conflict(f"{month} is stored under another id than {invoice.id}")
+        if inserted.rowcount == 0:
+            stored = self._invoice(row)
+            if stored.final:
+                return stored
         self._s.execute(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id == invoice.id))
         row.total, row.status, row.created_at, row.currency = (
             invoice.total,
@@ -978,9 +1012,11 @@ class SqlBilling:
                 unit=line.unit,
                 unit_price=line.unit_price,
                 amount=line.amount,
+                late_usage_month=line.late_usage_month,
             )
             for i, line in enumerate(invoice.lines)
         )
+        return None
 
     def set_price(self, workload_class: str, family: str, usd: Decimal, at: datetime) -> None:
         change = PriceChangeRow(workload_class=workload_class, gpu_family=family)
@@ -997,6 +1033,13 @@ class SqlBilling:
     def invoice(self, invoice_id: str) -> Invoice | None:
         row = self._s.get(InvoiceRow, invoice_id)
         return None if row is None else self._invoice(row)
+
+    def issue_dates(self, customer_id: str | None = None) -> list[tuple[str, str, datetime]]:
+        i = InvoiceRow
+        query = select(i.customer_id, i.month, i.created_at).order_by(i.customer_id, i.month)
+        if customer_id is not None:
+            query = query.where(i.customer_id == customer_id)
+        return [(c, month, issued) for c, month, issued in self._s.execute(query)]
 
     def invoices(self, customer_id: str | None = None) -> list[Invoice]:
         query = select(InvoiceRow).order_by(InvoiceRow.month.desc(), InvoiceRow.customer_id)
@@ -1018,6 +1061,7 @@ class SqlBilling:
                 r.unit,
                 round_price(r.unit_price),
                 round_money(r.amount),
+                r.late_usage_month,
             )
             for r in self._s.scalars(query)
         )

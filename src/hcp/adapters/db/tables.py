@@ -407,6 +407,9 @@ class UsageRecordRow(Base):
     energy_kwh: Mapped[Decimal]
     rt_price_usd_per_mwh: Mapped[Decimal | None]
     energy_source: Mapped[str] = mapped_column(String(16), default="telemetry")
+    # The final invoice that bills the record (None: none yet). A final invoice marks those it
+    # bills, so a record of its month stored after it is told apart: late usage, for the next.
+    invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"))
     __table_args__ = (
         UniqueConstraint("workload_id", "interval_start"),
         Index(None, "customer_id", "interval_start"),
@@ -446,3 +449,5 @@ class InvoiceLineRow(Base):
     unit: Mapped[str] = mapped_column(String(32))
     unit_price: Mapped[Decimal]
     amount: Mapped[Decimal]
+    # On a line billing late usage, the earlier month it ran in ("YYYY-MM").
+    late_usage_month: Mapped[str | None] = mapped_column(String(7))

@@ -58,6 +58,12 @@ class InvoiceLineOut(BaseModel):
     unit: str
     unit_price: Decimal
     amount: Decimal
+    late_usage_month: str | None = Field(
+        default=None,
+        description="on a line billing late usage (usage of an earlier month metered after "
+        "that month's final invoice), the month it ran in (YYYY-MM); null on the lines of the "
+        "invoice's own month",
+    )
 
 
 class InvoiceOut(BaseModel):
@@ -68,8 +74,9 @@ class InvoiceOut(BaseModel):
     total: Decimal
     issued_at: datetime
     final: bool = Field(
-        description="issued once its month had ended; false: provisional, the month's usage "
-        "may still grow and issuing it again after the month replaces it"
+        description="issued once its month had ended: never changed again (usage of its month "
+        "metered later is billed on a later invoice, as late usage); false: provisional, the "
+        "month's usage may still grow and issuing it again after the month replaces it"
     )
     lines: list[InvoiceLineOut]
 
@@ -151,8 +158,11 @@ def invoices(platform: PlatformDep, caller: CurrentPrincipal) -> list[InvoiceOut
 def issue_invoices(
     platform: PlatformDep, caller: CurrentPrincipal, month: Month
 ) -> list[InvoiceOut]:
-    """(Re)build every customer's invoice for `month` from stored usage (admins only);
-    reproducible: the same usage gives the same invoice."""
+    """Issue every customer's invoice for `month` from stored usage (admins only):
+    reproducible, the same usage gives the same invoice. A provisional invoice is rebuilt, or
+    replaced by the final one once the month has ended; a final invoice is returned as it is
+    (its `issued_at` says when it was issued), never rebuilt. Usage of an earlier month metered
+    after that month's final invoice is billed here, on lines of its own (`late_usage_month`)."""
     if not caller.manages_users:
         raise Forbidden("only an admin may issue invoices")
     return [invoice_out(i) for i in platform.billing.issue_all(month)]
@@ -208,6 +218,7 @@ def invoice_out(i: Invoice) -> InvoiceOut:
                 unit=li.unit,
                 unit_price=li.unit_price,
                 amount=li.amount,
+                late_usage_month=li.late_usage_month,
             )
             for li in i.lines
         ],
