@@ -639,3 +639,45 @@ async def test_a_miner_that_cannot_listen_stops_the_whole_fleet_from_starting() 
     first = fleet.addresses[0]
     with pytest.raises(DeviceUnreachable):  # the miner that had started was stopped again
         await LuxosClient(*first, retry=FAST).read()
+
+
+# --- the wire --------------------------------------------------------------------------------
+
+
+def _send_and_read(port: int, *chunks: bytes) -> tuple[bytes, str]:
+    """Send `chunks` to a miner on 127.0.0.1 (as separate segments), then read until it hangs
+    up; what came, and how it ended ("eof" or the error's name)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for chunk in chunks:
+            with contextlib.suppress(OSError):  # the miner may hang up while we still send
+                sock.sendall(chunk)
+        received = b""
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except OSError as error:
+            return received, type(error).__name__
+        return received, "eof"
+
+
+async def test_a_request_cut_at_the_size_limit_still_gets_its_reply(
+    fleet: AsicFleetSimulator,
+) -> None:
+    """The miner answers once MAX_REQUEST_BYTES have come, while the client still sends; it
+    then hangs up with input unread, which resets the connection. The reply (held corked for
+    the close) must leave before that, as a miner's would."""
+    _, port = fleet.addresses[0]
+    oversized = b'{"command":"' + b"x" * 300_000
+    for _ in range(5):
+        received, _ = await asyncio.to_thread(_send_and_read, port, oversized)
+        assert received.endswith(b"\x00") and b'"STATUS":"E"' in received
+
+
+async def test_bytes_after_the_request_do_not_cost_the_reply(fleet: AsicFleetSimulator) -> None:
+    _, port = fleet.addresses[0]
+    for _ in range(20):
+        received, how = await asyncio.to_thread(
+            _send_and_read, port, b'{"command":"version"}', b"\n"
+        )
+        assert received.endswith(b"\x00") and b"LUXminer" in received, (received, how)

@@ -147,6 +147,10 @@ class _Connection(asyncio.Protocol):
             return
         try:
             transport.write(self._server.reply_to(request))
+            # The FIN now, with the reply: the close comes a loop turn later, and a close
+            # with input unread (a request cut at MAX_REQUEST_BYTES, bytes after the JSON)
+            # resets the connection, which would drop a reply still corked in the kernel.
+            transport.write_eof()
         finally:
             transport.close()  # after the buffered reply is flushed; at once if none was made
 
@@ -163,23 +167,15 @@ def _complete(data: bytes) -> bool:
 
 
 def trim_segments(sock: socket.socket) -> None:
-    """Options for a listening socket, inherited by each connection it accepts (Linux): the
-    reply waits in the kernel for the close and leaves with the FIN in one segment
-    (TCP_CORK), and the request's ACK rides on it (TCP_QUICKACK off: delayed ACKs). With a
-    plain client an exchange takes 7 TCP segments instead of 10, fewer for both ends to
-    process; where an option is missing, as off Linux, the exchange is as before."""
-    for option, value in _TRIM_OPTIONS:
-        sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    """Corks a listening socket, and so each connection it accepts (Linux): the reply waits
+    in the kernel for the close and leaves with the FIN in one segment, one packet fewer per
+    exchange for both ends to process (8 segments instead of 10 with a plain client). Off
+    Linux, the exchange is as before."""
+    if _TCP_CORK is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
 
 
-_TRIM_OPTIONS = [
-    (option, value)
-    for option, value in (
-        (getattr(socket, "TCP_CORK", None), 1),
-        (getattr(socket, "TCP_QUICKACK", None), 0),
-    )
-    if option is not None
-]
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
 
 def reset(transport: asyncio.Transport) -> None:
