@@ -401,9 +401,10 @@ async def test_a_name_the_resolver_refuses_fails_at_once(workers: WorkerTranspor
     assert time.monotonic() - started < 0.4  # not by the 0.5 s timeout
 
 
-def test_a_reset_while_connecting_is_a_reset_as_over_tcp_transport() -> None:
-    """A miner that resets each connection as it accepts it, seen by a worker busy meanwhile:
-    the error is `TcpTransport`'s, a DeviceConnectionReset."""
+def test_a_reset_as_the_request_arrives_is_a_reset_as_over_tcp_transport() -> None:
+    """A miner that resets each connection as it accepts it, seen by a worker busy meanwhile
+    (the request went out at the connect): the error is `TcpTransport`'s, a
+    DeviceConnectionReset."""
     import socket
     import struct
     import threading
@@ -431,6 +432,87 @@ def test_a_reset_while_connecting_is_a_reset_as_over_tcp_transport() -> None:
         [(_, _, error)] = exchanger._outbox
         assert error is not None and error[:2] == ("DeviceConnectionReset", f"127.0.0.1:{port}")
     finally:
+        listener.close()
+        ours.close()
+        exchanger.close()
+
+
+def _frame(items: list[Any]) -> bytes:
+    import pickle
+    import struct
+
+    body = pickle.dumps(items)
+    return struct.pack(">I", len(body)) + body
+
+
+def test_a_request_cancelled_in_the_frame_that_brings_it_is_never_sent() -> None:
+    """A request goes out as soon as the worker begins it; a cancel that came in the same
+    frame is read first, so that request is not begun at all."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.3)
+    port = listener.getsockname()[1]
+    ours, theirs = socket.socketpair()
+    exchanger = io_workers._Exchanger(theirs, 1.0)
+    try:
+        ours.sendall(_frame([(1, "127.0.0.1", port, b"{}"), 1, (2, "127.0.0.1", port, b"[]")]))
+        exchanger._read_link()
+        accepted, _ = listener.accept()  # the second request only
+        with accepted:
+            accepted.settimeout(1)
+            assert accepted.recv(100) == b"[]"
+        with pytest.raises(TimeoutError):
+            listener.accept()
+        assert list(exchanger._flights) == [2]
+    finally:
+        listener.close()
+        ours.close()
+        exchanger.close()
+
+
+def test_a_request_the_socket_cannot_take_at_once_goes_when_it_turns_writable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the connection is not up when `connect` returns (a real network), the request
+    waits for the socket to turn writable, and the reply comes back as usual."""
+    import socket
+
+    send_request = io_workers._Exchanger._send_request
+    refusals = []
+
+    def not_yet(flight: Any, sock: socket.socket) -> bool:
+        if not refusals:
+            refusals.append(flight.ident)
+            return False  # as a socket still connecting answers
+        return send_request(flight, sock)
+
+    monkeypatch.setattr(io_workers._Exchanger, "_send_request", staticmethod(not_yet))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_one() -> None:
+        accepted, _ = listener.accept()
+        with accepted:
+            request = accepted.recv(100)
+            accepted.sendall(b'{"got":"' + request + b'"}\x00')
+
+    import threading
+
+    server = threading.Thread(target=answer_one, daemon=True)
+    server.start()
+    ours, theirs = socket.socketpair()
+    exchanger = io_workers._Exchanger(theirs, 2.0)
+    try:
+        exchanger._start(7, "127.0.0.1", port, b"ping")
+        assert refusals == [7] and not exchanger._flights[7].sent
+        deadline = time.monotonic() + 2
+        while not exchanger._outbox and time.monotonic() < deadline:
+            for fd, _ in exchanger._poller.poll(0.1):
+                exchanger._step(exchanger._by_fd[fd])
+        assert exchanger._outbox == [(7, b'{"got":"ping"}\x00', None)]
+    finally:
+        server.join(2)
         listener.close()
         ours.close()
         exchanger.close()

@@ -531,12 +531,15 @@ class _Exchanger:
             raise _ParentGone
         self._inbox += data
         for frame in _frames(self._inbox):
+            # Cancels first: a request cancelled in the frame that brings it is never sent
+            # (a request goes out as soon as it begins).
+            cancelled = {item for item in frame if isinstance(item, int)}
             for item in frame:
                 if isinstance(item, int):  # cancelled by the caller: hang up, say nothing
                     flight = self._flights.get(item)
                     if flight is not None:
                         self._hang_up(flight)
-                else:
+                elif item[0] not in cancelled:
                     self._begin(item)
 
     # --- one exchange
