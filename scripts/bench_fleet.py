@@ -42,6 +42,8 @@ def main() -> None:
         json.dumps(
             {
                 "curtail_10k_seconds": curtail.get("curtail_10k_seconds"),
+                "curtail_10k_configuration": curtail.get("curtail_10k_configuration"),
+                "curtail_10k_one_process_seconds": curtail.get("curtail_10k_one_process_seconds"),
                 "curtail_100k_seconds": curtail.get("curtail_100k_seconds"),
                 "ingest_samples_per_s": ingest.get("ingest_samples_per_s"),
                 "tick_seconds": tick.get("tick_seconds"),
