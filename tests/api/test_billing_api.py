@@ -183,21 +183,8 @@ def test_an_invoice_issued_twice_at_once_is_issued_once(api: Api, issued_before:
     with api.runtime.unit_of_work() as uow:
         usage = uow.billing.usage(*parse_month(month))
     expected = build_invoice("cust-001", month, usage, billing.history)
-    outcome: list[object] = []
-
-    def issue() -> None:
-        try:
-            outcome.append(billing.issue("cust-001", month))
-        except Exception as error:  # what the caller would get
-            outcome.append(error)
-
-    with api.runtime.unit_of_work() as racing:
-        racing.billing.save_invoice(expected, START)  # the first issue's, not committed yet
-        second = threading.Thread(target=issue)
-        second.start()
-        second.join(timeout=1.0)
-        racing.commit()
-    second.join(timeout=30)
+    # the first issue's, not committed yet while the second runs
+    outcome = issue_while_saving(api, expected, START)
     assert outcome == [expected]
     shown = api.client.get(f"/api/v1/billing/invoices/{expected.id}", headers=api.customer)
     assert shown.status_code == 200 and shown.json()["total"] == "4.50"
@@ -443,21 +430,7 @@ def test_a_final_invoice_stored_by_a_racing_issue_is_kept_as_it_is(api: Api) -> 
         usage = uow.billing.usage(*parse_month("2025-06"))
     first = replace(build_invoice("cust-001", "2025-06", usage, billing.history), issued_at=None)
     store(api, "w-1", JUNE_END - timedelta(hours=1), "1")
-    outcome: list[object] = []
-
-    def second_issue() -> None:
-        try:
-            outcome.append(billing.issue("cust-001", "2025-06"))
-        except Exception as error:  # what the caller would get
-            outcome.append(error)
-
-    with api.runtime.unit_of_work() as racing:
-        assert racing.billing.save_invoice(first, api.clock.now()) is None
-        second = threading.Thread(target=second_issue)
-        second.start()
-        second.join(timeout=1.0)
-        racing.commit()
-    second.join(timeout=30)
+    outcome = issue_while_saving(api, first, api.clock.now())
     assert outcome == [first]
     [kept] = outcome
     assert isinstance(kept, Invoice) and kept.final and kept.total == Decimal("4.50")
@@ -481,3 +454,25 @@ def test_the_cli_says_when_a_final_invoice_is_kept_and_what_late_usage_it_bills(
     store(api, "w-1", JUNE_END - timedelta(hours=1), "2")
     assert "1 2.25 final, unchanged (issued 20" in invoice("2025-06")
     assert "1 4.50 final; late usage from 2025-06" in invoice("2025-07")
+
+
+def issue_while_saving(api: Api, invoice: Invoice, at: datetime) -> list[object]:
+    """What `BillingService.issue` of `invoice`'s customer and month gives (or raises) when it
+    runs while another transaction has stored `invoice` at `at` and not yet committed: it
+    waits for that transaction, which commits a second later."""
+    outcome: list[object] = []
+
+    def issue() -> None:
+        try:
+            outcome.append(api.runtime.platform.billing.issue(invoice.customer_id, invoice.month))
+        except Exception as error:  # what the caller would get
+            outcome.append(error)
+
+    with api.runtime.unit_of_work() as racing:
+        assert racing.billing.save_invoice(invoice, at) is None
+        second = threading.Thread(target=issue)
+        second.start()
+        second.join(timeout=1.0)
+        racing.commit()
+    second.join(timeout=30)
+    return outcome
