@@ -20,6 +20,7 @@ from hcp.http.dashboard.web import COOKIE, sources_of
 from hcp.services.dashboard import (
     CURTAILED,
     MetricSeries,
+    fleet_rows,
     plan_spans,
     power_by_use,
     profit_usd,
@@ -560,3 +561,32 @@ def test_a_telemetry_chart_spans_its_whole_window_so_a_silent_end_shows(api: Api
     # Was at the right edge: the chart ended at the last sample, 40 minutes ago.
     assert xs[-1] == pytest.approx(chart.left + plot * (39 * 30) / 3600, abs=0.1)
     assert chart.x_ticks[-1].label == "12:00"  # now, the window's end
+
+
+def test_devices_that_do_not_answer_count_apart_from_the_power_reported() -> None:
+    """A miner cut off from the network may still hash: its draw is unknown, not 0 W."""
+    from hcp.domain.devices import DeviceKind
+    from hcp.domain.fleet import Device
+    from hcp.domain.status import UNREACHABLE
+
+    def miner(i: int, state: str, power_w: float) -> Device:
+        return Device(f"m{i}", "s", None, "S21", DeviceKind.ASIC, state, T0, power_w=power_w)
+
+    devices = [miner(0, "mining", 3500.0), miner(1, "sleeping", 25.0), miner(2, UNREACHABLE, 0)]
+    (row,), states = fleet_rows(devices)
+    assert (row.power_kw, row.unreported, row.total) == (3.525, 1, 3)
+    assert UNREACHABLE in states
+    (answering,), _ = fleet_rows(devices[:2])
+    assert answering.unreported == 0
+
+
+def test_the_fleet_table_says_how_many_devices_draw_an_unknown_power(api: Api) -> None:
+    from hcp.domain.status import asic_status
+
+    with api.runtime.unit_of_work() as uow:
+        miners = [d for d in uow.fleet.devices() if d.kind.value == "asic"][:3]
+        uow.fleet.update_statuses([asic_status(d.id, None, START, "timed out") for d in miners])
+        uow.commit()
+    login(api, "admin")
+    live = api.client.get("/dashboard/live/overview").text
+    assert 'data-testid="unreported-power"' in live and "+ 3 unknown" in live

@@ -33,6 +33,7 @@ from hcp.domain.fleet import Device, Site
 from hcp.domain.identity import Principal
 from hcp.domain.market import MarketSnapshot
 from hcp.domain.plans import GPU_OFF, GPU_SPOT, GPU_USES, SLEEP, SitePlan
+from hcp.domain.status import UNREACHABLE
 from hcp.domain.workloads import Workload, WorkloadState
 from hcp.economics import snapshot_hashprice
 from hcp.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -165,7 +166,9 @@ class FleetRow:
     by_state: Mapping[str, int]
     unhealthy: int
     power_kw: float
+    """What the devices that answered draw; `unreported` more draw what none can say."""
     hashrate_ths: float
+    unreported: int = 0
 
     @property
     def total(self) -> int:
@@ -365,7 +368,9 @@ def power_history(plans: Sequence[SitePlan], site: Site, now: datetime) -> Power
 
 
 def fleet_rows(devices: Sequence[Device]) -> tuple[tuple[FleetRow, ...], tuple[str, ...]]:
-    """Devices per model: counts per state, unhealthy ones, power and hashrate; and the states."""
+    """Devices per model: counts per state, unhealthy ones, power and hashrate; and the states.
+    A device that did not answer counts no power, and is counted apart (`unreported`): a miner
+    cut off from the network may well still hash."""
     by_model: dict[str, list[Device]] = {}
     for d in devices:
         by_model.setdefault(d.model_name, []).append(d)
@@ -377,6 +382,7 @@ def fleet_rows(devices: Sequence[Device]) -> tuple[tuple[FleetRow, ...], tuple[s
             sum(not d.healthy for d in group),
             sum(d.power_w for d in group) / 1000,
             sum(d.hashrate_ths for d in group),
+            sum(d.state == UNREACHABLE for d in group),
         )
         for model, group in sorted(by_model.items(), key=lambda kv: (kv[1][0].kind, kv[0]))
     )
