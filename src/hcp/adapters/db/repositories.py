@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from hcp.adapters.db.engine import chunked, conflict_insert
 from hcp.adapters.db.tables import (
@@ -898,6 +898,21 @@ class SqlPlans:
         )
 
 
+def _usage_filter(
+    start: datetime, end: datetime, customer_id: str | None, *, unbilled: bool
+) -> list[ColumnElement[bool]]:
+    """Usage records whose interval starts in [start, end), of `customer_id` (None: anyone's),
+    and with `unbilled` only those no final invoice bills yet: what a read and the marking
+    of a final invoice's usage both select."""
+    u = UsageRecordRow
+    found = [u.interval_start >= start, u.interval_start < end]
+    if customer_id is not None:
+        found.append(u.customer_id == customer_id)
+    if unbilled:
+        found.append(u.invoice_id.is_(None))
+    return found
+
+
 class SqlBilling:
     def __init__(self, session: Session) -> None:
         self._s = session
@@ -954,25 +969,12 @@ class SqlBilling:
         self, start: datetime, end: datetime, customer_id: str | None, *, unbilled: bool
     ) -> list[UsageRecord]:
         u = UsageRecordRow
-        query = select(u).where(u.interval_start >= start, u.interval_start < end)
-        if customer_id is not None:
-            query = query.where(u.customer_id == customer_id)
-        if unbilled:
-            query = query.where(u.invoice_id.is_(None))
+        query = select(u).where(*_usage_filter(start, end, customer_id, unbilled=unbilled))
         return [_usage(r) for r in self._s.scalars(query.order_by(u.interval_start, u.workload_id))]
 
     def bill_usage(self, invoice_id: str, customer_id: str, start: datetime, end: datetime) -> int:
-        u = UsageRecordRow
-        mark = (
-            update(u)
-            .where(
-                u.customer_id == customer_id,
-                u.interval_start >= start,
-                u.interval_start < end,
-                u.invoice_id.is_(None),
-            )
-            .values(invoice_id=invoice_id)
-        )
+        unbilled = _usage_filter(start, end, customer_id, unbilled=True)
+        mark = update(UsageRecordRow).where(*unbilled).values(invoice_id=invoice_id)
         return self._s.connection().execute(mark).rowcount
 
     def save_invoice(self, invoice: Invoice, created_at: datetime) -> Invoice | None:
