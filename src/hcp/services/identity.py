@@ -197,8 +197,7 @@ class IdentityService:
         email = email.strip().lower()
         if not _EMAIL.match(email):
             raise ValidationError("email", "not an email address")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise ValidationError("password", f"at least {MIN_PASSWORD_LENGTH} characters")
+        _check_password(password)
         check_role_scope(role, customer_id)
         user = User(
             id=f"user-{uuid.uuid4().hex[:12]}",
@@ -225,8 +224,8 @@ class IdentityService:
         require_admin(principal, "change users")
         if disabled is None and password is None:
             raise ValidationError("body", "give `disabled`, `password` or both")
-        if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-            raise ValidationError("password", f"at least {MIN_PASSWORD_LENGTH} characters")
+        if password is not None:
+            _check_password(password)
         if disabled and principal.user_id == user_id:
             raise ValidationError("disabled", "an admin cannot disable its own user")
         hashed = None if password is None else self._hasher.hash(password)
@@ -358,6 +357,12 @@ class IdentityService:
         self._auth.forget()
         assert revoked is not None
         return revoked
+
+
+def _check_password(password: str) -> None:
+    """A password of at least MIN_PASSWORD_LENGTH characters."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError("password", f"at least {MIN_PASSWORD_LENGTH} characters")
 
 
 def _check_weight(weight: float) -> None:
