@@ -90,6 +90,21 @@ def _cancel_while_polled(w: World, workload_id: str) -> Any:
     return poll
 
 
+async def _a_cancel_lands_while_polled(
+    w: World, gpu_budget: int, then_gpus: int
+) -> tuple[str, str, Any]:
+    """Workload a (8 GPUs) runs; b (`then_gpus`) is queued; a's cancel lands while the next
+    tick (on `gpu_budget` GPUs) polls the nodes. Returns a, b and the runner's own poll."""
+    a = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
+    await w.scheduler.tick({SITE: gpu_budget})
+    assert w.get(a).state is WorkloadState.RUNNING
+    b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=then_gpus, hours=2)
+    poll = _cancel_while_polled(w, a)
+    w.clock.advance(timedelta(minutes=5))
+    await w.scheduler.tick({SITE: gpu_budget})
+    return a, b, poll
+
+
 async def test_a_start_the_node_fails_is_tried_again_not_failed_for_good(tmp_path: Path) -> None:
     """A node that times out on a start fails it like any node failure: back to the queue
     with a retry counted, and failed only past the retry limit."""
@@ -124,13 +139,7 @@ async def test_a_cancel_while_the_nodes_are_polled_frees_no_gpu_it_still_runs_on
     before) leaves the workload running on its GPUs until the next tick stops it: those GPUs
     are not free for this tick's placements."""
     async with world(tmp_path) as w:
-        a = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
-        await w.scheduler.tick({SITE: 10})
-        assert w.get(a).state is WorkloadState.RUNNING
-        b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
-        poll = _cancel_while_polled(w, a)
-        w.clock.advance(timedelta(minutes=5))
-        await w.scheduler.tick({SITE: 10})
+        a, b, poll = await _a_cancel_lands_while_polled(w, gpu_budget=10, then_gpus=8)
         assert w.get(a).state is WorkloadState.CANCELLED
         shared = set(w.get(a).gpu_ids) & set(w.get(b).gpu_ids)
         assert shared == set(), f"GPUs {sorted(shared)} booked by both"
@@ -249,13 +258,7 @@ async def test_gpus_a_cancelled_run_still_holds_count_against_the_budget(tmp_pat
     stops it: the GPU budget (the power the plan gave the GPUs) has that much less room for
     new work in this tick."""
     async with world(tmp_path) as w:
-        a = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=8, hours=2)
-        await w.scheduler.tick({SITE: 8})
-        assert w.get(a).state is WorkloadState.RUNNING
-        b = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=2, hours=2)
-        poll = _cancel_while_polled(w, a)
-        w.clock.advance(timedelta(minutes=5))
-        await w.scheduler.tick({SITE: 8})
+        a, b, poll = await _a_cancel_lands_while_polled(w, gpu_budget=8, then_gpus=2)
         assert w.runs_on_a_node(a)  # stopped only by the next tick
         assert w.get(b).state is WorkloadState.QUEUED  # 8 + 2 GPUs would run on a budget of 8
 
