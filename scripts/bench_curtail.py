@@ -68,6 +68,7 @@ from hcp.aio import run_on_uvloop
 from hcp.dispatch import AsicTarget, MinerView, OutcomeStatus, plan_commands
 from hcp.domain.catalog import asic_model
 from hcp.domain.telemetry import AsicReading, MinerState
+from hcp.gc_tuning import settle_heap
 from hcp.services.dispatcher import Dispatcher, InMemoryCommandLog
 from hcp.simulators.asic import AsicFleetSimulator, Faults, loopback_hosts, uniform_fleet
 
@@ -206,8 +207,7 @@ async def curtail_with(
         _view(i, address, r) for i, (address, r) in enumerate(zip(addresses, polled, strict=True))
     ]
     transport.latencies_s.clear()
-    gc.collect()
-    gc.freeze()  # as `hcp up` does after start-up: long-lived objects leave the GC's passes
+    settle_heap()  # as `hcp up` does after start-up
     run = Run(len(addresses))
     on_start()
     cpu_before = cpu_s()
@@ -347,8 +347,7 @@ def serve_slice(first_ip: str, count: int, conn: Connection) -> None:
 
     async def main() -> None:
         async with AsicFleetSimulator(uniform_fleet(MODEL, count, first_ip=first_ip)):
-            gc.collect()
-            gc.freeze()
+            settle_heap()  # as `hcp sim asic` does
             conn.send("ready")
             marked = cpu_s()
             while (message := await asyncio.to_thread(conn.recv)) != "stop":

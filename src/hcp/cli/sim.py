@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from hcp.adapters.clock import MAX_SPEED
+from hcp.aio import run_on_uvloop
+from hcp.gc_tuning import settle_heap
 
 if TYPE_CHECKING:
     from hcp.simulators.asic import AsicFleetSimulator, Faults, FleetSimConfig
@@ -55,7 +57,7 @@ def asic(
 
     config = _fleet_config(count, model, ips, first_ip, first_port, faults)
     try:
-        asyncio.run(serve_fleet(config, on_ready=lambda fleet: _announce(fleet, model)))
+        run_on_uvloop(serve_fleet(config, on_ready=lambda fleet: _ready(fleet, model)))
     except OSError as error:
         typer.secho(f"hcp: cannot start the simulated miners: {error}", err=True, fg="red")
         raise typer.Exit(1) from None
@@ -136,6 +138,12 @@ def _load_faults(path: Path, count: int) -> dict[int, Faults]:
     except DataError as error:
         typer.secho(f"hcp: {error}", err=True, fg="red")
         raise typer.Exit(2) from None
+
+
+def _ready(fleet: AsicFleetSimulator, model: str) -> None:
+    """Every miner listens: say where, and leave the fleet out of the collector's passes."""
+    _announce(fleet, model)
+    settle_heap()
 
 
 def _announce(fleet: AsicFleetSimulator, model: str) -> None:

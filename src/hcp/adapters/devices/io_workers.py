@@ -62,6 +62,7 @@ from hcp.adapters.devices.errors import (
     DeviceUnreachable,
     MalformedReply,
 )
+from hcp.gc_tuning import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +418,9 @@ def _serve(fd: int, timeout_s: float) -> None:
     """A worker's life: exchanges until its socket to the parent closes."""
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)  # the parent decides when workers stop
-    _Exchanger(socket.socket(fileno=fd), timeout_s).run()
+    exchanger = _Exchanger(socket.socket(fileno=fd), timeout_s)
+    settle_heap()
+    exchanger.run()
 
 
 @dataclass(eq=False, slots=True)
