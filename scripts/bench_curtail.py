@@ -57,8 +57,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from hcp.adapters.devices.cgminer import TcpTransport, Transport
 from hcp.adapters.devices.errors import DeviceError
 from hcp.adapters.devices.io_workers import WorkerTransport
@@ -119,11 +117,12 @@ class TimedTransport:
 
 
 def _kind(request: bytes) -> str:
-    # orjson: this runs inside the measured client CPU, and `json` would add ~10 µs an exchange
-    command = orjson.loads(request)["command"]
-    if "+" in command:
+    """The exchange's kind from the request `encode_request` wrote (`{"command":"..."`). No
+    JSON parse: this runs inside the measured client CPU, 300,000 times at 100,000 miners."""
+    command = request.partition(b'"command":"')[2].partition(b'"')[0]
+    if b"+" in command:
         return "read"
-    return "logon" if command == "logon" else str(command)
+    return command.decode()
 
 
 def cpu_s() -> float:
