@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from hcp.billing import EnergySource
 from hcp.domain.telemetry import Sample
-from hcp.domain.workloads import WorkloadClass
+from hcp.domain.workloads import WorkloadClass, WorkloadEvent, WorkloadState
 from tests.integration.schedworld import ADMIN, SITE, world
 
 
@@ -119,3 +120,25 @@ async def test_a_gpu_reading_of_negative_power_does_not_stop_billing(tmp_path: P
         assert set(usage) == {glitched, other}
         # 700 W from the start to minute 3 (the bad reading is skipped), then 650 W
         assert usage[glitched].energy_kwh == Decimal("0.067500")
+
+
+async def test_a_finished_run_is_billed_on_the_gpus_its_start_recorded(tmp_path: Path) -> None:
+    """A run's end releases its GPUs: metered after it, the run was billed on stand-ins for
+    them, at catalog power, not by the telemetry of the GPU it ran on."""
+    async with world(tmp_path) as w:
+        job = await w.submit(WorkloadClass.AI_INFERENCE_BATCH, gpus=1, hours=0.05)
+        await w.scheduler.tick({SITE: 10})
+        started = w.clock.now()
+        [gpu] = w.get(job).gpu_ids
+        with w.runtime.unit_of_work() as uow:
+            history = uow.workloads.history(job)
+        assert [c.gpu_ids for c in history if c.event is WorkloadEvent.START] == [(gpu,)]
+        at = started + timedelta(seconds=30)
+        w.runtime.platform.telemetry.record([Sample(gpu, "power_w", at, 500.0)])
+        w.clock.advance(timedelta(minutes=5))
+        await w.scheduler.tick({SITE: 10})
+        assert (w.state(job), w.get(job).gpu_ids) == (WorkloadState.COMPLETED, ())
+        w.runtime.platform.billing.meter(started, w.clock.now(), 30.0)
+        [usage] = w.runtime.platform.billing.usage(ADMIN, "2025-06")
+        # 3 minutes at 500 W: 90,000 J = 0.025 kWh (700 W from the catalog: 0.035)
+        assert (usage.energy_source, usage.energy_kwh) == (EnergySource.TELEMETRY, Decimal("0.025"))

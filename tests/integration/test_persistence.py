@@ -207,6 +207,51 @@ def test_upgrading_to_final_invoices_marks_the_usage_they_billed(engine: Engine)
         )
 
 
+def test_upgrading_to_run_gpus_gives_the_start_of_a_run_holding_gpus_its_gpus(
+    engine: Engine,
+) -> None:
+    """Before migration 0016 a start kept no GPUs: a workload holding GPUs now (running, or
+    cancelled before they were freed) began its latest run on them, the family billed; an
+    earlier run's, a run not started since its placement, and an ended run's are unknown."""
+    factory = make_session_factory(engine)
+    E, S = WorkloadEvent, WorkloadState
+
+    def stored(
+        unit: SqlUnitOfWork, w: Workload, *events: tuple[WorkloadEvent, tuple[str, ...]]
+    ) -> None:
+        """`w`'s events (only what the migration reads: which, and the GPUs kept)."""
+        for n, (event, gpu_ids) in enumerate(events, 1):
+            at = w.submitted_at + timedelta(minutes=n)
+            change = StateChange(w.id, at, event, None, w.state, gpu_ids=gpu_ids)
+            unit.workloads.save_transition(w, change)
+
+    with SqlUnitOfWork(factory) as unit:
+        unit.customers.add(Customer("cust-a", "A", T0))
+        resumed = workload(1, state=S.RUNNING, gpu_ids=("g3", "g4"))
+        cancelled = workload(2, state=S.CANCELLED, gpu_ids=("g5", "g6"))
+        placed = workload(3, state=S.SCHEDULED, gpu_ids=("g7", "g8"))
+        ended = workload(4, state=S.COMPLETED)
+        for w in (resumed, cancelled, placed, ended):
+            unit.workloads.add(w, submitted(w))
+        run = ((E.SCHEDULE, ()), (E.START, ("g1", "g2")))
+        stored(unit, resumed, *run, (E.PREEMPT, ()), (E.REQUEUE, ()), *run)
+        stored(unit, cancelled, *run, (E.CANCEL, ()))
+        stored(unit, placed, *run, (E.PREEMPT, ()), (E.REQUEUE, ()), (E.SCHEDULE, ()))
+        stored(unit, ended, *run, (E.COMPLETE, ()))
+        unit.commit()
+    downgrade(engine, "0015")
+    upgrade(engine)
+    with SqlUnitOfWork(factory) as unit:
+        histories = unit.workloads.histories([f"w-00{n}" for n in (1, 2, 3, 4)])
+    starts = {w: [c.gpu_ids for c in h if c.event is E.START] for w, h in histories.items()}
+    assert starts == {
+        "w-001": [(), ("g3", "g4")],
+        "w-002": [("g5", "g6")],
+        "w-003": [()],
+        "w-004": [()],
+    }
+
+
 def test_uncommitted_work_is_rolled_back(engine: Engine) -> None:
     factory = make_session_factory(engine)
     with SqlUnitOfWork(factory) as unit:

@@ -148,7 +148,14 @@ def _start(api: Api, workload_id: str, gpu_id: str) -> None:
         )
         uow.workloads.save_transition(
             running,
-            StateChange(workload_id, now, WorkloadEvent.START, scheduled.state, running.state),
+            StateChange(
+                workload_id,
+                now,
+                WorkloadEvent.START,
+                scheduled.state,
+                running.state,
+                gpu_ids=running.gpu_ids,
+            ),
         )
         uow.commit()
 

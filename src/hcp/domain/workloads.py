@@ -143,6 +143,9 @@ class StateChange:
     from_state: WorkloadState | None
     to_state: WorkloadState
     reason: str | None = None
+    gpu_ids: tuple[str, ...] = ()
+    """The GPUs a START began the run on (what billing prices the run at after they are
+    released); empty for other events."""
 
 
 @dataclass(frozen=True, slots=True)

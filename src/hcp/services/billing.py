@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Protocol
 
 from hcp.billing import (
@@ -47,47 +48,77 @@ _RUN_ENDS = frozenset(
 DEFAULT_FAMILY = "H100"
 
 
-def runs_of(w: Workload, history: Sequence[StateChange], family: str) -> list[Run]:
-    """Each stretch `w` held GPUs: from a START to the next PREEMPT, COMPLETE, FAIL or CANCEL."""
+def runs_of(
+    w: Workload,
+    history: Sequence[StateChange],
+    gpu_models: Mapping[str, str],
+    site_families: Mapping[str, Collection[str]] | None = None,
+    since: datetime | None = None,
+) -> list[Run]:
+    """Each stretch `w` held GPUs: from a START to the next PREEMPT, COMPLETE, FAIL or CANCEL,
+    on the GPUs that START recorded and at their family (see `family_of`). Runs ended by
+    `since` are left out (an interval metered from `since` holds none of them)."""
     runs: list[Run] = []
-    started: datetime | None = None
-    gpu_ids = w.gpu_ids or tuple(f"{w.id}/{i}" for i in range(w.requirements.gpu_count))
+    started: StateChange | None = None
     for change in history:
         if change.event is WorkloadEvent.START:
-            started = change.at
+            started = change
         elif change.event in _RUN_ENDS and started is not None:
-            if change.at >= started:
-                runs.append(_run(w, family, gpu_ids, started, change.at))
-            else:  # platform time went back (a restart after a sped-up run): nothing to bill
-                span = f"from {started.isoformat()} to {change.at.isoformat()}"
+            if change.at < started.at:
+                # Platform time went back (a restart after a sped-up run): nothing to bill.
+                span = f"from {started.at.isoformat()} to {change.at.isoformat()}"
                 log.warning("workload %s: a run %s ends before it starts; not billed", w.id, span)
+            elif since is None or change.at > since:
+                runs.append(_run(w, started, change.at, gpu_models, site_families))
             started = None
     if started is not None:
-        runs.append(_run(w, family, gpu_ids, started, None))
+        runs.append(_run(w, started, None, gpu_models, site_families))
     return runs
 
 
 def _run(
-    w: Workload, family: str, gpu_ids: tuple[str, ...], start: datetime, stop: datetime | None
+    w: Workload,
+    start: StateChange,
+    stop: datetime | None,
+    gpu_models: Mapping[str, str],
+    site_families: Mapping[str, Collection[str]] | None,
 ) -> Run:
     tier = Tier.INTERRUPTIBLE if w.interruptible else Tier.STANDARD
-    return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start, stop, tier)
+    family = family_of(w, start.gpu_ids, gpu_models, site_families, start.at)
+    # A start stored before runs recorded their GPUs: as many stand-ins, metered at catalog power.
+    gpu_ids = start.gpu_ids or tuple(f"{w.id}/{i}" for i in range(w.requirements.gpu_count))
+    return Run(w.id, w.customer_id, w.workload_class, family, gpu_ids, start.at, stop, tier)
 
 
 def family_of(
     w: Workload,
+    gpu_ids: Sequence[str],
     gpu_models: Mapping[str, str],
     site_families: Mapping[str, Collection[str]] | None = None,
+    started_at: datetime | None = None,
 ) -> str:
-    """The GPU family `w` runs on: the one it asked for, else that of the GPUs it holds, else
-    (it let them go when its run ended) the one family its site hosts, in `site_families`."""
+    """The GPU family a run of `w` on `gpu_ids` is billed at: the one `w` asked for, else that
+    of the GPUs the run held (`gpu_models`, the fleet's GPUs' model names, released ones too).
+    Only when the fleet knows none of them (a device deleted, or a run stored before runs
+    recorded their GPUs) is it the one family `w`'s site hosts (in `site_families`), else
+    DEFAULT_FAMILY: a guess, logged as a warning."""
     if w.requirements.gpu_type:
         return w.requirements.gpu_type
-    held = [gpu_models[g] for g in w.gpu_ids if g in gpu_models]
+    held = [gpu_models[g] for g in gpu_ids if g in gpu_models]
     if held:
         return gpu_model(held[0]).family
     hosted = (site_families or {}).get(w.site_id or "", ())
-    return next(iter(hosted)) if len(hosted) == 1 else DEFAULT_FAMILY
+    family = next(iter(hosted)) if len(hosted) == 1 else DEFAULT_FAMILY
+    run = "" if started_at is None else f" started {started_at.isoformat()}"
+    gpus = ", ".join(gpu_ids) if gpu_ids else "its GPUs were not recorded"
+    log.warning(
+        "workload %s: the fleet knows no GPU of its run%s (%s); billed at %s, a guess",
+        w.id,
+        run,
+        gpus,
+        family,
+    )
+    return family
 
 
 def families_by_site(gpus: Iterable[Device]) -> dict[str, frozenset[str]]:
@@ -96,6 +127,17 @@ def families_by_site(gpus: Iterable[Device]) -> dict[str, frozenset[str]]:
     for d in gpus:
         found.setdefault(d.site_id, set()).add(gpu_model(d.model_name).family)
     return {site: frozenset(families) for site, families in found.items()}
+
+
+def _family_changes(runs: Sequence[Run]) -> list[datetime]:
+    """The instants a workload's run starts on another GPU family than its run before (a
+    workload's runs come in order): a usage record is of one family, so an interval holding
+    both runs is cut there, and each part billed at its own family."""
+    return [
+        after.started_at
+        for before, after in pairwise(runs)
+        if before.workload_id == after.workload_id and before.gpu_family != after.gpu_family
+    ]
 
 
 def _possible(sample: PowerSample) -> bool:
@@ -170,7 +212,8 @@ class BillingService:
     ) -> int:
         """Store the usage of every workload that held GPUs in [start, end); how many records
         were new (metering the same interval again adds nothing). Records end at month starts
-        and at price changes, so each is priced at the sheet in force for all of its time.
+        and at price changes, so each is priced at the sheet in force for all of its time,
+        and where a workload's run starts on another GPU family than its run before.
 
         With `vouched`, a run the store holds no end for before `end` is billed only for the
         workloads in it (their nodes vouch that it ran on); a run stored as ended before then
@@ -178,6 +221,7 @@ class BillingService:
         price_changes = self.history.changes_between(start, end)
         with self._uow() as uow:
             gpus = uow.fleet.devices(kind=DeviceKind.GPU)
+            # Every GPU of the fleet: a run that ended released its GPUs, still in the fleet.
             gpu_models = {d.id: d.model_name for d in gpus}
             site_families = families_by_site(gpus)
             touched = uow.workloads.touched_since(start)
@@ -185,7 +229,7 @@ class BillingService:
             runs = [
                 run
                 for w in touched
-                for run in runs_of(w, histories[w.id], family_of(w, gpu_models, site_families))
+                for run in runs_of(w, histories[w.id], gpu_models, site_families, since=start)
                 if vouched is None or w.id in vouched or _ended_before(run, end)
             ]
             price = (
@@ -194,9 +238,10 @@ class BillingService:
                 else Decimal(str(round(rt_price_usd_per_mwh, 6)))
             )
             samples = self._samples(runs, start, end)
+            cuts = [*price_changes, *_family_changes(runs)]
             records = [
                 record
-                for piece_start, piece_end in month_pieces(start, end, price_changes)
+                for piece_start, piece_end in month_pieces(start, end, cuts)
                 for record in meter_interval(
                     runs, piece_start, piece_end, samples, rt_price_usd_per_mwh=price
                 )

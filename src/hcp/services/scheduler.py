@@ -677,7 +677,10 @@ class SchedulerService:
             return current
         new_state = transition(current.state, event)
         updated = replace(current, state=new_state, updated_at=now, **changes)  # type: ignore[arg-type]
-        change = StateChange(w.id, now, event, current.state, new_state, reason)
+        # A start records the GPUs its run holds: they are released when it ends, and billing
+        # prices each run at the family of its own GPUs.
+        held = updated.gpu_ids if event is WorkloadEvent.START else ()
+        change = StateChange(w.id, now, event, current.state, new_state, reason, held)
         try:
             uow.workloads.save_transition(updated, change)
         except StateChanged as exc:

@@ -381,6 +381,7 @@ def _event_values(c: StateChange) -> dict[str, Any]:
         "from_state": None if c.from_state is None else c.from_state.value,
         "to_state": c.to_state.value,
         "reason": c.reason,
+        "gpu_ids": list(c.gpu_ids) or None,
     }
 
 
@@ -396,6 +397,7 @@ def _change(r: WorkloadEventRow) -> StateChange:
         from_state=None if r.from_state is None else WorkloadState(r.from_state),
         to_state=WorkloadState(r.to_state),
         reason=r.reason,
+        gpu_ids=tuple(r.gpu_ids or ()),
     )
 
 

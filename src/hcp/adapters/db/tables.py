@@ -201,6 +201,9 @@ class WorkloadEventRow(Base):
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # The GPUs a START began the run on (null for other events, and for starts stored before
+    # migration 0016 that were not running then).
+    gpu_ids: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class PreemptionRow(Base):
