@@ -171,3 +171,9 @@ def test_a_controller_points_its_logins_at_an_api_process(
     assert "http://" not in out and "Dashboard /login of `hcp api` on this database:" in out
     _announce(Settings(port=18080), keys)
     assert "Dashboard http://127.0.0.1:18080/login:" in capsys.readouterr().out
+
+
+def test_a_bad_bus_url_is_named_plainly() -> None:
+    code, output = run("keys", "list", env={"HCP_BUS_URL": "kafka://127.0.0.1:9092"})
+    assert code == 2
+    assert output.startswith("hcp: bad configuration: bus_url: HCP_BUS_URL 'kafka://"), output
