@@ -143,6 +143,8 @@ class NatsJetStreamBus:
         self._durables: set[str] = set()
         self._stats = BusStats()
         self._closed = False
+        self._connected = False  # once: errors before it are the connect's, not a lost link
+        self._connect_error: Exception | None = None
 
     @property
     def stats(self) -> BusStats:
@@ -162,8 +164,9 @@ class NatsJetStreamBus:
             await self._ensure_stream(js)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await nc.close()
-            raise BusUnavailable(self.url, f"NATS JetStream: {exc!r}") from exc
+            raise BusUnavailable(self.url, self._why(exc)) from exc
         self._nc, self._js = nc, js
+        self._connected = True
         return self
 
     async def publish(self, event: Event) -> None:
@@ -277,13 +280,30 @@ class NatsJetStreamBus:
             name="hcp",
             max_reconnect_attempts=-1,
             reconnect_time_wait=self.settings.reconnect_wait_s,
-            error_cb=_log_error,
+            error_cb=self._log_error,
             disconnected_cb=self._log_disconnected,
             reconnected_cb=_log_reconnected,
         )
 
+    def _why(self, exc: BaseException) -> str:
+        """Why connecting failed: nats-py retries a refused connection until the timeout, so
+        the error it last reported says more than the timeout itself."""
+        last = self._connect_error
+        if isinstance(exc, TimeoutError) and last is not None:
+            return f"no connection within {self.settings.connect_timeout_s:g} s ({last!r})"
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.settings.connect_timeout_s:g} s"
+        return f"NATS JetStream: {exc!r}"
+
+    async def _log_error(self, exc: Exception) -> None:
+        if self._connected:
+            log.warning("NATS error: %r", exc)
+        else:  # said once, by connect's BusUnavailable
+            self._connect_error = exc
+            log.debug("connecting to NATS at %s: %r", self.url, exc)
+
     async def _log_disconnected(self) -> None:
-        if not self._closed:
+        if self._connected and not self._closed:
             log.warning("NATS at %s disconnected; nats-py is reconnecting", self.url)
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
@@ -445,10 +465,6 @@ def _cancel(futures: Iterable[asyncio.Future[PubAck]]) -> None:
 
 def _failure(ack: asyncio.Future[PubAck]) -> str:
     return "cancelled" if ack.cancelled() else repr(ack.exception())
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("NATS error: %r", exc)
 
 
 async def _log_reconnected() -> None:
