@@ -46,7 +46,15 @@ from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.dashboard import DashboardService
 from hcp.services.dispatcher import Dispatcher, SiteDispatcher, status_of
-from hcp.services.events import ASIC_METRICS, GPU_METRICS, Event, EventBus, workload_event
+from hcp.services.events import (
+    ASIC_METRICS,
+    GPU_METRICS,
+    BusClosed,
+    Event,
+    EventBus,
+    PublishFailed,
+    workload_event,
+)
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import FAST_TEST_HASHER, IdentityService
 from hcp.services.market import MarketService
@@ -686,8 +694,14 @@ def announcer(bus: EventBus, loop: asyncio.AbstractEventLoop) -> Callable[[State
 
     in_flight: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
+    async def send(event: Event) -> None:
+        try:
+            await bus.publish(event)
+        except (PublishFailed, BusClosed) as error:  # stored already; the bus is away or gone
+            log.warning("workload event %s of %s not published: %s", event.id, event.key, error)
+
     def publish(event: Event) -> None:
-        task = loop.create_task(bus.publish(event))
+        task = loop.create_task(send(event))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
 
