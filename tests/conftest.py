@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -74,3 +77,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+NATS_URL = os.environ.get("HCP_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _nats_problem(url: str) -> str | None:
+    """None when a NATS server with JetStream enabled answers at `url`, else why not."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 4222)
+    try:
+        with socket.create_connection(address, timeout=2) as sock:
+            greeting = sock.makefile("rb").readline()
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if not greeting.startswith(b"INFO "):
+        return f"not a NATS server (it said {greeting[:40]!r})"
+    if not json.loads(greeting[5:]).get("jetstream"):
+        return "JetStream is not enabled (start nats-server with -js)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The NATS test server; CI (HCP_REQUIRE_NATS or CI set) fails rather than skips."""
+    problem = _nats_problem(NATS_URL)
+    if problem is not None:
+        message = f"NATS not reachable at {NATS_URL}: {problem} (set HCP_TEST_NATS_URL)"
+        if os.environ.get("HCP_REQUIRE_NATS") or os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return NATS_URL

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from hcp.adapters.bus.memory import InMemoryBus
+from hcp.adapters.bus.nats import NatsJetStreamBus
 from hcp.adapters.clock import CLOCK_HEARTBEAT_S, ScaledClock, SystemClock, anchor_of
 from hcp.adapters.db.dispatch_log import SqlCommandLog, SqlDispatchStatus
 from hcp.adapters.db.dispatch_memory import SqlDispatchMemory
@@ -35,7 +36,7 @@ from hcp.config import DEMO_KEYS_FILE, Settings
 from hcp.dispatch.model import DispatchPolicy
 from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import HcpError
-from hcp.domain.fleet import Member, Site
+from hcp.domain.fleet import Device, Member, Site
 from hcp.domain.identity import Customer, Principal, Role
 from hcp.domain.plans import SitePlan
 from hcp.domain.status import DeviceStatus
@@ -45,7 +46,15 @@ from hcp.services.billing import BillingService
 from hcp.services.control import ControlLoop
 from hcp.services.dashboard import DashboardService
 from hcp.services.dispatcher import Dispatcher, SiteDispatcher, status_of
-from hcp.services.events import ASIC_METRICS, GPU_METRICS, Event, workload_event
+from hcp.services.events import (
+    ASIC_METRICS,
+    GPU_METRICS,
+    BusClosed,
+    Event,
+    EventBus,
+    PublishFailed,
+    workload_event,
+)
 from hcp.services.fleet import FleetService, SiteSpec, provision_site
 from hcp.services.identity import FAST_TEST_HASHER, IdentityService
 from hcp.services.market import MarketService
@@ -67,6 +76,10 @@ from hcp.services.workloads import WorkloadService
 from hcp.simulators.site import SimulatedSite
 
 log = logging.getLogger(__name__)
+
+BUS_DRAIN_S = 5.0
+"""How long stopping the live site waits for the recorders to take what the bus holds."""
+FLEET_TOPICS = (ASIC_METRICS, GPU_METRICS)
 
 DEMO_CUSTOMER_ID = "cust-001"
 DEMO_LOGINS: tuple[tuple[str, str, Role, str | None], ...] = (
@@ -375,7 +388,7 @@ class Live:
 
     control: ControlLoop
     site: SimulatedSite | ExternalSite
-    bus: InMemoryBus
+    bus: EventBus
     runner: NodeAgentGpuRunner
     gpu_reader: DcgmFleetReader
     recorder: StatusRecorder
@@ -475,12 +488,29 @@ class LoggedDispatcher:
 async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) -> Live:
     """Start the simulators for the stored fleet, or reach the devices of the settings'
     devices file (`device_file`: that file already read), and wire the control loop to them."""
-    settings, clock, uow = runtime.settings, runtime.clock, runtime.unit_of_work
+    settings, uow = runtime.settings, runtime.unit_of_work
     with uow() as unit:
         site = unit.fleet.site(settings.site_id)
         devices = unit.fleet.devices(site_id=settings.site_id)
     if site is None:
         raise RuntimeError(f"site {settings.site_id} is not provisioned; run prepare() first")
+    # First: a bus that does not answer stops the start before any device is reached.
+    bus = await event_bus(settings)
+    try:
+        return await _start_live(runtime, bus, site, devices, device_file)
+    except BaseException:
+        await bus.close()
+        raise
+
+
+async def _start_live(
+    runtime: Runtime,
+    bus: EventBus,
+    site: Site,
+    devices: list[Device],
+    device_file: DeviceFile | None,
+) -> Live:
+    settings, clock, uow = runtime.settings, runtime.clock, runtime.unit_of_work
     simulated: SimulatedSite | ExternalSite
     if settings.devices_file is None:
         simulated = SimulatedSite(devices, clock)
@@ -528,14 +558,11 @@ async def start_live(runtime: Runtime, device_file: DeviceFile | None = None) ->
         runtime.platform.dispatch_status,
         settings.site_id,
     )
-    bus = InMemoryBus()
     announce = announcer(bus, asyncio.get_running_loop())
     runtime.platform.workloads.on_change(announce)
     recorder = StatusRecorder(uow)
     samples = TelemetryRecorder(runtime.platform.telemetry, clock)
-    for topic in (ASIC_METRICS, GPU_METRICS):
-        await bus.subscribe(topic, recorder.handle)
-        await bus.subscribe(topic, samples.handle)
+    await subscribe_recorders(bus, recorder, samples)
     gpus = {split_address(d.address): d.id for d in devices if d.kind is DeviceKind.GPU}
     gpu_reader = DcgmFleetReader(gpus, addresses.node_url, clock)
     readers: dict[str, FleetReader] = {
@@ -613,14 +640,68 @@ async def _restore_dispatch(
         )
 
 
-def announcer(bus: InMemoryBus, loop: asyncio.AbstractEventLoop) -> Callable[[StateChange], None]:
+async def event_bus(settings: Settings) -> EventBus:
+    """The bus HCP_BUS_URL names: in-process, or NATS JetStream on the stream and subjects of
+    `effective_bus_prefix`, connected (BusUnavailable, naming the URL, if it does not answer)."""
+    servers = settings.bus_servers
+    if servers is None:
+        return InMemoryBus()
+    prefix = settings.effective_bus_prefix
+    return await NatsJetStreamBus(servers, stream=prefix, prefix=f"{prefix}.").connect()
+
+
+async def check_bus(settings: Settings) -> None:
+    """Reach the settings' bus and let it go: a standby learns now, not when it takes the
+    lead, that its bus does not answer (BusUnavailable)."""
+    bus = await event_bus(settings)
+    await bus.close()
+
+
+async def subscribe_recorders(
+    bus: EventBus, recorder: StatusRecorder, samples: TelemetryRecorder
+) -> None:
+    """Subscribe the recorders that store the fleet topics: the devices' statuses
+    (`status-<topic>`) and their telemetry samples (`telemetry-<topic>`), under durable names.
+
+    Where they run: only in the process that runs the site's control loop. `start_live` is
+    called by `hcp up` once it holds the site, and by `hcp controller` only when `lead` has
+    given it the site, so a standby subscribes nothing and stores nothing. That is the sound
+    place rather than a consumer in every process: the recorders write their batches when
+    the control loop's poll flushes them (a standby has no poll, and would hold what it took
+    unwritten), and the events come from that same loop's monitor.
+
+    Why durable names: on NATS a durable consumer keeps its place on the server, so a
+    restarted (or a new) leader resumes at the first event not acknowledged; and the names
+    are the same in every process of the site (the stream is the site's, see
+    HCP_BUS_PREFIX), so two processes subscribed at once, the old leader stopping while the
+    new one starts, share one consumer: each event goes to one of them (work-queue
+    semantics), never stored twice. In-process the names only reserve themselves.
+
+    What acknowledged means: a handler returns, and NATS has the event acknowledged, once the
+    event is in its recorder's batch; the batch is written at the next poll (or when full),
+    and an orderly stop (`stop_live`) writes it too. A process killed between the two loses
+    that batch, at most a poll's worth of samples (statuses are superseded by the next poll
+    anyway). Redelivered events are harmless: the telemetry store keeps one value per series
+    and millisecond, and a status is the device's latest either way."""
+    for topic in FLEET_TOPICS:
+        await bus.subscribe(topic, recorder.handle, durable=f"status-{topic}")
+        await bus.subscribe(topic, samples.handle, durable=f"telemetry-{topic}")
+
+
+def announcer(bus: EventBus, loop: asyncio.AbstractEventLoop) -> Callable[[StateChange], None]:
     """Publish each stored workload transition on the bus, from any thread (an API cancel runs
     in a worker thread; the bus lives on the event loop)."""
 
     in_flight: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
+    async def send(event: Event) -> None:
+        try:
+            await bus.publish(event)
+        except (PublishFailed, BusClosed) as error:  # stored already; the bus is away or gone
+            log.warning("workload event %s of %s not published: %s", event.id, event.key, error)
+
     def publish(event: Event) -> None:
-        task = loop.create_task(bus.publish(event))
+        task = loop.create_task(send(event))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
 
@@ -635,7 +716,15 @@ async def stop_live(live: Live) -> None:
     await live.dispatcher.driver.close()  # log off: a LuxOS miner allows one session at a time
     if live.device_io is not None:
         await live.device_io.close()
-    await live.bus.close()  # hands the recorders every event still queued
+    # The recorders take what the bus still holds for them (bounded: on NATS, what is left
+    # waits in the durable consumers for the next leader), then the bus lets go.
+    try:
+        await asyncio.wait_for(live.bus.drain(), BUS_DRAIN_S)
+    except TimeoutError:
+        log.warning("the recorders did not take every event within %g s", BUS_DRAIN_S)
+    except Exception:
+        log.exception("draining the event bus failed")
+    await live.bus.close()
     # What the recorders were handed since the last poll's flush (a poll's statuses mostly
     # reach them after it): stored now, or lost with the process.
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,9 +15,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hcp.urls import redact_url
+
 DEMO_KEYS_FILE = "demo-keys.json"
 """Where `hcp up` writes the first-start keys, inside `var_dir`."""
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev", "development"})
+MEMORY_BUS = "memory"
+NATS_SCHEMES = ("nats", "tls")
 
 
 class Settings(BaseSettings):
@@ -51,6 +56,17 @@ class Settings(BaseSettings):
         gt=0,
         description="how often a leading control loop checks it still holds its site, and a "
         "standing-by one tries to take it (wall seconds)",
+    )
+    bus_url: str = Field(
+        MEMORY_BUS,
+        description="the event bus: `memory` (in-process) or NATS JetStream servers, "
+        "nats://host:port[,nats://host:port...]",
+    )
+    bus_prefix: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the JetStream stream and subject prefix of the site's events; unset: "
+        "hcp-SITE_ID (dots made '_'), so sites sharing a NATS server do not mix",
     )
     planner: Literal["mpc", "breakeven"] = Field(
         "mpc", description="the live planner: the optimizer (mpc) or the breakeven rule of thumb"
@@ -90,6 +106,25 @@ class Settings(BaseSettings):
         "it, the dispatcher wakes such a miner only when no other can be)",
     )
 
+    @field_validator("bus_url")
+    @classmethod
+    def _check_bus_url(cls, value: str) -> str:
+        """`memory` (also for an empty value), or a comma-separated list of NATS URLs; a
+        ValueError naming HCP_BUS_URL (and never a password in it) for anything else."""
+        value = value.strip()
+        if value in ("", MEMORY_BUS):
+            return MEMORY_BUS
+        servers = [server.strip() for server in value.split(",")]
+        for server in servers:
+            problem = _nats_url_problem(server)
+            if problem is not None:
+                shown = f" {redact_url(server)!r}" if server else ""
+                raise ValueError(
+                    f"HCP_BUS_URL{shown} {problem}; use `memory` or nats://host:port "
+                    "(several: comma-separated)"
+                )
+        return ",".join(servers)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.env != "development" and self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
@@ -115,6 +150,16 @@ class Settings(BaseSettings):
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
+    def bus_servers(self) -> list[str] | None:
+        """The NATS servers of HCP_BUS_URL; None for the in-process bus."""
+        return None if self.bus_url == MEMORY_BUS else self.bus_url.split(",")
+
+    @property
+    def effective_bus_prefix(self) -> str:
+        """The JetStream stream name and subject prefix: HCP_BUS_PREFIX, or one per site."""
+        return self.bus_prefix or f"hcp-{self.site_id.replace('.', '_')}"
+
+    @property
     def effective_database_url(self) -> str:
         """The configured URL, or a SQLite file under var_dir."""
         return self.database_url or f"sqlite:///{self.var_dir / 'hcp.db'}"
@@ -136,3 +181,22 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+
+def _nats_url_problem(server: str) -> str | None:
+    """None for a NATS server URL nats-py can use (nats:// or tls://, a host, a valid port),
+    else what is wrong with it."""
+    if not server:
+        return "has an empty entry between commas"
+    parts = urlsplit(server)
+    if parts.scheme not in NATS_SCHEMES:
+        return "is neither `memory` nor a nats:// (or tls://) URL"
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        return "has a port that is not a number up to 65535"
+    if not parts.hostname:
+        return "names no host"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "has more than scheme://host:port"
+    return None

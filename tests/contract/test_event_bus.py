@@ -25,6 +25,7 @@ from hcp.services.events import (
     PRICE_DATA,
     WORKLOAD_EVENTS,
     BusClosed,
+    BusUnavailable,
     Event,
     EventBus,
 )
@@ -259,6 +260,25 @@ async def test_close_is_clean(bus: EventBus) -> None:
         await bus.subscribe(ASIC_METRICS, seen)
 
 
+async def test_drain_returns_once_every_event_and_what_it_caused_is_handled(
+    bus: EventBus,
+) -> None:
+    handled, dispatched = Recorder(), Recorder()
+
+    async def slow_then_dispatch(event: Event) -> None:
+        await asyncio.sleep(0.001)
+        await handled(event)
+        await bus.publish(Event(DISPATCH, event.key, event.at, {"n": event.payload["n"]}))
+
+    await bus.subscribe(ASIC_METRICS, slow_then_dispatch)
+    await bus.subscribe(DISPATCH, dispatched, durable="dispatch-log")
+    await bus.publish_many(make_event(ASIC_METRICS, "miner-a", n) for n in range(100))
+    await bus.drain()
+    assert handled.numbers() == list(range(100))
+    assert dispatched.numbers() == list(range(100))
+    await bus.drain()  # nothing left: returns at once
+
+
 # --- JetStream only ------------------------------------------------------------------------
 
 
@@ -301,6 +321,20 @@ async def test_closing_mid_stream_loses_nothing_for_a_durable_consumer(
     await eventually(lambda: set(seen.numbers()) == set(range(300)))
     numbers = seen.numbers()
     assert numbers == sorted(numbers)  # redeliveries may repeat an event, never reorder
+
+
+@pytest.mark.nats
+async def test_buses_sharing_a_durable_name_share_its_events(nats_world: NatsWorld) -> None:
+    """Two processes storing the same topic under one durable name (a leader and the one taking
+    over from it) store each event once between them: a work queue, not a copy each."""
+    publisher = await nats_world.bus()
+    first, second = Recorder(), Recorder()
+    await (await nats_world.bus()).subscribe(ASIC_METRICS, first, durable="telemetry")
+    other = await nats_world.bus()
+    await other.subscribe(ASIC_METRICS, second, durable="telemetry")
+    await publisher.publish_many(make_event(ASIC_METRICS, f"miner-{n % 5}", n) for n in range(300))
+    await other.drain()
+    assert sorted(first.numbers() + second.numbers()) == list(range(300))
 
 
 @pytest.mark.nats
@@ -397,6 +431,28 @@ async def test_connecting_to_nothing_fails_fast() -> None:
     bus = NatsJetStreamBus("nats://127.0.0.1:1", settings=replace(FAST, connect_timeout_s=0.3))
     with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:1"):
         await bus.connect()
+
+
+async def test_a_bus_that_does_not_answer_is_named_without_its_password() -> None:
+    url = "nats://hcp:hunter2@127.0.0.1:1"
+    bus = NatsJetStreamBus(url, settings=replace(FAST, connect_timeout_s=0.3))
+    with pytest.raises(BusUnavailable) as refused:
+        await bus.connect()
+    assert refused.value.url == "nats://hcp:***@127.0.0.1:1"
+    assert str(refused.value).startswith("the event bus at nats://hcp:***@127.0.0.1:1 does not")
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.nats
+async def test_one_of_several_servers_answering_is_enough(nats_world: NatsWorld) -> None:
+    servers = f"nats://127.0.0.1:1, {nats_world.url}"
+    bus = NatsJetStreamBus(servers, stream=nats_world.stream, prefix=nats_world.prefix)
+    nats_world.buses.append(await bus.connect())
+    seen = Recorder()
+    await bus.subscribe(PRICE_DATA, seen)
+    await bus.publish(make_event(PRICE_DATA, "HB_WEST", 1))
+    await bus.drain()
+    assert seen.numbers() == [1]
 
 
 # --- in-process only -----------------------------------------------------------------------

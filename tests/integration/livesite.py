@@ -32,11 +32,14 @@ class LiveSite:
 
 
 @asynccontextmanager
-async def live_site(tmp_path: Path, **overrides: object) -> AsyncIterator[LiveSite]:
-    """A fresh SQLite database under `tmp_path`, provisioned with the settings `overrides`
-    (site sizes, planner, ...), the live loop started; all stopped on the way out."""
+async def live_site(
+    tmp_path: Path, database: str | None = None, **overrides: object
+) -> AsyncIterator[LiveSite]:
+    """A fresh database (`database`, else SQLite under `tmp_path`), provisioned with the
+    settings `overrides` (site sizes, planner, bus, ...), the live loop started; all stopped on
+    the way out."""
     clock = ManualClock(START)
-    database = f"sqlite:///{tmp_path / 'hcp.db'}"
+    database = database or f"sqlite:///{tmp_path / 'hcp.db'}"
     runtime = bootstrap.build(make_settings(database, tmp_path / "var", **overrides), clock)
     keys = bootstrap.prepare(runtime)
     assert keys is not None

@@ -21,7 +21,7 @@ from hcp.domain.market import MarketSnapshot
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.workloads import Requirements, WorkloadClass
 from hcp.services.control import TickOutcome
-from hcp.services.events import ASIC_METRICS, WORKLOAD_EVENTS, Event
+from hcp.services.events import ASIC_METRICS, WORKLOAD_EVENTS, Event, PublishFailed
 from hcp.services.monitor import status_payload
 from hcp.services.planning import StoredHistory
 from hcp.services.workloads import Submission
@@ -427,6 +427,31 @@ async def test_every_workload_transition_is_published_on_the_bus(site: Site) -> 
             break
     wid = submitted.workload.id
     assert seen == [(wid, "submit"), (wid, "schedule"), (wid, "start"), (wid, "cancel")]
+
+
+async def test_a_bus_that_takes_no_events_stops_neither_polls_nor_ticks(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NATS away: the readings, prices and workload events are not stored from the bus, but
+    the loop decides with them all the same (they were read, or stored, already)."""
+
+    async def refuse(*_: object) -> None:
+        raise PublishFailed(1, 1, "nats: timeout")
+
+    monkeypatch.setattr(site.live.bus, "publish", refuse)
+    monkeypatch.setattr(site.live.bus, "publish_many", refuse)
+    assert len(await site.live.control.poll()) == 12 + 10
+    customer = Principal("k", Role.CUSTOMER, "cust-001")
+    sub = Submission(WorkloadClass.AI_INFERENCE_BATCH, Requirements("H100", 2, None, 1.0))
+    submitted = await site.runtime.platform.workloads.submit(customer, sub)
+    outcome = await site.live.control.tick()
+    assert outcome.errors == [] and outcome.plan is not None
+    assert outcome.scheduling is not None
+    assert outcome.scheduling.started == [submitted.workload.id]
+    await asyncio.sleep(0.01)  # the announcements run as tasks
+    said = caplog.text
+    assert "fleet readings not stored" in said and "is not on the bus" in said
+    assert "workload event" in said and "not published" in said
 
 
 async def test_interruptible_work_is_billed_off_the_real_time_price(site: Site) -> None:

@@ -171,3 +171,22 @@ def test_a_controller_points_its_logins_at_an_api_process(
     assert "http://" not in out and "Dashboard /login of `hcp api` on this database:" in out
     _announce(Settings(port=18080), keys)
     assert "Dashboard http://127.0.0.1:18080/login:" in capsys.readouterr().out
+
+
+def test_a_bad_bus_url_is_named_plainly() -> None:
+    code, output = run("keys", "list", env={"HCP_BUS_URL": "kafka://127.0.0.1:9092"})
+    assert code == 2
+    assert output.startswith("hcp: bad configuration: bus_url: HCP_BUS_URL 'kafka://"), output
+
+
+def test_a_bus_that_does_not_answer_stops_a_controller_with_one_line(tmp_path: Path) -> None:
+    """Checked as the controller starts, before it stands by: not when it takes the lead."""
+    env = {
+        "HCP_VAR_DIR": str(tmp_path),
+        "HCP_DATABASE_URL": "",
+        "HCP_BUS_URL": "nats://hcp:hunter2@127.0.0.1:1",
+    }
+    code, output = run("controller", "--asics", "1", "--gpus", "1", env=env)
+    assert code == 1
+    assert output.startswith("hcp: the event bus at nats://hcp:***@127.0.0.1:1 does not answer")
+    assert output.endswith("(check HCP_BUS_URL)") and "hunter2" not in output

@@ -69,3 +69,52 @@ def test_a_site_id_that_cannot_sit_in_a_url_path_is_refused(site_id: str) -> Non
 
 def test_a_plain_site_id_is_taken() -> None:
     assert Settings(site_id="tx.west_1-b").site_id == "tx.west_1-b"
+
+
+@pytest.mark.parametrize("url", [None, "", "memory", "  memory "])
+def test_the_bus_is_in_process_unless_a_nats_url_is_given(
+    url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HCP_BUS_URL", raising=False)
+    settings = Settings() if url is None else Settings(bus_url=url)
+    assert settings.bus_url == "memory"
+    assert settings.bus_servers is None
+
+
+def test_a_nats_bus_url_may_list_several_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCP_BUS_URL", "nats://10.0.0.1:4222, tls://user:pw@nats.example:4443")
+    settings = Settings()
+    assert settings.bus_servers == ["nats://10.0.0.1:4222", "tls://user:pw@nats.example:4443"]
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("kafka://127.0.0.1:9092", "is neither `memory` nor a nats://"),
+        ("127.0.0.1:4222", "is neither `memory` nor a nats://"),
+        ("nats://127.0.0.1:notaport", "port that is not a number"),
+        ("nats://:4222", "names no host"),
+        ("nats://127.0.0.1:4222/stream", "more than scheme://host:port"),
+        ("nats://127.0.0.1:4222,", "empty entry"),
+    ],
+)
+def test_a_bad_bus_url_is_refused_naming_the_variable(url: str, words: str) -> None:
+    with pytest.raises(ValidationError, match="HCP_BUS_URL") as refused:
+        Settings(bus_url=url)
+    assert words in str(refused.value)
+
+
+def test_a_refused_bus_url_does_not_show_its_password() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(bus_url="redis://user:hunter2@cache:6379")
+    message = refused.value.errors()[0]["msg"]
+    assert "HCP_BUS_URL 'redis://user:***@cache:6379'" in message
+    assert "hunter2" not in message
+
+
+def test_the_bus_prefix_is_one_per_site_unless_set() -> None:
+    assert Settings(site_id="tx.west_1").effective_bus_prefix == "hcp-tx_west_1"
+    assert Settings(bus_prefix="staging-7").effective_bus_prefix == "staging-7"
+    for prefix in ("a.b", "a>", "", "x" * 65):
+        with pytest.raises(ValidationError, match="bus_prefix"):
+            Settings(bus_prefix=prefix)

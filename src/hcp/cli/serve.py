@@ -26,6 +26,7 @@ from hcp.domain.devices import DeviceKind
 from hcp.domain.errors import DataError
 from hcp.gc_tuning import settle_heap
 from hcp.http.app import create_app
+from hcp.services.events import BusUnavailable
 from hcp.services.leadership import lead
 from hcp.services.ports import Clock, Leadership
 
@@ -86,20 +87,27 @@ def serve_controller(speed: float = 1.0, asics: int | None = None, gpus: int | N
             _announce(settings, keys, serving=False)
         await _control_site(runtime, speed, await bootstrap.start_live(runtime, device_file))
 
+    async def stand_by() -> None:
+        # A bus that does not answer stops a standby now, not when it takes the lead.
+        await bootstrap.check_bus(settings)
+        await lead(leadership, control, check_s=settings.leader_check_seconds)
+
     with _closing(runtime, leadership):
-        run_on_uvloop(
-            _until_stopped(lead(leadership, control, check_s=settings.leader_check_seconds))
-        )
+        run_on_uvloop(_until_stopped(stand_by()))
 
 
 @contextlib.contextmanager
 def _closing(runtime: bootstrap.Runtime, leadership: Leadership) -> Iterator[None]:
     """Let the site go and close the runtime on the way out; a DataError (the devices file
-    does not fit the stored site) ends the command with its message."""
+    does not fit the stored site) or a bus that does not answer (at start, or when a standby
+    takes the lead) ends the command with its message."""
     try:
         yield
     except DataError as error:
         typer.secho(f"hcp: {error}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    except BusUnavailable as error:
+        typer.secho(f"hcp: {error} (check HCP_BUS_URL)", err=True, fg="red")
         raise typer.Exit(1) from None
     finally:
         leadership.close()

@@ -20,7 +20,7 @@ from hcp.domain.plans import SitePlan
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.domain.workloads import WorkloadState
 from hcp.services.billing import BillingService
-from hcp.services.events import PRICE_DATA, Event, EventBus
+from hcp.services.events import PRICE_DATA, Event, EventBus, PublishFailed
 from hcp.services.market import MarketService
 from hcp.services.monitor import FleetMonitor, StatusRecorder
 from hcp.services.planning import FleetCounts, Planner
@@ -357,7 +357,10 @@ class ControlLoop:
             "fees_btc_per_day": snapshot.fees_btc_per_day,
             "gpu_spot_usd_per_gpu_hour": dict(snapshot.gpu_spot_usd_per_gpu_hour),
         }
-        await self._bus.publish(Event(PRICE_DATA, self.site.node, snapshot.at, payload))
+        try:
+            await self._bus.publish(Event(PRICE_DATA, self.site.node, snapshot.at, payload))
+        except PublishFailed as error:  # stored above: the tick plans with it all the same
+            log.warning("the price of %s is not on the bus: %s", snapshot.at.isoformat(), error)
         return snapshot
 
     async def _plan(self, snapshot: MarketSnapshot, devices: list[FleetMember]) -> SitePlan:

@@ -66,6 +66,16 @@ class BusClosed(HcpError):
     """Publishing or subscribing on a bus that has been closed."""
 
 
+class BusUnavailable(HcpError, ConnectionError):
+    """The bus's server does not answer (at connect); `url` says where it was looked for
+    (without a password)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"the event bus at {url} does not answer: {reason}")
+        self.url = url
+        self.reason = reason
+
+
 class PublishFailed(HcpError):
     """The bus could not confirm that events were accepted; `failed` of `total` are unconfirmed
     (they may still have been stored: publishing them again is safe, ids deduplicate)."""
@@ -208,6 +218,12 @@ class EventBus(Protocol):
         """Call `handler` for each event on `topic` published from now on. `durable` names a
         consumer that keeps its place across restarts where the bus persists events; at most
         one live subscription per durable name per bus (ValueError otherwise)."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until every event accepted so far on the topics this bus subscribes to (and
+        every event their handlers publish meanwhile) has been handled; for tests and an
+        orderly stop. No bound: wrap it in a timeout where that matters."""
         ...
 
     async def close(self) -> None:

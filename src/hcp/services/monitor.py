@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from hcp.domain.status import UNREACHABLE, DeviceStatus
-from hcp.services.events import Event, EventBus
+from hcp.services.events import Event, EventBus, PublishFailed
 from hcp.services.ports import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ class FleetMonitor:
         self.last_answers: dict[str, DeviceStatus] = {}
 
     async def poll(self) -> list[DeviceStatus]:
-        """One sweep of the whole fleet; unreachable devices come back as such, never raise."""
+        """One sweep of the whole fleet; unreachable devices come back as such, never raise.
+        A bus that does not take the readings (NATS away) is logged: the control loop goes on
+        with them (they are in `latest`), only their storing misses them."""
         topics = list(self._readers)
         sweeps = await asyncio.gather(*(self._readers[t].read() for t in topics))
         events = []
@@ -64,7 +66,10 @@ class FleetMonitor:
                 if status.state != UNREACHABLE:
                     self.last_answers[status.device_id] = status
                 events.append(Event(topic, status.device_id, status.at, status_payload(status)))
-        await self._bus.publish_many(events)
+        try:
+            await self._bus.publish_many(events)
+        except PublishFailed as error:
+            log.warning("fleet readings not stored: %s", error)
         return [s for sweep in sweeps for s in sweep]
 
 

@@ -7,7 +7,8 @@ Each subscription is a pull consumer (durable if named, else ephemeral and delet
 unsubscribe) drained by one task: an event is acked after its handler returns, naked with a
 delay when the handler raises, and terminated after `max_deliver` attempts or if it does not
 decode. A new consumer starts at events published after it was created; a durable one resumes
-where it stopped. Reconnection is nats-py's (forever, every `reconnect_wait_s`).
+where it stopped, and buses (processes) subscribing with the same durable name share it: each
+event goes to one of them. Reconnection is nats-py's (forever, every `reconnect_wait_s`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -39,6 +40,7 @@ from hcp.adapters.bus.consumer import stop_consumer
 from hcp.services.events import (
     BusClosed,
     BusStats,
+    BusUnavailable,
     Event,
     Handler,
     MalformedEvent,
@@ -47,10 +49,12 @@ from hcp.services.events import (
     decode,
     encode,
 )
+from hcp.urls import redact_url
 
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+DRAIN_POLL_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,7 @@ class NatsJetStreamBus:
 
     def __init__(
         self,
-        url: str = "nats://127.0.0.1:4222",
+        url: str | Sequence[str] = "nats://127.0.0.1:4222",
         *,
         stream: str = "HCP",
         prefix: str = "hcp.",
@@ -126,7 +130,10 @@ class NatsJetStreamBus:
     ) -> None:
         if not prefix.endswith(".") or any(c in prefix for c in " *>"):
             raise ValueError(f"subject prefix {prefix!r} must end with '.' and hold no wildcard")
-        self.url = url
+        servers = url.split(",") if isinstance(url, str) else list(url)
+        self.servers = [server.strip() for server in servers]
+        self.url = ",".join(redact_url(server) for server in self.servers)
+        """The servers, for messages and logs: any password is masked."""
         self.stream = stream
         self.prefix = prefix
         self.settings = settings or JetStreamSettings()
@@ -136,13 +143,16 @@ class NatsJetStreamBus:
         self._durables: set[str] = set()
         self._stats = BusStats()
         self._closed = False
+        self._connected = False  # once: errors before it are the connect's, not a lost link
+        self._connect_error: Exception | None = None
 
     @property
     def stats(self) -> BusStats:
         return replace(self._stats)
 
     async def connect(self) -> NatsJetStreamBus:
-        """Connect and create (or update) the stream; ConnectionError if NATS does not answer."""
+        """Connect and create (or update) the stream; BusUnavailable (a ConnectionError) if
+        NATS does not answer within `connect_timeout_s`."""
         if self._closed:
             raise BusClosed(f"the NATS event bus on stream {self.stream} is closed")
         if self._nc is not None:
@@ -154,8 +164,9 @@ class NatsJetStreamBus:
             await self._ensure_stream(js)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await nc.close()
-            raise ConnectionError(f"NATS JetStream at {self.url}: {exc!r}") from exc
+            raise BusUnavailable(self.url, self._why(exc)) from exc
         self._nc, self._js = nc, js
+        self._connected = True
         return self
 
     async def publish(self, event: Event) -> None:
@@ -209,6 +220,25 @@ class NatsJetStreamBus:
         self._subscriptions.append(subscription)
         return subscription
 
+    async def drain(self) -> None:
+        """Wait until each consumer of this bus has nothing pending and nothing awaiting its
+        ack, all of them in one pass: every event stored so far on a subscribed topic was
+        then handled (here, or in a process sharing a durable name). A handler's own
+        publishes are stored before its event is acknowledged, so one pass that finds every
+        consumer idle has seen them too."""
+        js = self._jetstream()
+        while True:
+            for subscription in list(self._subscriptions):
+                try:
+                    info = await js.consumer_info(self.stream, subscription.consumer)
+                except nats.js.errors.NotFoundError:  # unsubscribed meanwhile
+                    continue
+                if info.num_pending or info.num_ack_pending:
+                    break
+            else:
+                return
+            await asyncio.sleep(DRAIN_POLL_S)
+
     async def close(self) -> None:
         """Stop every subscription (a handler still busy after `close_grace_s` is cancelled; its
         event is redelivered later), then drain the connection (flushes acks) and close it."""
@@ -246,17 +276,34 @@ class NatsJetStreamBus:
 
     async def _open(self, nc: Client) -> None:
         await nc.connect(
-            self.url,
+            self.servers,
             name="hcp",
             max_reconnect_attempts=-1,
             reconnect_time_wait=self.settings.reconnect_wait_s,
-            error_cb=_log_error,
+            error_cb=self._log_error,
             disconnected_cb=self._log_disconnected,
             reconnected_cb=_log_reconnected,
         )
 
+    def _why(self, exc: BaseException) -> str:
+        """Why connecting failed: nats-py retries a refused connection until the timeout, so
+        the error it last reported says more than the timeout itself."""
+        last = self._connect_error
+        if isinstance(exc, TimeoutError) and last is not None:
+            return f"no connection within {self.settings.connect_timeout_s:g} s ({last!r})"
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.settings.connect_timeout_s:g} s"
+        return f"NATS JetStream: {exc!r}"
+
+    async def _log_error(self, exc: Exception) -> None:
+        if self._connected:
+            log.warning("NATS error: %r", exc)
+        else:  # said once, by connect's BusUnavailable
+            self._connect_error = exc
+            log.debug("connecting to NATS at %s: %r", self.url, exc)
+
     async def _log_disconnected(self) -> None:
-        if not self._closed:
+        if self._connected and not self._closed:
             log.warning("NATS at %s disconnected; nats-py is reconnecting", self.url)
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
@@ -418,10 +465,6 @@ def _cancel(futures: Iterable[asyncio.Future[PubAck]]) -> None:
 
 def _failure(ack: asyncio.Future[PubAck]) -> str:
     return "cancelled" if ack.cancelled() else repr(ack.exception())
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("NATS error: %r", exc)
 
 
 async def _log_reconnected() -> None:
