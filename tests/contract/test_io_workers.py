@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -517,36 +516,3 @@ def test_a_request_the_socket_cannot_take_at_once_goes_when_it_turns_writable(
         listener.close()
         ours.close()
         exchanger.close()
-
-
-def _time_waits_on(port: int) -> int:
-    """TIME_WAIT sockets on the local side `port` (IPv4, from /proc/net/tcp)."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, state = fields[1], fields[3]
-        if state == "06" and int(local.rpartition(":")[2], 16) == port:
-            count += 1
-    return count
-
-
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
-async def test_a_whole_reply_leaves_the_miner_no_time_wait_socket(
-    fleet: AsicFleetSimulator, workers: WorkerTransport
-) -> None:
-    """Both transports reset the connection once the reply is in (`reset_on_close`): the
-    miner, which closed first, keeps no TIME_WAIT socket per exchange. An orderly close by
-    the client, the control, leaves one each."""
-    request = encode_request("version")
-    (host, quiet), (_, orderly) = fleet.addresses[1], fleet.addresses[2]
-    for _ in range(10):
-        assert (await TcpTransport(0.5).exchange(host, quiet, request)).endswith(b"\x00")
-        assert (await workers.exchange(host, quiet, request)).endswith(b"\x00")
-        reader, writer = await asyncio.open_connection(host, orderly)
-        writer.write(request)
-        assert (await reader.read()).endswith(b"\x00")
-        writer.close()
-        await writer.wait_closed()
-    await asyncio.sleep(0.2)  # the last FINs and resets cross
-    assert _time_waits_on(orderly) == 10
-    assert _time_waits_on(quiet) == 0

@@ -7,10 +7,7 @@ socket failure comes out as a typed `DeviceIOError` naming the device.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import struct
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
@@ -64,21 +61,6 @@ def device_error(device: str, error: Exception) -> DeviceIOError:
     if isinstance(error, OSError):
         return DeviceUnreachable(device, f"cannot connect ({error})")
     return DeviceIOError(device, repr(error))
-
-
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # struct linger: on, 0 seconds
-
-
-def reset_on_close(sock: Any) -> None:
-    """Make closing `sock` reset the connection (SO_LINGER 0) instead of the FIN exchange:
-    done once a whole reply is in, so nothing is lost. The miner has closed its end after
-    replying (or is about to), so an orderly close would leave it holding a TIME_WAIT socket
-    for a minute per exchange: a poller that talks to every miner every few seconds fills
-    the miner's table (and, at 100,000 miners on one host, the kernel's, whose overflow
-    costs both sides: 7.5-25 % of all CPU in scripts/bench_curtail.py's 100,000 run,
-    2026-12-08). Errors are ignored: the close still happens, only orderly."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
 
 
 class TcpTransport:
@@ -183,7 +165,4 @@ class _Exchange(asyncio.Protocol):
         if not self._done.done():
             self._done.set_result(reply)
         if self._transport is not None:
-            sock = self._transport.get_extra_info("socket")
-            if sock is not None:
-                reset_on_close(sock)
             self._transport.close()

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hcp.adapters.devices.cgminer import MAX_REPLY_BYTES, device_error, reset_on_close
+from hcp.adapters.devices.cgminer import MAX_REPLY_BYTES, device_error
 from hcp.adapters.devices.errors import (
     DeviceConnectionReset,
     DeviceIOError,
@@ -733,8 +733,6 @@ class _Exchanger:
         return max(0.0, deadlines[0][0] - time.monotonic())
 
     def _done(self, flight: _Flight, reply: bytes) -> None:
-        if flight.sock is not None:
-            reset_on_close(flight.sock)  # the reply is whole: as TcpTransport hangs up
         self._hang_up(flight)
         self._outbox.append((flight.ident, reply, None))
 
