@@ -50,12 +50,9 @@ def _postgres_reachable(url: str) -> str | None:
 def postgres_url() -> str:
     """The PostgreSQL test database; CI (HCP_REQUIRE_POSTGRES or CI set) fails rather than skips."""
     problem = _postgres_reachable(POSTGRES_URL)
-    if problem is not None:
-        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {problem}"
-        if os.environ.get("HCP_REQUIRE_POSTGRES") or os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return POSTGRES_URL
+    return _required(
+        POSTGRES_URL, problem, f"PostgreSQL not reachable at {POSTGRES_URL}", "POSTGRES"
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -103,8 +100,16 @@ def nats_url() -> str:
     """The NATS test server; CI (HCP_REQUIRE_NATS or CI set) fails rather than skips."""
     problem = _nats_problem(NATS_URL)
     if problem is not None:
-        message = f"NATS not reachable at {NATS_URL}: {problem} (set HCP_TEST_NATS_URL)"
-        if os.environ.get("HCP_REQUIRE_NATS") or os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return NATS_URL
+        problem += " (set HCP_TEST_NATS_URL)"
+    return _required(NATS_URL, problem, f"NATS not reachable at {NATS_URL}", "NATS")
+
+
+def _required(url: str, problem: str | None, what: str, service: str) -> str:
+    """`url` when the server answers (`problem` None); else the test fails where the server
+    is required (CI, or HCP_REQUIRE_<service> set) and is skipped elsewhere, saying why."""
+    if problem is None:
+        return url
+    message = f"{what}: {problem}"
+    if os.environ.get(f"HCP_REQUIRE_{service}") or os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
