@@ -7,8 +7,8 @@ command), then polls (`read`: summary+power+config+devs+tempctrl) until telemetr
 miner asleep. The miners were polled once beforehand, as the controller always has the last
 tick's telemetry; that poll is not timed, and the timed part waits until the TIME_WAIT
 sockets it (or an earlier run) left on the simulated miners' side are gone (`drain_time_wait`;
-each run's JSON gives the wait and the count at its start). Miners are simulated S21s, each on its own loopback
-IP, port 4028.
+each run's JSON gives the wait and the count at its start). Miners are simulated S21s, each
+on its own loopback IP, port 4028.
 
 - `curtail_10k_seconds`: 10,000 miners, run as the 100,000 are: the simulator in a child
   process (real miners are other machines), the dispatcher in this one with its sockets in
