@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -325,3 +326,35 @@ def _summaries(points: list[Point]) -> list[Summary]:
 def _rounded(summary: Summary) -> Summary:
     start, total, lo, hi, n = summary
     return (start, round(total, 6), lo, hi, n)
+
+
+def test_two_threads_writing_new_series_at_once_both_store_them(
+    store: TelemetryStore, engine: Engine
+) -> None:
+    """Two recorders share one store (the leader's and a stopping one's, on the bus): each
+    write that meets new series numbers them and reloads the series; neither reload may hide
+    the other's new series from its write (a KeyError before the registrations took turns)."""
+    rounds, per_write = 25, 20
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for r in range(rounds):
+                samples = [
+                    Sample(f"{name}-{r}-{i}", "power_w", at(minutes=r), float(i))
+                    for i in range(per_write)
+                ]
+                barrier.wait(timeout=30)
+                store.write(samples)
+        except BaseException as error:  # handed to the test's thread
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert count(engine, TelemetrySeriesRow) == 2 * rounds * per_write

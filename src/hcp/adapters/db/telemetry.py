@@ -34,6 +34,7 @@ Layout and rules:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -230,6 +231,7 @@ class TelemetryStore:
         self._sqlite = engine.dialect.name == "sqlite"
         self._merge_every = merge_every
         self._series: dict[SeriesKey, int] = {}
+        self._registering = threading.Lock()
         self._unmerged = 0
 
     def write(self, samples: Iterable[Sample]) -> None:
@@ -360,21 +362,26 @@ class TelemetryStore:
         try:
             return _to_rows(samples, self._series)
         except KeyError:
-            self._register({(s.device_id, s.metric) for s in samples})
-            return _to_rows(samples, self._series)
+            return _to_rows(samples, self._register({(s.device_id, s.metric) for s in samples}))
 
-    def _register(self, keys: set[SeriesKey]) -> None:
-        """Number the series not yet known, then reload the whole dictionary."""
+    def _register(self, keys: set[SeriesKey]) -> dict[SeriesKey, int]:
+        """Number the series not yet known, then reload the whole dictionary; the dictionary
+        loaded, which holds `keys`. One registration at a time: two writers on two threads
+        each reloading could otherwise leave the older load in place, without the other's
+        new series (a KeyError in its write)."""
         for device_id, metric in keys:
             if not 0 < len(device_id) <= MAX_NAME or not 0 < len(metric) <= MAX_NAME:
                 raise ValueError(f"series ({device_id!r}, {metric!r}): names are 1-64 chars")
-        missing = [{"device_id": d, "metric": m} for d, m in keys - self._series.keys()]
         series = TelemetrySeriesRow
-        with self._engine.begin() as connection:
-            if missing:
-                connection.execute(_SERIES_INSERT, missing)
-            found = connection.execute(select(series.id, series.device_id, series.metric))
-            self._series = {(device_id, metric): id_ for id_, device_id, metric in found}
+        with self._registering:
+            missing = [{"device_id": d, "metric": m} for d, m in keys - self._series.keys()]
+            with self._engine.begin() as connection:
+                if missing:
+                    connection.execute(_SERIES_INSERT, missing)
+                found = connection.execute(select(series.id, series.device_id, series.metric))
+                loaded = {(device_id, metric): id_ for id_, device_id, metric in found}
+            self._series = loaded
+        return loaded
 
     def _lock(self, connection: Connection) -> None:
         """Take the lock every merge, rollup and retention run holds (module docstring)."""
