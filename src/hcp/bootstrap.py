@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -401,8 +402,8 @@ class Live:
         it carries (tests, shutdown)."""
         await self.dispatcher.delivered()
         await self.bus.drain()
-        await asyncio.to_thread(self.recorder.flush)
-        await self.samples.flush()
+        await self.recorder.commit()
+        await self.samples.commit()
 
 
 class LoggedDispatcher:
@@ -677,15 +678,27 @@ async def subscribe_recorders(
     new one starts, share one consumer: each event goes to one of them (work-queue
     semantics), never stored twice. In-process the names only reserve themselves.
 
-    What acknowledged means: a handler returns, and NATS has the event acknowledged, once the
-    event is in its recorder's batch; the batch is written at the next poll (or when full),
-    and an orderly stop (`stop_live`) writes it too. A process killed between the two loses
-    that batch, at most a poll's worth of samples (statuses are superseded by the next poll
-    anyway). Redelivered events are harmless: the telemetry store keeps one value per series
-    and millisecond, and a status is the device's latest either way."""
+    What acknowledged means: stored. A handler puts the event in its recorder's batch for the
+    topic; each subscription's commit writes that batch, and NATS acknowledges a fetched batch
+    of events only once that commit has returned (a failed commit takes them all back, to be
+    delivered again). So a process killed at any moment loses no event the broker let go of.
+    The poll also commits, which is how the in-process bus's events reach the store (that bus
+    keeps nothing across a crash anyway). Redelivered events are harmless: the telemetry store
+    keeps one value per series and millisecond, and a status is the device's latest either
+    way."""
     for topic in FLEET_TOPICS:
-        await bus.subscribe(topic, recorder.handle, durable=f"status-{topic}")
-        await bus.subscribe(topic, samples.handle, durable=f"telemetry-{topic}")
+        await bus.subscribe(
+            topic,
+            recorder.handle,
+            durable=f"status-{topic}",
+            commit=functools.partial(recorder.commit, topic),
+        )
+        await bus.subscribe(
+            topic,
+            samples.handle,
+            durable=f"telemetry-{topic}",
+            commit=functools.partial(samples.commit, topic),
+        )
 
 
 def announcer(bus: EventBus, loop: asyncio.AbstractEventLoop) -> Callable[[StateChange], None]:
@@ -728,8 +741,8 @@ async def stop_live(live: Live) -> None:
     # What the recorders were handed since the last poll's flush (a poll's statuses mostly
     # reach them after it): stored now, or lost with the process.
     try:
-        await asyncio.to_thread(live.recorder.flush)
-        await live.samples.flush()
+        await live.recorder.commit()
+        await live.samples.commit()
     except Exception:  # the devices and nodes are let go all the same
         log.exception("storing the last statuses and samples at shutdown failed")
     await live.runner.aclose()

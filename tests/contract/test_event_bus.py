@@ -279,6 +279,40 @@ async def test_drain_returns_once_every_event_and_what_it_caused_is_handled(
     await bus.drain()  # nothing left: returns at once
 
 
+@dataclass
+class Batching:
+    """A handler that holds what it is given until its commit stores it, as the fleet
+    recorders do; `failures` commits fail first."""
+
+    failures: int = 0
+    held: list[Event] = field(default_factory=list)
+    stored: list[Event] = field(default_factory=list)
+    commits: int = 0
+
+    async def handle(self, event: Event) -> None:
+        self.held.append(event)
+
+    async def commit(self) -> None:
+        self.commits += 1
+        if self.commits <= self.failures:
+            self.held.clear()  # what a failed write took is gone
+            raise RuntimeError("database restarting")
+        self.stored.extend(self.held)
+        self.held.clear()
+
+    def stored_numbers(self) -> list[int]:
+        return sorted(e.payload["n"] for e in self.stored)
+
+
+async def test_drain_returns_once_what_was_delivered_is_committed(bus: EventBus) -> None:
+    recorder = Batching()
+    await bus.subscribe(ASIC_METRICS, recorder.handle, durable="store", commit=recorder.commit)
+    await bus.publish_many(make_event(ASIC_METRICS, "miner-a", n) for n in range(300))
+    await bus.drain()
+    assert recorder.stored_numbers() == list(range(300))
+    assert recorder.held == []
+
+
 # --- JetStream only ------------------------------------------------------------------------
 
 
@@ -354,6 +388,23 @@ async def test_handler_error_is_redelivered_until_it_succeeds(nats_world: NatsWo
     assert attempts == [7, 7]
     stats = bus.stats
     assert (stats.handler_errors, stats.redelivered, stats.delivered) == (1, 1, 1)
+
+
+@pytest.mark.nats
+async def test_a_failed_commit_takes_its_events_back_until_one_succeeds(
+    nats_world: NatsWorld,
+) -> None:
+    """Nothing is acknowledged before its commit: the events of a batch whose commit failed
+    come again, and are stored by the next commit that succeeds."""
+    bus = await nats_world.bus()
+    recorder = Batching(failures=1)
+    await bus.subscribe(ASIC_METRICS, recorder.handle, durable="store", commit=recorder.commit)
+    await bus.publish_many(make_event(ASIC_METRICS, "miner-a", n) for n in range(5))
+    await eventually(lambda: recorder.stored_numbers() == list(range(5)))
+    await bus.drain()
+    stats = bus.stats
+    assert (stats.handler_errors, stats.delivered, len(recorder.stored)) == (1, 5, 5)
+    assert stats.redelivered >= 1
 
 
 @pytest.mark.nats
@@ -519,6 +570,18 @@ async def test_close_gives_up_on_a_stuck_handler() -> None:
     await bus.close()
     assert bus.stats.dropped == 2
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_failed_commit_at_drain_is_logged_and_counted() -> None:
+    async with InMemoryBus() as bus:
+        recorder = Batching(failures=1)
+        await bus.subscribe(GPU_METRICS, recorder.handle, commit=recorder.commit)
+        await bus.publish(make_event(GPU_METRICS, "gpu-1", 1))
+        await bus.drain()
+        assert (bus.stats.handler_errors, recorder.stored) == (1, [])
+        await bus.publish(make_event(GPU_METRICS, "gpu-1", 2))
+        await bus.drain()
+        assert recorder.stored_numbers() == [2]
 
 
 async def test_serialize_hands_subscribers_the_wire_copy() -> None:

@@ -163,4 +163,37 @@ async def test_two_processes_of_a_site_store_each_reading_once_between_them(
         readings = polls * (ASICS + GPUS)
         # Two recorders (status, telemetry) per reading, in one process or the other.
         assert site.live.bus.stats.delivered + other.stats.delivered == 2 * readings
-        await samples.flush()
+        await samples.commit()
+
+
+async def test_what_a_killed_leader_had_acknowledged_is_stored(
+    site: LiveSite, nats_url: str, prefix: str
+) -> None:
+    """NATS acknowledges a reading only once its recorders' commits have stored it, so a
+    leader killed the moment its consumers have nothing left to acknowledge (no poll after,
+    no orderly stop, nothing flushed) has lost nothing the broker let go of."""
+    await site.live.control.poll()
+    await site.live.settle()
+    resources = (await site.api.get("/api/v1/resources", headers=site.admin)).json()
+    miner = next(r["device_id"] for r in resources["resources"] if r["kind"] == "asic")
+    await bootstrap.stop_live(site.live)  # the recorders below are the site's only ones
+    runtime = site.runtime
+    readings = [
+        DeviceStatus(miner, "mining", True, START + timedelta(seconds=n), power_w=3400.0 + n)
+        for n in range(1, 4)
+    ]
+    async with NatsJetStreamBus(nats_url, stream=prefix, prefix=f"{prefix}.") as leader:
+        recorders = StatusRecorder(runtime.unit_of_work)
+        samples = TelemetryRecorder(runtime.platform.telemetry, runtime.clock)
+        await bootstrap.subscribe_recorders(leader, recorders, samples)
+        async with NatsJetStreamBus(nats_url, stream=prefix, prefix=f"{prefix}.") as monitor:
+            await monitor.publish_many(
+                Event(ASIC_METRICS, s.device_id, s.at, status_payload(s)) for s in readings
+            )
+        await leader.drain()  # every reading acknowledged; the leader is "killed" here
+
+        assert power_samples(site, miner) == [1, 1, 1, 1]  # the poll's and the three
+        with runtime.unit_of_work() as uow:
+            device = uow.fleet.device(miner)
+        assert device is not None and device.power_w == 3403.0
+    site.live = await bootstrap.start_live(runtime)  # for the fixture to stop

@@ -222,15 +222,15 @@ def test_a_gpu_records_its_utilisation_and_no_hashrate() -> None:
 async def test_the_recorder_batches_bus_events_into_writes(store: RecordingStore) -> None:
     clock = ManualClock(NOW)
     service = TelemetryService(store, clock)
-    recorder = TelemetryRecorder(service, clock, SampleBuffer(max_samples=8))
+    recorder = TelemetryRecorder(service, clock, lambda: SampleBuffer(max_samples=8))
     event = Event(ASIC_METRICS, MINING.device_id, NOW, status_payload(MINING))
     await recorder.handle(event)
     assert store.calls == []
     await recorder.handle(event)
     assert [len(call[1]) for call in store.calls] == [10]  # type: ignore[arg-type]
     await recorder.handle(event)
-    assert await recorder.flush() == 5
-    assert await recorder.flush() == 0
+    assert await recorder.commit() == 5
+    assert await recorder.commit() == 0
     assert len(store.calls) == 2
 
 

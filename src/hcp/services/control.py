@@ -302,9 +302,9 @@ class ControlLoop:
     async def poll(self) -> list[DeviceStatus]:
         """One sweep of the fleet, recorded."""
         statuses = await self._monitor.poll()
-        await asyncio.to_thread(self._recorder.flush)
+        await self._recorder.commit()
         if self._samples is not None:
-            await self._samples.flush()
+            await self._samples.commit()
         if self._dispatcher is not None:
             await self._dispatcher.confirm(self._monitor.latest)
         if self._follow_fresh_for is not None:

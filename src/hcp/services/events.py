@@ -17,10 +17,17 @@ Delivery semantics, per implementation (the contract tests hold both to the comm
 - NATS JetStream (`NatsJetStreamBus`): at-least-once. Events are stored in a stream (retained up
   to its max age); a `durable` subscription keeps its place on the server across restarts, and
   subscriptions in several processes that share a durable name share its events (each event goes
-  to one of them). An event is acknowledged only after the handler returns; a handler error
-  negatively acknowledges it with a delay, so it is redelivered (out of order with later events
-  of the same key) up to a maximum number of attempts. Handlers must therefore be idempotent;
-  `Event.id` is the deduplication key.
+  to one of them). An event is acknowledged only after the handler returns and, for a
+  subscription with a `commit`, after the commit that follows it; a handler error (or a failed
+  commit, for every event it covered) negatively acknowledges it with a delay, so it is
+  redelivered (out of order with later events of the same key) up to a maximum number of
+  attempts. Handlers must therefore be idempotent; `Event.id` is the deduplication key.
+- `commit`: a subscriber that stores its events in batches (the fleet recorders) gives
+  `subscribe` a commit, which writes what its handler holds. NATS awaits it after each batch of
+  delivered events and before acknowledging any of them, so an acknowledged event is a stored
+  one and a process killed at any moment loses nothing the broker let go of. The in-process bus,
+  which loses its queues with the process anyway, awaits it in `drain`, so a drained bus has
+  stored what it delivered.
 
 Wire format (`encode`/`decode`): one JSON object (orjson), `at` and any datetimes in the payload
 as ISO 8601 strings. Payload datetimes come back as strings: the payload is plain JSON.
@@ -178,6 +185,8 @@ class BusStats:
 
 
 Handler = Callable[[Event], Awaitable[None]]
+Commit = Callable[[], Awaitable[object]]
+"""Writes what a subscription's handler holds (see the module's `commit`); raises if it cannot."""
 
 
 class Subscription(Protocol):
@@ -213,17 +222,24 @@ class EventBus(Protocol):
         ...
 
     async def subscribe(
-        self, topic: str, handler: Handler, *, durable: str | None = None
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        durable: str | None = None,
+        commit: Commit | None = None,
     ) -> Subscription:
         """Call `handler` for each event on `topic` published from now on. `durable` names a
         consumer that keeps its place across restarts where the bus persists events; at most
-        one live subscription per durable name per bus (ValueError otherwise)."""
+        one live subscription per durable name per bus (ValueError otherwise). `commit` stores
+        what the handler holds before the events count as handled (see the module)."""
         ...
 
     async def drain(self) -> None:
         """Wait until every event accepted so far on the topics this bus subscribes to (and
-        every event their handlers publish meanwhile) has been handled; for tests and an
-        orderly stop. No bound: wrap it in a timeout where that matters."""
+        every event their handlers publish meanwhile) has been handled, and committed where the
+        subscription has a commit; for tests and an orderly stop. No bound: wrap it in a
+        timeout where that matters."""
         ...
 
     async def close(self) -> None:

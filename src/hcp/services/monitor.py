@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
 from hcp.domain.status import UNREACHABLE, DeviceStatus
 from hcp.services.events import Event, EventBus, PublishFailed
 from hcp.services.ports import UnitOfWorkFactory
+from hcp.services.recording import TopicRecorder
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +74,28 @@ class FleetMonitor:
         return [s for sweep in sweeps for s in sweep]
 
 
-class StatusRecorder:
-    """A bus handler that keeps the newest status per device and writes them in batches."""
+class StatusRecorder(TopicRecorder[dict[str, DeviceStatus]]):
+    """A bus handler that keeps the newest status per device of each topic and writes them in
+    batches (see `hcp.services.recording` for when an event counts as stored)."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
+        super().__init__()
         self._uow = uow
-        self._pending: dict[str, DeviceStatus] = {}
+        self._pending: dict[str, dict[str, DeviceStatus]] = {}
 
     async def handle(self, event: Event) -> None:
-        self._pending[event.key] = status_of(event)
+        self._pending.setdefault(event.topic, {})[event.key] = status_of(event)
 
-    def flush(self) -> int:
-        """Write what arrived since the last flush; how many devices were updated."""
-        pending, self._pending = self._pending, {}
-        if pending:
+    def _topics(self) -> list[str]:
+        return list(self._pending)
+
+    def _take(self, topic: str) -> dict[str, DeviceStatus]:
+        return self._pending.pop(topic, {})
+
+    def _write(self, batches: Iterable[dict[str, DeviceStatus]]) -> int:
+        statuses = [status for batch in batches for status in batch.values()]
+        if statuses:
             with self._uow() as uow:
-                uow.fleet.update_statuses(list(pending.values()))
+                uow.fleet.update_statuses(statuses)
                 uow.commit()
-        return len(pending)
+        return len(statuses)

@@ -4,7 +4,6 @@ before the store sees it."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
@@ -33,6 +32,7 @@ from hcp.domain.telemetry import (
 from hcp.services.events import Event
 from hcp.services.monitor import status_of
 from hcp.services.ports import Clock
+from hcp.services.recording import TopicRecorder
 
 MAX_POINTS = 10_000
 MAX_NAME = 64
@@ -359,30 +359,44 @@ def status_samples(status: DeviceStatus) -> list[Sample]:
     return [Sample(device, metric, at, v) for metric, v in values.items() if v is not None]
 
 
-class TelemetryRecorder:
+class TelemetryRecorder(TopicRecorder[list[Sample]]):
     """A bus handler for the fleet topics (`asic-metrics`, `gpu-metrics`): each status event
-    becomes samples in a SampleBuffer; a full batch is written at once (in a worker thread),
-    the rest by `flush`. Call both from the event loop."""
+    becomes samples in its topic's SampleBuffer; a full batch is written at once (in a worker
+    thread), the rest by `commit` (see `hcp.services.recording` for when an event counts as
+    stored). Call both from the event loop."""
 
     def __init__(
-        self, service: TelemetryService, clock: Clock, buffer: SampleBuffer | None = None
+        self,
+        service: TelemetryService,
+        clock: Clock,
+        buffer: Callable[[], SampleBuffer] = SampleBuffer,
     ) -> None:
+        super().__init__()
         self._service = service
         self._clock = clock
-        self._buffer = buffer or SampleBuffer()
+        self._new_buffer = buffer
+        self._buffers: dict[str, SampleBuffer] = {}
 
     async def handle(self, event: Event) -> None:
-        status = status_of(event)
-        batch = self._buffer.add(status_samples(status), self._clock.now())
+        buffer = self._buffers.get(event.topic)
+        if buffer is None:
+            buffer = self._buffers[event.topic] = self._new_buffer()
+        batch = buffer.add(status_samples(status_of(event)), self._clock.now())
         if batch:
-            await asyncio.to_thread(self._service.record, batch)
+            await self._store(event.topic, batch)
 
-    async def flush(self) -> int:
-        """Write whatever is buffered; returns how many samples."""
-        batch = self._buffer.drain()
-        if batch:
-            await asyncio.to_thread(self._service.record, batch)
-        return len(batch)
+    def _topics(self) -> list[str]:
+        return list(self._buffers)
+
+    def _take(self, topic: str) -> list[Sample]:
+        buffer = self._buffers.get(topic)
+        return buffer.drain() if buffer is not None else []
+
+    def _write(self, batches: Iterable[list[Sample]]) -> int:
+        samples = [sample for batch in batches for sample in batch]
+        if samples:
+            self._service.record(samples)
+        return len(samples)
 
 
 class DeviceKinds:

@@ -17,6 +17,7 @@ from hcp.services.events import (
     LOSSY_TOPICS,
     BusClosed,
     BusStats,
+    Commit,
     Event,
     Handler,
     check_name,
@@ -32,11 +33,19 @@ _YIELD_EVERY = 256  # publish_many lets subscribers run this often, so a burst n
 class MemorySubscription:
     """A handler, its queue and the task that feeds one to the other."""
 
-    def __init__(self, bus: InMemoryBus, topic: str, handler: Handler, durable: str | None) -> None:
+    def __init__(
+        self,
+        bus: InMemoryBus,
+        topic: str,
+        handler: Handler,
+        durable: str | None,
+        commit: Commit | None = None,
+    ) -> None:
         self._bus = bus
         self._topic = topic
         self._durable = durable
         self.handler = handler
+        self.commit = commit
         self.lossy = topic in LOSSY_TOPICS
         self.queue: asyncio.Queue[Event] = asyncio.Queue(bus.queue_size)
         self.busy = False
@@ -96,9 +105,15 @@ class InMemoryBus:
                 await asyncio.sleep(0)
 
     async def subscribe(
-        self, topic: str, handler: Handler, *, durable: str | None = None
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        durable: str | None = None,
+        commit: Commit | None = None,
     ) -> MemorySubscription:
-        """Attach `handler` to `topic`; `durable` only reserves a name here (nothing persists)."""
+        """Attach `handler` to `topic`; `durable` only reserves a name here (nothing persists),
+        and `commit` is awaited by `drain`."""
         self._check_open()
         check_name("topic", topic)
         if durable is not None:
@@ -106,7 +121,7 @@ class InMemoryBus:
             if durable in self._durables:
                 raise ValueError(f"durable {durable!r} already has a live subscription")
             self._durables.add(durable)
-        subscription = MemorySubscription(self, topic, handler, durable)
+        subscription = MemorySubscription(self, topic, handler, durable, commit)
         subscription.task = asyncio.create_task(
             self._consume(subscription), name=f"hcp-bus:{topic}:{durable or 'ephemeral'}"
         )
@@ -114,9 +129,15 @@ class InMemoryBus:
         return subscription
 
     async def drain(self) -> None:
-        """Wait until every event accepted so far (and any they cause) has been handled."""
+        """Wait until every event accepted so far (and any they cause) has been handled, then
+        commit each subscription that has a commit (a failed one is logged and counted in
+        `stats.handler_errors`, as a handler's error is)."""
         while self._in_flight:
             await self._idle.wait()
+        for subscriptions in list(self._subscriptions.values()):
+            for subscription in list(subscriptions):
+                if subscription.commit is not None:
+                    await self._commit(subscription, subscription.commit)
 
     async def close(self) -> None:
         """Refuse new events (handlers publishing now get BusClosed too), deliver the queued
@@ -189,6 +210,13 @@ class InMemoryBus:
             )
         else:
             self._stats.delivered += 1
+
+    async def _commit(self, subscription: MemorySubscription, commit: Commit) -> None:
+        try:
+            await commit()
+        except Exception:
+            self._stats.handler_errors += 1
+            log.exception("committing the %s subscription failed", subscription.topic)
 
     def _discard_queued(self, subscription: MemorySubscription) -> None:
         while not subscription.queue.empty():

@@ -4,10 +4,11 @@ Topic `t` is subject `<prefix>t` in one stream covering `<prefix>>` (file storag
 retention, `max_age_s`). Every publish waits for the stream's acknowledgement and carries the
 event id as `Nats-Msg-Id`, so a retried publish within the duplicate window is stored once.
 Each subscription is a pull consumer (durable if named, else ephemeral and deleted on
-unsubscribe) drained by one task: an event is acked after its handler returns, naked with a
-delay when the handler raises, and terminated after `max_deliver` attempts or if it does not
-decode. A new consumer starts at events published after it was created; a durable one resumes
-where it stopped, and buses (processes) subscribing with the same durable name share it: each
+unsubscribe) drained by one task: an event is acked after its handler returns and the
+subscription's commit (if any) that follows its batch has, naked with a delay when the handler
+or that commit raises, and terminated after `max_deliver` attempts or if it does not decode.
+A new consumer starts at events published after it was created; a durable one resumes where it
+stopped, and buses (processes) subscribing with the same durable name share it: each
 event goes to one of them. Reconnection is nats-py's (forever, every `reconnect_wait_s`).
 """
 
@@ -41,6 +42,7 @@ from hcp.services.events import (
     BusClosed,
     BusStats,
     BusUnavailable,
+    Commit,
     Event,
     Handler,
     MalformedEvent,
@@ -93,11 +95,13 @@ class JetStreamSubscription:
         durable: str | None,
         consumer: str,
         pull: JetStreamContext.PullSubscription,
+        commit: Commit | None = None,
     ) -> None:
         self._bus = bus
         self._topic = topic
         self._durable = durable
         self.handler = handler
+        self.commit = commit
         self.consumer = consumer
         self.pull = pull
         self.busy = False
@@ -198,10 +202,16 @@ class NatsJetStreamBus:
         await self._await_acks(acks)
 
     async def subscribe(
-        self, topic: str, handler: Handler, *, durable: str | None = None
+        self,
+        topic: str,
+        handler: Handler,
+        *,
+        durable: str | None = None,
+        commit: Commit | None = None,
     ) -> JetStreamSubscription:
         """Attach `handler` to a pull consumer for `topic`. A durable name is unique within the
-        stream: ValueError if that consumer exists for another topic."""
+        stream: ValueError if that consumer exists for another topic. `commit` is awaited
+        after each batch of events is handled, before any of them is acknowledged."""
         js = self._jetstream()
         check_name("topic", topic)
         if durable is not None:
@@ -213,7 +223,7 @@ class NatsJetStreamBus:
             if durable is not None:
                 self._durables.discard(durable)
             raise
-        subscription = JetStreamSubscription(self, topic, handler, durable, consumer, pull)
+        subscription = JetStreamSubscription(self, topic, handler, durable, consumer, pull, commit)
         subscription.task = asyncio.create_task(
             self._consume(subscription), name=f"hcp-bus:{topic}:{consumer}"
         )
@@ -375,21 +385,44 @@ class NatsJetStreamBus:
             return []
 
     async def _handle_batch(self, subscription: JetStreamSubscription, batch: list[Msg]) -> None:
+        """Hand each message to the handler, then commit, then acknowledge the handled ones
+        (or take them all back if the commit failed)."""
+        handled: list[tuple[Msg, Event]] = []
         for index, msg in enumerate(batch):
             if subscription.stopping:
                 for unhandled in batch[index:]:
                     await _reply(unhandled.nak())
+                break
+            event = await self._handle(subscription.handler, msg)
+            if event is not None:
+                handled.append((msg, event))
+        if handled and subscription.commit is not None:
+            try:
+                await subscription.commit()
+            except Exception:
+                self._stats.handler_errors += 1
+                log.exception(
+                    "commit failed on %s after %d events; they will come again",
+                    subscription.topic,
+                    len(handled),
+                )
+                for msg, event in handled:
+                    await self._reject(msg, event, msg.metadata.num_delivered)
                 return
-            await self._handle(subscription.handler, msg)
+        self._stats.delivered += len(handled)
+        for msg, _ in handled:
+            await _reply(msg.ack())
 
-    async def _handle(self, handler: Handler, msg: Msg) -> None:
+    async def _handle(self, handler: Handler, msg: Msg) -> Event | None:
+        """The event `handler` took from `msg`, to be acknowledged; None when it was refused
+        (and so terminated or taken back here)."""
         try:
             event = decode(msg.data)
         except MalformedEvent as exc:
             self._stats.malformed += 1
             log.warning("terminating undecodable message on %s: %s", msg.subject, exc)
             await _reply(msg.term())
-            return
+            return None
         attempt = msg.metadata.num_delivered
         if attempt > 1:
             self._stats.redelivered += 1
@@ -401,9 +434,8 @@ class NatsJetStreamBus:
                 "handler failed on %s event %s (attempt %d)", event.topic, event.id, attempt
             )
             await self._reject(msg, event, attempt)
-        else:
-            self._stats.delivered += 1
-            await _reply(msg.ack())
+            return None
+        return event
 
     async def _reject(self, msg: Msg, event: Event, attempt: int) -> None:
         if attempt >= self.settings.max_deliver:
