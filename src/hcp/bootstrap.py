@@ -667,9 +667,9 @@ async def subscribe_recorders(
     Where they run: only in the process that runs the site's control loop. `start_live` is
     called by `hcp up` once it holds the site, and by `hcp controller` only when `lead` has
     given it the site, so a standby subscribes nothing and stores nothing. That is the sound
-    place rather than a consumer in every process: the recorders write their batches when
-    the control loop's poll flushes them (a standby has no poll, and would hold what it took
-    unwritten), and the events come from that same loop's monitor.
+    place rather than a consumer in every process: the events come from that same loop's
+    monitor, and on the in-process bus the recorders write their batches when that loop's
+    poll commits them (a standby has no poll, and would hold what it took unwritten).
 
     Why durable names: on NATS a durable consumer keeps its place on the server, so a
     restarted (or a new) leader resumes at the first event not acknowledged; and the names
@@ -684,8 +684,8 @@ async def subscribe_recorders(
     delivered again). So a process killed at any moment loses no event the broker let go of.
     The poll also commits, which is how the in-process bus's events reach the store (that bus
     keeps nothing across a crash anyway). Redelivered events are harmless: the telemetry store
-    keeps one value per series and millisecond, and a status is the device's latest either
-    way."""
+    keeps one value per series and millisecond; an older status redelivered after a failed
+    commit stands until the next poll's is stored, a poll interval at most."""
     for topic in FLEET_TOPICS:
         await bus.subscribe(
             topic,
@@ -738,8 +738,8 @@ async def stop_live(live: Live) -> None:
     except Exception:
         log.exception("draining the event bus failed")
     await live.bus.close()
-    # What the recorders were handed since the last poll's flush (a poll's statuses mostly
-    # reach them after it): stored now, or lost with the process.
+    # What the recorders hold since the last commit (on the in-process bus, a poll's
+    # statuses mostly reach them after its commit): stored now, or lost with the process.
     try:
         await live.recorder.commit()
         await live.samples.commit()

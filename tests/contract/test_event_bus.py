@@ -408,6 +408,31 @@ async def test_a_failed_commit_takes_its_events_back_until_one_succeeds(
 
 
 @pytest.mark.nats
+async def test_nothing_is_acknowledged_while_its_commit_runs(nats_world: NatsWorld) -> None:
+    bus = await nats_world.bus()
+    recorder, gate = Batching(), asyncio.Event()
+
+    async def commit_when_let() -> None:
+        await gate.wait()
+        await recorder.commit()
+
+    await bus.subscribe(ASIC_METRICS, recorder.handle, durable="store", commit=commit_when_let)
+    await bus.publish_many(make_event(ASIC_METRICS, "miner-a", n) for n in range(3))
+    await eventually(lambda: len(recorder.held) >= 1)
+    await asyncio.sleep(0.2)  # time enough for an ack to reach the server, were one sent
+    nc = await nats.connect(nats_world.url)
+    try:
+        consumer = await nc.jetstream().consumer_info(nats_world.stream, "store")
+    finally:
+        await nc.close()
+    assert consumer.num_ack_pending == len(recorder.held)
+    assert recorder.stored == []
+    gate.set()
+    await bus.drain()
+    assert recorder.stored_numbers() == [0, 1, 2]
+
+
+@pytest.mark.nats
 async def test_redelivery_stops_after_max_deliver(nats_world: NatsWorld) -> None:
     bus = await nats_world.bus()
     attempts: list[int] = []

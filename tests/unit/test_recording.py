@@ -40,17 +40,24 @@ class SlowStore:
     started: threading.Event = field(default_factory=threading.Event)
     gate: threading.Event = field(default_factory=threading.Event)
     failures: int = 0
+    writing: int = 0
+    most_at_once: int = 0
 
     def __post_init__(self) -> None:
         self.gate.set()
 
     def write(self, samples: Iterable[Sample]) -> None:
-        self.started.set()
-        assert self.gate.wait(5)
-        if self.failures:
-            self.failures -= 1
-            raise OSError("database restarting")
-        self.written.extend(samples)
+        self.writing += 1
+        self.most_at_once = max(self.most_at_once, self.writing)
+        try:
+            self.started.set()
+            assert self.gate.wait(5)
+            if self.failures:
+                self.failures -= 1
+                raise OSError("database restarting")
+            self.written.extend(samples)
+        finally:
+            self.writing -= 1
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the recorder only writes, it called {name}")
@@ -64,7 +71,7 @@ def store() -> SlowStore:
 @pytest.fixture
 def samples(store: SlowStore) -> TelemetryRecorder:
     clock = ManualClock(NOW)
-    return TelemetryRecorder(TelemetryService(store, clock), clock)  # type: ignore[arg-type]
+    return TelemetryRecorder(TelemetryService(store, clock), clock)
 
 
 async def test_a_commit_waits_for_the_write_that_took_its_events(
@@ -103,33 +110,72 @@ async def test_a_failed_write_fails_the_next_commit_of_each_topic_it_held(
     assert await samples.commit(GPU_METRICS) == 0
 
 
-async def test_a_failed_write_of_one_topic_leaves_the_others_alone(
+async def test_a_failed_write_marks_only_the_topics_it_held_events_of(
     store: SlowStore, samples: TelemetryRecorder
 ) -> None:
+    await samples.handle(event(GPU_METRICS, GPU))
+    assert await samples.commit(GPU_METRICS) > 0  # its buffer stays, empty
     await samples.handle(event(ASIC_METRICS, MINER))
     store.failures = 1
     with pytest.raises(OSError):
-        await samples.commit(ASIC_METRICS)
+        await samples.commit()
     await samples.handle(event(GPU_METRICS, GPU))
     assert await samples.commit(GPU_METRICS) > 0
     with pytest.raises(EventsNotStored):
         await samples.commit(ASIC_METRICS)
 
 
-async def test_what_a_failed_commit_held_is_dropped_for_its_redelivery(
+async def test_a_subscriptions_own_failed_commit_marks_nothing(
     store: SlowStore, samples: TelemetryRecorder
 ) -> None:
-    """Events handled after the failed write are in the batch the bus takes back too: the
-    failing commit drops them rather than store them twice."""
+    """The bus takes that batch back as it is: the next one must not be taken back too."""
     await samples.handle(event(ASIC_METRICS, MINER))
     store.failures = 1
     with pytest.raises(OSError):
-        await samples.commit()
+        await samples.commit(ASIC_METRICS)
+    await samples.handle(event(ASIC_METRICS, MINER))
+    assert await samples.commit(ASIC_METRICS) == MINER_SAMPLES
+
+
+async def test_a_lost_topics_commit_writes_what_it_holds_before_it_says_so(
+    store: SlowStore, samples: TelemetryRecorder
+) -> None:
+    """On the in-process bus nothing comes again: what arrived after the failed write is
+    stored all the same, however many polls later the commit comes."""
+    await samples.handle(event(ASIC_METRICS, MINER))
+    store.failures = 1
+    with pytest.raises(OSError):
+        await samples.commit()  # the poll's write fails: the first reading is gone
+    await samples.handle(event(ASIC_METRICS, MINER))
+    assert await samples.commit() == MINER_SAMPLES  # the next poll's write
     await samples.handle(event(ASIC_METRICS, MINER))
     with pytest.raises(EventsNotStored):
-        await samples.commit(ASIC_METRICS)
-    assert await samples.commit() == 0
-    assert store.written == []
+        await samples.commit(ASIC_METRICS)  # as at drain
+    assert len(store.written) == 2 * MINER_SAMPLES
+    assert await samples.commit(ASIC_METRICS) == 0  # said once
+
+
+async def test_a_cancelled_commit_keeps_the_turn_until_its_write_is_done(
+    store: SlowStore, samples: TelemetryRecorder
+) -> None:
+    """A write's thread cannot be stopped: the next write waits for it, rather than run a
+    second transaction beside it."""
+    await samples.handle(event(ASIC_METRICS, MINER))
+    store.gate.clear()
+    first = asyncio.create_task(samples.commit())
+    assert await asyncio.to_thread(store.started.wait, 5)
+    first.cancel()
+    await asyncio.sleep(0.01)
+    await samples.handle(event(GPU_METRICS, GPU))
+    second = asyncio.create_task(samples.commit(GPU_METRICS))
+    await asyncio.sleep(0.05)
+    assert not first.done() and not second.done()
+    store.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second > 0
+    assert len(store.written) > MINER_SAMPLES  # both written...
+    assert store.most_at_once == 1  # ... one after the other
 
 
 @dataclass

@@ -113,7 +113,8 @@ class InMemoryBus:
         commit: Commit | None = None,
     ) -> MemorySubscription:
         """Attach `handler` to `topic`; `durable` only reserves a name here (nothing persists),
-        and `commit` is awaited by `drain`."""
+        and `commit` is awaited by `drain` (`stats.delivered` counts handled events, committed
+        or not)."""
         self._check_open()
         check_name("topic", topic)
         if durable is not None:

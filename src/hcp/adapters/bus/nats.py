@@ -4,9 +4,9 @@ Topic `t` is subject `<prefix>t` in one stream covering `<prefix>>` (file storag
 retention, `max_age_s`). Every publish waits for the stream's acknowledgement and carries the
 event id as `Nats-Msg-Id`, so a retried publish within the duplicate window is stored once.
 Each subscription is a pull consumer (durable if named, else ephemeral and deleted on
-unsubscribe) drained by one task: an event is acked after its handler returns and the
-subscription's commit (if any) that follows its batch has, naked with a delay when the handler
-or that commit raises, and terminated after `max_deliver` attempts or if it does not decode.
+unsubscribe) drained by one task: an event is acked once its handler has returned and so has
+the subscription's commit (if any) after its batch; it is naked with a delay when either
+raises, and terminated after `max_deliver` attempts or if it does not decode.
 A new consumer starts at events published after it was created; a durable one resumes where it
 stopped, and buses (processes) subscribing with the same durable name share it: each
 event goes to one of them. Reconnection is nats-py's (forever, every `reconnect_wait_s`).
@@ -67,6 +67,9 @@ class JetStreamSettings:
     misses the older ones); `ack_wait_s` is how long a delivered, unsettled event waits before
     redelivery; `nak_delay_s` how long a failed one waits; `ephemeral_idle_s` how long the server
     keeps an ephemeral consumer nobody pulls from (a process that died without unsubscribing).
+    `fetch_batch` is how many events a consumer takes at once, and so how many a subscription's
+    commit writes in one transaction when a backlog waits: 1000, the server's default limit of
+    unacknowledged events per consumer (256 made four times as many transactions a poll).
     """
 
     max_age_s: float = 3600.0
@@ -74,7 +77,7 @@ class JetStreamSettings:
     ack_wait_s: float = 30.0
     nak_delay_s: float = 1.0
     max_deliver: int = 5
-    fetch_batch: int = 256
+    fetch_batch: int = 1000
     fetch_wait_s: float = 5.0
     publish_timeout_s: float = 10.0
     max_pending_publishes: int = 4000
