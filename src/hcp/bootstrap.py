@@ -684,8 +684,7 @@ async def subscribe_recorders(
     delivered again). So a process killed at any moment loses no event the broker let go of.
     The poll also commits, which is how the in-process bus's events reach the store (that bus
     keeps nothing across a crash anyway). Redelivered events are harmless: the telemetry store
-    keeps one value per series and millisecond; an older status redelivered after a failed
-    commit stands until the next poll's is stored, a poll interval at most."""
+    keeps one value per series and millisecond, and a status never replaces a newer one."""
     for topic in FLEET_TOPICS:
         await bus.subscribe(
             topic,

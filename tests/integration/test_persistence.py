@@ -483,3 +483,32 @@ def test_a_cancel_racing_a_tick_that_places_its_workload_does_not_deadlock(
     assert placed == ["w-001"]
     assert states == {"w-001": WorkloadState.SCHEDULED, "w-002": WorkloadState.CANCELLED}
     assert sum(counters.values()) == 0
+
+
+def test_an_older_status_never_replaces_a_newer_one(uow: SqlUnitOfWork) -> None:
+    """A reading the bus delivers again (after a failed commit) can come after the next
+    poll's: the device keeps the newer one."""
+    from hcp.domain.devices import DeviceKind
+    from hcp.domain.fleet import Device, Rack, Site
+    from hcp.domain.status import DeviceStatus
+
+    uow.fleet.add_site(Site("west", "west", "HB_WEST", 1.0, 1.1))
+    uow.fleet.add_rack(Rack("west-r1", "west", "r1"))
+    uow.fleet.ensure_model("S21", DeviceKind.ASIC, "Bitmain", {})
+    uow.fleet.add_devices(
+        [Device("asic-1", "west", "west-r1", "S21", DeviceKind.ASIC, "mining", T0, "10.0.0.1")]
+    )
+    uow.commit()
+    newer = DeviceStatus("asic-1", "sleeping", True, T0 + timedelta(seconds=10), power_w=25.0)
+    older = DeviceStatus("asic-1", "mining", True, T0 + timedelta(seconds=5), power_w=3_500.0)
+    uow.fleet.update_statuses([newer])
+    uow.fleet.update_statuses([older])
+    uow.commit()
+    device = uow.fleet.device("asic-1")
+    assert device is not None
+    assert (device.state, device.power_w, device.updated_at) == ("sleeping", 25.0, newer.at)
+    again = DeviceStatus("asic-1", "mining", True, newer.at + timedelta(seconds=5), power_w=3_400.0)
+    uow.fleet.update_statuses([again])
+    uow.commit()
+    device = uow.fleet.device("asic-1")
+    assert device is not None and (device.state, device.power_w) == ("mining", 3_400.0)

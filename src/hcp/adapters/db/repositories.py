@@ -669,22 +669,25 @@ class SqlFleet:
                 "profile": s.profile,
                 "power_w": s.power_w,
                 "hashrate_ths": s.hashrate_ths,
-                "updated_at": s.at,
+                "b_at": s.at,
                 "problems": list(s.problems) or None,
             }
             for s in statuses
         ]
         table = Base.metadata.tables["devices"]
+        # A status never replaces a newer one: a reading redelivered by the bus (after a failed
+        # commit) may come after the next poll's.
+        newer = bindparam("b_at", type_=table.c.updated_at.type)
         statement = (
             update(table)
-            .where(table.c.id == bindparam("b_id"))
+            .where(table.c.id == bindparam("b_id"), table.c.updated_at <= newer)
             .values(
                 state=bindparam("state"),
                 healthy=bindparam("healthy"),
                 profile=bindparam("profile"),
                 power_w=bindparam("power_w"),
                 hashrate_ths=bindparam("hashrate_ths"),
-                updated_at=bindparam("updated_at"),
+                updated_at=newer,
                 problems=bindparam("problems"),
             )
         )
