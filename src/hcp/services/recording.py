@@ -64,6 +64,8 @@ class TopicRecorder(ABC, Generic[Batch]):
     async def _locked_store(
         self, topics: list[str], batches: list[Batch], *, mark: bool = True
     ) -> int:
+        if not any(batches):
+            return 0  # nothing to store: no worker thread, no transaction
         write = asyncio.ensure_future(asyncio.to_thread(self._write, batches))
         try:
             return await asyncio.shield(write)
